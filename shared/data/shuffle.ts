@@ -1,0 +1,84 @@
+/**
+ * Deterministic data order: a seeded PRNG, per-epoch permutations, global batches and their split into
+ * shards (micro-batches). Everything is a pure function of its arguments so the coordinator, any worker
+ * and a single-process reference run agree on which examples form each step.
+ */
+
+/** mulberry32: a small 32-bit-state PRNG; returns uniform numbers in [0, 1). */
+export function mulberry32(seed: number): () => number {
+  let state = seed | 0;
+  return () => {
+    state = (state + 0x6d2b79f5) | 0;
+    let t = Math.imul(state ^ (state >>> 15), 1 | state);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** Fisher–Yates shuffle of 0..n−1 driven by mulberry32(seed). */
+export function permutation(n: number, seed: number): Uint32Array {
+  if (!Number.isInteger(n) || n < 0) throw new Error(`permutation: n must be a non-negative integer, got ${n}`);
+  const rng = mulberry32(seed);
+  const order = new Uint32Array(n);
+  for (let i = 0; i < n; i++) order[i] = i;
+  for (let i = n - 1; i > 0; i--) {
+    const j = Math.floor(rng() * (i + 1));
+    const t = order[i];
+    order[i] = order[j];
+    order[j] = t;
+  }
+  return order;
+}
+
+/** The example order of one epoch; a different, fixed permutation for every (seed, epoch). */
+export function epochOrder(n: number, seed: number, epoch: number): Uint32Array {
+  // Hash (seed, epoch) into one seed, so neighbouring seeds or epochs give unrelated streams.
+  return permutation(n, fmix32(fmix32(seed) ^ Math.imul(epoch + 1, 0x9e3779b9)));
+}
+
+/** Cuts `order` into consecutive batches (views into `order`); a short tail batch is kept only if !dropLast. */
+export function batches(order: Uint32Array, batchSize: number, dropLast = true): Uint32Array[] {
+  if (!Number.isInteger(batchSize) || batchSize < 1) {
+    throw new Error(`batches: batchSize must be a positive integer, got ${batchSize}`);
+  }
+  const out: Uint32Array[] = [];
+  for (let start = 0; start < order.length; start += batchSize) {
+    const end = start + batchSize;
+    if (end > order.length && dropLast) break;
+    out.push(order.subarray(start, end));
+  }
+  return out;
+}
+
+/**
+ * Splits a global batch into `shardCount` contiguous micro-batches whose sizes differ by at most one
+ * (the first `length % shardCount` shards are one longer). Shards are views into `batch`.
+ */
+export function shardBatch(batch: Uint32Array, shardCount: number): Uint32Array[] {
+  if (!Number.isInteger(shardCount) || shardCount < 1) {
+    throw new Error(`shardBatch: shardCount must be a positive integer, got ${shardCount}`);
+  }
+  if (shardCount > batch.length) {
+    throw new Error(`shardBatch: cannot split a batch of ${batch.length} into ${shardCount} non-empty shards`);
+  }
+  const base = Math.floor(batch.length / shardCount);
+  const longer = batch.length % shardCount;
+  const shards: Uint32Array[] = [];
+  let start = 0;
+  for (let s = 0; s < shardCount; s++) {
+    const end = start + base + (s < longer ? 1 : 0);
+    shards.push(batch.subarray(start, end));
+    start = end;
+  }
+  return shards;
+}
+
+/** MurmurHash3's 32-bit finaliser: a bijective mix of all input bits. */
+function fmix32(h: number): number {
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b);
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35);
+  h ^= h >>> 16;
+  return h >>> 0;
+}
