@@ -1,0 +1,65 @@
+import type { Value } from '../onnx/graph';
+import * as op from '../onnx/ops';
+import { batchNorm, conv2d, linear, type ModelBuilder } from './layers';
+
+/** An image branch: [B,3,32,32] → features [B,D]. */
+export interface Backbone {
+  readonly name: string;
+  readonly description: string;
+  readonly featureDim: number;
+  readonly build: (m: ModelBuilder, image: Value) => Value;
+}
+
+/**
+ * The seed's image branch at its exact sizes. MaxPool runs before ReLU: relu(maxpool(x)) equals
+ * maxpool(relu(x)) and the ReLU then touches a quarter of the values.
+ */
+export const seedCnn: Backbone = {
+  name: 'seed-cnn',
+  description: 'conv 3→32 k3 p1, ReLU, maxpool 2, conv 32→64 k3 p1, ReLU, maxpool 2, FC 4096→128, ReLU',
+  featureDim: 128,
+  build: (m, image) => {
+    const b = m.b;
+    let x = conv2d(m, 'conv1', image, 32, 3, { pad: 1 });
+    x = op.relu(b, op.maxPool(b, x, { kernel: [2, 2] })[0]);
+    x = conv2d(m, 'conv2', x, 64, 3, { pad: 1 });
+    x = op.relu(b, op.maxPool(b, x, { kernel: [2, 2] })[0]);
+    return op.relu(b, linear(m, 'fc1', op.flatten(b, x, 1), 128));
+  },
+};
+
+function convBnRelu(m: ModelBuilder, name: string, x: Value, out: number): Value {
+  const y = conv2d(m, name, x, out, 3, { pad: 1, bias: false, init: 'he' });
+  return op.relu(m.b, batchNorm(m, `${name}.bn`, y));
+}
+
+/** Conv-BN-ReLU, then max-pool 2 (pooling first would be cheaper but changes BN's statistics). */
+function downBlock(m: ModelBuilder, name: string, x: Value, out: number): Value {
+  return op.maxPool(m.b, convBnRelu(m, name, x, out), { kernel: [2, 2] })[0];
+}
+
+function residual(m: ModelBuilder, name: string, x: Value): Value {
+  const c = x.shape[1];
+  return op.add(m.b, x, convBnRelu(m, `${name}.b`, convBnRelu(m, `${name}.a`, x, c), c));
+}
+
+/**
+ * The stronger preset: a ResNet-9-style net (Page's DAWNBench layout) at a width sized for CPUs —
+ * prep 24, layer1 48 + residual, layer2 96, layer3 192 + residual, global max-pool.
+ */
+export const resCnn: Backbone = {
+  name: 'res-cnn',
+  description: 'ResNet-9 layout with BN at widths 24/48/96/192, global max-pool (feature 192)',
+  featureDim: 192,
+  build: (m, image) => {
+    const b = m.b;
+    let x = convBnRelu(m, 'prep', image, 24);
+    x = residual(m, 'layer1.res', downBlock(m, 'layer1', x, 48));
+    x = downBlock(m, 'layer2', x, 96);
+    x = residual(m, 'layer3.res', downBlock(m, 'layer3', x, 192));
+    x = op.maxPool(b, x, { kernel: [4, 4] })[0];
+    return op.flatten(b, x, 1);
+  },
+};
+
+export const BACKBONES: readonly Backbone[] = [seedCnn, resCnn];

@@ -1,0 +1,140 @@
+import { differentiate } from '../autodiff/engine';
+import { DEFAULT_AUTODIFF_OPTIONS, type AutodiffOptions } from '../autodiff/rule';
+import { GraphBuilder, type DType, type Shape, type Value } from '../onnx/graph';
+import * as op from '../onnx/ops';
+import { ModelBuilder, linear, type GraphMode } from './layers';
+import { correctCount, crossEntropy } from './loss';
+import { flatLayout, type BufferSpec, type ParamSpec } from './params';
+import { checkModelConfig, findBackbone, findHead, type ModelConfig } from './presets';
+
+export interface TensorSpec {
+  readonly name: string;
+  readonly dtype: DType;
+  readonly shape: Shape;
+}
+
+export interface CompiledGraph {
+  readonly bytes: Uint8Array;
+  /** Data inputs (image, label, captions, …); parameters and buffers are fed by name. */
+  readonly dataInputs: readonly TensorSpec[];
+  readonly params: readonly ParamSpec[];
+  readonly buffers: readonly BufferSpec[];
+  readonly outputs: readonly string[];
+}
+
+export const gradOutputName = (param: string) => `grad.${param}`;
+
+const DOMAIN_HIDDEN = 64;
+
+interface Forward {
+  m: ModelBuilder;
+  dataInputs: TensorSpec[];
+  logits: Value;
+  label: Value;
+  /** The DANN domain-classification loss, when the config adds it (training graphs only). */
+  domainLoss: Value | null;
+}
+
+function forward(config: ModelConfig, batch: number, mode: GraphMode, name: string): Forward {
+  checkModelConfig(config);
+  const backbone = findBackbone(config.preset);
+  const head = findHead(config.head);
+  const b = new GraphBuilder(name);
+  const m = new ModelBuilder(b, mode);
+  const dataInputs: TensorSpec[] = [];
+  const input = (n: string, dtype: DType, shape: Shape) => {
+    dataInputs.push({ name: n, dtype, shape });
+    return b.input(n, dtype, shape);
+  };
+  const image = input('image', 'float32', [batch, 3, 32, 32]);
+  const label = input('label', 'int64', [batch]);
+  const headShape = { batch, classes: config.classes, captionsPerClass: config.captionsPerClass };
+  const textSpec = head.textInput(headShape);
+  const text = textSpec ? input(textSpec.name, 'float32', textSpec.shape) : null;
+
+  if (!(config.dann && mode === 'train')) {
+    const features = backbone.build(m, image);
+    return { m, dataInputs, logits: head.build(m, features, text, headShape), label, domainLoss: null };
+  }
+  // DANN: source and unlabeled target images share one backbone pass; a domain classifier behind
+  // gradient reversal learns to tell them apart while the features learn not to let it.
+  const target = input('target_image', 'float32', [batch, 3, 32, 32]);
+  const lambda = input('lambda', 'float32', []);
+  const features = backbone.build(m, op.concat(b, [image, target], 0));
+  const [source] = op.split(b, features, [batch, batch], 0);
+  const logits = head.build(m, source, text, headShape);
+  const hidden = op.relu(b, linear(m, 'domain.fc1', op.gradReverse(b, features, lambda), DOMAIN_HIDDEN));
+  const domainLogits = linear(m, 'domain.fc2', hidden, 2);
+  const domainLabels = b.int64s(Array.from({ length: 2 * batch }, (_, i) => (i < batch ? 0 : 1)));
+  return { m, dataInputs, logits, label, domainLoss: crossEntropy(b, domainLogits, domainLabels) };
+}
+
+const graphName = (c: ModelConfig, kind: string, batch: number) =>
+  `${c.preset}-${c.head}${c.dann ? '-dann' : ''}-${kind}-b${batch}`;
+
+/**
+ * The training graph: inputs are the parameters, buffers and data; outputs `loss`, `correct`,
+ * `grad.<param>` for every parameter (in `params` order) and `stat.<buffer>` batch statistics.
+ */
+export function buildTrainingGraph(
+  config: ModelConfig,
+  batch: number,
+  autodiff: AutodiffOptions = DEFAULT_AUTODIFF_OPTIONS,
+): CompiledGraph {
+  const { m, dataInputs, logits, label, domainLoss } = forward(config, batch, 'train', graphName(config, 'train', batch));
+  const b = m.b;
+  const classLoss = crossEntropy(b, logits, label, config.labelSmoothing);
+  const loss = domainLoss ? op.add(b, classLoss, domainLoss) : classLoss;
+  const paramValues = m.params.map((p) => b.inputs.find((i) => i.name === p.name)!);
+  const grads = differentiate(b, loss, paramValues, autodiff);
+  const outputs = [b.output(loss, 'loss'), b.output(correctCount(b, logits, label), 'correct')];
+  m.params.forEach((p, i) => outputs.push(b.output(grads[i], gradOutputName(p.name))));
+  for (const s of m.stats) outputs.push(b.output(s.value, s.buffer.statOutput));
+  return { bytes: b.serialize(), dataInputs, params: m.params, buffers: m.buffers, outputs: outputs.map((o) => o.name) };
+}
+
+/** Forward only, with running statistics: outputs `loss` (unsmoothed), `correct` and `logits`. */
+export function buildEvalGraph(config: ModelConfig, batch: number): CompiledGraph {
+  const { m, dataInputs, logits, label } = forward(config, batch, 'eval', graphName(config, 'eval', batch));
+  const b = m.b;
+  const outputs = [
+    b.output(crossEntropy(b, logits, label), 'loss'),
+    b.output(correctCount(b, logits, label), 'correct'),
+    b.output(logits, 'logits'),
+  ];
+  return { bytes: b.serialize(), dataInputs, params: m.params, buffers: m.buffers, outputs: outputs.map((o) => o.name) };
+}
+
+export interface InferenceWeights {
+  readonly params: Float32Array;
+  readonly buffers: Float32Array;
+  /** Class caption embeddings to bake in (align/attention heads), by input name. */
+  readonly text?: ReadonlyMap<string, Float32Array>;
+}
+
+/**
+ * A self-contained model: input `image` [batch,3,32,32] (normalised as in training; plus `caption`
+ * for the concat head), outputs `logits` and `probabilities`. Weights and class captions are baked in.
+ */
+export function buildInferenceModel(config: ModelConfig, weights: InferenceWeights, batch = 1): Uint8Array {
+  const { m, logits } = forward({ ...config, dann: false }, batch, 'eval', graphName(config, 'inference', batch));
+  const b = m.b;
+  b.output(logits, 'logits');
+  b.output(op.softmax(b, logits, -1), 'probabilities');
+  const bake = new Map<string, Float32Array>();
+  const bakeFlat = (specs: readonly { name: string; shape: Shape }[], flat: Float32Array, what: string) => {
+    const { slices, size } = flatLayout(specs);
+    if (flat.length !== size) throw new Error(`inference model: ${what} has ${flat.length} values, the model needs ${size}`);
+    for (const s of slices) bake.set(s.name, flat.subarray(s.offset, s.offset + s.size));
+  };
+  bakeFlat(m.params, weights.params, 'parameters');
+  bakeFlat(m.buffers, weights.buffers, 'buffers');
+  for (const [name, data] of weights.text ?? []) bake.set(name, data);
+  return b.serialize({ bake, docString: `edgetrain ${config.preset}/${config.head}: logits over ${config.classes} classes` });
+}
+
+/** Content hash of graph bytes: the graph's identity in caches. */
+export async function graphHash(bytes: Uint8Array): Promise<string> {
+  const digest = await crypto.subtle.digest('SHA-256', bytes as Uint8Array<ArrayBuffer>);
+  return Array.from(new Uint8Array(digest), (x) => x.toString(16).padStart(2, '0')).join('');
+}
