@@ -1,0 +1,129 @@
+// `npm run gradcheck`: every gradient rule and every preset's training graph against finite differences.
+import { checkTensor, sample, type LossFn } from '../shared/autodiff/gradcheck';
+import { RULE_CASES, type RuleCase } from '../shared/autodiff/gradcheck-cases';
+import { differentiate } from '../shared/autodiff/engine';
+import { DEFAULT_AUTODIFF_OPTIONS } from '../shared/autodiff/rule';
+import { mulberry32 } from '../shared/data/shuffle';
+import { GraphBuilder, numel } from '../shared/onnx/graph';
+import * as op from '../shared/onnx/ops';
+import { GraphSession, type Feed, type OrtApi } from '../shared/onnx/session';
+import { buildTrainingGraph, gradOutputName } from '../shared/models/compile';
+import { crossEntropy } from '../shared/models/loss';
+import { flatLayout, initBuffers, initParameters } from '../shared/models/params';
+import { DEFAULT_MODEL_CONFIG, type ModelConfig } from '../shared/models/presets';
+
+/** Worst error allowed: rules run tiny graphs in float64-summed form; presets sum in float32. */
+export const RULE_TOLERANCE = 1e-3;
+export const PRESET_TOLERANCE = 1e-2;
+
+export interface CheckResult {
+  readonly name: string;
+  readonly group: string;
+  readonly error: number;
+  readonly tolerance: number;
+}
+
+/** Composite losses, checked like rules. */
+const LOSS_CASES: readonly RuleCase[] = [
+  {
+    name: 'cross-entropy T[4,5], label smoothing 0.1',
+    rule: 'cross-entropy',
+    inputs: [{ shape: [4, 5] }, { shape: [4], dtype: 'int64', sample: { labels: 5 }, check: false }],
+    build: (b, [logits, labels]) => crossEntropy(b, logits, labels, 0.1),
+  },
+];
+
+export async function checkRuleCase(ort: OrtApi, c: RuleCase, seed: number): Promise<CheckResult> {
+  const rng = mulberry32(seed);
+  const b = new GraphBuilder('gradcheck');
+  const xs = c.inputs.map((input, i) => b.input(`x${i}`, input.dtype ?? 'float32', input.shape));
+  const y = c.build(b, xs);
+  const weights = sample('normal', numel(y.shape), rng) as Float32Array;
+  const loss = op.reduceSum(b, op.mul(b, y, b.constant(weights, y.shape)), y.shape.map((_, i) => i), false);
+  const checked = xs.filter((x, i) => c.inputs[i].check ?? x.dtype === 'float32');
+  const grads = differentiate(b, loss, checked, c.options ?? DEFAULT_AUTODIFF_OPTIONS);
+  b.output(y, 'y');
+  grads.forEach((g, i) => b.output(g, `g${i}`));
+  const session = await GraphSession.create(ort, b.serialize());
+  try {
+    const feeds: Record<string, Feed> = {};
+    c.inputs.forEach((input, i) => {
+      const dtype = input.dtype ?? 'float32';
+      const kind = input.sample ?? 'normal';
+      feeds[xs[i].name] = { data: sample(dtype === 'int64' && typeof kind !== 'object' ? { labels: 2 } : kind, numel(input.shape), rng), dims: input.shape };
+    });
+    const base = await session.run(feeds);
+    // f = Σ y·w summed in float64, so the finite differences see only y's own float32 rounding.
+    const lossFn: LossFn = async (f) => {
+      const out = (await session.run(f, ['y'])).y as Float32Array;
+      let s = 0;
+      for (let i = 0; i < out.length; i++) s += out[i] * weights[i];
+      return s;
+    };
+    let error = 0;
+    for (const [i, x] of checked.entries()) {
+      const r = await checkTensor(lossFn, feeds, x.name, base[`g${i}`] as Float32Array, seed + i, c.scale ?? 1);
+      error = Math.max(error, r.error);
+    }
+    return { name: c.name, group: c.rule, error, tolerance: RULE_TOLERANCE };
+  } finally {
+    await session.release();
+  }
+}
+
+export const PRESET_CHECKS: readonly ModelConfig[] = [
+  ...['linear', 'concat', 'align', 'attention'].map((head) => ({ ...DEFAULT_MODEL_CONFIG, head, labelSmoothing: 0.1 })),
+  { ...DEFAULT_MODEL_CONFIG, head: 'align', dann: true },
+  { ...DEFAULT_MODEL_CONFIG, preset: 'res-cnn', head: 'linear' },
+];
+
+export const presetLabel = (c: ModelConfig) => `${c.preset}/${c.head}${c.dann ? '+dann' : ''}`;
+
+/**
+ * Checks every parameter's gradient of a preset's training graph at batch 4. DANN graphs are fed
+ * λ = −1: the reversal then multiplies by +1 and the graph's gradient is the true derivative.
+ */
+export async function checkPreset(ort: OrtApi, config: ModelConfig, seed: number, batch = 4): Promise<CheckResult[]> {
+  const graph = buildTrainingGraph(config, batch);
+  const rng = mulberry32(seed);
+  const params = initParameters(graph.params, seed);
+  const buffers = initBuffers(graph.buffers);
+  const feeds: Record<string, Feed> = {};
+  const addFlat = (layout: ReturnType<typeof flatLayout>, flat: Float32Array) => {
+    for (const s of layout.slices) feeds[s.name] = { data: flat.slice(s.offset, s.offset + s.size), dims: s.shape };
+  };
+  addFlat(flatLayout(graph.params), params);
+  addFlat(flatLayout(graph.buffers), buffers);
+  for (const d of graph.dataInputs) {
+    const kind = d.dtype === 'int64' ? { labels: config.classes } : d.name === 'lambda' ? { constant: -1 } : 'normal';
+    feeds[d.name] = { data: sample(kind, numel(d.shape), rng), dims: d.shape };
+  }
+  const session = await GraphSession.create(ort, graph.bytes);
+  try {
+    const base = await session.run(feeds);
+    const lossFn: LossFn = async (f) => (await session.run(f, ['loss'])).loss[0] as number;
+    const label = presetLabel(config);
+    const results: CheckResult[] = [];
+    for (const [i, p] of graph.params.entries()) {
+      const r = await checkTensor(lossFn, feeds, p.name, base[gradOutputName(p.name)] as Float32Array, seed + i);
+      results.push({ name: `${label} ${p.name}`, group: label, error: r.error, tolerance: PRESET_TOLERANCE });
+    }
+    return results;
+  } finally {
+    await session.release();
+  }
+}
+
+export async function runGradcheck(ort: OrtApi, log: (line: string) => void, seed = 7): Promise<CheckResult[]> {
+  const results: CheckResult[] = [];
+  for (const c of [...RULE_CASES, ...LOSS_CASES]) results.push(await checkRuleCase(ort, c, seed));
+  for (const config of PRESET_CHECKS) results.push(...(await checkPreset(ort, config, seed)));
+  const groups = new Map<string, CheckResult[]>();
+  for (const r of results) groups.set(r.group, [...(groups.get(r.group) ?? []), r]);
+  for (const [group, rs] of groups) {
+    const worst = rs.reduce((a, r) => (r.error > a.error ? r : a));
+    const status = worst.error <= worst.tolerance ? 'ok  ' : 'FAIL';
+    log(`${status} ${group.padEnd(26)} worst ${worst.error.toExponential(2)} (tol ${worst.tolerance.toExponential(0)}, ${rs.length} checks; worst: ${worst.name})`);
+  }
+  return results;
+}
