@@ -9,7 +9,7 @@ import * as op from '../shared/onnx/ops';
 import { GraphSession, type Feed, type OrtApi } from '../shared/onnx/session';
 import { buildTrainingGraph, gradOutputName } from '../shared/models/compile';
 import { crossEntropy } from '../shared/models/loss';
-import { flatLayout, initBuffers, initParameters } from '../shared/models/params';
+import { randomFeeds } from '../shared/models/random-feeds';
 import { DEFAULT_MODEL_CONFIG, type ModelConfig } from '../shared/models/presets';
 
 /** Worst error allowed: rules run tiny graphs in float64-summed form; presets sum in float32. */
@@ -85,19 +85,7 @@ export const presetLabel = (c: ModelConfig) => `${c.preset}/${c.head}${c.dann ? 
  */
 export async function checkPreset(ort: OrtApi, config: ModelConfig, seed: number, batch = 4): Promise<CheckResult[]> {
   const graph = buildTrainingGraph(config, batch);
-  const rng = mulberry32(seed);
-  const params = initParameters(graph.params, seed);
-  const buffers = initBuffers(graph.buffers);
-  const feeds: Record<string, Feed> = {};
-  const addFlat = (layout: ReturnType<typeof flatLayout>, flat: Float32Array) => {
-    for (const s of layout.slices) feeds[s.name] = { data: flat.slice(s.offset, s.offset + s.size), dims: s.shape };
-  };
-  addFlat(flatLayout(graph.params), params);
-  addFlat(flatLayout(graph.buffers), buffers);
-  for (const d of graph.dataInputs) {
-    const kind = d.dtype === 'int64' ? { labels: config.classes } : d.name === 'lambda' ? { constant: -1 } : 'normal';
-    feeds[d.name] = { data: sample(kind, numel(d.shape), rng), dims: d.shape };
-  }
+  const feeds = randomFeeds(graph, config.classes, seed, -1);
   const session = await GraphSession.create(ort, graph.bytes);
   try {
     const base = await session.run(feeds);

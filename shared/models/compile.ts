@@ -1,6 +1,7 @@
 import { differentiate } from '../autodiff/engine';
 import { DEFAULT_AUTODIFF_OPTIONS, type AutodiffOptions } from '../autodiff/rule';
 import { GraphBuilder, type DType, type Shape, type Value } from '../onnx/graph';
+import { matrixFlops } from '../onnx/flops';
 import * as op from '../onnx/ops';
 import { ModelBuilder, linear, type GraphMode } from './layers';
 import { correctCount, crossEntropy } from './loss';
@@ -20,6 +21,8 @@ export interface CompiledGraph {
   readonly params: readonly ParamSpec[];
   readonly buffers: readonly BufferSpec[];
   readonly outputs: readonly string[];
+  /** Matrix-op FLOPs of one run of the graph (see matrixFlops). */
+  readonly flops: number;
 }
 
 export const gradOutputName = (param: string) => `grad.${param}`;
@@ -90,7 +93,12 @@ export function buildTrainingGraph(
   const outputs = [b.output(loss, 'loss'), b.output(correctCount(b, logits, label), 'correct')];
   m.params.forEach((p, i) => outputs.push(b.output(grads[i], gradOutputName(p.name))));
   for (const s of m.stats) outputs.push(b.output(s.value, s.buffer.statOutput));
-  return { bytes: b.serialize(), dataInputs, params: m.params, buffers: m.buffers, outputs: outputs.map((o) => o.name) };
+  return compiled(m, dataInputs, outputs);
+}
+
+function compiled(m: ModelBuilder, dataInputs: TensorSpec[], outputs: Value[]): CompiledGraph {
+  const flops = matrixFlops(m.b.liveNodes().nodes);
+  return { bytes: m.b.serialize(), dataInputs, params: m.params, buffers: m.buffers, outputs: outputs.map((o) => o.name), flops };
 }
 
 /** Forward only, with running statistics: outputs `loss` (unsmoothed), `correct` and `logits`. */
@@ -102,7 +110,7 @@ export function buildEvalGraph(config: ModelConfig, batch: number): CompiledGrap
     b.output(correctCount(b, logits, label), 'correct'),
     b.output(logits, 'logits'),
   ];
-  return { bytes: b.serialize(), dataInputs, params: m.params, buffers: m.buffers, outputs: outputs.map((o) => o.name) };
+  return compiled(m, dataInputs, outputs);
 }
 
 export interface InferenceWeights {

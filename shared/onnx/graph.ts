@@ -153,18 +153,23 @@ export class GraphBuilder {
     return out;
   }
 
-  /** Serialises the nodes the outputs depend on (dead gradient or metric nodes are dropped). */
-  serialize(options: SerializeOptions = {}): Uint8Array {
+  /** The nodes the outputs depend on, in order, and every tensor name they read or write. */
+  liveNodes(): { nodes: NodeRecord[]; live: Set<string> } {
     const live = new Set<string>(this.outputs.map((o) => o.name));
-    const keep: NodeRecord[] = [];
+    const nodes: NodeRecord[] = [];
     for (let i = this.nodes.length - 1; i >= 0; i--) {
       const n = this.nodes[i];
       if (!n.outputs.some((o) => live.has(o.name))) continue;
       const lowered = LOWERINGS[n.op]?.(n) ?? n;
       for (const input of lowered.inputs) live.add(input.name);
-      keep.push(n);
+      nodes.push(n);
     }
-    keep.reverse();
+    return { nodes: nodes.reverse(), live };
+  }
+
+  /** Serialises the nodes the outputs depend on (dead gradient or metric nodes are dropped). */
+  serialize(options: SerializeOptions = {}): Uint8Array {
+    const { nodes: keep, live } = this.liveNodes();
 
     const bake = options.bake ?? new Map<string, Float32Array>();
     for (const name of bake.keys()) {

@@ -1,0 +1,169 @@
+// `edgetrain train`: the single-process trainer on CIFAR-10 (onnxruntime-web WASM in Node by default).
+import { existsSync } from 'node:fs';
+import { mkdir, readFile, rename, writeFile, appendFile } from 'node:fs/promises';
+import path from 'node:path';
+import { buildInferenceModel } from '../shared/models/compile';
+import { TEXT_DIM } from '../shared/models/heads';
+import { HEAD_NAMES, PRESET_NAMES } from '../shared/models/presets';
+import { OPTIMIZER_KINDS, defaultOptimizerConfig, type OptimizerConfig } from '../shared/optim/config';
+import { DECAY_KINDS } from '../shared/optim/schedule';
+import { placeholderCaptions } from '../shared/training/captions';
+import { decodeCheckpoint, encodeCheckpoint, type TrainerState } from '../shared/training/checkpoint';
+import { NORMALIZATIONS, SEED_TRAIN_CONFIG, checkTrainConfig, type TrainConfig } from '../shared/training/config';
+import { NonFiniteLossError, train, type EpochReport } from '../shared/training/trainer';
+import { loadOrt } from '../workers/ort/node';
+import { choiceFlag, numberFlag, parseFlags, UsageError } from './args';
+import { loadCifar10 } from './dataset';
+
+const FLAGS = {
+  preset: { type: 'string' },
+  head: { type: 'string' },
+  dann: { type: 'boolean' },
+  epochs: { type: 'string' },
+  batch: { type: 'string' },
+  'eval-batch': { type: 'string' },
+  optimizer: { type: 'string' },
+  lr: { type: 'string' },
+  momentum: { type: 'string' },
+  nesterov: { type: 'boolean' },
+  'weight-decay': { type: 'string' },
+  schedule: { type: 'string' },
+  warmup: { type: 'string' },
+  'label-smoothing': { type: 'string' },
+  augment: { type: 'boolean' },
+  normalization: { type: 'string' },
+  seed: { type: 'string' },
+  'train-limit': { type: 'string' },
+  runtime: { type: 'string' },
+  threads: { type: 'string' },
+  'conv-weight-grad': { type: 'string' },
+  data: { type: 'string' },
+  out: { type: 'string' },
+  resume: { type: 'boolean' },
+  quiet: { type: 'boolean' },
+} as const;
+
+export const TRAIN_USAGE = `edgetrain train [options]
+  --preset ${PRESET_NAMES.join('|')}   (default seed-cnn)     --head ${HEAD_NAMES.join('|')} (default align)
+  --dann                 add the adversarial domain classifier (grey images as the target domain)
+  --epochs N (10)  --batch N (64)  --eval-batch N (500)  --seed N (1)  --train-limit N (all)
+  --optimizer ${OPTIMIZER_KINDS.join('|')} (adam)  --lr X (1e-4)  --momentum X  --nesterov  --weight-decay X
+  --schedule ${DECAY_KINDS.join('|')} (constant)  --warmup STEPS  --label-smoothing X
+  --augment              pad-4 random crop + horizontal flip
+  --normalization ${NORMALIZATIONS.join('|')} (seed: mean/std 0.5)
+  --runtime web|native (web = onnxruntime-web WASM)  --threads N (1)  --conv-weight-grad conv|im2col (im2col)
+  --data PATH            CIFAR-10 .tar.gz or folder (default $EDGETRAIN_CIFAR10, ../shared/data, cache, download)
+  --out DIR              run folder (default .edgetrain/runs/<preset>-<head>)
+  --resume               continue from DIR/checkpoint.bin`;
+
+function optimizerFrom(v: Record<string, string | boolean | undefined>): OptimizerConfig {
+  const kind = choiceFlag('optimizer', v.optimizer as string | undefined, OPTIMIZER_KINDS, 'adam');
+  const base = defaultOptimizerConfig(kind);
+  const lr = numberFlag('lr', v.lr as string | undefined, base.lr);
+  const weightDecay = numberFlag('weight-decay', v['weight-decay'] as string | undefined, base.weightDecay);
+  if (base.kind === 'sgd') {
+    return { ...base, lr, weightDecay, momentum: numberFlag('momentum', v.momentum as string | undefined, base.momentum), nesterov: !!v.nesterov };
+  }
+  return { ...base, lr, weightDecay };
+}
+
+export function trainConfigFromFlags(argv: string[]): { config: TrainConfig; flags: ReturnType<typeof parseFlags<typeof FLAGS>> } {
+  const v = parseFlags(argv, FLAGS, 'train');
+  const s = SEED_TRAIN_CONFIG;
+  const epochs = numberFlag('epochs', v.epochs, s.epochs);
+  const batch = numberFlag('batch', v.batch, s.batch);
+  const trainLimit = numberFlag('train-limit', v['train-limit'], s.trainLimit);
+  const stepsPerEpoch = Math.floor((trainLimit || 50_000) / batch);
+  const config: TrainConfig = {
+    ...s,
+    model: {
+      ...s.model,
+      preset: v.preset ?? s.model.preset,
+      head: v.head ?? s.model.head,
+      dann: !!v.dann,
+      labelSmoothing: numberFlag('label-smoothing', v['label-smoothing'], s.model.labelSmoothing),
+    },
+    optimizer: optimizerFrom(v),
+    schedule: {
+      warmupSteps: numberFlag('warmup', v.warmup, 0),
+      decay: choiceFlag('schedule', v.schedule, DECAY_KINDS, 'constant'),
+      totalSteps: epochs * stepsPerEpoch,
+      minLrFactor: 0,
+    },
+    epochs,
+    batch,
+    evalBatch: numberFlag('eval-batch', v['eval-batch'], s.evalBatch),
+    seed: numberFlag('seed', v.seed, s.seed),
+    augment: !!v.augment,
+    normalization: choiceFlag('normalization', v.normalization, NORMALIZATIONS, s.normalization),
+    trainLimit,
+  };
+  return { config: checkTrainConfig(config), flags: v };
+}
+
+const pct = (x: number) => `${(100 * x).toFixed(2)}%`;
+
+export function formatEpoch(r: EpochReport, epochs: number): string {
+  return `epoch ${String(r.epoch).padStart(2)}/${epochs}  loss ${r.trainLoss.toFixed(4)}  train ${pct(r.trainAccuracy)}  test loss ${r.testLoss.toFixed(4)}  test ${pct(r.testAccuracy)}  ${r.seconds.toFixed(1)} s  (${r.trainImagesPerSecond.toFixed(0)} img/s)`;
+}
+
+async function writeAtomic(file: string, bytes: Uint8Array | string): Promise<void> {
+  await writeFile(`${file}.tmp`, bytes);
+  await rename(`${file}.tmp`, file);
+}
+
+export async function trainCommand(argv: string[], log: (s: string) => void = console.log): Promise<TrainerState> {
+  const { config, flags } = trainConfigFromFlags(argv);
+  const runtime = choiceFlag('runtime', flags.runtime, ['web', 'native'] as const, 'web');
+  const threads = numberFlag('threads', flags.threads, 1);
+  const convWeightGrad = choiceFlag('conv-weight-grad', flags['conv-weight-grad'], ['conv', 'im2col'] as const, 'im2col');
+  const outDir = path.resolve(flags.out ?? path.join('.edgetrain', 'runs', `${config.model.preset}-${config.model.head}${config.model.dann ? '-dann' : ''}`));
+  const checkpointFile = path.join(outDir, 'checkpoint.bin');
+  await mkdir(outDir, { recursive: true });
+
+  let resume: TrainerState | undefined;
+  if (flags.resume) {
+    if (!existsSync(checkpointFile)) throw new UsageError(`--resume: no checkpoint at ${checkpointFile}`);
+    resume = decodeCheckpoint(await readFile(checkpointFile), checkpointFile);
+    log(`resuming from ${checkpointFile} after epoch ${resume.epoch}`);
+  }
+  const data = await loadCifar10({ path: flags.data, log });
+  const ort = await loadOrt(runtime, threads);
+  log(`training ${config.model.preset}/${config.model.head}${config.model.dann ? '+dann' : ''} for ${config.epochs} epochs, batch ${config.batch}, ${config.optimizer.kind} lr ${config.optimizer.lr}, ${runtime} runtime, ${threads} thread(s)`);
+  const progress = !flags.quiet && process.stderr.isTTY;
+  try {
+    const state = await train({
+      ort,
+      data,
+      config,
+      resume: resume ? { ...resume, config } : undefined,
+      autodiff: { convWeightGrad },
+      onStep: progress
+        ? (p) => {
+            if (p.stepInEpoch % 20 === 0) process.stderr.write(`\r  epoch ${p.epoch + 1} step ${p.stepInEpoch}/${p.stepsPerEpoch} loss ${p.loss.toFixed(4)}  `);
+          }
+        : undefined,
+      onEpoch: async (report, s) => {
+        if (progress) process.stderr.write('\r\x1b[K');
+        log(formatEpoch(report, config.epochs));
+        await writeAtomic(checkpointFile, encodeCheckpoint(s));
+        await appendFile(path.join(outDir, 'metrics.jsonl'), `${JSON.stringify(report)}\n`);
+      },
+    });
+    const text = new Map<string, Float32Array>();
+    const captions = placeholderCaptions(config.model.classes, config.model.captionsPerClass, TEXT_DIM);
+    if (config.model.head === 'align') text.set('class_text', captions.filter((_, i) => Math.floor(i / TEXT_DIM) % config.model.captionsPerClass === 0));
+    if (config.model.head === 'attention') text.set('class_texts', captions);
+    const modelFile = path.join(outDir, 'model.onnx');
+    await writeAtomic(modelFile, buildInferenceModel(config.model, { params: state.params, buffers: state.buffers, text }));
+    const last = state.history[state.history.length - 1];
+    log(`final test accuracy ${last ? pct(last.testAccuracy) : 'n/a'}; checkpoint ${checkpointFile}; inference model ${modelFile}`);
+    return state;
+  } catch (e) {
+    if (e instanceof NonFiniteLossError) {
+      const kept = existsSync(checkpointFile) ? `the last good checkpoint is kept at ${checkpointFile}` : 'no epoch had completed, so there is no checkpoint';
+      throw new UsageError(`${e.message}; ${kept}`);
+    }
+    throw e;
+  }
+}
