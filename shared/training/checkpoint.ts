@@ -72,7 +72,10 @@ export function decodeCheckpoint(bytes: Uint8Array, source = 'checkpoint'): Trai
   const sections = new Map<string, Float32Array>();
   let offset = 12 + jsonLength;
   for (const s of header.sections) {
-    sections.set(s.name, new Float32Array(bytes.slice(offset, offset + s.length * 4).buffer));
+    // Copy: `bytes` may be a view into a larger buffer (a Node Buffer from the pool) at any alignment.
+    const section = new Float32Array(s.length);
+    new Uint8Array(section.buffer).set(bytes.subarray(offset, offset + s.length * 4));
+    sections.set(s.name, section);
     offset += s.length * 4;
   }
   const slots = header.sections.filter((s) => s.name.startsWith('optimizer.')).map((s) => sections.get(s.name)!);

@@ -29,7 +29,7 @@ describe('engine', () => {
     const [dx] = differentiate(b, y, [x]);
     b.output(dx, 'dx');
     const out = await runOnce(b.serialize(), { x: { data: f32(1, -2, 0.5), dims: [3] } });
-    expect(Array.from(out.dx)).toEqual([3, -3, 2]);
+    expect(Array.from(out.dx as Float32Array)).toEqual([3, -3, 2]);
   });
 
   it('un-broadcasts: [2,3,5,4] → [3,1,4] via ReduceSum over axes 0 and 2', async () => {
@@ -39,7 +39,7 @@ describe('engine', () => {
     expect(r.shape).toEqual([3, 1, 4]);
     b.output(r, 'r');
     const out = await runOnce(b.serialize(), { g: { data: new Float32Array(120).fill(1), dims: [2, 3, 5, 4] } });
-    expect(Array.from(out.r)).toEqual(new Array(12).fill(10));
+    expect(Array.from(out.r as Float32Array)).toEqual(new Array(12).fill(10));
   });
 
   it('names an op without a rule and lists the ops that have one', () => {
@@ -67,8 +67,8 @@ describe('engine', () => {
     b.output(dx, 'dx');
     b.output(dw, 'dw');
     const out = await runOnce(b.serialize(), { x: { data: f32(1, -1, 2, 3), dims: [2, 2] }, w: { data: f32(10, 20), dims: [2] } });
-    expect(Array.from(out.dx)).toEqual([10, 0, 10, 20]);
-    expect(Array.from(out.dw)).toEqual([3, 3]);
+    expect(Array.from(out.dx as Float32Array)).toEqual([10, 0, 10, 20]);
+    expect(Array.from(out.dw as Float32Array)).toEqual([3, 3]);
   });
 
   it('MaxPool sends the gradient of a tied window to exactly one input', async () => {
@@ -94,7 +94,7 @@ describe('engine', () => {
     const [dx] = differentiate(b, y, [x]);
     b.output(dx, 'dx');
     const out = await runOnce(b.serialize(), { x: { data: f32(0, 0), dims: [2] }, lambda: { data: f32(0.5), dims: [] } });
-    expect(Array.from(out.dx)).toEqual([-0.5, -1]);
+    expect(Array.from(out.dx as Float32Array)).toEqual([-0.5, -1]);
   });
 });
 

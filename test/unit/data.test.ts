@@ -22,11 +22,9 @@ import { CIFAR10_NORMALIZATION, SEED_NORMALIZATION, fillBatch, type Augmentation
 import { batches, epochOrder, mulberry32, permutation, shardBatch } from '../../shared/data/shuffle.js';
 import { TarReader, type TarEntry } from '../../shared/data/tar.js';
 
-const REAL_ARCHIVE = fileURLToPath(new URL('../../../shared/data/cifar-10-binary.tar.gz', import.meta.url));
-const HAS_REAL = existsSync(REAL_ARCHIVE);
-if (!HAS_REAL) {
-  console.warn(`data.test.ts: real CIFAR-10 check skipped: ${REAL_ARCHIVE} is absent`);
-}
+import { BATCH_NAMES, HAS_REAL_CIFAR10 as HAS_REAL, PER_BATCH, pixel, REAL_CIFAR10 as REAL_ARCHIVE, fixtureFiles, makeBatch, writeFolder } from '../support/cifar-fixture';
+
+if (!HAS_REAL) console.warn(`data.test.ts: real CIFAR-10 check skipped: ${REAL_ARCHIVE} is absent`);
 
 // ---------- fixtures: a hand-written ustar writer and synthetic CIFAR batches ----------
 
@@ -77,44 +75,11 @@ function tarArchive(entries: Uint8Array[]): Uint8Array {
   return concat([...entries, new Uint8Array(1024)]);
 }
 
-/** Record g (global index) has label g % 10 and pixel bytes that differ per record, channel and position. */
-function pixel(g: number, channel: number, pos: number): number {
-  return (g * 13 + channel * 101 + pos) & 255;
-}
-
-function makeBatch(first: number, count: number): Uint8Array {
-  const bytes = new Uint8Array(count * RECORD_BYTES);
-  for (let r = 0; r < count; r++) {
-    const g = first + r;
-    bytes[r * RECORD_BYTES] = g % 10;
-    for (let c = 0; c < 3; c++) {
-      for (let p = 0; p < 1024; p++) bytes[r * RECORD_BYTES + 1 + c * 1024 + p] = pixel(g, c, p);
-    }
-  }
-  return bytes;
-}
-
-const PER_BATCH = 20;
-const BATCH_NAMES = ['data_batch_1.bin', 'data_batch_2.bin', 'data_batch_3.bin', 'data_batch_4.bin', 'data_batch_5.bin'];
-
-function fixtureFiles(): Map<string, Uint8Array> {
-  const files = new Map<string, Uint8Array>();
-  BATCH_NAMES.forEach((name, i) => files.set(name, makeBatch(i * PER_BATCH, PER_BATCH)));
-  files.set('test_batch.bin', makeBatch(1000, PER_BATCH));
-  files.set('batches.meta.txt', utf8.encode(`${CIFAR10_CLASSES.join('\n')}\n\n`));
-  return files;
-}
-
 function fixtureTar(files: Map<string, Uint8Array>): Uint8Array {
   return tarArchive([
     tarEntry('cifar-10-batches-bin/', new Uint8Array(0), '5'),
     ...[...files].map(([name, data]) => tarEntry(`cifar-10-batches-bin/${name}`, data)),
   ]);
-}
-
-function writeFolder(dir: string, files: Map<string, Uint8Array>): void {
-  mkdirSync(dir, { recursive: true });
-  for (const [name, data] of files) writeFileSync(path.join(dir, name), data);
 }
 
 /** Byte-exact equality of two data sets, without a slow element-wise deep compare. */

@@ -1,0 +1,75 @@
+import { describe, expect, it } from 'vitest';
+import { buildEvalGraph, buildInferenceModel, buildTrainingGraph, graphHash } from '../../shared/models/compile';
+import { flatLayout, initBuffers, initParameters } from '../../shared/models/params';
+import { DEFAULT_MODEL_CONFIG, HEAD_NAMES, PRESET_NAMES, checkModelConfig, type ModelConfig } from '../../shared/models/presets';
+import { randomFeeds } from '../../shared/models/random-feeds';
+import { runOnce } from '../support/ort';
+
+const config = (over: Partial<ModelConfig>): ModelConfig => ({ ...DEFAULT_MODEL_CONFIG, ...over });
+
+describe('model presets', () => {
+  it("seed-cnn with a 10-way linear classifier has the seed's 545,098 parameters", () => {
+    const graph = buildTrainingGraph(config({ head: 'linear' }), 2);
+    expect(flatLayout(graph.params).size).toBe(545_098);
+    expect(graph.params.map((p) => p.name)).toEqual([
+      'conv1.weight', 'conv1.bias', 'conv2.weight', 'conv2.bias', 'fc1.weight', 'fc1.bias', 'classifier.weight', 'classifier.bias',
+    ]);
+  });
+
+  it('the training graph of the same preset has the same bytes and hash', async () => {
+    const a = buildTrainingGraph(config({ head: 'attention', dann: true }), 8);
+    const b = buildTrainingGraph(config({ head: 'attention', dann: true }), 8);
+    expect(await graphHash(a.bytes)).toBe(await graphHash(b.bytes));
+    const other = buildTrainingGraph(config({ head: 'attention', dann: true }), 16);
+    expect(await graphHash(other.bytes)).not.toBe(await graphHash(a.bytes));
+  });
+
+  it('outputs loss, correct, a gradient per parameter and batch statistics per buffer', () => {
+    const graph = buildTrainingGraph(config({ preset: 'res-cnn', head: 'linear' }), 2);
+    expect(graph.outputs.slice(0, 2)).toEqual(['loss', 'correct']);
+    expect(graph.outputs.filter((o) => o.startsWith('grad.'))).toHaveLength(graph.params.length);
+    expect(graph.outputs.filter((o) => o.startsWith('stat.'))).toEqual(graph.buffers.map((b) => `stat.${b.name}`));
+    expect(graph.buffers.length).toBeGreaterThan(0);
+  });
+
+  it.each(HEAD_NAMES.flatMap((head) => [false, true].map((dann) => [head, dann] as const)))(
+    'seed-cnn / %s (dann %s): training, eval and inference graphs run and agree',
+    async (head, dann) => {
+      const c = config({ head, dann });
+      const train = buildTrainingGraph(c, 4);
+      const feeds = randomFeeds(train, c.classes, 5);
+      const out = await runOnce(train.bytes, feeds);
+      expect(Number.isFinite(out.loss[0])).toBe(true);
+      expect(train.dataInputs.map((d) => d.name)).toEqual(
+        expect.arrayContaining(dann ? ['image', 'label', 'target_image', 'lambda'] : ['image', 'label']),
+      );
+
+      const evalGraph = buildEvalGraph(c, 4);
+      const evalOut = await runOnce(evalGraph.bytes, feeds);
+      const params = initParameters(evalGraph.params, 5);
+      const text = new Map<string, Float32Array>();
+      for (const d of evalGraph.dataInputs) if (d.name === 'class_text' || d.name === 'class_texts') text.set(d.name, feeds[d.name].data as Float32Array);
+      const model = buildInferenceModel(c, { params, buffers: initBuffers(evalGraph.buffers), text }, 4);
+      const modelFeeds = { image: feeds.image, ...(head === 'concat' ? { caption: feeds.caption } : {}) };
+      const inference = await runOnce(model, modelFeeds);
+      // Baked weights let ORT pre-pack and fold constants: equal up to float32 rounding.
+      const logits = inference.logits as Float32Array;
+      const reference = evalOut.logits as Float32Array;
+      expect(logits.length).toBe(reference.length);
+      expect(Math.max(...logits.map((v, i) => Math.abs(v - reference[i])))).toBeLessThan(1e-5);
+      const probs = inference.probabilities as Float32Array;
+      expect(probs.subarray(0, 10).reduce((a, v) => a + v, 0)).toBeCloseTo(1, 5);
+    },
+  );
+
+  it('unknown preset or head names the valid choices', () => {
+    expect(() => checkModelConfig(config({ preset: 'vgg' }))).toThrow(`preset: 'vgg' is not one of ${PRESET_NAMES.join(', ')}`);
+    expect(() => buildTrainingGraph(config({ head: 'mlp' }), 2)).toThrow(`head: 'mlp' is not one of ${HEAD_NAMES.join(', ')}`);
+  });
+
+  it('the inference model rejects weights of the wrong size', () => {
+    expect(() => buildInferenceModel(config({ head: 'linear' }), { params: new Float32Array(10), buffers: new Float32Array(0) })).toThrow(
+      'inference model: parameters has 10 values, the model needs 545098',
+    );
+  });
+});

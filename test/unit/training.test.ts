@@ -1,0 +1,118 @@
+import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { assembleCifar10, type Cifar10 } from '../../shared/data/cifar';
+import { DEFAULT_MODEL_CONFIG } from '../../shared/models/presets';
+import { decodeCheckpoint, encodeCheckpoint } from '../../shared/training/checkpoint';
+import { SEED_TRAIN_CONFIG, trainConfigErrors, type TrainConfig } from '../../shared/training/config';
+import { NonFiniteLossError, dannLambda, train } from '../../shared/training/trainer';
+import { trainCommand } from '../../cli/train';
+import { loadCifar10 } from '../../cli/dataset';
+import { HAS_REAL_CIFAR10, REAL_CIFAR10, fixtureFiles, writeFolder } from '../support/cifar-fixture';
+import { webOrt } from '../support/ort';
+
+const fixture: Cifar10 = assembleCifar10(fixtureFiles(16), 'fixture');
+
+const small: TrainConfig = {
+  ...SEED_TRAIN_CONFIG,
+  model: { ...DEFAULT_MODEL_CONFIG, head: 'linear' },
+  optimizer: { kind: 'sgd', lr: 0.01, momentum: 0.9, nesterov: true, weightDecay: 5e-4 },
+  epochs: 2,
+  batch: 16,
+  evalBatch: 16,
+  augment: true,
+};
+
+const run = async (config: TrainConfig, resume?: Awaited<ReturnType<typeof train>>) =>
+  train({ ort: await webOrt(), data: fixture, config, resume });
+
+describe('single-process trainer', () => {
+  it('resuming from a checkpoint gives bit-identical parameters to training straight through', async () => {
+    const straight = await run(small);
+    const first = await run({ ...small, epochs: 1 });
+    const restored = decodeCheckpoint(encodeCheckpoint(first));
+    const resumed = await run(small, restored);
+    expect(resumed.epoch).toBe(2);
+    expect(resumed.step).toBe(straight.step);
+    expect(Buffer.from(resumed.params.buffer).equals(Buffer.from(straight.params.buffer))).toBe(true);
+    expect(resumed.history.map((h) => h.testAccuracy)).toEqual(straight.history.map((h) => h.testAccuracy));
+  });
+
+  it('keeps batch-norm running statistics and evaluates with them (res-cnn)', async () => {
+    const state = await run({ ...small, model: { ...small.model, preset: 'res-cnn' }, epochs: 1 });
+    expect(state.buffers.length).toBeGreaterThan(0);
+    expect(state.buffers.some((v) => v !== 0 && v !== 1)).toBe(true);
+    expect(state.history[0].testAccuracy).toBeGreaterThanOrEqual(0);
+  });
+
+  it('stops on a non-finite loss without applying that step', async () => {
+    const explode: TrainConfig = { ...small, optimizer: { ...small.optimizer, lr: 1e12 } as TrainConfig['optimizer'] };
+    await expect(run(explode)).rejects.toBeInstanceOf(NonFiniteLossError);
+  });
+
+  it('validates the config field by field', () => {
+    const errors = trainConfigErrors({ ...small, batch: 0, normalization: 'imagenet' as 'seed', model: { ...small.model, head: 'mlp' } });
+    expect(errors).toEqual(
+      expect.arrayContaining([
+        'model.head: \'mlp\' is not one of linear, concat, align, attention',
+        'batch: 0 must be an integer in 1..4096',
+        "normalization: 'imagenet' is not one of seed, cifar",
+      ]),
+    );
+  });
+
+  it('ramps the DANN reversal strength from 0 towards 1', () => {
+    expect(dannLambda(0)).toBe(0);
+    expect(dannLambda(0.5)).toBeCloseTo(0.9866, 4);
+    expect(dannLambda(1)).toBeGreaterThan(0.999);
+  });
+});
+
+describe('edgetrain train (CLI)', () => {
+  const dataDir = mkdtempSync(path.join(tmpdir(), 'edgetrain-cli-'));
+  writeFolder(dataDir, fixtureFiles(16));
+  const quiet = () => {};
+  const base = ['--data', dataDir, '--batch', '16', '--eval-batch', '16', '--quiet'];
+
+  it('writes a checkpoint, metrics and an inference model; a NaN run keeps the last good checkpoint', async () => {
+    const out = path.join(dataDir, 'run');
+    await trainCommand([...base, '--epochs', '1', '--out', out, '--head', 'linear'], quiet);
+    const checkpoint = readFileSync(path.join(out, 'checkpoint.bin'));
+    expect(decodeCheckpoint(checkpoint).epoch).toBe(1);
+    expect(existsSync(path.join(out, 'model.onnx'))).toBe(true);
+    expect(readFileSync(path.join(out, 'metrics.jsonl'), 'utf8').trim().split('\n')).toHaveLength(1);
+
+    const nan = trainCommand([...base, '--epochs', '2', '--out', out, '--head', 'linear', '--lr', '1e12', '--resume'], quiet);
+    await expect(nan).rejects.toThrow(/loss became (NaN|Infinity|-Infinity) at epoch 2.*the last good checkpoint is kept at .*checkpoint\.bin/);
+    expect(readFileSync(path.join(out, 'checkpoint.bin')).equals(checkpoint)).toBe(true);
+  });
+
+  it('names unknown options, bad values and unknown presets with the valid choices', async () => {
+    await expect(trainCommand(['--epoch', '3'], quiet)).rejects.toThrow(/Unknown option '--epoch'[\s\S]*valid options: --preset, --head/);
+    await expect(trainCommand(['--optimizer', 'rmsprop'], quiet)).rejects.toThrow("--optimizer: 'rmsprop' is not one of sgd, adam, adamw");
+    await expect(trainCommand([...base, '--preset', 'vgg'], quiet)).rejects.toThrow("model.preset: 'vgg' is not one of seed-cnn, res-cnn");
+  });
+
+  it('names a truncated dataset file and its record', async () => {
+    const broken = path.join(dataDir, 'broken');
+    const files = fixtureFiles(16);
+    files.set('data_batch_3.bin', files.get('data_batch_3.bin')!.subarray(0, 3073 * 5 + 100));
+    writeFolder(broken, files);
+    await expect(trainCommand(['--data', broken, '--quiet'], quiet)).rejects.toThrow(/data_batch_3\.bin: .* \(record 5 is truncated\)/);
+  });
+});
+
+describe.skipIf(!HAS_REAL_CIFAR10)('real CIFAR-10', () => {
+  it('one epoch on 5,000 real images lifts seed-cnn/align test accuracy well above chance', async () => {
+    const data = await loadCifar10({ path: REAL_CIFAR10 });
+    const state = await train({
+      ort: await webOrt(),
+      data,
+      config: { ...SEED_TRAIN_CONFIG, optimizer: { ...SEED_TRAIN_CONFIG.optimizer, lr: 1e-3 }, epochs: 1, trainLimit: 5000, normalization: 'cifar' },
+    });
+    console.log(`[real CIFAR-10] 1 epoch on 5,000 images: test accuracy ${(100 * state.history[0].testAccuracy).toFixed(2)}%`);
+    expect(state.history[0].testAccuracy).toBeGreaterThan(0.3);
+  });
+});
+if (!HAS_REAL_CIFAR10) console.warn(`training.test.ts: real CIFAR-10 check skipped: ${REAL_CIFAR10} is absent`);
