@@ -3,10 +3,10 @@
 // All ORT-in-workerd checks live in this file: importing the 14 MB wasm into workerd costs seconds,
 // so one Miniflare instance serves every case. A new case is one `it(...)` calling `compareRuns`.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { differentiate } from '../../shared/autodiff/engine';
+import { buildTrainingGraph } from '../../shared/models/compile';
+import { DEFAULT_MODEL_CONFIG, type ModelConfig } from '../../shared/models/presets';
+import { randomFeeds } from '../../shared/models/random-feeds';
 import { decodeRunRequest, encodeRunRequest } from '../../shared/onnx/feeds-codec';
-import { GraphBuilder, numel, type Value } from '../../shared/onnx/graph';
-import * as op from '../../shared/onnx/ops';
 import { GraphSession, type Feed, type OrtApi } from '../../shared/onnx/session';
 import { loadOrt } from '../../workers/ort/node';
 import { startOrtWorkerd, type OrtWorkerd } from '../support/workerd';
@@ -18,54 +18,10 @@ export interface GraphCase {
   outputs: string[];
 }
 
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-function uniform(rand: () => number, n: number, scale: number): Float32Array {
-  return Float32Array.from({ length: n }, () => (rand() * 2 - 1) * scale);
-}
-
-/**
- * Training graph of a tiny conv net: x [B,3,8,8] → conv 3→4 k3 p1 (+bias) → maxPool 2 → relu →
- * flatten → gemm → 10 logits; mean cross-entropy against int64 labels. Outputs `loss` and
- * `grad_<param>` for every parameter; feeds are deterministic (seeded).
- */
-export function tinyConvNetTrainingGraph(batch = 4, seed = 1): GraphCase {
-  const b = new GraphBuilder('tiny_convnet_train');
-  const x = b.input('x', 'float32', [batch, 3, 8, 8]);
-  const labels = b.input('labels', 'int64', [batch]);
-  const params: Value[] = [
-    b.input('conv_w', 'float32', [4, 3, 3, 3]),
-    b.input('conv_b', 'float32', [4]),
-    b.input('fc_w', 'float32', [10, 4 * 4 * 4]),
-    b.input('fc_b', 'float32', [10]),
-  ];
-  const [convW, convB, fcW, fcB] = params;
-  const conv = op.conv(b, x, convW, convB, { pads: [1, 1, 1, 1] });
-  const [pooled] = op.maxPool(b, conv, { kernel: [2, 2] });
-  const hidden = op.flatten(b, op.relu(b, pooled));
-  const logits = op.gemm(b, hidden, fcW, fcB, { transB: true });
-  const picked = op.mul(b, op.logSoftmax(b, logits, 1), op.oneHot(b, labels, 10));
-  const loss = op.scale(b, op.reduceSum(b, picked, [0, 1], false), -1 / batch);
-  const grads = differentiate(b, loss, params);
-  b.output(loss, 'loss');
-  params.forEach((p, i) => b.output(grads[i], `grad_${p.name}`));
-
-  const rand = mulberry32(seed);
-  const feeds: Record<string, Feed> = {
-    x: { data: uniform(rand, numel(x.shape), 1), dims: x.shape },
-    labels: { data: BigInt64Array.from({ length: batch }, () => BigInt(Math.floor(rand() * 10))), dims: labels.shape },
-  };
-  for (const p of params) feeds[p.name] = { data: uniform(rand, numel(p.shape), 1 / Math.sqrt(numel(p.shape.slice(1)) || 1)), dims: p.shape };
-  return { model: b.serialize(), feeds, outputs: b.outputs.map((o) => o.name) };
+/** A preset's real training graph with seeded parameters and data. */
+function presetTrainingGraph(config: ModelConfig, batch: number, seed = 1): GraphCase {
+  const graph = buildTrainingGraph(config, batch);
+  return { model: graph.bytes, feeds: randomFeeds(graph, config.classes, seed), outputs: [...graph.outputs] };
 }
 
 let workerd: OrtWorkerd;
@@ -144,19 +100,26 @@ async function compareRuns(label: string, graph: GraphCase, timedRuns = 10): Pro
 }
 
 describe('onnxruntime-web inside workerd', () => {
-  it('tiny conv net training graph: loss and every gradient match Node', async () => {
-    const graph = tinyConvNetTrainingGraph();
-    expect(graph.outputs).toEqual(['loss', 'grad_conv_w', 'grad_conv_b', 'grad_fc_w', 'grad_fc_b']);
-    const { bitIdentical } = await compareRuns('tiny conv net B=4', graph);
+  it('seed-cnn/align training graph (batch 16): loss and every gradient match Node bit for bit', async () => {
+    const graph = presetTrainingGraph(DEFAULT_MODEL_CONFIG, 16);
+    expect(graph.outputs.filter((o) => o.startsWith('grad.'))).toHaveLength(11);
+    const { bitIdentical } = await compareRuns('seed-cnn/align B=16', graph, 3);
+    expect(bitIdentical).toBe(true);
+  });
+
+  it('res-cnn/attention + DANN training graph (batch 4): loss, gradients and batch statistics match Node', async () => {
+    const graph = presetTrainingGraph({ ...DEFAULT_MODEL_CONFIG, preset: 'res-cnn', head: 'attention', dann: true }, 4);
+    expect(graph.outputs.some((o) => o.startsWith('stat.'))).toBe(true);
+    const { bitIdentical } = await compareRuns('res-cnn/attention+dann B=4', graph, 0);
     expect(bitIdentical).toBe(true);
   });
 
   it('reports a missing feed by name; the frame codec rejects truncated input', async () => {
-    const graph = tinyConvNetTrainingGraph(2);
-    const { x: _x, ...withoutX } = graph.feeds;
-    await expect(workerd.run(graph.model, withoutX)).rejects.toThrow(/HTTP 500: GraphSession: missing feed 'x'/);
+    const graph = presetTrainingGraph({ ...DEFAULT_MODEL_CONFIG, head: 'linear' }, 2);
+    const { image: _image, ...withoutImage } = graph.feeds;
+    await expect(workerd.run(graph.model, withoutImage)).rejects.toThrow(/HTTP 500: GraphSession: missing feed 'image'/);
     const frame = encodeRunRequest(graph);
-    expect(decodeRunRequest(frame).feeds.labels.data).toEqual(graph.feeds.labels.data);
+    expect(decodeRunRequest(frame).feeds.label.data).toEqual(graph.feeds.label.data);
     expect(() => decodeRunRequest(frame.subarray(0, frame.length - 1))).toThrow(/truncated/);
     expect(() => decodeRunRequest(frame.subarray(0, 6))).toThrow(/truncated/);
   });

@@ -37,7 +37,35 @@ export function loadOrt(runtime: OrtRuntime, threads = 1): Promise<OrtApi> {
   throw new Error(`loadOrt: unknown runtime '${String(runtime)}' (expected 'web' or 'native')`);
 }
 
+const wasmMemories = new Set<WebAssembly.Memory>();
+
+/**
+ * Notes the linear memory of every wasm instance created from now on (imported or exported), so
+ * benchmarks can report ORT's heap — the largest of them; other modules (undici's HTTP parser) are
+ * tiny. The call itself is passed through unchanged.
+ */
+function watchWasmMemory(): void {
+  const original = WebAssembly.instantiate;
+  const memoriesIn = (values: Iterable<unknown>) => [...values].filter((v): v is WebAssembly.Memory => v instanceof WebAssembly.Memory);
+  WebAssembly.instantiate = function (this: unknown, source: unknown, imports?: WebAssembly.Imports) {
+    const result = (original as (...a: unknown[]) => Promise<unknown>).call(WebAssembly, source, imports);
+    return result.then((r) => {
+      const instance = r instanceof WebAssembly.Instance ? r : (r as { instance: WebAssembly.Instance }).instance;
+      const imported = Object.values(imports ?? {}).flatMap((ns) => Object.values(ns));
+      for (const m of [...memoriesIn(imported), ...memoriesIn(Object.values(instance.exports))]) wasmMemories.add(m);
+      return r;
+    });
+  } as typeof WebAssembly.instantiate;
+}
+
+/** Bytes of onnxruntime-web's wasm heap in this process (undefined before its first session). */
+export function ortWebHeapBytes(): number | undefined {
+  const sizes = [...wasmMemories].map((m) => m.buffer.byteLength);
+  return sizes.length ? Math.max(...sizes) : undefined;
+}
+
 async function loadWeb(threads: number): Promise<OrtApi> {
+  watchWasmMemory();
   const ort = await import('onnxruntime-web');
   ort.env.wasm.numThreads = threads;
   ort.env.wasm.proxy = false;

@@ -1,0 +1,20 @@
+// `npm run bench -- <name> [options]`: benchmarks print one JSON object per line on stdout.
+import { benchStep } from './step';
+
+const BENCHES: Record<string, (args: string[], print: (o: object) => void) => Promise<void>> = {
+  step: benchStep,
+};
+
+const [name, ...args] = process.argv.slice(2);
+const bench = name ? BENCHES[name] : undefined;
+if (!bench) {
+  console.error(`usage: npm run bench -- <${Object.keys(BENCHES).join('|')}> [--quick]`);
+  process.exit(2);
+}
+bench(args, (o) => console.log(JSON.stringify(o))).then(
+  () => process.exit(0),
+  (e: unknown) => {
+    console.error(e);
+    process.exit(1);
+  },
+);

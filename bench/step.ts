@@ -1,0 +1,120 @@
+// `npm run bench -- step`: one training step per preset, batch and runtime; one JSON object per line.
+// Each Node measurement runs in a fresh child process so the wasm heap it reports is that graph's own.
+import { execFileSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { buildTrainingGraph } from '../shared/models/compile';
+import { DEFAULT_MODEL_CONFIG, type ModelConfig } from '../shared/models/presets';
+import { randomFeeds } from '../shared/models/random-feeds';
+import { GraphSession } from '../shared/onnx/session';
+import { loadOrt, ortWebHeapBytes, type OrtRuntime } from '../workers/ort/node';
+import { startOrtWorkerd } from '../test/support/workerd';
+
+interface StepCase {
+  readonly preset: string;
+  readonly head: string;
+  readonly batch: number;
+  readonly convWeightGrad: 'conv' | 'im2col';
+}
+
+interface StepTiming {
+  msPerStep: number;
+  wasmHeapMiB?: number;
+}
+
+const RUNS = 5;
+const WARMUP = 2;
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+const MiB = (bytes: number | undefined) => (bytes === undefined ? undefined : +(bytes / 2 ** 20).toFixed(1));
+
+const modelOf = (c: StepCase): ModelConfig => ({ ...DEFAULT_MODEL_CONFIG, preset: c.preset, head: c.head });
+
+async function timeInNode(c: StepCase, runtime: OrtRuntime): Promise<StepTiming> {
+  const ort = await loadOrt(runtime, 1);
+  const graph = buildTrainingGraph(modelOf(c), c.batch, { convWeightGrad: c.convWeightGrad });
+  const session = await GraphSession.create(ort, graph.bytes);
+  const feeds = randomFeeds(graph, 10, 1);
+  const times: number[] = [];
+  for (let i = 0; i < WARMUP + RUNS; i++) {
+    const t0 = performance.now();
+    await session.run(feeds);
+    if (i >= WARMUP) times.push(performance.now() - t0);
+  }
+  return { msPerStep: median(times), wasmHeapMiB: runtime === 'web' ? MiB(ortWebHeapBytes()) : undefined };
+}
+
+function timeInChild(c: StepCase, runtime: OrtRuntime): StepTiming | { error: string } {
+  const script = fileURLToPath(import.meta.url);
+  try {
+    const out = execFileSync(process.execPath, [...process.execArgv, script, '--child', JSON.stringify({ c, runtime })], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+    return JSON.parse(out.trim().split('\n').pop()!);
+  } catch (e) {
+    return { error: (e as { stderr?: string }).stderr?.split('\n').find((l) => l.includes('Error')) ?? String(e) };
+  }
+}
+
+/** workerd: one Miniflare per case (a fresh isolate, so the heap is this graph's); in-worker timing. */
+async function timeInWorkerd(c: StepCase): Promise<StepTiming> {
+  const workerd = await startOrtWorkerd();
+  try {
+    const graph = buildTrainingGraph(modelOf(c), c.batch, { convWeightGrad: c.convWeightGrad });
+    const feeds = randomFeeds(graph, 10, 1);
+    const times: number[] = [];
+    for (let i = 0; i < WARMUP + RUNS; i++) {
+      const r = await workerd.run(graph.bytes, feeds);
+      if (i >= WARMUP) times.push(r.workerMs);
+    }
+    return { msPerStep: median(times), wasmHeapMiB: MiB((await workerd.heap()).wasmHeapBytes) };
+  } finally {
+    await workerd.dispose();
+  }
+}
+
+function line(c: StepCase, runtime: string, t: StepTiming | { error: string }, flops: number, extra: Record<string, unknown> = {}): Record<string, unknown> {
+  if ('error' in t) return { bench: 'step', ...c, runtime, threads: 1, error: t.error };
+  return {
+    bench: 'step',
+    ...c,
+    runtime,
+    threads: 1,
+    msPerStep: +t.msPerStep.toFixed(1),
+    imagesPerSecond: +((1000 * c.batch) / t.msPerStep).toFixed(1),
+    gflopsPerSecond: +(flops / t.msPerStep / 1e6).toFixed(2),
+    ...(t.wasmHeapMiB === undefined ? {} : { wasmHeapMiB: t.wasmHeapMiB }),
+    ...extra,
+  };
+}
+
+export async function benchStep(args: string[], print: (o: object) => void): Promise<void> {
+  const quick = args.includes('--quick');
+  const batches = quick ? [64] : [32, 64, 128];
+  const presets: [string, string][] = [['seed-cnn', 'align'], ['res-cnn', 'linear']];
+  for (const [preset, head] of presets) {
+    for (const batch of batches) {
+      const c: StepCase = { preset, head, batch, convWeightGrad: 'im2col' };
+      const flops = buildTrainingGraph(modelOf(c), batch).flops;
+      const web = timeInChild(c, 'web');
+      print(line(c, 'web-node', web, flops));
+      print(line(c, 'web-workerd', await timeInWorkerd(c), flops));
+      const native = timeInChild(c, 'native');
+      const ratio = 'error' in web || 'error' in native ? undefined : +(web.msPerStep / native.msPerStep).toFixed(2);
+      print(line(c, 'native-node', native, flops, ratio === undefined ? {} : { webOverNative: ratio }));
+    }
+    // Graph formulations of the conv weight gradient, same batch, web runtime.
+    const alt: StepCase = { preset, head, batch: 64, convWeightGrad: 'conv' };
+    print(line(alt, 'web-node', timeInChild(alt, 'web'), buildTrainingGraph(modelOf(alt), 64).flops, { formulation: 'dW as Conv over batch-transposed tensors' }));
+  }
+}
+
+if (process.argv[2] === '--child') {
+  const { c, runtime } = JSON.parse(process.argv[3]) as { c: StepCase; runtime: OrtRuntime };
+  timeInNode(c, runtime).then(
+    (t) => {
+      console.log(JSON.stringify(t));
+      process.exit(0);
+    },
+    (e: unknown) => {
+      console.error(`Error: ${(e as Error).message}`);
+      process.exit(1);
+    },
+  );
+}
