@@ -2,6 +2,7 @@
 // Each Node measurement runs in a fresh child process so the wasm heap it reports is that graph's own.
 import { execFileSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { DEFAULT_AUTODIFF_OPTIONS, type AutodiffOptions } from '../shared/autodiff/rule';
 import { buildTrainingGraph } from '../shared/models/compile';
 import { DEFAULT_MODEL_CONFIG, type ModelConfig } from '../shared/models/presets';
 import { randomFeeds } from '../shared/models/random-feeds';
@@ -13,13 +14,19 @@ interface StepCase {
   readonly preset: string;
   readonly head: string;
   readonly batch: number;
-  readonly convWeightGrad: 'conv' | 'im2col';
+  readonly convWeightGrad: AutodiffOptions['convWeightGrad'];
+  readonly convInputGrad: AutodiffOptions['convInputGrad'];
 }
 
 interface StepTiming {
   msPerStep: number;
   wasmHeapMiB?: number;
 }
+
+const FORMULATIONS: readonly { label: string; options: AutodiffOptions }[] = [
+  { label: 'dW as a Conv over batch-transposed tensors', options: { convWeightGrad: 'conv', convInputGrad: 'convTranspose' } },
+  { label: 'dX as a Conv with the flipped kernel', options: { convWeightGrad: 'im2col', convInputGrad: 'conv' } },
+];
 
 const RUNS = 5;
 const WARMUP = 2;
@@ -30,7 +37,7 @@ const modelOf = (c: StepCase): ModelConfig => ({ ...DEFAULT_MODEL_CONFIG, preset
 
 async function timeInNode(c: StepCase, runtime: OrtRuntime): Promise<StepTiming> {
   const ort = await loadOrt(runtime, 1);
-  const graph = buildTrainingGraph(modelOf(c), c.batch, { convWeightGrad: c.convWeightGrad });
+  const graph = buildTrainingGraph(modelOf(c), c.batch, c);
   const session = await GraphSession.create(ort, graph.bytes);
   const feeds = randomFeeds(graph, 10, 1);
   const times: number[] = [];
@@ -56,7 +63,7 @@ function timeInChild(c: StepCase, runtime: OrtRuntime): StepTiming | { error: st
 async function timeInWorkerd(c: StepCase): Promise<StepTiming> {
   const workerd = await startOrtWorkerd();
   try {
-    const graph = buildTrainingGraph(modelOf(c), c.batch, { convWeightGrad: c.convWeightGrad });
+    const graph = buildTrainingGraph(modelOf(c), c.batch, c);
     const feeds = randomFeeds(graph, 10, 1);
     const times: number[] = [];
     for (let i = 0; i < WARMUP + RUNS; i++) {
@@ -90,7 +97,7 @@ export async function benchStep(args: string[], print: (o: object) => void): Pro
   const presets: [string, string][] = [['seed-cnn', 'align'], ['res-cnn', 'linear']];
   for (const [preset, head] of presets) {
     for (const batch of batches) {
-      const c: StepCase = { preset, head, batch, convWeightGrad: 'im2col' };
+      const c: StepCase = { preset, head, batch, ...DEFAULT_AUTODIFF_OPTIONS };
       const flops = buildTrainingGraph(modelOf(c), batch).flops;
       const web = timeInChild(c, 'web');
       print(line(c, 'web-node', web, flops));
@@ -99,9 +106,11 @@ export async function benchStep(args: string[], print: (o: object) => void): Pro
       const ratio = 'error' in web || 'error' in native ? undefined : +(web.msPerStep / native.msPerStep).toFixed(2);
       print(line(c, 'native-node', native, flops, ratio === undefined ? {} : { webOverNative: ratio }));
     }
-    // Graph formulations of the conv weight gradient, same batch, web runtime.
-    const alt: StepCase = { preset, head, batch: 64, convWeightGrad: 'conv' };
-    print(line(alt, 'web-node', timeInChild(alt, 'web'), buildTrainingGraph(modelOf(alt), 64).flops, { formulation: 'dW as Conv over batch-transposed tensors' }));
+    // Other graph formulations of the conv backward pass, same batch, web runtime.
+    for (const formulation of FORMULATIONS) {
+      const alt: StepCase = { preset, head, batch: 64, ...formulation.options };
+      print(line(alt, 'web-node', timeInChild(alt, 'web'), buildTrainingGraph(modelOf(alt), 64, alt).flops, { formulation: formulation.label }));
+    }
   }
 }
 

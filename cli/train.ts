@@ -2,6 +2,7 @@
 import { existsSync } from 'node:fs';
 import { mkdir, readFile, rename, writeFile, appendFile } from 'node:fs/promises';
 import path from 'node:path';
+import { DEFAULT_AUTODIFF_OPTIONS, type AutodiffOptions } from '../shared/autodiff/rule';
 import { buildInferenceModel } from '../shared/models/compile';
 import { TEXT_DIM } from '../shared/models/heads';
 import { HEAD_NAMES, PRESET_NAMES } from '../shared/models/presets';
@@ -37,6 +38,7 @@ const FLAGS = {
   runtime: { type: 'string' },
   threads: { type: 'string' },
   'conv-weight-grad': { type: 'string' },
+  'conv-input-grad': { type: 'string' },
   data: { type: 'string' },
   out: { type: 'string' },
   resume: { type: 'boolean' },
@@ -116,7 +118,10 @@ export async function trainCommand(argv: string[], log: (s: string) => void = co
   const { config, flags } = trainConfigFromFlags(argv);
   const runtime = choiceFlag('runtime', flags.runtime, ['web', 'native'] as const, 'web');
   const threads = numberFlag('threads', flags.threads, 1);
-  const convWeightGrad = choiceFlag('conv-weight-grad', flags['conv-weight-grad'], ['conv', 'im2col'] as const, 'im2col');
+  const autodiff: AutodiffOptions = {
+    convWeightGrad: choiceFlag('conv-weight-grad', flags['conv-weight-grad'], ['conv', 'im2col'] as const, DEFAULT_AUTODIFF_OPTIONS.convWeightGrad),
+    convInputGrad: choiceFlag('conv-input-grad', flags['conv-input-grad'], ['convTranspose', 'conv'] as const, DEFAULT_AUTODIFF_OPTIONS.convInputGrad),
+  };
   const outDir = path.resolve(flags.out ?? path.join('.edgetrain', 'runs', `${config.model.preset}-${config.model.head}${config.model.dann ? '-dann' : ''}`));
   const checkpointFile = path.join(outDir, 'checkpoint.bin');
   await mkdir(outDir, { recursive: true });
@@ -137,7 +142,7 @@ export async function trainCommand(argv: string[], log: (s: string) => void = co
       data,
       config,
       resume: resume ? { ...resume, config } : undefined,
-      autodiff: { convWeightGrad },
+      autodiff,
       onStep: progress
         ? (p) => {
             if (p.stepInEpoch % 20 === 0) process.stderr.write(`\r  epoch ${p.epoch + 1} step ${p.stepInEpoch}/${p.stepsPerEpoch} loss ${p.loss.toFixed(4)}  `);

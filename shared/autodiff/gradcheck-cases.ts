@@ -2,6 +2,7 @@
 import { type GraphBuilder, type Shape, type Value } from '../onnx/graph';
 import * as op from '../onnx/ops';
 import type { Sampler } from './gradcheck';
+import type { AutodiffOptions } from './rule';
 
 export interface CaseInput {
   readonly shape: Shape;
@@ -20,7 +21,7 @@ export interface RuleCase {
   readonly build: (b: GraphBuilder, xs: readonly Value[]) => Value;
   /** Analytic gradient / true derivative (−λ for gradient reversal). */
   readonly scale?: number;
-  readonly options?: { convWeightGrad: 'conv' | 'im2col' };
+  readonly options?: AutodiffOptions;
 }
 
 const f = (...shape: number[]): CaseInput => ({ shape });
@@ -34,13 +35,18 @@ const binary = (opName: string, fn: (b: GraphBuilder, x: Value, y: Value) => Val
   build: (b, [x, y]) => fn(b, x, y),
 });
 
-const convCase = (name: string, x: Shape, w: Shape, o: op.ConvOptions, bias: boolean, weightGrad: 'conv' | 'im2col'): RuleCase => ({
-  name: `Conv ${name} (dW ${weightGrad})`,
+const convCase = (name: string, x: Shape, w: Shape, o: op.ConvOptions, bias: boolean, options: AutodiffOptions): RuleCase => ({
+  name: `Conv ${name} (dW ${options.convWeightGrad}, dX ${options.convInputGrad})`,
   rule: 'Conv',
   inputs: bias ? [f(...x), f(...w), f(w[0])] : [f(...x), f(...w)],
   build: (b, [xv, wv, bv]) => op.conv(b, xv, wv, bv ?? null, o),
-  options: { convWeightGrad: weightGrad },
+  options,
 });
+
+const CONV_FORMULATIONS: readonly AutodiffOptions[] = [
+  { convWeightGrad: 'conv', convInputGrad: 'convTranspose' },
+  { convWeightGrad: 'im2col', convInputGrad: 'conv' },
+];
 
 export const RULE_CASES: readonly RuleCase[] = [
   binary('Add', op.add, f(2, 3), f(3)),
@@ -92,12 +98,13 @@ export const RULE_CASES: readonly RuleCase[] = [
   { name: 'Softmax T[3,5] axis -1', rule: 'Softmax', inputs: [f(3, 5)], build: (b, [x]) => op.softmax(b, x, -1) },
   { name: 'Softmax T[2,4,3] axis 1', rule: 'Softmax', inputs: [f(2, 4, 3)], build: (b, [x]) => op.softmax(b, x, 1) },
   { name: 'LogSoftmax T[3,5]', rule: 'LogSoftmax', inputs: [f(3, 5)], build: (b, [x]) => op.logSoftmax(b, x, -1) },
-  convCase('k3 p1 s1 +bias', [2, 3, 6, 6], [4, 3, 3, 3], { pads: [1, 1, 1, 1] }, true, 'conv'),
-  convCase('k3 p1 s1 +bias', [2, 3, 6, 6], [4, 3, 3, 3], { pads: [1, 1, 1, 1] }, true, 'im2col'),
-  convCase('k3 p1 s2', [2, 3, 7, 7], [4, 3, 3, 3], { pads: [1, 1, 1, 1], strides: [2, 2] }, false, 'conv'),
-  convCase('k3 p1 s2', [2, 3, 7, 7], [4, 3, 3, 3], { pads: [1, 1, 1, 1], strides: [2, 2] }, false, 'im2col'),
-  convCase('k2 p0 s2 even', [2, 2, 6, 6], [3, 2, 2, 2], { strides: [2, 2] }, true, 'conv'),
-  convCase('k1 p0 s1', [2, 5, 3, 3], [4, 5, 1, 1], {}, false, 'im2col'),
+  ...CONV_FORMULATIONS.flatMap((options) => [
+    convCase('k3 p1 s1 +bias', [2, 3, 6, 6], [4, 3, 3, 3], { pads: [1, 1, 1, 1] }, true, options),
+    convCase('k3 p1 s2', [2, 3, 7, 7], [4, 3, 3, 3], { pads: [1, 1, 1, 1], strides: [2, 2] }, false, options),
+    convCase('k2 p0 s2 even', [2, 2, 6, 6], [3, 2, 2, 2], { strides: [2, 2] }, true, options),
+    convCase('k1 p0 s1', [2, 5, 3, 3], [4, 5, 1, 1], {}, false, options),
+    convCase('k3 p0 s1 asymmetric input', [1, 2, 5, 4], [3, 2, 3, 3], {}, false, options),
+  ]),
   ...[false, true].flatMap((transA) =>
     [false, true].map(
       (transB): RuleCase => ({

@@ -4,9 +4,11 @@ import type { Attrs, GraphBuilder, NodeRecord, Value } from '../onnx/graph';
 export interface AutodiffOptions {
   /** Conv weight gradient as a Conv over batch-transposed tensors, or as one im2col GEMM. */
   readonly convWeightGrad: 'conv' | 'im2col';
+  /** Conv input gradient as a ConvTranspose, or (stride 1) a Conv with the flipped kernel. */
+  readonly convInputGrad: 'convTranspose' | 'conv';
 }
 
-export const DEFAULT_AUTODIFF_OPTIONS: AutodiffOptions = { convWeightGrad: 'conv' };
+export const DEFAULT_AUTODIFF_OPTIONS: AutodiffOptions = { convWeightGrad: 'im2col', convInputGrad: 'convTranspose' };
 
 /** What a gradient rule sees of one forward node. */
 export interface GradContext {

@@ -28,6 +28,22 @@ function inputGrad(ctx: GradContext, g: ConvGeometry): Value {
 }
 
 /**
+ * dX as a plain Conv (stride 1): g convolved with W flipped spatially and with its channel axes
+ * swapped, padded by k−1−p. Strided convs fall back to ConvTranspose.
+ */
+function inputGradConv(ctx: GradContext, g: ConvGeometry): Value {
+  const { b, dy, inputs: [, w] } = ctx;
+  if (g.strides[0] !== 1 || g.strides[1] !== 1) return inputGrad(ctx, g);
+  const [m, c, kh, kw] = w.shape;
+  const swapped = op.transpose(b, w, [1, 0, 2, 3]);
+  const flipped = b.node('Slice', [swapped, b.int64s([kh - 1, kw - 1]), b.int64s([-kh - 1, -kw - 1]), b.int64s([2, 3]), b.int64s([-1, -1])], {}, [
+    { dtype: 'float32', shape: [c, m, kh, kw] },
+  ])[0];
+  const pads: [number, number, number, number] = [kh - 1 - g.pads[0], kw - 1 - g.pads[1], kh - 1 - g.pads[2], kw - 1 - g.pads[3]];
+  return op.conv(b, dy, flipped, null, { pads });
+}
+
+/**
  * dW as a Conv over batch-transposed tensors: dW[m,c] = Σ_n X[n,c] ⋆ g[n,m], i.e. X with its batch
  * axis as channels, convolved with g as the kernel, dilated by the forward stride.
  */
@@ -70,7 +86,7 @@ export const convGrad: GradRule = {
   op: 'Conv',
   grad: (ctx) => {
     const g = geometry(ctx);
-    const dx = inputGrad(ctx, g);
+    const dx = ctx.options.convInputGrad === 'conv' ? inputGradConv(ctx, g) : inputGrad(ctx, g);
     const dw = ctx.options.convWeightGrad === 'im2col' ? weightGradIm2col(ctx, g) : weightGradConv(ctx, g);
     if (ctx.inputs.length === 2) return [dx, dw];
     return [dx, dw, op.reduceSum(ctx.b, ctx.dy, [0, 2, 3], false)];
