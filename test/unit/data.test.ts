@@ -1,10 +1,9 @@
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { downloadFile, loadCifar10, resolveCifar10Path } from '../../cli/dataset.js';
@@ -21,7 +20,6 @@ import {
 import { CIFAR10_NORMALIZATION, SEED_NORMALIZATION, fillBatch, type Augmentation } from '../../shared/data/normalize.js';
 import { batches, epochOrder, mulberry32, permutation, shardBatch } from '../../shared/data/shuffle.js';
 import { TarReader, type TarEntry } from '../../shared/data/tar.js';
-
 import { BATCH_NAMES, HAS_REAL_CIFAR10 as HAS_REAL, PER_BATCH, pixel, REAL_CIFAR10 as REAL_ARCHIVE, fixtureFiles, makeBatch, writeFolder } from '../support/cifar-fixture';
 
 if (!HAS_REAL) console.warn(`data.test.ts: real CIFAR-10 check skipped: ${REAL_ARCHIVE} is absent`);
