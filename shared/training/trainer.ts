@@ -120,19 +120,6 @@ function toGrayscale(images: Float32Array): void {
   }
 }
 
-export function initialState(config: TrainConfig, graph: CompiledGraph): TrainerState {
-  const params = initParameters(graph.params, config.seed);
-  return {
-    config,
-    epoch: 0,
-    step: 0,
-    params,
-    buffers: initBuffers(graph.buffers),
-    optimizer: createOptimizer(config.optimizer, params.length).state,
-    history: [],
-  };
-}
-
 /** Mean loss and accuracy over a split with the eval graph (a second graph covers a ragged tail). */
 export async function evaluate(
   ort: OrtApi,
@@ -193,10 +180,12 @@ export async function train(opts: TrainOptions): Promise<TrainerState> {
   const mask = decayMask(graph.params);
   const feeder = new BatchFeeder(graph, config, captions, config.batch);
 
-  let state = opts.resume ?? initialState(config, graph);
-  const optimizer = opts.resume ? restoreOptimizer(config.optimizer, state.optimizer, state.params.length) : createOptimizer(config.optimizer, state.params.length);
-  const params = state.params;
-  const buffers = state.buffers;
+  const params = opts.resume?.params ?? initParameters(graph.params, config.seed);
+  const buffers = opts.resume?.buffers ?? initBuffers(graph.buffers);
+  const optimizer = opts.resume
+    ? restoreOptimizer(config.optimizer, opts.resume.optimizer, params.length)
+    : createOptimizer(config.optimizer, params.length);
+  let state: TrainerState = opts.resume ?? { config, epoch: 0, step: 0, params, buffers, optimizer: optimizer.state, history: [] };
   let step = state.step;
   try {
     for (let epoch = state.epoch; epoch < config.epochs; epoch++) {
