@@ -24,7 +24,7 @@ export interface CheckResult {
 }
 
 /** Composite losses, checked like rules. */
-const LOSS_CASES: readonly RuleCase[] = [
+export const LOSS_CASES: readonly RuleCase[] = [
   {
     name: 'cross-entropy T[4,5], label smoothing 0.1',
     rule: 'cross-entropy',

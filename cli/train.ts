@@ -53,7 +53,8 @@ export const TRAIN_USAGE = `edgetrain train [options]
   --schedule ${DECAY_KINDS.join('|')} (constant)  --warmup STEPS  --label-smoothing X
   --augment              pad-4 random crop + horizontal flip
   --normalization ${NORMALIZATIONS.join('|')} (seed: mean/std 0.5)
-  --runtime web|native (web = onnxruntime-web WASM)  --threads N (1)  --conv-weight-grad conv|im2col (im2col)
+  --runtime web|native (web = onnxruntime-web WASM)  --threads N (1)
+  --conv-weight-grad conv|im2col (conv)  --conv-input-grad convTranspose|conv (convTranspose)
   --data PATH            CIFAR-10 .tar.gz or folder (default $EDGETRAIN_CIFAR10, ../shared/data, cache, download)
   --out DIR              run folder (default .edgetrain/runs/<preset>-<head>)
   --resume               continue from DIR/checkpoint.bin`;

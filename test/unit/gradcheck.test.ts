@@ -1,7 +1,7 @@
 // `npm run gradcheck` as part of the suite: every rule case and every preset's training graph.
 import { describe, expect, it } from 'vitest';
 import { RULE_CASES } from '../../shared/autodiff/gradcheck-cases';
-import { PRESET_CHECKS, checkPreset, checkRuleCase, presetLabel, type CheckResult } from '../../cli/gradcheck';
+import { LOSS_CASES, PRESET_CHECKS, checkPreset, checkRuleCase, presetLabel, type CheckResult } from '../../cli/gradcheck';
 import { webOrt } from '../support/ort';
 
 function expectWithinTolerance(results: CheckResult[]): void {
@@ -10,7 +10,7 @@ function expectWithinTolerance(results: CheckResult[]): void {
 }
 
 describe('gradient check against central finite differences', () => {
-  it.each(RULE_CASES.map((c) => [c.name, c] as const))('rule %s', async (_name, c) => {
+  it.each([...RULE_CASES, ...LOSS_CASES].map((c) => [c.name, c] as const))('rule %s', async (_name, c) => {
     expectWithinTolerance([await checkRuleCase(await webOrt(), c, 7)]);
   });
 
