@@ -3,12 +3,12 @@ import { existsSync } from 'node:fs';
 import { mkdir, readFile, rename, writeFile, appendFile } from 'node:fs/promises';
 import path from 'node:path';
 import { DEFAULT_AUTODIFF_OPTIONS, type AutodiffOptions } from '../shared/autodiff/rule';
-import { buildInferenceModel } from '../shared/models/compile';
+import { buildEvalGraph, buildInferenceModel } from '../shared/models/compile';
 import { TEXT_DIM } from '../shared/models/heads';
 import { HEAD_NAMES, PRESET_NAMES } from '../shared/models/presets';
 import { OPTIMIZER_KINDS, defaultOptimizerConfig, type OptimizerConfig } from '../shared/optim/config';
 import { DECAY_KINDS } from '../shared/optim/schedule';
-import { placeholderCaptions } from '../shared/training/captions';
+import { captionFeed, placeholderCaptions } from '../shared/training/captions';
 import { decodeCheckpoint, encodeCheckpoint, type TrainerState } from '../shared/training/checkpoint';
 import { NORMALIZATIONS, SEED_TRAIN_CONFIG, checkTrainConfig, type TrainConfig } from '../shared/training/config';
 import { NonFiniteLossError, train, type EpochReport } from '../shared/training/trainer';
@@ -158,8 +158,11 @@ export async function trainCommand(argv: string[], log: (s: string) => void = co
     });
     const text = new Map<string, Float32Array>();
     const captions = placeholderCaptions(config.model.classes, config.model.captionsPerClass, TEXT_DIM);
-    if (config.model.head === 'align') text.set('class_text', captions.filter((_, i) => Math.floor(i / TEXT_DIM) % config.model.captionsPerClass === 0));
-    if (config.model.head === 'attention') text.set('class_texts', captions);
+    for (const spec of buildEvalGraph(config.model, 1).dataInputs) {
+      if (spec.name === 'class_text' || spec.name === 'class_texts') {
+        text.set(spec.name, captionFeed(spec, captions, config.model.captionsPerClass, new BigInt64Array(0)).data as Float32Array);
+      }
+    }
     const modelFile = path.join(outDir, 'model.onnx');
     await writeAtomic(modelFile, buildInferenceModel(config.model, { params: state.params, buffers: state.buffers, text }));
     const last = state.history[state.history.length - 1];

@@ -163,7 +163,7 @@ function updateRunningStats(buffers: Float32Array, stats: Float32Array, momentum
   for (let k = 0; k < buffers.length; k++) buffers[k] = (1 - momentum) * buffers[k] + momentum * stats[k];
 }
 
-export function trainSubset(data: Cifar10, limit: number): CifarSplit {
+function trainSubset(data: Cifar10, limit: number): CifarSplit {
   if (!limit || limit >= data.train.count) return data.train;
   return { images: data.train.images.subarray(0, limit * IMAGE_BYTES), labels: data.train.labels.subarray(0, limit), count: limit };
 }

@@ -1,4 +1,4 @@
-import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -10,7 +10,7 @@ import { NonFiniteLossError, dannLambda, train } from '../../shared/training/tra
 import { trainCommand } from '../../cli/train';
 import { loadCifar10 } from '../../cli/dataset';
 import { HAS_REAL_CIFAR10, REAL_CIFAR10, fixtureFiles, writeFolder } from '../support/cifar-fixture';
-import { webOrt } from '../support/ort';
+import { runOnce, webOrt } from '../support/ort';
 
 const fixture: Cifar10 = assembleCifar10(fixtureFiles(16), 'fixture');
 
@@ -77,13 +77,17 @@ describe('edgetrain train (CLI)', () => {
 
   it('writes a checkpoint, metrics and an inference model; a NaN run keeps the last good checkpoint', async () => {
     const out = path.join(dataDir, 'run');
-    await trainCommand([...base, '--epochs', '1', '--out', out, '--head', 'linear'], quiet);
+    await trainCommand([...base, '--epochs', '1', '--out', out], quiet);
     const checkpoint = readFileSync(path.join(out, 'checkpoint.bin'));
     expect(decodeCheckpoint(checkpoint).epoch).toBe(1);
-    expect(existsSync(path.join(out, 'model.onnx'))).toBe(true);
+    // The inference model carries the weights and the align head's class captions: image in, probabilities out.
+    const inference = await runOnce(readFileSync(path.join(out, 'model.onnx')), { image: { data: new Float32Array(3 * 32 * 32).fill(0.1), dims: [1, 3, 32, 32] } });
+    const probabilities = inference.probabilities as Float32Array;
+    expect(probabilities).toHaveLength(10);
+    expect(probabilities.reduce((a, v) => a + v, 0)).toBeCloseTo(1, 5);
     expect(readFileSync(path.join(out, 'metrics.jsonl'), 'utf8').trim().split('\n')).toHaveLength(1);
 
-    const nan = trainCommand([...base, '--epochs', '2', '--out', out, '--head', 'linear', '--lr', '1e12', '--resume'], quiet);
+    const nan = trainCommand([...base, '--epochs', '2', '--out', out, '--lr', '1e12', '--resume'], quiet);
     await expect(nan).rejects.toThrow(/loss became (NaN|Infinity|-Infinity) at epoch 2.*the last good checkpoint is kept at .*checkpoint\.bin/);
     expect(readFileSync(path.join(out, 'checkpoint.bin')).equals(checkpoint)).toBe(true);
   });
