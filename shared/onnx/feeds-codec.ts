@@ -10,7 +10,8 @@
 //     u32 rank, rank × u32 dims
 //     data: numel(dims) × 4 or 8 bytes
 // Nothing may follow the last tensor. Decoding copies data out, so any byte offset works.
-import { feedNumel, type Feed } from './session';
+import { numel } from './graph';
+import type { Feed } from './session';
 
 export const FRAME_VERSION = 1;
 const REQUEST_MAGIC = 'ETRQ';
@@ -128,8 +129,8 @@ function prepareTensors(tensors: Readonly<Record<string, Feed>>): { list: Encode
     if (!(feed.data instanceof Float32Array) && !(feed.data instanceof BigInt64Array)) {
       throw new Error(`feeds-codec: tensor '${name}' must be a Float32Array or BigInt64Array`);
     }
-    if (feed.data.length !== feedNumel(feed.dims)) {
-      throw new Error(`feeds-codec: tensor '${name}' has ${feed.data.length} values, dims [${feed.dims.join(',')}] need ${feedNumel(feed.dims)}`);
+    if (feed.data.length !== numel(feed.dims)) {
+      throw new Error(`feeds-codec: tensor '${name}' has ${feed.data.length} values, dims [${feed.dims.join(',')}] need ${numel(feed.dims)}`);
     }
     const encodedName = utf8.encode(name);
     list.push({ name: encodedName, feed });
@@ -175,7 +176,7 @@ function readTensors(r: Reader): Record<string, Feed> {
     const dims: number[] = [];
     for (let k = 0; k < rank; k++) dims.push(r.u32(`tensor '${name}' dim ${k}`));
     if (name in out) throw new Error(`feeds-codec: tensor '${name}' appears twice`);
-    out[name] = { data: r.data(dtype, feedNumel(dims), `tensor '${name}' data`), dims };
+    out[name] = { data: r.data(dtype, numel(dims), `tensor '${name}' data`), dims };
   }
   return out;
 }

@@ -1,6 +1,7 @@
 // Runs a serialised ONNX graph with whichever ORT build the platform provides (onnxruntime-web in
 // Node or workerd, onnxruntime-node). Pure TS: only types come from onnxruntime-web.
 import type * as ort from 'onnxruntime-web';
+import { numel } from './graph';
 
 /** The part of the ORT API every runtime shares (onnxruntime-web, onnxruntime-node). */
 export type OrtApi = Pick<typeof ort, 'InferenceSession' | 'Tensor'>;
@@ -16,12 +17,6 @@ export interface Feed {
 export type FeedData = Feed['data'];
 
 export const DEFAULT_SESSION_OPTIONS: Readonly<SessionOptions> = { graphOptimizationLevel: 'all' };
-
-export function feedNumel(dims: readonly number[]): number {
-  let n = 1;
-  for (const d of dims) n *= d;
-  return n;
-}
 
 /** One ORT inference session over graph bytes; feeds and outputs are plain typed arrays. */
 export class GraphSession {
@@ -64,8 +59,8 @@ export class GraphSession {
     const tensors: Record<string, ort.Tensor> = {};
     for (const name of this.inputNames) {
       const feed = feeds[name];
-      if (feed.data.length !== feedNumel(feed.dims)) {
-        throw new Error(`GraphSession: feed '${name}' has ${feed.data.length} values, dims [${feed.dims.join(',')}] need ${feedNumel(feed.dims)}`);
+      if (feed.data.length !== numel(feed.dims)) {
+        throw new Error(`GraphSession: feed '${name}' has ${feed.data.length} values, dims [${feed.dims.join(',')}] need ${numel(feed.dims)}`);
       }
       tensors[name] =
         feed.data instanceof Float32Array

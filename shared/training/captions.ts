@@ -6,8 +6,6 @@ import { mulberry32 } from '../data/shuffle';
 import { numel } from '../onnx/graph';
 import type { Feed } from '../onnx/session';
 
-export const CAPTION_INPUTS = ['class_text', 'class_texts', 'caption'] as const;
-
 /** Seeded stand-in caption embeddings: [classes, perClass, dim], unit-norm rows. */
 export function placeholderCaptions(classes: number, perClass: number, dim: number, seed = 1234): Float32Array {
   const rng = mulberry32(seed);
