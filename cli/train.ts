@@ -76,7 +76,6 @@ export function trainConfigFromFlags(argv: string[]): { config: TrainConfig; fla
   const epochs = numberFlag('epochs', v.epochs, s.epochs);
   const batch = numberFlag('batch', v.batch, s.batch);
   const trainLimit = numberFlag('train-limit', v['train-limit'], s.trainLimit);
-  const stepsPerEpoch = Math.floor((trainLimit || 50_000) / batch);
   const config: TrainConfig = {
     ...s,
     model: {
@@ -90,7 +89,7 @@ export function trainConfigFromFlags(argv: string[]): { config: TrainConfig; fla
     schedule: {
       warmupSteps: numberFlag('warmup', v.warmup, 0),
       decay: choiceFlag('schedule', v.schedule, DECAY_KINDS, 'constant'),
-      totalSteps: epochs * stepsPerEpoch,
+      totalSteps: 0,
       minLrFactor: 0,
     },
     epochs,

@@ -88,8 +88,7 @@ export function buildTrainingGraph(
   const b = m.b;
   const classLoss = crossEntropy(b, logits, label, config.labelSmoothing);
   const loss = domainLoss ? op.add(b, classLoss, domainLoss) : classLoss;
-  const paramValues = m.params.map((p) => b.inputs.find((i) => i.name === p.name)!);
-  const grads = differentiate(b, loss, paramValues, autodiff);
+  const grads = differentiate(b, loss, m.paramValues(), autodiff);
   const outputs = [b.output(loss, 'loss'), b.output(correctCount(b, logits, label), 'correct')];
   m.params.forEach((p, i) => outputs.push(b.output(grads[i], gradOutputName(p.name))));
   for (const s of m.stats) outputs.push(b.output(s.value, s.buffer.statOutput));

@@ -26,6 +26,11 @@ export class ModelBuilder {
     return v;
   }
 
+  /** The graph inputs of the parameters, in `params` order. */
+  paramValues(): Value[] {
+    return this.params.map((p) => this.values.get(p.name)!);
+  }
+
   buffer(name: string, shape: Shape, initial: number): { value: Value; spec: BufferSpec } {
     const spec: BufferSpec = { name, shape, initial, statOutput: `stat.${name}` };
     this.buffers.push(spec);

@@ -234,12 +234,6 @@ export function pad(b: GraphBuilder, x: Value, pads: readonly number[]): Value {
   return b.node('Pad', [x, b.int64s(pads)], {}, [{ dtype: x.dtype, shape }])[0];
 }
 
-export function unsqueeze(b: GraphBuilder, x: Value, axis: number): Value {
-  const shape = [...x.shape];
-  shape.splice(normAxis(axis, x.shape.length + 1), 0, 1);
-  return reshape(b, x, shape);
-}
-
 export function softmax(b: GraphBuilder, x: Value, axis = -1): Value {
   return b.node('Softmax', [x], { axis: int(axis) }, [{ dtype: x.dtype, shape: x.shape }])[0];
 }

@@ -9,6 +9,7 @@ export type NormalizationName = (typeof NORMALIZATIONS)[number];
 export interface TrainConfig {
   readonly model: ModelConfig;
   readonly optimizer: OptimizerConfig;
+  /** Learning-rate schedule; `totalSteps` 0 means the whole run (epochs × steps per epoch). */
   readonly schedule: ScheduleConfig;
   readonly epochs: number;
   /** Global batch (one optimizer step). */
@@ -45,7 +46,10 @@ function positiveInt(errors: string[], field: string, v: number, max = Number.MA
 
 export function trainConfigErrors(c: TrainConfig): string[] {
   const errors = modelConfigErrors(c.model).map((e) => `model.${e}`);
-  errors.push(...validateOptimizerConfig(c.optimizer), ...validateScheduleConfig(c.schedule));
+  errors.push(...validateOptimizerConfig(c.optimizer));
+  // totalSteps 0 is resolved by the trainer once the data size is known; check the rest as if resolved.
+  const schedule = c.schedule.totalSteps === 0 ? { ...c.schedule, totalSteps: Number.MAX_SAFE_INTEGER } : c.schedule;
+  errors.push(...validateScheduleConfig(schedule));
   positiveInt(errors, 'epochs', c.epochs, 1000);
   positiveInt(errors, 'batch', c.batch, 4096);
   positiveInt(errors, 'evalBatch', c.evalBatch, 10000);

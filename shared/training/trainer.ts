@@ -120,39 +120,45 @@ function toGrayscale(images: Float32Array): void {
   }
 }
 
-/** Mean loss and accuracy over a split with the eval graph (a second graph covers a ragged tail). */
-export async function evaluate(
-  ort: OrtApi,
-  config: TrainConfig,
-  split: CifarSplit,
-  params: Float32Array,
-  buffers: Float32Array,
-  captions: Float32Array,
-  sessionOptions?: SessionOptions,
-): Promise<{ loss: number; accuracy: number }> {
-  let loss = 0;
-  let correct = 0;
-  const full = Math.floor(split.count / config.evalBatch) * config.evalBatch;
-  const parts = [
-    { start: 0, end: full, batch: config.evalBatch },
-    { start: full, end: split.count, batch: split.count - full },
-  ].filter((p) => p.end > p.start);
-  for (const part of parts) {
-    const graph = buildEvalGraph(config.model, part.batch);
-    const runner = await GraphRunner.create(ort, graph, sessionOptions);
-    const feeder = new BatchFeeder(graph, config, captions, part.batch);
-    try {
-      for (let start = part.start; start < part.end; start += part.batch) {
-        const indices = Array.from({ length: part.batch }, (_, i) => start + i);
-        const r = await runner.evaluate(params, buffers, feeder.feeds(split, indices));
-        loss += r.loss * part.batch;
+/** Loss and accuracy over one split with the eval graph, its sessions created once per run. */
+export class Evaluator {
+  private constructor(
+    private readonly split: CifarSplit,
+    /** Consecutive ranges of the split, each run at its own batch (a second graph covers a ragged tail). */
+    private readonly parts: readonly { start: number; end: number; runner: GraphRunner; feeder: BatchFeeder }[],
+  ) {}
+
+  static async create(ort: OrtApi, config: TrainConfig, split: CifarSplit, captions: Float32Array, sessionOptions?: SessionOptions): Promise<Evaluator> {
+    const full = Math.floor(split.count / config.evalBatch) * config.evalBatch;
+    const ranges = [
+      { start: 0, end: full, batch: config.evalBatch },
+      { start: full, end: split.count, batch: split.count - full },
+    ].filter((r) => r.end > r.start);
+    const parts = [];
+    for (const r of ranges) {
+      const graph = buildEvalGraph(config.model, r.batch);
+      parts.push({ start: r.start, end: r.end, runner: await GraphRunner.create(ort, graph, sessionOptions), feeder: new BatchFeeder(graph, config, captions, r.batch) });
+    }
+    return new Evaluator(split, parts);
+  }
+
+  async evaluate(params: Float32Array, buffers: Float32Array): Promise<{ loss: number; accuracy: number }> {
+    let loss = 0;
+    let correct = 0;
+    for (const { start, end, runner, feeder } of this.parts) {
+      for (let first = start; first < end; first += feeder.batch) {
+        const indices = Array.from({ length: feeder.batch }, (_, i) => first + i);
+        const r = await runner.evaluate(params, buffers, feeder.feeds(this.split, indices));
+        loss += r.loss * feeder.batch;
         correct += r.correct;
       }
-    } finally {
-      await runner.release();
     }
+    return { loss: loss / this.split.count, accuracy: correct / this.split.count };
   }
-  return { loss: loss / split.count, accuracy: correct / split.count };
+
+  async release(): Promise<void> {
+    for (const p of this.parts) await p.runner.release();
+  }
 }
 
 /**
@@ -163,22 +169,34 @@ function updateRunningStats(buffers: Float32Array, stats: Float32Array, momentum
   for (let k = 0; k < buffers.length; k++) buffers[k] = (1 - momentum) * buffers[k] + momentum * stats[k];
 }
 
+/** Optimizer steps per epoch (full batches of the possibly limited training set). */
+export function epochSteps(trainCount: number, config: Pick<TrainConfig, 'batch' | 'trainLimit'>): number {
+  const count = config.trainLimit ? Math.min(config.trainLimit, trainCount) : trainCount;
+  return Math.floor(count / config.batch);
+}
+
 function trainSubset(data: Cifar10, limit: number): CifarSplit {
   if (!limit || limit >= data.train.count) return data.train;
   return { images: data.train.images.subarray(0, limit * IMAGE_BYTES), labels: data.train.labels.subarray(0, limit), count: limit };
 }
 
 export async function train(opts: TrainOptions): Promise<TrainerState> {
-  const config = checkTrainConfig(opts.config);
-  const graph = buildTrainingGraph(config.model, config.batch, opts.autodiff);
-  const runner = await GraphRunner.create(opts.ort, graph, opts.sessionOptions);
-  const captions = placeholderCaptions(config.model.classes, config.model.captionsPerClass, TEXT_DIM);
+  const stepsPerEpoch = epochSteps(opts.data.train.count, opts.config);
+  const totalSteps = stepsPerEpoch * opts.config.epochs;
+  // A schedule with totalSteps 0 spans the whole run, which only the data size decides.
+  const schedule = opts.config.schedule.totalSteps === 0 ? { ...opts.config.schedule, totalSteps } : opts.config.schedule;
+  const config = checkTrainConfig({ ...opts.config, schedule });
   const split = trainSubset(opts.data, config.trainLimit);
-  const stepsPerEpoch = Math.floor(split.count / config.batch);
   if (stepsPerEpoch === 0) throw new Error(`training set of ${split.count} images is smaller than one batch of ${config.batch}`);
-  const totalSteps = stepsPerEpoch * config.epochs;
+  const graph = buildTrainingGraph(config.model, config.batch, opts.autodiff);
   const mask = decayMask(graph.params);
+  const captions = placeholderCaptions(config.model.classes, config.model.captionsPerClass, TEXT_DIM);
   const feeder = new BatchFeeder(graph, config, captions, config.batch);
+  const runner = await GraphRunner.create(opts.ort, graph, opts.sessionOptions);
+  const evaluator = await Evaluator.create(opts.ort, config, opts.data.test, captions, opts.sessionOptions).catch(async (e: unknown) => {
+    await runner.release();
+    throw e;
+  });
 
   const params = opts.resume?.params ?? initParameters(graph.params, config.seed);
   const buffers = opts.resume?.buffers ?? initBuffers(graph.buffers);
@@ -209,7 +227,7 @@ export async function train(opts: TrainOptions): Promise<TrainerState> {
         opts.onStep?.({ epoch, stepInEpoch: i + 1, stepsPerEpoch, loss: r.loss });
       }
       const trainSeconds = (performance.now() - started) / 1000;
-      const test = await evaluate(opts.ort, config, opts.data.test, params, buffers, captions, opts.sessionOptions);
+      const test = await evaluator.evaluate(params, buffers);
       const report: EpochReport = {
         epoch: epoch + 1,
         trainLoss: lossSum / stepsPerEpoch,
@@ -224,6 +242,7 @@ export async function train(opts: TrainOptions): Promise<TrainerState> {
     }
   } finally {
     await runner.release();
+    await evaluator.release();
   }
   return state;
 }

@@ -1,5 +1,6 @@
 // ORT in Node: onnxruntime-web (the same wasm the workers run) or onnxruntime-node (native CPU).
 import type { OrtApi } from '../../shared/onnx/session';
+import { instanceMemories } from './wasm-memory';
 
 export type OrtRuntime = 'web' | 'native';
 
@@ -46,13 +47,11 @@ const wasmMemories = new Set<WebAssembly.Memory>();
  */
 function watchWasmMemory(): void {
   const original = WebAssembly.instantiate;
-  const memoriesIn = (values: Iterable<unknown>) => [...values].filter((v): v is WebAssembly.Memory => v instanceof WebAssembly.Memory);
   WebAssembly.instantiate = function (this: unknown, source: unknown, imports?: WebAssembly.Imports) {
     const result = (original as (...a: unknown[]) => Promise<unknown>).call(WebAssembly, source, imports);
     return result.then((r) => {
       const instance = r instanceof WebAssembly.Instance ? r : (r as { instance: WebAssembly.Instance }).instance;
-      const imported = Object.values(imports ?? {}).flatMap((ns) => Object.values(ns));
-      for (const m of [...memoriesIn(imported), ...memoriesIn(Object.values(instance.exports))]) wasmMemories.add(m);
+      for (const m of instanceMemories(imports, instance)) wasmMemories.add(m);
       return r;
     });
   } as typeof WebAssembly.instantiate;

@@ -12,6 +12,7 @@
 // One thread (no SharedArrayBuffer workers in workerd), no proxy worker, no WebGPU.
 import * as ortWasm from 'onnxruntime-web/wasm';
 import ortWasmModule from 'onnxruntime-web/ort-wasm-simd-threaded.wasm';
+import { instanceMemories } from './wasm-memory';
 
 export type OrtWeb = typeof import('onnxruntime-web');
 
@@ -31,22 +32,14 @@ function isSentinel(source: unknown): boolean {
   return bytes.every((b, i) => b === SENTINEL[i]);
 }
 
-function findMemory(imports: WebAssembly.Imports | undefined): WebAssembly.Memory | undefined {
-  for (const ns of Object.values(imports ?? {})) {
-    for (const value of Object.values(ns)) if (value instanceof WebAssembly.Memory) return value;
-  }
-  return undefined;
-}
-
 function hookInstantiate(module: WebAssembly.Module): void {
   if (hooked) return;
   hooked = true;
   const original = WebAssembly.instantiate;
   const instantiate = function (this: unknown, source: unknown, imports?: WebAssembly.Imports) {
     if (!isSentinel(source)) return (original as (...a: unknown[]) => unknown).call(WebAssembly, source, imports);
-    wasmMemory = findMemory(imports);
     return original.call(WebAssembly, module, imports).then((instance) => {
-      if (!wasmMemory) wasmMemory = Object.values(instance.exports).find((e): e is WebAssembly.Memory => e instanceof WebAssembly.Memory);
+      wasmMemory = instanceMemories(imports, instance)[0];
       return { instance, module };
     });
   };
