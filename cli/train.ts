@@ -3,12 +3,10 @@ import { existsSync } from 'node:fs';
 import { mkdir, readFile, rename, writeFile, appendFile } from 'node:fs/promises';
 import path from 'node:path';
 import { DEFAULT_AUTODIFF_OPTIONS, type AutodiffOptions } from '../shared/autodiff/rule';
-import { buildEvalGraph, buildInferenceModel } from '../shared/models/compile';
-import { TEXT_DIM } from '../shared/models/heads';
 import { HEAD_NAMES, PRESET_NAMES } from '../shared/models/presets';
 import { OPTIMIZER_KINDS, defaultOptimizerConfig, type OptimizerConfig } from '../shared/optim/config';
 import { DECAY_KINDS } from '../shared/optim/schedule';
-import { captionFeed, placeholderCaptions } from '../shared/training/captions';
+import { inferenceModelBytes } from '../shared/training/export';
 import { decodeCheckpoint, encodeCheckpoint, type TrainerState } from '../shared/training/checkpoint';
 import { NORMALIZATIONS, SEED_TRAIN_CONFIG, checkTrainConfig, type TrainConfig } from '../shared/training/config';
 import { NonFiniteLossError, train, type EpochReport } from '../shared/training/trainer';
@@ -155,15 +153,8 @@ export async function trainCommand(argv: string[], log: (s: string) => void = co
         await appendFile(path.join(outDir, 'metrics.jsonl'), `${JSON.stringify(report)}\n`);
       },
     });
-    const text = new Map<string, Float32Array>();
-    const captions = placeholderCaptions(config.model.classes, config.model.captionsPerClass, TEXT_DIM);
-    for (const spec of buildEvalGraph(config.model, 1).dataInputs) {
-      if (spec.name === 'class_text' || spec.name === 'class_texts') {
-        text.set(spec.name, captionFeed(spec, captions, config.model.captionsPerClass, new BigInt64Array(0)).data as Float32Array);
-      }
-    }
     const modelFile = path.join(outDir, 'model.onnx');
-    await writeAtomic(modelFile, buildInferenceModel(config.model, { params: state.params, buffers: state.buffers, text }));
+    await writeAtomic(modelFile, inferenceModelBytes(config.model, state.params, state.buffers));
     const last = state.history[state.history.length - 1];
     log(`final test accuracy ${last ? pct(last.testAccuracy) : 'n/a'}; checkpoint ${checkpointFile}; inference model ${modelFile}`);
     return state;

@@ -21,10 +21,10 @@ export const CIFAR10_NORMALIZATION: Normalization = {
 
 export interface Augmentation {
   /**
-   * Uniform [0, 1) source. Per image it draws, in order: the vertical and horizontal shifts (when padCrop > 0),
-   * then the flip (when flip is set).
+   * The uniform [0, 1) source of the image at batch position b. Per image it draws, in order: the vertical
+   * and horizontal shifts (when padCrop > 0), then the flip (when flip is set).
    */
-  rng: () => number;
+  rng: (b: number) => () => number;
   /** Maximum shift of the random crop in pixels (4 for the usual pad-4 crop); 0 disables cropping. */
   padCrop: number;
   flip: boolean;
@@ -74,11 +74,12 @@ export function fillBatch(
     let dx = 0;
     let flip = false;
     if (augment) {
+      const rng = augment.rng(b);
       if (pad > 0) {
-        dy = Math.floor(augment.rng() * (2 * pad + 1)) - pad;
-        dx = Math.floor(augment.rng() * (2 * pad + 1)) - pad;
+        dy = Math.floor(rng() * (2 * pad + 1)) - pad;
+        dx = Math.floor(rng() * (2 * pad + 1)) - pad;
       }
-      flip = augment.flip && augment.rng() < 0.5;
+      flip = augment.flip && rng() < 0.5;
     }
     // Output columns [x0, x1) read source columns x + dx inside the image; the rest are padding.
     const x0 = Math.max(0, -dx);

@@ -100,6 +100,15 @@ function compiled(m: ModelBuilder, dataInputs: TensorSpec[], outputs: Value[]): 
   return { bytes: m.b.serialize(), dataInputs, params: m.params, buffers: m.buffers, outputs: outputs.map((o) => o.name), flops };
 }
 
+/**
+ * The parameters and buffers a training run holds (DANN's domain classifier included), in flat
+ * order, without building the backward pass: what a coordinator needs to initialise and update.
+ */
+export function trainingLayout(config: ModelConfig): { params: readonly ParamSpec[]; buffers: readonly BufferSpec[] } {
+  const { m } = forward(config, 1, 'train', graphName(config, 'layout', 1));
+  return { params: m.params, buffers: m.buffers };
+}
+
 /** Forward only, with running statistics: outputs `loss` (unsmoothed), `correct` and `logits`. */
 export function buildEvalGraph(config: ModelConfig, batch: number): CompiledGraph {
   const { m, dataInputs, logits, label } = forward(config, batch, 'eval', graphName(config, 'eval', batch));

@@ -23,6 +23,11 @@ export interface TrainConfig {
   readonly bnMomentum: number;
   /** Use only the first N training images (quick runs and tests); 0 = all. */
   readonly trainLimit: number;
+  /**
+   * Shuffle within blocks of this many consecutive images, the blocks themselves in random order
+   * (what a memory-bound worker can hold); 0 = one permutation of the whole set.
+   */
+  readonly shuffleBlock: number;
 }
 
 /** The seed's recipe: Adam lr 1e-4, no augmentation, mean/std 0.5. */
@@ -38,6 +43,7 @@ export const SEED_TRAIN_CONFIG: TrainConfig = {
   normalization: 'seed',
   bnMomentum: 0.1,
   trainLimit: 0,
+  shuffleBlock: 5000,
 };
 
 function positiveInt(errors: string[], field: string, v: number, max = Number.MAX_SAFE_INTEGER): void {
@@ -57,6 +63,7 @@ export function trainConfigErrors(c: TrainConfig): string[] {
   if (!NORMALIZATIONS.includes(c.normalization)) errors.push(`normalization: '${c.normalization}' is not one of ${NORMALIZATIONS.join(', ')}`);
   if (!(c.bnMomentum > 0 && c.bnMomentum <= 1)) errors.push(`bnMomentum: ${c.bnMomentum} must be in (0, 1]`);
   if (!Number.isInteger(c.trainLimit) || c.trainLimit < 0) errors.push(`trainLimit: ${c.trainLimit} must be an integer ≥ 0`);
+  if (!Number.isInteger(c.shuffleBlock) || c.shuffleBlock < 0) errors.push(`shuffleBlock: ${c.shuffleBlock} must be an integer ≥ 0 (0 = shuffle the whole set)`);
   return errors;
 }
 

@@ -6,6 +6,12 @@ import { GraphSession, type Feed, type OrtApi, type SessionOptions } from '../on
 
 export type DataFeeds = Readonly<Record<string, Feed>>;
 
+/** A run's flat parameter and buffer layout, in order. */
+export interface RunLayout {
+  readonly params: readonly { name: string; shape: readonly number[] }[];
+  readonly buffers: readonly { name: string; shape: readonly number[] }[];
+}
+
 export interface StepResult {
   readonly loss: number;
   readonly correct: number;
@@ -15,9 +21,23 @@ export interface StepResult {
   readonly stats: Float32Array;
 }
 
-function feedFlat(feeds: Record<string, Feed>, slices: readonly TensorSlice[], flat: Float32Array, what: string, size: number): void {
-  if (flat.length !== size) throw new Error(`${what}: ${flat.length} values, the graph needs ${size}`);
-  for (const s of slices) feeds[s.name] = { data: flat.subarray(s.offset, s.offset + s.size), dims: s.shape };
+/** A flat vector's layout, and the slices of it that one graph reads (an eval graph skips DANN's). */
+interface FlatInputs {
+  readonly size: number;
+  readonly fed: readonly TensorSlice[];
+}
+
+function flatInputs(layout: readonly { name: string; shape: readonly number[] }[], graphInputs: readonly { name: string }[]): FlatInputs {
+  const { slices, size } = flatLayout(layout);
+  const names = new Set(graphInputs.map((s) => s.name));
+  const fed = slices.filter((s) => names.has(s.name));
+  if (fed.length !== names.size) throw new Error(`the graph reads tensors the flat layout does not hold: ${[...names].filter((n) => !fed.some((s) => s.name === n)).join(', ')}`);
+  return { size, fed };
+}
+
+function feedFlat(feeds: Record<string, Feed>, inputs: FlatInputs, flat: Float32Array, what: string): void {
+  if (flat.length !== inputs.size) throw new Error(`${what}: ${flat.length} values, the layout needs ${inputs.size}`);
+  for (const s of inputs.fed) feeds[s.name] = { data: flat.subarray(s.offset, s.offset + s.size), dims: s.shape };
 }
 
 function gather(out: Record<string, unknown>, slices: readonly TensorSlice[], size: number, name: (s: string) => string): Float32Array {
@@ -28,19 +48,28 @@ function gather(out: Record<string, unknown>, slices: readonly TensorSlice[], si
 
 /** A compiled graph bound to an ORT session, fed from flat vectors. */
 export class GraphRunner {
-  private readonly params: ReturnType<typeof flatLayout>;
-  private readonly buffers: ReturnType<typeof flatLayout>;
+  private readonly params: FlatInputs;
+  private readonly buffers: FlatInputs;
+  private readonly grads: ReturnType<typeof flatLayout>;
+  private readonly stats: ReturnType<typeof flatLayout>;
 
   private constructor(
     readonly graph: CompiledGraph,
     private readonly session: GraphSession,
+    layout: RunLayout,
   ) {
-    this.params = flatLayout(graph.params);
-    this.buffers = flatLayout(graph.buffers);
+    this.params = flatInputs(layout.params, graph.params);
+    this.buffers = flatInputs(layout.buffers, graph.buffers);
+    this.grads = flatLayout(graph.params);
+    this.stats = flatLayout(graph.buffers);
   }
 
-  static async create(ort: OrtApi, graph: CompiledGraph, options?: SessionOptions): Promise<GraphRunner> {
-    return new GraphRunner(graph, await GraphSession.create(ort, graph.bytes, options));
+  /**
+   * `layout` is the run's flat parameter/buffer layout (the training graph's); an eval graph reads
+   * the part of it that it uses. Defaults to the graph's own.
+   */
+  static async create(ort: OrtApi, graph: CompiledGraph, options?: SessionOptions, layout: RunLayout = graph): Promise<GraphRunner> {
+    return new GraphRunner(graph, await GraphSession.create(ort, graph.bytes, options), layout);
   }
 
   get paramCount(): number {
@@ -53,8 +82,8 @@ export class GraphRunner {
 
   private feeds(params: Float32Array, buffers: Float32Array, data: DataFeeds): Record<string, Feed> {
     const feeds: Record<string, Feed> = { ...data };
-    feedFlat(feeds, this.params.slices, params, 'parameters', this.params.size);
-    feedFlat(feeds, this.buffers.slices, buffers, 'buffers', this.buffers.size);
+    feedFlat(feeds, this.params, params, 'parameters');
+    feedFlat(feeds, this.buffers, buffers, 'buffers');
     return feeds;
   }
 
@@ -64,8 +93,8 @@ export class GraphRunner {
     return {
       loss: (out.loss as Float32Array)[0],
       correct: (out.correct as Float32Array)[0],
-      grads: gather(out, this.params.slices, this.params.size, gradOutputName),
-      stats: gather(out, this.buffers.slices, this.buffers.size, (n) => `stat.${n}`),
+      grads: gather(out, this.grads.slices, this.grads.size, gradOutputName),
+      stats: gather(out, this.stats.slices, this.stats.size, (n) => `stat.${n}`),
     };
   }
 

@@ -309,7 +309,7 @@ describe('fillBatch', () => {
   it('shifts by the drawn crop offset and pads with 0 (the mean)', () => {
     const split = oneImage(0, [[1, 10, 5, 255]]);
     // dy = +2, dx = −3: out[y][x] = in[y + 2][x − 3], so in(10, 5) lands at (8, 8).
-    const augment: Augmentation = { rng: scripted([shiftDraw(2), shiftDraw(-3), 0.9]), padCrop: 4, flip: true };
+    const augment: Augmentation = { rng: () => scripted([shiftDraw(2), shiftDraw(-3), 0.9]), padCrop: 4, flip: true };
     fillBatch(split, [0], out, labels, CIFAR10_NORMALIZATION, augment);
     expect(positionsOf(out, norm(255, 1))).toEqual([[1, 8, 8]]);
     // Rows 30–31 (source rows 32–33) and columns 0–2 (source −3…−1) are padding: 32×2 + 30×3 per channel.
@@ -321,15 +321,15 @@ describe('fillBatch', () => {
 
   it('mirrors columns when the flip is drawn', () => {
     const split = oneImage(0, [[0, 10, 5, 255]]);
-    fillBatch(split, [0], out, labels, CIFAR10_NORMALIZATION, { rng: scripted([0.1]), padCrop: 0, flip: true });
+    fillBatch(split, [0], out, labels, CIFAR10_NORMALIZATION, { rng: () => scripted([0.1]), padCrop: 0, flip: true });
     expect(positionsOf(out, norm(255, 0))).toEqual([[0, 10, 26]]);
-    fillBatch(split, [0], out, labels, CIFAR10_NORMALIZATION, { rng: scripted([0.1]), padCrop: 0, flip: false });
+    fillBatch(split, [0], out, labels, CIFAR10_NORMALIZATION, { rng: () => scripted([0.1]), padCrop: 0, flip: false });
     expect(positionsOf(out, norm(255, 0))).toEqual([[0, 10, 5]]);
   });
 
   it('crops, then mirrors', () => {
     const split = oneImage(0, [[2, 10, 5, 255]]);
-    const augment: Augmentation = { rng: scripted([shiftDraw(2), shiftDraw(-3), 0.2]), padCrop: 4, flip: true };
+    const augment: Augmentation = { rng: () => scripted([shiftDraw(2), shiftDraw(-3), 0.2]), padCrop: 4, flip: true };
     fillBatch(split, [0], out, labels, CIFAR10_NORMALIZATION, augment);
     expect(positionsOf(out, norm(255, 2))).toEqual([[2, 8, 31 - 8]]);
     // The padded columns 0–2 of the crop are now columns 29–31.

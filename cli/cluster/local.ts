@@ -1,0 +1,78 @@
+// The local cluster: the API + coordinator in one workerd process (Miniflare, persistent state), and
+// gradient workers each in a process of their own, since one workerd runs all its JavaScript on one
+// thread. Workerd workers run the deployed Worker's own queue consumer; Node workers run the same loop
+// with ORT in a worker thread.
+import { join } from 'node:path';
+import type { Readable } from 'node:stream';
+import { Miniflare } from 'miniflare';
+import type { WorkMessage } from '../../workers/env';
+import { COMPATIBILITY_DATE, bundleModules, bundleWorker, type WorkerBundle } from './bundle';
+
+export const WORKER_ENTRY = 'workers/index.ts';
+/** Workerd's output is read and dropped unless verbose (an unread pipe would stall the process). */
+const drain = (stdout: Readable, stderr: Readable) => {
+  stdout.resume();
+  stderr.resume();
+};
+
+const bundle = (): Promise<WorkerBundle> => bundleWorker(WORKER_ENTRY, 'edgetrain');
+
+export interface LocalCoordinator {
+  readonly url: string;
+  readonly mf: Miniflare;
+  dispose(): Promise<void>;
+}
+
+/**
+ * Starts the API and coordinator. `persistDir` keeps Durable Object, KV and R2 state across restarts;
+ * omitted, state lives in memory. `port` 0 picks a free one.
+ */
+export async function startCoordinator(opts: { persistDir?: string; port?: number; verbose?: boolean } = {}): Promise<LocalCoordinator> {
+  const persist = opts.persistDir;
+  const mf = new Miniflare({
+    ...bundleModules(await bundle()),
+    name: 'edgetrain',
+    compatibilityDate: COMPATIBILITY_DATE,
+    durableObjects: { COORDINATOR: { className: 'TrainingCoordinator', useSQLite: true } },
+    kvNamespaces: ['KV'],
+    r2Buckets: ['DATA'],
+    ...(persist ? { durableObjectsPersist: join(persist, 'do'), kvPersist: join(persist, 'kv'), r2Persist: join(persist, 'r2') } : {}),
+    host: '127.0.0.1',
+    port: opts.port ?? 0,
+    ...(opts.verbose ? {} : { handleRuntimeStdio: drain }),
+  });
+  const url = (await mf.ready).toString().replace(/\/$/, '');
+  return { url, mf, dispose: () => mf.dispose() };
+}
+
+export interface WorkerdWorker {
+  readonly index: number;
+  /** Sends the queue message that starts this worker's loop on a run. */
+  start(runId: string): Promise<void>;
+  dispose(): Promise<void>;
+}
+
+/** One gradient worker in its own workerd process, driven by its own local queue. */
+export async function startWorkerdWorker(opts: { index: number; apiUrl: string; budgetMs?: number; cacheMb?: number; verbose?: boolean }): Promise<WorkerdWorker> {
+  const queueName = `edgetrain-work-${opts.index}`;
+  const mf = new Miniflare({
+    ...bundleModules(await bundle()),
+    name: `edgetrain-worker-${opts.index}`,
+    compatibilityDate: COMPATIBILITY_DATE,
+    queueProducers: { WORK: { queueName } },
+    queueConsumers: { [queueName]: { maxBatchSize: 1, maxBatchTimeout: 0, maxRetries: 0 } },
+    bindings: {
+      API_URL: opts.apiUrl,
+      WORKER_BUDGET_MS: String(opts.budgetMs ?? 600_000),
+      DATA_CACHE_MB: String(opts.cacheMb ?? 256),
+    },
+    ...(opts.verbose ? {} : { handleRuntimeStdio: drain }),
+  });
+  await mf.ready;
+  const queue = await mf.getQueueProducer<WorkMessage>('WORK');
+  return {
+    index: opts.index,
+    start: async (runId) => void (await queue.send({ runId })),
+    dispose: () => mf.dispose(),
+  };
+}

@@ -1,0 +1,493 @@
+// The TrainingCoordinator Durable Object: parameter server and scheduler of one run.
+//
+// State lives in SQLite (coordinator/schema.ts). The in-memory copy is rebuilt from it on start; the
+// only thing kept in memory alone is the running sum of the current step's gradients: if the object
+// restarts mid-step, that step's shards are simply leased again (the data order is deterministic, so
+// the recomputed gradients are the same) and nothing is applied twice. A step is committed to SQLite,
+// in one transaction, before the submission that completed it is answered.
+import { DurableObject } from 'cloudflare:workers';
+import type { DurableObjectState } from '@cloudflare/workers-types/index';
+import { checkManifest, type DatasetManifest } from '../shared/data/blocks';
+import { trainingLayout } from '../shared/models/compile';
+import { decayMask, initBuffers, initParameters } from '../shared/models/params';
+import { createOptimizer, restoreOptimizer, slotCount, type Optimizer } from '../shared/optim/optimizer';
+import { learningRate } from '../shared/optim/schedule';
+import { FINAL_STATES, type Lease, type LeaseKind, type LeaseReply, type RunConfig, type RunMetrics, type RunSpec, type RunState, type RunStatus, type RunSummary, type SubmitReply } from '../shared/protocol';
+import { encodeCheckpoint } from '../shared/training/checkpoint';
+import { inferenceModelBytes } from '../shared/training/export';
+import { RunPlan } from '../shared/training/plan';
+import { updateRunningStats } from '../shared/training/trainer';
+import { WireError, decodeEval, decodeGradient, encodeParams } from '../shared/wire';
+import type { Env } from '../workers/env';
+import { fail, ok, type Outcome } from './outcome';
+import { migrate, readTensor, writeTensor } from './schema';
+import { stepMetrics, evalMetrics, runStatus } from './status';
+
+interface RunRow extends Record<string, string | number | null> {
+  run_id: string;
+  spec: string;
+  state: RunState;
+  error: string | null;
+  step: number;
+  phase: LeaseKind;
+  optimizer_step: number;
+  created_at: number;
+  updated_at: number;
+}
+
+/** The current step's submissions, summed as they arrive. */
+interface StepSum {
+  readonly step: number;
+  readonly grads: Float32Array;
+  readonly stats: Float32Array;
+  readonly shards: Set<number>;
+  loss: number;
+  correct: number;
+  firstLeaseAt: number;
+  /** Time spent decoding and summing this step's submissions. */
+  aggregateMs: number;
+}
+
+/** A run loaded into memory. */
+interface Loaded {
+  readonly row: RunRow;
+  readonly spec: RunSpec;
+  readonly plan: RunPlan;
+  readonly params: Float32Array;
+  readonly buffers: Float32Array;
+  readonly optimizer: Optimizer;
+  readonly mask: Uint8Array;
+  readonly trainShards: number;
+  readonly evalShards: number;
+  sum: StepSum;
+  paramsFrame?: { version: number; bytes: Uint8Array<ArrayBuffer> };
+}
+
+/** How long a lease request waits for a shard to free up before answering "wait". */
+const LONG_POLL_MS = 2000;
+/** Workers seen within this window count as active. */
+const ACTIVE_WINDOW_MS = 15_000;
+
+export class TrainingCoordinator extends DurableObject<Env> {
+  private run: Loaded | undefined;
+  private waiters = new Set<() => void>();
+
+  constructor(ctx: DurableObjectState, env: Env) {
+    super(ctx, env);
+    void ctx.blockConcurrencyWhile(async () => {
+      migrate(this.sql);
+      this.run = this.load();
+    });
+  }
+
+  private get sql() {
+    return this.ctx.storage.sql;
+  }
+
+  private load(): Loaded | undefined {
+    const row = this.sql.exec<RunRow>('SELECT * FROM run WHERE id = 1').toArray()[0];
+    if (!row) return undefined;
+    const spec = JSON.parse(row.spec) as RunSpec;
+    const { train } = spec.config;
+    const layout = trainingLayout(train.model);
+    const optimizer = restoreOptimizer(
+      train.optimizer,
+      { step: row.optimizer_step, slots: Array.from({ length: slotCount(train.optimizer) }, (_, i) => readTensor(this.sql, `optimizer.${i}`, spec.paramCount)) },
+      spec.paramCount,
+    );
+    // A restart loses the partial sum of the step in progress and any steps after the last commit:
+    // their shards are leased again and recompute to the same values.
+    this.sql.exec('DELETE FROM leases WHERE kind = ? AND step >= ?', 'train', row.step);
+    this.sql.exec('DELETE FROM step_metrics WHERE step > ?', row.step);
+    return this.loaded(row, spec, readTensor(this.sql, 'params', spec.paramCount), readTensor(this.sql, 'buffers', spec.bufferCount), optimizer, decayMask(layout.params));
+  }
+
+  private loaded(row: RunRow, spec: RunSpec, params: Float32Array, buffers: Float32Array, optimizer: Optimizer, mask: Uint8Array): Loaded {
+    const { train, cluster } = spec.config;
+    return {
+      row,
+      spec,
+      plan: new RunPlan(train, spec.dataset.train.count),
+      params,
+      buffers,
+      optimizer,
+      mask,
+      trainShards: train.batch / cluster.microBatch,
+      evalShards: Math.ceil(spec.dataset.test.count / train.evalBatch),
+      sum: emptySum(row.step, spec),
+    };
+  }
+
+  // ---------- run lifecycle ----------
+
+  async create(runId: string, config: RunConfig, manifest: DatasetManifest): Promise<Outcome<RunStatus>> {
+    if (this.run) return fail(409, `run ${this.run.row.run_id} already exists here`, 'exists');
+    const dataset = await checkManifest(manifest);
+    const layout = trainingLayout(config.train.model);
+    let plan: RunPlan;
+    try {
+      plan = new RunPlan(config.train, dataset.train.count);
+    } catch (e) {
+      return fail(400, (e as Error).message, 'config');
+    }
+    const resolved: RunConfig = { ...config, train: { ...config.train, schedule: plan.schedule } };
+    const params = initParameters(layout.params, config.train.seed);
+    const buffers = initBuffers(layout.buffers);
+    const spec: RunSpec = { runId, config: resolved, dataset, paramCount: params.length, bufferCount: buffers.length };
+    const optimizer = createOptimizer(config.train.optimizer, params.length);
+    const now = Date.now();
+    const row: RunRow = { run_id: runId, spec: JSON.stringify(spec), state: 'created', error: null, step: 0, phase: 'train', optimizer_step: 0, created_at: now, updated_at: now };
+    this.ctx.storage.transactionSync(() => {
+      this.sql.exec(
+        'INSERT INTO run (id, run_id, spec, state, error, step, phase, optimizer_step, created_at, updated_at) VALUES (1, ?, ?, ?, NULL, 0, ?, 0, ?, ?)',
+        runId, row.spec, row.state, row.phase, now, now,
+      );
+      this.writeState(params, buffers, optimizer);
+    });
+    this.run = this.loaded(row, spec, params, buffers, optimizer, decayMask(layout.params));
+    await this.indexRun();
+    return ok(this.statusOf(this.run));
+  }
+
+  async cancel(): Promise<Outcome<RunStatus>> {
+    const run = this.run;
+    if (!run) return notFound();
+    if (!FINAL_STATES.includes(run.row.state)) {
+      this.setState(run, 'cancelled');
+      this.snapshot(run);
+      await this.indexRun();
+    }
+    return ok(this.statusOf(run));
+  }
+
+  status(): Outcome<RunStatus> {
+    return this.run ? ok(this.statusOf(this.run)) : notFound();
+  }
+
+  spec(): Outcome<RunSpec> {
+    return this.run ? ok(this.run.spec) : notFound();
+  }
+
+  metrics(sinceStep = -1): Outcome<RunMetrics> {
+    if (!this.run) return notFound();
+    return ok({ steps: stepMetrics(this.sql, sinceStep), evals: evalMetrics(this.sql) });
+  }
+
+  /** Parameters of `version`; only the current version is held (workers cache it). */
+  params(version: number): Outcome<ArrayBuffer> {
+    const run = this.run;
+    if (!run) return notFound();
+    if (version !== run.row.step) return fail(410, `parameter version ${version} is gone; the current version is ${run.row.step}`, 'stale');
+    if (run.paramsFrame?.version !== version) run.paramsFrame = { version, bytes: encodeParams({ version, params: run.params, buffers: run.buffers }) };
+    return ok(run.paramsFrame.bytes.buffer);
+  }
+
+  /** The inference model with the current weights. */
+  model(): Outcome<ArrayBuffer> {
+    const run = this.run;
+    if (!run) return notFound();
+    return ok(inferenceModelBytes(run.spec.config.train.model, run.params, run.buffers).slice().buffer);
+  }
+
+  // ---------- the worker protocol ----------
+
+  async lease(worker: string): Promise<Outcome<LeaseReply>> {
+    const run = this.run;
+    if (!run) return notFound();
+    this.seen(worker, 0, 0);
+    let reply = this.tryLease(run, worker);
+    if (reply.type === 'wait') {
+      await new Promise<void>((resolve) => {
+        const wake = () => {
+          clearTimeout(timer);
+          this.waiters.delete(wake);
+          resolve();
+        };
+        const timer = setTimeout(wake, Math.min(LONG_POLL_MS, reply.type === 'wait' ? reply.retryMs : 0));
+        this.waiters.add(wake);
+      });
+      reply = this.tryLease(run, worker);
+    }
+    if (reply.type === 'lease') await this.armAlarm(reply.lease.deadline);
+    return ok(reply);
+  }
+
+  heartbeat(leaseId: string): Outcome<{ deadline: number }> {
+    const run = this.run;
+    if (!run) return notFound();
+    const lease = this.sql.exec<{ step: number; kind: string; state: string }>('SELECT step, kind, state FROM leases WHERE lease_id = ?', leaseId).toArray()[0];
+    if (!lease || lease.state !== 'active') return fail(409, `lease ${leaseId} is not active`, 'unknown-lease');
+    const deadline = Date.now() + run.spec.config.cluster.leaseMs;
+    this.sql.exec('UPDATE leases SET deadline = ? WHERE lease_id = ?', deadline, leaseId);
+    return ok({ deadline });
+  }
+
+  async submitGradient(leaseId: string, body: ArrayBuffer, worker: string): Promise<Outcome<SubmitReply>> {
+    const run = this.run;
+    if (!run) return notFound();
+    const t0 = performance.now();
+    let s;
+    try {
+      s = decodeGradient(new Uint8Array(body));
+    } catch (e) {
+      return this.reject(worker, wireFailure(e));
+    }
+    if (s.leaseId !== leaseId) return this.reject(worker, fail(400, `the frame is for lease ${s.leaseId}, posted to lease ${leaseId}`, 'mismatch'));
+    const check = this.checkSubmission(run, s.leaseId, 'train', s.version, s.step, s.shard);
+    if (check) return check.ok ? check : this.reject(worker, check);
+    const { spec } = run;
+    if (s.grads.length !== spec.paramCount) return this.reject(worker, fail(400, `gradient has ${s.grads.length} values; the model has ${spec.paramCount} parameters`, 'length'));
+    if (s.stats.length !== spec.bufferCount) return this.reject(worker, fail(400, `statistics have ${s.stats.length} values; the model has ${spec.bufferCount} buffer values`, 'length'));
+    if (s.count !== spec.config.cluster.microBatch) return this.reject(worker, fail(400, `shard of ${s.count} examples; leases are ${spec.config.cluster.microBatch}`, 'count'));
+    if (!Number.isFinite(s.loss)) return this.reject(worker, fail(422, `loss is ${s.loss}`, 'non-finite'));
+
+    const sum = run.sum;
+    for (let i = 0; i < sum.grads.length; i++) sum.grads[i] += s.grads[i];
+    for (let i = 0; i < sum.stats.length; i++) sum.stats[i] += s.stats[i];
+    sum.loss += s.loss;
+    sum.correct += s.correct;
+    sum.shards.add(s.shard);
+    sum.aggregateMs += performance.now() - t0;
+    this.sql.exec("UPDATE leases SET state = 'done' WHERE lease_id = ?", s.leaseId);
+    this.seen(worker, 1, 0);
+    if (sum.shards.size === run.trainShards) await this.applyStep(run);
+    return ok({ accepted: true, version: run.row.step });
+  }
+
+  async submitEval(leaseId: string, body: ArrayBuffer, worker: string): Promise<Outcome<SubmitReply>> {
+    const run = this.run;
+    if (!run) return notFound();
+    let s;
+    try {
+      s = decodeEval(new Uint8Array(body));
+    } catch (e) {
+      return this.reject(worker, wireFailure(e));
+    }
+    if (s.leaseId !== leaseId) return this.reject(worker, fail(400, `the frame is for lease ${s.leaseId}, posted to lease ${leaseId}`, 'mismatch'));
+    const check = this.checkSubmission(run, s.leaseId, 'eval', s.version, s.step, s.shard);
+    if (check) return check.ok ? check : this.reject(worker, check);
+    const expected = this.evalRange(run, s.shard);
+    if (s.count !== expected.count) return this.reject(worker, fail(400, `eval shard of ${s.count} examples; shard ${s.shard} has ${expected.count}`, 'count'));
+    if (!Number.isFinite(s.lossSum)) return this.reject(worker, fail(422, `loss is ${s.lossSum}`, 'non-finite'));
+    this.sql.exec('INSERT INTO eval_parts (step, shard, loss_sum, correct, count) VALUES (?, ?, ?, ?, ?)', s.step, s.shard, s.lossSum, s.correct, s.count);
+    this.sql.exec("UPDATE leases SET state = 'done' WHERE lease_id = ?", s.leaseId);
+    this.seen(worker, 1, 0);
+    const done = this.sql.exec<{ n: number; loss: number; correct: number; count: number }>(
+      'SELECT COUNT(*) AS n, SUM(loss_sum) AS loss, SUM(correct) AS correct, SUM(count) AS count FROM eval_parts WHERE step = ?',
+      s.step,
+    ).one();
+    if (done.n === run.evalShards) await this.finishEval(run, done.loss / done.count, done.correct / done.count);
+    return ok({ accepted: true, version: run.row.step });
+  }
+
+  /** Wakes long-polling lease requests and re-arms itself for the next lease deadline. */
+  async alarm(): Promise<void> {
+    const now = Date.now();
+    this.sql.exec("UPDATE leases SET state = 'expired' WHERE state = 'active' AND deadline <= ?", now);
+    this.wake();
+    const next = this.sql.exec<{ d: number | null }>("SELECT MIN(deadline) AS d FROM leases WHERE state = 'active'").one().d;
+    if (next !== null && this.run && !FINAL_STATES.includes(this.run.row.state)) await this.ctx.storage.setAlarm(next);
+  }
+
+  // ---------- internals ----------
+
+  private tryLease(run: Loaded, worker: string): LeaseReply {
+    const { row } = run;
+    if (FINAL_STATES.includes(row.state)) return { type: 'done', state: row.state };
+    const now = Date.now();
+    const kind = row.phase;
+    const shards = kind === 'train' ? run.trainShards : run.evalShards;
+    const busy = new Set<number>(kind === 'train' ? run.sum.shards : []);
+    let soonest = Infinity;
+    for (const l of this.sql.exec<{ shard: number; deadline: number; state: string }>('SELECT shard, deadline, state FROM leases WHERE kind = ? AND step = ?', kind, row.step)) {
+      if (l.state === 'done' || (l.state === 'active' && l.deadline > now)) busy.add(l.shard);
+      if (l.state === 'active' && l.deadline > now) soonest = Math.min(soonest, l.deadline);
+    }
+    let shard = 0;
+    while (shard < shards && busy.has(shard)) shard++;
+    if (shard === shards) return { type: 'wait', retryMs: Math.max(10, Math.min(LONG_POLL_MS, soonest - now)) };
+
+    if (row.state === 'created') this.setState(run, 'training');
+    const { cluster } = run.spec.config;
+    const leaseId = crypto.randomUUID();
+    const deadline = now + cluster.leaseMs;
+    this.sql.exec("INSERT INTO leases (lease_id, kind, step, shard, worker, issued_at, deadline, state) VALUES (?, ?, ?, ?, ?, ?, ?, 'active')", leaseId, kind, row.step, shard, worker, now, deadline);
+    const base = { leaseId, runId: row.run_id, kind, step: row.step, shard, version: row.step, deadline };
+    if (kind === 'train') {
+      if (run.sum.shards.size === 0 && run.sum.firstLeaseAt === 0) run.sum.firstLeaseAt = now;
+      const ex = run.plan.examples(row.step, shard * cluster.microBatch, cluster.microBatch);
+      const lease: Lease = {
+        ...base,
+        epoch: ex.epoch,
+        split: 'train',
+        indices: [...ex.indices],
+        firstPosition: ex.firstPosition,
+        ...(ex.dann ? { dann: { indices: [...ex.dann.indices], lambda: ex.dann.lambda } } : {}),
+      };
+      return { type: 'lease', lease };
+    }
+    const { first, count } = this.evalRange(run, shard);
+    const epoch = row.step / run.plan.stepsPerEpoch - 1;
+    return { type: 'lease', lease: { ...base, epoch, split: 'test', indices: Array.from({ length: count }, (_, i) => first + i), firstPosition: first } };
+  }
+
+  private evalRange(run: Loaded, shard: number): { first: number; count: number } {
+    const size = run.spec.config.train.evalBatch;
+    const first = shard * size;
+    return { first, count: Math.max(0, Math.min(size, run.spec.dataset.test.count - first)) };
+  }
+
+  /** Undefined when the submission may be counted; a duplicate answers ok without counting. */
+  private checkSubmission(run: Loaded, leaseId: string, kind: LeaseKind, version: number, step: number, shard: number): Outcome<SubmitReply> | undefined {
+    const lease = this.sql.exec<{ kind: string; step: number; shard: number; state: string }>('SELECT kind, step, shard, state FROM leases WHERE lease_id = ?', leaseId).toArray()[0];
+    const current = run.row.step;
+    if (!lease) return fail(409, `lease ${leaseId} is unknown (expired and replaced, or from before a restart)`, 'unknown-lease');
+    if (lease.kind !== kind) return fail(400, `lease ${leaseId} is a ${lease.kind} lease, not ${kind}`, 'kind');
+    if (lease.step !== step || lease.shard !== shard) return fail(400, `submission says step ${step} shard ${shard}; lease ${leaseId} is step ${lease.step} shard ${lease.shard}`, 'mismatch');
+    const counted = lease.state === 'done' || (kind === 'train' && run.sum.step === step && run.sum.shards.has(shard));
+    if (counted) return ok({ accepted: false, reason: 'duplicate', version: current });
+    if (FINAL_STATES.includes(run.row.state)) return fail(409, `run is ${run.row.state}`, 'finished');
+    if (version !== current || step !== current || run.row.phase !== kind) return fail(409, `submission for version ${version} (step ${step}, ${kind}); the run is at version ${current} (${run.row.phase})`, 'stale');
+    return undefined;
+  }
+
+  private reject(worker: string, failure: Outcome<SubmitReply>): Outcome<SubmitReply> {
+    if (!failure.ok) this.seen(worker, 0, 1);
+    return failure;
+  }
+
+  private async applyStep(run: Loaded): Promise<void> {
+    const t0 = performance.now();
+    const { row, sum, spec } = run;
+    const { train } = spec.config;
+    const scale = 1 / run.trainShards;
+    for (let i = 0; i < sum.grads.length; i++) sum.grads[i] *= scale;
+    for (let i = 0; i < sum.stats.length; i++) sum.stats[i] *= scale;
+    run.optimizer.step(run.params, sum.grads, learningRate(train.optimizer.lr, train.schedule, row.step), run.mask);
+    if (sum.stats.length) updateRunningStats(run.buffers, sum.stats, train.bnMomentum);
+    const step = row.step + 1;
+    const epochEnd = step % run.plan.stepsPerEpoch === 0;
+    const commit = epochEnd || step % spec.config.cluster.commitEvery === 0;
+    const now = Date.now();
+    this.ctx.storage.transactionSync(() => {
+      if (commit) {
+        this.writeState(run.params, run.buffers, run.optimizer);
+        this.sql.exec(
+          'UPDATE run SET step = ?, phase = ?, optimizer_step = ?, updated_at = ? WHERE id = 1',
+          step, epochEnd ? 'eval' : 'train', run.optimizer.state.step, now,
+        );
+      }
+      this.sql.exec('DELETE FROM leases WHERE kind = ? AND step < ?', 'train', row.step);
+      this.sql.exec(
+        'INSERT OR REPLACE INTO step_metrics (step, epoch, loss, accuracy, images, step_ms, coordinator_ms, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
+        step, Math.floor(row.step / run.plan.stepsPerEpoch), sum.loss * scale, sum.correct / train.batch, train.batch,
+        now - sum.firstLeaseAt, 0, now,
+      );
+    });
+    this.sql.exec('UPDATE step_metrics SET coordinator_ms = ? WHERE step = ?', sum.aggregateMs + performance.now() - t0, step);
+    row.step = step;
+    row.phase = epochEnd ? 'eval' : 'train';
+    row.optimizer_step = run.optimizer.state.step;
+    row.updated_at = now;
+    run.sum = emptySum(step, spec);
+    if (step % spec.config.cluster.snapshotEvery === 0) this.snapshot(run);
+    this.wake();
+  }
+
+  private async finishEval(run: Loaded, loss: number, accuracy: number): Promise<void> {
+    const { row, plan } = run;
+    const epoch = row.step / plan.stepsPerEpoch;
+    const now = Date.now();
+    const last = epoch >= run.spec.config.train.epochs;
+    this.ctx.storage.transactionSync(() => {
+      this.sql.exec('INSERT OR REPLACE INTO eval_metrics (epoch, step, loss, accuracy, at) VALUES (?, ?, ?, ?, ?)', epoch, row.step, loss, accuracy, now);
+      this.sql.exec('DELETE FROM leases WHERE kind = ?', 'eval');
+      this.sql.exec("UPDATE run SET phase = 'train', updated_at = ? WHERE id = 1", now);
+    });
+    row.phase = 'train';
+    if (last) this.setState(run, 'completed');
+    this.snapshot(run);
+    if (last) await this.indexRun();
+    this.wake();
+  }
+
+  private writeState(params: Float32Array, buffers: Float32Array, optimizer: Optimizer): void {
+    writeTensor(this.sql, 'params', params);
+    writeTensor(this.sql, 'buffers', buffers);
+    optimizer.state.slots.forEach((slot, i) => writeTensor(this.sql, `optimizer.${i}`, slot));
+  }
+
+  private setState(run: Loaded, state: RunState, error: string | null = null): void {
+    const now = Date.now();
+    this.sql.exec('UPDATE run SET state = ?, error = ?, updated_at = ? WHERE id = 1', state, error, now);
+    run.row.state = state;
+    run.row.error = error;
+    run.row.updated_at = now;
+    if (FINAL_STATES.includes(state)) {
+      this.sql.exec('DELETE FROM leases');
+      this.wake();
+    }
+  }
+
+  /** A checkpoint in the trainer's format to R2, written after the response (not on the step's path). */
+  private snapshot(run: Loaded): void {
+    const { row, spec, plan } = run;
+    const history = evalMetrics(this.sql).map((e) => {
+      const t = this.sql.exec<{ loss: number; acc: number }>('SELECT AVG(loss) AS loss, AVG(accuracy) AS acc FROM step_metrics WHERE epoch = ?', e.epoch - 1).one();
+      return { epoch: e.epoch, trainLoss: t.loss, trainAccuracy: t.acc, testLoss: e.loss, testAccuracy: e.accuracy, seconds: 0, trainImagesPerSecond: 0 };
+    });
+    const bytes = encodeCheckpoint({
+      config: spec.config.train,
+      epoch: Math.floor(row.step / plan.stepsPerEpoch) - (row.phase === 'eval' ? 1 : 0),
+      step: row.step,
+      params: run.params.slice(),
+      buffers: run.buffers.slice(),
+      optimizer: { step: run.optimizer.state.step, slots: run.optimizer.state.slots.map((s) => s.slice()) },
+      history,
+    });
+    this.ctx.waitUntil(this.env.DATA.put(snapshotKey(row.run_id, row.step), bytes));
+  }
+
+  private statusOf(run: Loaded): RunStatus {
+    const now = Date.now();
+    const active = this.sql.exec<{ n: number }>('SELECT COUNT(*) AS n FROM workers WHERE last_seen > ?', now - ACTIVE_WINDOW_MS).one().n;
+    return runStatus(this.sql, run.spec, run.row, run.plan, active);
+  }
+
+  private seen(worker: string, accepted: number, rejected: number): void {
+    this.sql.exec(
+      'INSERT INTO workers (worker, last_seen, accepted, rejected) VALUES (?, ?, ?, ?) ON CONFLICT (worker) DO UPDATE SET last_seen = excluded.last_seen, accepted = accepted + excluded.accepted, rejected = rejected + excluded.rejected',
+      worker, Date.now(), accepted, rejected,
+    );
+  }
+
+  private wake(): void {
+    for (const w of [...this.waiters]) w();
+  }
+
+  private async armAlarm(deadline: number): Promise<void> {
+    const current = await this.ctx.storage.getAlarm();
+    if (current === null || current > deadline) await this.ctx.storage.setAlarm(deadline);
+  }
+
+  private async indexRun(): Promise<void> {
+    const run = this.run;
+    if (!run) return;
+    const { model } = run.spec.config.train;
+    const summary: RunSummary = { runId: run.row.run_id, state: run.row.state, createdAt: run.row.created_at, preset: model.preset, head: model.head };
+    await this.env.KV.put(`runs/${run.row.run_id}`, JSON.stringify(summary));
+  }
+}
+
+export const snapshotKey = (runId: string, step: number) => `runs/${runId}/checkpoints/step-${String(step).padStart(8, '0')}.etck`;
+
+function emptySum(step: number, spec: RunSpec): StepSum {
+  return { step, grads: new Float32Array(spec.paramCount), stats: new Float32Array(spec.bufferCount), shards: new Set(), loss: 0, correct: 0, firstLeaseAt: 0, aggregateMs: 0 };
+}
+
+const notFound = () => fail(404, 'unknown run', 'unknown-run');
+
+function wireFailure(e: unknown) {
+  if (e instanceof WireError) return fail(400, e.message, e.reason);
+  return fail(400, `undecodable submission: ${e instanceof Error ? e.message : String(e)}`, 'format');
+}

@@ -1,0 +1,73 @@
+// The coordinator's SQLite tables, created by numbered migrations recorded in `migrations`.
+import type { SqlStorage } from '@cloudflare/workers-types/index';
+
+const MIGRATIONS: readonly (readonly string[])[] = [
+  [
+    `CREATE TABLE run (
+      id INTEGER PRIMARY KEY CHECK (id = 1),
+      run_id TEXT NOT NULL,
+      spec TEXT NOT NULL,
+      state TEXT NOT NULL,
+      error TEXT,
+      step INTEGER NOT NULL,
+      phase TEXT NOT NULL,
+      optimizer_step INTEGER NOT NULL,
+      created_at INTEGER NOT NULL,
+      updated_at INTEGER NOT NULL
+    )`,
+    // Parameters, buffers and optimizer slots, in chunks below SQLite's row limit.
+    `CREATE TABLE tensors (name TEXT NOT NULL, chunk INTEGER NOT NULL, data BLOB NOT NULL, PRIMARY KEY (name, chunk))`,
+    `CREATE TABLE leases (
+      lease_id TEXT PRIMARY KEY,
+      kind TEXT NOT NULL,
+      step INTEGER NOT NULL,
+      shard INTEGER NOT NULL,
+      worker TEXT NOT NULL,
+      issued_at INTEGER NOT NULL,
+      deadline INTEGER NOT NULL,
+      state TEXT NOT NULL
+    )`,
+    `CREATE INDEX leases_by_shard ON leases (kind, step, shard)`,
+    `CREATE TABLE step_metrics (
+      step INTEGER PRIMARY KEY, epoch INTEGER NOT NULL, loss REAL NOT NULL, accuracy REAL NOT NULL, images INTEGER NOT NULL,
+      step_ms REAL NOT NULL, coordinator_ms REAL NOT NULL, at INTEGER NOT NULL
+    )`,
+    `CREATE TABLE eval_parts (step INTEGER NOT NULL, shard INTEGER NOT NULL, loss_sum REAL NOT NULL, correct INTEGER NOT NULL, count INTEGER NOT NULL, PRIMARY KEY (step, shard))`,
+    `CREATE TABLE eval_metrics (epoch INTEGER PRIMARY KEY, step INTEGER NOT NULL, loss REAL NOT NULL, accuracy REAL NOT NULL, at INTEGER NOT NULL)`,
+    `CREATE TABLE workers (worker TEXT PRIMARY KEY, last_seen INTEGER NOT NULL, accepted INTEGER NOT NULL DEFAULT 0, rejected INTEGER NOT NULL DEFAULT 0)`,
+  ],
+];
+
+export function migrate(sql: SqlStorage): void {
+  sql.exec('CREATE TABLE IF NOT EXISTS migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)');
+  const applied = sql.exec<{ v: number }>('SELECT COALESCE(MAX(version), 0) AS v FROM migrations').one().v;
+  MIGRATIONS.slice(applied).forEach((statements, i) => {
+    for (const statement of statements) sql.exec(statement);
+    sql.exec('INSERT INTO migrations (version, applied_at) VALUES (?, ?)', applied + i + 1, Date.now());
+  });
+}
+
+/** SQLite rows must stay below ~2 MB; 1 MiB chunks leave room. */
+const CHUNK_BYTES = 1 << 20;
+
+export function writeTensor(sql: SqlStorage, name: string, data: Float32Array): void {
+  const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+  const chunks = Math.ceil(bytes.byteLength / CHUNK_BYTES);
+  for (let c = 0; c < chunks; c++) {
+    const part = bytes.slice(c * CHUNK_BYTES, Math.min(bytes.byteLength, (c + 1) * CHUNK_BYTES));
+    sql.exec('INSERT OR REPLACE INTO tensors (name, chunk, data) VALUES (?, ?, ?)', name, c, part.buffer);
+  }
+  sql.exec('DELETE FROM tensors WHERE name = ? AND chunk >= ?', name, chunks);
+}
+
+export function readTensor(sql: SqlStorage, name: string, length: number): Float32Array {
+  const out = new Float32Array(length);
+  const bytes = new Uint8Array(out.buffer);
+  let at = 0;
+  for (const row of sql.exec<{ data: ArrayBuffer }>('SELECT data FROM tensors WHERE name = ? ORDER BY chunk', name)) {
+    bytes.set(new Uint8Array(row.data), at);
+    at += row.data.byteLength;
+  }
+  if (at !== bytes.byteLength) throw new Error(`stored tensor ${name}: ${at} bytes, expected ${bytes.byteLength}`);
+  return out;
+}

@@ -1,0 +1,68 @@
+// Read models of a run: its status (with throughput and ETA) and its metric series.
+import type { SqlStorage } from '@cloudflare/workers-types/index';
+import type { EvalMetric, LeaseKind, RunSpec, RunState, RunStatus, StepMetric } from '../shared/protocol';
+import type { RunPlan } from '../shared/training/plan';
+
+/** Steps whose timing estimates throughput and ETA. */
+const RATE_WINDOW = 50;
+
+export function stepMetrics(sql: SqlStorage, sinceStep: number, limit = 10_000): StepMetric[] {
+  return sql
+    .exec<Record<string, number>>('SELECT * FROM step_metrics WHERE step > ? ORDER BY step LIMIT ?', sinceStep, limit)
+    .toArray()
+    .map((r) => ({ step: r.step, epoch: r.epoch, loss: r.loss, accuracy: r.accuracy, images: r.images, stepMs: r.step_ms, coordinatorMs: r.coordinator_ms, at: r.at }));
+}
+
+export function evalMetrics(sql: SqlStorage): EvalMetric[] {
+  return sql.exec<Record<string, number>>('SELECT * FROM eval_metrics ORDER BY epoch').toArray().map((r) => ({ epoch: r.epoch, step: r.step, loss: r.loss, accuracy: r.accuracy, at: r.at }));
+}
+
+interface RunFields {
+  run_id: string;
+  state: RunState;
+  error: string | null;
+  step: number;
+  phase: LeaseKind;
+  created_at: number;
+  updated_at: number;
+}
+
+export function runStatus(sql: SqlStorage, spec: RunSpec, row: RunFields, plan: RunPlan, activeWorkers: number): RunStatus {
+  const recent = sql.exec<Record<string, number>>('SELECT step, loss, accuracy, images, at FROM step_metrics ORDER BY step DESC LIMIT ?', RATE_WINDOW).toArray();
+  const last = recent[0];
+  const lastEval = sql.exec<Record<string, number>>('SELECT loss, accuracy FROM eval_metrics ORDER BY epoch DESC LIMIT 1').toArray()[0];
+  let imagesPerSecond: number | null = null;
+  let etaSeconds: number | null = null;
+  if (recent.length >= 2) {
+    const first = recent[recent.length - 1];
+    const seconds = (last.at - first.at) / 1000;
+    if (seconds > 0) {
+      const steps = last.step - first.step;
+      imagesPerSecond = (steps * spec.config.train.batch) / seconds;
+      // Evaluation time is inside the window whenever an epoch ended in it.
+      etaSeconds = ((plan.totalSteps - row.step) * seconds) / steps;
+    }
+  }
+  const final = row.state === 'completed' || row.state === 'failed' || row.state === 'cancelled';
+  return {
+    runId: row.run_id,
+    state: row.state,
+    ...(row.error ? { error: row.error } : {}),
+    createdAt: row.created_at,
+    updatedAt: row.updated_at,
+    step: row.step,
+    totalSteps: plan.totalSteps,
+    epoch: Math.floor(row.step / plan.stepsPerEpoch) - (row.phase === 'eval' ? 1 : 0),
+    epochs: spec.config.train.epochs,
+    version: row.step,
+    phase: row.phase,
+    loss: last?.loss ?? null,
+    trainAccuracy: last?.accuracy ?? null,
+    testLoss: lastEval?.loss ?? null,
+    testAccuracy: lastEval?.accuracy ?? null,
+    imagesPerSecond: final ? null : imagesPerSecond,
+    activeWorkers: final ? 0 : activeWorkers,
+    etaSeconds: final ? 0 : etaSeconds,
+    config: spec.config,
+  };
+}

@@ -1,0 +1,216 @@
+// The contract between the HTTP API, the coordinator and the gradient workers: run configs (validated
+// with one message per bad field), leases, status and metrics.
+import { z } from 'zod';
+import type { DatasetManifest, Split } from './data/blocks';
+import { DEFAULT_MODEL_CONFIG, HEAD_NAMES, PRESET_NAMES } from './models/presets';
+import { parseOptimizerConfig } from './optim/config';
+import { parseScheduleConfig } from './optim/schedule';
+import { NORMALIZATIONS, SEED_TRAIN_CONFIG, trainConfigErrors, type TrainConfig } from './training/config';
+
+export const RUN_STATES = ['created', 'training', 'completed', 'failed', 'cancelled'] as const;
+export type RunState = (typeof RUN_STATES)[number];
+export const FINAL_STATES: readonly RunState[] = ['completed', 'failed', 'cancelled'];
+
+/** How a run is spread over workers. */
+export interface ClusterConfig {
+  /** Examples per lease (shard); the global batch must be a multiple of it. */
+  readonly microBatch: number;
+  /** A lease not answered within this many milliseconds is re-issued. */
+  readonly leaseMs: number;
+  /**
+   * Commit parameters and optimizer state to the coordinator's storage every N steps (and at every
+   * epoch end). 1 = every step before it is acknowledged. With N > 1 a restarted coordinator resumes
+   * from the last commit and re-leases the steps after it, which recompute to the same values (the
+   * data order is deterministic); that trades up to N − 1 steps of recomputation for less storage
+   * time per step.
+   */
+  readonly commitEvery: number;
+  /** Write a checkpoint snapshot to R2 every N steps (and at every epoch end). */
+  readonly snapshotEvery: number;
+  /** Gradient-worker invocations to fan out to on Cloudflare (queue messages sent at start). */
+  readonly workers: number;
+}
+
+export const DEFAULT_CLUSTER_CONFIG: ClusterConfig = { microBatch: 32, leaseMs: 30_000, commitEvery: 1, snapshotEvery: 100, workers: 2 };
+
+export interface RunConfig {
+  readonly train: TrainConfig;
+  readonly cluster: ClusterConfig;
+  /** Dataset name (e.g. 'cifar10') or manifest id. */
+  readonly dataset: string;
+}
+
+const int = (min: number, max: number) => z.int().min(min).max(max);
+const oneOf = (values: readonly string[]) => z.enum(values as [string, ...string[]]);
+
+/** The body of POST /v1/runs: every field optional, unknown fields rejected. */
+export const runRequestSchema = z
+  .object({
+    model: z
+      .object({
+        preset: oneOf(PRESET_NAMES),
+        head: oneOf(HEAD_NAMES),
+        dann: z.boolean(),
+        classes: int(2, 1000),
+        captionsPerClass: int(1, 64),
+        labelSmoothing: z.number().min(0).lt(1),
+      })
+      .partial()
+      .strict(),
+    optimizer: z.record(z.string(), z.unknown()),
+    schedule: z.record(z.string(), z.unknown()),
+    epochs: int(1, 1000),
+    batch: int(1, 4096),
+    evalBatch: int(1, 10_000),
+    seed: z.int(),
+    augment: z.boolean(),
+    normalization: z.enum(NORMALIZATIONS),
+    bnMomentum: z.number().gt(0).max(1),
+    trainLimit: int(0, 10_000_000),
+    shuffleBlock: int(0, 10_000_000),
+    cluster: z
+      .object({ microBatch: int(1, 4096), leaseMs: int(100, 3_600_000), snapshotEvery: int(1, 1_000_000), workers: int(1, 1000) })
+      .partial()
+      .strict(),
+    dataset: z.string().min(1).max(128),
+  })
+  .partial()
+  .strict();
+export type RunRequest = z.infer<typeof runRequestSchema>;
+
+export interface FieldIssue {
+  readonly path: string;
+  readonly message: string;
+}
+
+/** Merges a validated request with the defaults and checks what the schema cannot (cross-field rules). */
+export function resolveRunConfig(req: RunRequest): { ok: true; config: RunConfig } | { ok: false; issues: FieldIssue[] } {
+  const issues: FieldIssue[] = [];
+  const fromErrors = (errors: string[]) => {
+    for (const e of errors) {
+      const colon = e.indexOf(':');
+      issues.push({ path: colon > 0 ? e.slice(0, colon) : '', message: colon > 0 ? e.slice(colon + 1).trim() : e });
+    }
+  };
+  const s = SEED_TRAIN_CONFIG;
+  const optimizer = req.optimizer ? parseOptimizerConfig(req.optimizer) : { ok: true as const, value: s.optimizer };
+  const schedule = req.schedule ? parseScheduleConfig({ totalSteps: 0, ...req.schedule }) : { ok: true as const, value: s.schedule };
+  if (!optimizer.ok) fromErrors(optimizer.errors);
+  if (!schedule.ok) fromErrors(schedule.errors);
+  const { model, cluster: clusterReq, dataset, optimizer: _o, schedule: _s, ...rest } = req;
+  const train: TrainConfig = {
+    ...s,
+    ...rest,
+    model: { ...DEFAULT_MODEL_CONFIG, ...model },
+    optimizer: optimizer.ok ? optimizer.value : s.optimizer,
+    schedule: schedule.ok ? schedule.value : s.schedule,
+  };
+  if (optimizer.ok && schedule.ok) fromErrors(trainConfigErrors(train));
+  const cluster = { ...DEFAULT_CLUSTER_CONFIG, ...clusterReq };
+  if (cluster.microBatch > train.batch || train.batch % cluster.microBatch !== 0) {
+    issues.push({ path: 'cluster.microBatch', message: `${cluster.microBatch} must divide the global batch (${train.batch}) so every shard has the same size` });
+  }
+  return issues.length ? { ok: false, issues } : { ok: true, config: { train, cluster, dataset: dataset ?? 'cifar10' } };
+}
+
+/** Everything a worker needs to compute any lease of a run; fixed for the run's life. */
+export interface RunSpec {
+  readonly runId: string;
+  readonly config: RunConfig;
+  readonly dataset: DatasetManifest;
+  readonly paramCount: number;
+  readonly bufferCount: number;
+}
+
+export type LeaseKind = 'train' | 'eval';
+
+export interface Lease {
+  readonly leaseId: string;
+  readonly runId: string;
+  readonly kind: LeaseKind;
+  /** Global step the lease belongs to; eval leases carry the step they evaluate at. */
+  readonly step: number;
+  readonly shard: number;
+  /** Parameter version to compute with (the number of steps applied). */
+  readonly version: number;
+  readonly epoch: number;
+  readonly split: Split;
+  readonly indices: readonly number[];
+  /** Position of indices[0] in the epoch order (augmentation key). */
+  readonly firstPosition: number;
+  readonly dann?: { readonly indices: readonly number[]; readonly lambda: number };
+  /** Epoch milliseconds after which the lease may be given to another worker. */
+  readonly deadline: number;
+}
+
+export type LeaseReply =
+  | { readonly type: 'lease'; readonly lease: Lease }
+  | { readonly type: 'wait'; readonly retryMs: number }
+  | { readonly type: 'done'; readonly state: RunState };
+
+export interface SubmitReply {
+  readonly accepted: boolean;
+  /** Why a submission was not counted: 'duplicate' (already counted; nothing to do) or a rejection. */
+  readonly reason?: string;
+  /** The parameter version after handling this submission. */
+  readonly version: number;
+}
+
+export interface RunStatus {
+  readonly runId: string;
+  readonly state: RunState;
+  readonly error?: string;
+  readonly createdAt: number;
+  readonly updatedAt: number;
+  readonly step: number;
+  readonly totalSteps: number;
+  /** Epochs completed. */
+  readonly epoch: number;
+  readonly epochs: number;
+  readonly version: number;
+  readonly phase: LeaseKind;
+  /** Mean training loss and accuracy of the last step. */
+  readonly loss: number | null;
+  readonly trainAccuracy: number | null;
+  /** The latest evaluation on the test split. */
+  readonly testLoss: number | null;
+  readonly testAccuracy: number | null;
+  readonly imagesPerSecond: number | null;
+  readonly activeWorkers: number;
+  readonly etaSeconds: number | null;
+  readonly config: RunConfig;
+}
+
+export interface StepMetric {
+  readonly step: number;
+  readonly epoch: number;
+  readonly loss: number;
+  readonly accuracy: number;
+  readonly images: number;
+  /** Wall milliseconds from the step's first lease to its commit. */
+  readonly stepMs: number;
+  /** The coordinator's own time for the step: aggregation, optimizer and storage. */
+  readonly coordinatorMs: number;
+  readonly at: number;
+}
+
+export interface EvalMetric {
+  readonly epoch: number;
+  readonly step: number;
+  readonly loss: number;
+  readonly accuracy: number;
+  readonly at: number;
+}
+
+export interface RunMetrics {
+  readonly steps: readonly StepMetric[];
+  readonly evals: readonly EvalMetric[];
+}
+
+export interface RunSummary {
+  readonly runId: string;
+  readonly state: RunState;
+  readonly createdAt: number;
+  readonly preset: string;
+  readonly head: string;
+}

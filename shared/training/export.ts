@@ -1,0 +1,16 @@
+// The inference model of trained weights: what `edgetrain train` writes and GET /v1/runs/:id/model.onnx serves.
+import { buildEvalGraph, buildInferenceModel } from '../models/compile';
+import { TEXT_DIM } from '../models/heads';
+import type { ModelConfig } from '../models/presets';
+import { captionFeed, placeholderCaptions } from './captions';
+
+export function inferenceModelBytes(model: ModelConfig, params: Float32Array, buffers: Float32Array): Uint8Array {
+  const text = new Map<string, Float32Array>();
+  const captions = placeholderCaptions(model.classes, model.captionsPerClass, TEXT_DIM);
+  for (const spec of buildEvalGraph(model, 1).dataInputs) {
+    if (spec.name === 'class_text' || spec.name === 'class_texts') {
+      text.set(spec.name, captionFeed(spec, captions, model.captionsPerClass, new BigInt64Array(0)).data as Float32Array);
+    }
+  }
+  return buildInferenceModel(model, { params, buffers, text });
+}

@@ -1,0 +1,95 @@
+// Turns examples into the feeds of a training or eval graph: the one place that decides how a batch is
+// normalised, augmented and paired with caption knowledge, for the reference trainer and every worker.
+import { IMAGE_BYTES, type CifarSplit } from '../data/cifar';
+import { CIFAR10_NORMALIZATION, SEED_NORMALIZATION, fillBatch, type Normalization } from '../data/normalize';
+import { exampleRng } from '../data/shuffle';
+import type { CompiledGraph, TensorSpec } from '../models/compile';
+import type { Feed } from '../onnx/session';
+import { captionFeed } from './captions';
+import type { TrainConfig } from './config';
+import type { DataFeeds } from './step';
+
+const NORMALIZATION: Record<TrainConfig['normalization'], Normalization> = { seed: SEED_NORMALIZATION, cifar: CIFAR10_NORMALIZATION };
+
+/** DANN's reversal strength schedule (Ganin et al.): 2 / (1 + e^(−10p)) − 1 over progress p ∈ [0, 1]. */
+export const dannLambda = (progress: number) => 2 / (1 + Math.exp(-10 * progress)) - 1;
+
+/** Where a batch's examples come from and where they sit in the epoch's order (their augmentation key). */
+export interface BatchExamples {
+  readonly split: CifarSplit;
+  readonly indices: ArrayLike<number>;
+  readonly epoch: number;
+  /** Position of indices[0] in the epoch order; example i is at firstPosition + i. */
+  readonly firstPosition: number;
+}
+
+export interface DannExamples {
+  readonly split: CifarSplit;
+  readonly indices: ArrayLike<number>;
+  readonly lambda: number;
+}
+
+/** Reusable input buffers and the feeds of one batch size. */
+export class BatchFeeder {
+  private readonly image: Float32Array;
+  private readonly labels: BigInt64Array;
+  private readonly target: Float32Array;
+  private readonly targetLabels: BigInt64Array;
+  private readonly fixed: Record<string, Feed> = {};
+  private readonly norm: Normalization;
+
+  constructor(
+    private readonly graph: CompiledGraph,
+    private readonly config: Pick<TrainConfig, 'model' | 'normalization' | 'seed'>,
+    private readonly captions: Float32Array,
+    readonly batch: number,
+  ) {
+    this.image = new Float32Array(batch * IMAGE_BYTES);
+    this.labels = new BigInt64Array(batch);
+    this.target = new Float32Array(graph.dataInputs.some((d) => d.name === 'target_image') ? batch * IMAGE_BYTES : 0);
+    this.targetLabels = new BigInt64Array(batch);
+    this.norm = NORMALIZATION[config.normalization];
+    for (const spec of graph.dataInputs) {
+      if (spec.name === 'class_text' || spec.name === 'class_texts') this.fixed[spec.name] = this.caption(spec);
+    }
+  }
+
+  private caption(spec: TensorSpec): Feed {
+    return captionFeed(spec, this.captions, this.config.model.captionsPerClass, this.labels);
+  }
+
+  /** Feeds of one batch; `augment` applies pad-4 crop + flip keyed by each example's epoch position. */
+  feeds(examples: BatchExamples, augment: boolean, dann?: DannExamples): DataFeeds {
+    const { seed } = this.config;
+    const { epoch, firstPosition } = examples;
+    const rng = (source: number) => (augment ? { rng: (b: number) => exampleRng(source, epoch, firstPosition + b), padCrop: 4, flip: true } : undefined);
+    fillBatch(examples.split, examples.indices, this.image, this.labels, this.norm, rng(seed));
+    const feeds: Record<string, Feed> = {
+      ...this.fixed,
+      image: { data: this.image, dims: [this.batch, 3, 32, 32] },
+      label: { data: this.labels, dims: [this.batch] },
+    };
+    for (const spec of this.graph.dataInputs) if (spec.name === 'caption') feeds.caption = this.caption(spec);
+    if (dann && this.target.length) {
+      fillBatch(dann.split, dann.indices, this.target, this.targetLabels, this.norm, rng(seed + 1));
+      toGrayscale(this.target);
+      feeds.target_image = { data: this.target, dims: [this.batch, 3, 32, 32] };
+      feeds.lambda = { data: new Float32Array([dann.lambda]), dims: [] };
+    }
+    return feeds;
+  }
+}
+
+/**
+ * The DANN target domain used here: the same images in grey (luma in all three channels), a
+ * stand-in for an unlabeled domain with a real shift until users bring their own target data.
+ */
+function toGrayscale(images: Float32Array): void {
+  const plane = 32 * 32;
+  for (let base = 0; base < images.length; base += 3 * plane) {
+    for (let i = 0; i < plane; i++) {
+      const y = 0.299 * images[base + i] + 0.587 * images[base + plane + i] + 0.114 * images[base + 2 * plane + i];
+      images[base + i] = images[base + plane + i] = images[base + 2 * plane + i] = y;
+    }
+  }
+}

@@ -1,0 +1,79 @@
+// Frames a worker posts back for one lease: gradients (training) or eval results (forward-only).
+import { FrameReader, FrameWriter, floatsBytes, stringBytes } from './frame';
+
+export interface GradientSubmission {
+  readonly leaseId: string;
+  readonly version: number; // parameter version the gradient was computed at
+  readonly step: number;
+  readonly shard: number;
+  readonly count: number; // images in the shard
+  readonly loss: number; // mean loss over the shard (f64 on the wire)
+  readonly correct: number; // correct predictions in the shard
+  readonly grads: Float32Array; // d(mean loss)/d(params), flat
+  readonly stats: Float32Array; // batch-norm batch statistics, flat (may be empty)
+}
+
+export interface EvalSubmission {
+  readonly leaseId: string;
+  readonly version: number;
+  readonly step: number;
+  readonly shard: number;
+  readonly count: number;
+  readonly lossSum: number;
+  readonly correct: number;
+}
+
+export const GRADIENT_MAGIC = 'ETGR';
+export const GRADIENT_FORMAT = 1;
+export const EVAL_MAGIC = 'ETEV';
+export const EVAL_FORMAT = 1;
+
+// version, step, shard, count (u32 each), loss (f64), correct (u32) after the lease id, in both frames.
+const SCALARS_BYTES = 4 * 4 + 8 + 4;
+
+export function encodeGradient(s: GradientSubmission): Uint8Array<ArrayBuffer> {
+  const w = new FrameWriter(GRADIENT_MAGIC, GRADIENT_FORMAT, stringBytes(s.leaseId) + SCALARS_BYTES + floatsBytes(s.grads.length) + floatsBytes(s.stats.length));
+  w.string(s.leaseId);
+  w.u32(s.version);
+  w.u32(s.step);
+  w.u32(s.shard);
+  w.u32(s.count);
+  w.f64(s.loss);
+  w.u32(s.correct);
+  w.floats(s.grads);
+  w.floats(s.stats);
+  return w.finish();
+}
+
+/** `grads` and `stats` alias `bytes` when it is 4-byte aligned. */
+export function decodeGradient(bytes: Uint8Array): GradientSubmission {
+  const r = new FrameReader(bytes, GRADIENT_MAGIC, GRADIENT_FORMAT, 'gradient frame');
+  const s: GradientSubmission = {
+    leaseId: r.string(), version: r.u32(), step: r.u32(), shard: r.u32(), count: r.u32(),
+    loss: r.f64(), correct: r.u32(), grads: r.floats(), stats: r.floats(),
+  };
+  r.end();
+  return s;
+}
+
+export function encodeEval(s: EvalSubmission): Uint8Array<ArrayBuffer> {
+  const w = new FrameWriter(EVAL_MAGIC, EVAL_FORMAT, stringBytes(s.leaseId) + SCALARS_BYTES);
+  w.string(s.leaseId);
+  w.u32(s.version);
+  w.u32(s.step);
+  w.u32(s.shard);
+  w.u32(s.count);
+  w.f64(s.lossSum);
+  w.u32(s.correct);
+  return w.finish();
+}
+
+export function decodeEval(bytes: Uint8Array): EvalSubmission {
+  const r = new FrameReader(bytes, EVAL_MAGIC, EVAL_FORMAT, 'eval frame');
+  const s: EvalSubmission = {
+    leaseId: r.string(), version: r.u32(), step: r.u32(), shard: r.u32(), count: r.u32(),
+    lossSum: r.f64(), correct: r.u32(),
+  };
+  r.end();
+  return s;
+}

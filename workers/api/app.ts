@@ -1,0 +1,18 @@
+// The HTTP API: one Hono app chained from its sub-apps, whose type the typed client (`hc`) shares.
+import { Hono } from 'hono';
+import type { Env } from '../env';
+import { datasets } from './datasets';
+import type { ErrorBody } from './respond';
+import { runs } from './runs';
+
+export const app = new Hono<{ Bindings: Env }>()
+  .get('/v1/health', (c) => c.json({ ok: true }))
+  .route('/v1/runs', runs)
+  .route('/v1/datasets', datasets)
+  .notFound((c) => c.json<ErrorBody>({ error: `no route ${c.req.method} ${new URL(c.req.url).pathname}`, reason: 'route' }, 404))
+  .onError((e, c) => {
+    console.error(e);
+    return c.json<ErrorBody>({ error: `internal error: ${e instanceof Error ? e.message : String(e)}`, reason: 'internal' }, 500);
+  });
+
+export type AppType = typeof app;

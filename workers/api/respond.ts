@@ -1,0 +1,40 @@
+// Turning coordinator outcomes and validation failures into HTTP responses with JSON error bodies.
+import type { Context } from 'hono';
+import type { DurableObjectNamespace } from '@cloudflare/workers-types/index';
+import type { TrainingCoordinator } from '../../coordinator/coordinator';
+import type { Failure } from '../../coordinator/outcome';
+import type { FieldIssue } from '../../shared/protocol';
+
+export interface ErrorBody {
+  readonly error: string;
+  readonly reason?: string;
+  readonly issues?: readonly FieldIssue[];
+}
+
+export const errorBody = (f: Pick<Failure, 'error' | 'reason'>, issues?: readonly FieldIssue[]): ErrorBody => ({
+  error: f.error,
+  ...(f.reason ? { reason: f.reason } : {}),
+  ...(issues ? { issues } : {}),
+});
+
+export function failure(c: Context, f: Failure) {
+  return c.json(errorBody(f), f.status);
+}
+
+type RpcMethods = 'create' | 'cancel' | 'status' | 'spec' | 'metrics' | 'params' | 'model' | 'lease' | 'heartbeat' | 'submitGradient' | 'submitEval';
+
+/** The coordinator as the API sees it through a Durable Object stub: every method async. */
+export type CoordinatorRpc = {
+  [K in RpcMethods]: (...args: Parameters<TrainingCoordinator[K]>) => Promise<Awaited<ReturnType<TrainingCoordinator[K]>>>;
+};
+
+export const RUN_ID = /^[a-z0-9][a-z0-9-]{0,63}$/;
+
+export function coordinator(ns: DurableObjectNamespace, runId: string): CoordinatorRpc {
+  return ns.get(ns.idFromName(runId)) as unknown as CoordinatorRpc;
+}
+
+/** A run id in the path: validated before any Durable Object is addressed. */
+export function runIdError(runId: string): ErrorBody | undefined {
+  return RUN_ID.test(runId) ? undefined : { error: `run id '${runId.slice(0, 80)}' is malformed: lowercase letters, digits and '-', at most 64`, reason: 'run-id' };
+}

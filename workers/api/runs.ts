@@ -1,0 +1,140 @@
+// /v1/runs: create, list, status, metrics, cancel, model export, and the workers' lease/submit protocol.
+import { Hono, type Context } from 'hono';
+import { bodyLimit } from 'hono/body-limit';
+import { zValidator } from '@hono/zod-validator';
+import { z } from 'zod';
+import { runRequestSchema, resolveRunConfig, type FieldIssue, type LeaseReply, type RunStatus, type RunSummary, type SubmitReply } from '../../shared/protocol';
+import type { Env } from '../env';
+import { findManifest } from './datasets';
+import { coordinator, failure, runIdError, type ErrorBody } from './respond';
+
+type App = { Bindings: Env };
+
+const JSON_LIMIT = 64 * 1024;
+/** A gradient frame: 4 bytes per parameter; 64 MiB covers models up to ~16M parameters. */
+const FRAME_LIMIT = 64 * 1024 * 1024;
+
+const tooLarge = (limit: number) => bodyLimit({ maxSize: limit, onError: (c) => c.json<ErrorBody>({ error: `request body exceeds ${limit} bytes`, reason: 'too-large' }, 413) });
+
+function issuesOf(error: { issues: readonly { path: readonly PropertyKey[]; message: string }[] }): FieldIssue[] {
+  return error.issues.map((i) => ({ path: i.path.map(String).join('.') || '(body)', message: i.message }));
+}
+
+const runRequest = zValidator('json', runRequestSchema, (result, c) => {
+  if (!result.success) return c.json<ErrorBody>({ error: 'invalid run config', reason: 'config', issues: issuesOf(result.error) }, 400);
+});
+
+const workerBody = zValidator('json', z.object({ worker: z.string().min(1).max(128) }).strict(), (result, c) => {
+  if (!result.success) return c.json<ErrorBody>({ error: 'invalid lease request', reason: 'body', issues: issuesOf(result.error) }, 400);
+});
+
+const sinceQuery = zValidator('query', z.object({ since: z.coerce.number().int().min(-1).optional() }).strict(), (result, c) => {
+  if (!result.success) return c.json<ErrorBody>({ error: 'invalid query', reason: 'query', issues: issuesOf(result.error) }, 400);
+});
+
+/** A run id unique enough across concurrent creations and readable in listings: time + random. */
+function newRunId(): string {
+  const t = new Date().toISOString().replace(/[-:T]/g, '').slice(0, 14);
+  return `r${t}-${crypto.randomUUID().slice(0, 8)}`;
+}
+
+function runStub(c: Context<App>) {
+  const id = c.req.param('id') ?? '';
+  const bad = runIdError(id);
+  return bad ? { bad } : { stub: coordinator(c.env.COORDINATOR, id) };
+}
+
+const workerId = (c: Context<App>) => (c.req.header('x-worker-id') ?? 'anonymous').slice(0, 128);
+
+export const runs = new Hono<App>()
+  .post('/', tooLarge(JSON_LIMIT), runRequest, async (c) => {
+    const resolved = resolveRunConfig(c.req.valid('json'));
+    if (!resolved.ok) return c.json<ErrorBody>({ error: 'invalid run config', reason: 'config', issues: resolved.issues }, 400);
+    const { config } = resolved;
+    const manifest = await findManifest(c.env.DATA, config.dataset);
+    if (!manifest) {
+      return c.json<ErrorBody>(
+        { error: `dataset '${config.dataset}' is not prepared: run \`edgetrain prepare\` (or npm start, which prepares it) first`, reason: 'dataset', issues: [{ path: 'dataset', message: 'not found' }] },
+        400,
+      );
+    }
+    const runId = newRunId();
+    const created = await coordinator(c.env.COORDINATOR, runId).create(runId, config, manifest);
+    if (!created.ok) return failure(c, created);
+    if (c.env.WORK) await c.env.WORK.sendBatch(Array.from({ length: config.cluster.workers }, () => ({ body: { runId } })));
+    return c.json<RunStatus>(created.value, 201);
+  })
+  .get('/', async (c) => {
+    const list = await c.env.KV.list<RunSummary>({ prefix: 'runs/' });
+    const summaries = await Promise.all(
+      list.keys.map(async (k) => k.metadata ?? ((await c.env.KV.get<RunSummary>(k.name, 'json')) as RunSummary | null)),
+    );
+    const runs = summaries.filter((s): s is RunSummary => s !== null).sort((a, b) => b.createdAt - a.createdAt);
+    return c.json({ runs });
+  })
+  .get('/:id', async (c) => {
+    const { bad, stub } = runStub(c);
+    if (bad) return c.json(bad, 400);
+    const r = await stub.status();
+    return r.ok ? c.json<RunStatus>(r.value) : failure(c, r);
+  })
+  .get('/:id/metrics', sinceQuery, async (c) => {
+    const { bad, stub } = runStub(c);
+    if (bad) return c.json(bad, 400);
+    const r = await stub.metrics(c.req.valid('query').since ?? -1);
+    return r.ok ? c.json(r.value) : failure(c, r);
+  })
+  .post('/:id/cancel', async (c) => {
+    const { bad, stub } = runStub(c);
+    if (bad) return c.json(bad, 400);
+    const r = await stub.cancel();
+    return r.ok ? c.json<RunStatus>(r.value) : failure(c, r);
+  })
+  .get('/:id/model.onnx', async (c) => {
+    const { bad, stub } = runStub(c);
+    if (bad) return c.json(bad, 400);
+    const r = await stub.model();
+    if (!r.ok) return failure(c, r);
+    return c.body(r.value, 200, { 'content-type': 'application/octet-stream', 'content-disposition': `attachment; filename="${c.req.param('id')}.onnx"` });
+  })
+  .get('/:id/spec', async (c) => {
+    const { bad, stub } = runStub(c);
+    if (bad) return c.json(bad, 400);
+    const r = await stub.spec();
+    return r.ok ? c.json(r.value) : failure(c, r);
+  })
+  .get('/:id/params/:version', async (c) => {
+    const { bad, stub } = runStub(c);
+    if (bad) return c.json(bad, 400);
+    const version = Number(c.req.param('version'));
+    if (!Number.isInteger(version) || version < 0) return c.json<ErrorBody>({ error: `version '${c.req.param('version')}' is not an integer ≥ 0`, reason: 'version' }, 400);
+    const r = await stub.params(version);
+    if (!r.ok) return failure(c, r);
+    // A version's parameters never change: workers and caches may keep them.
+    return c.body(r.value, 200, { 'content-type': 'application/octet-stream', 'cache-control': 'public, max-age=31536000, immutable' });
+  })
+  .post('/:id/leases', tooLarge(JSON_LIMIT), workerBody, async (c) => {
+    const { bad, stub } = runStub(c);
+    if (bad) return c.json(bad, 400);
+    const r = await stub.lease(c.req.valid('json').worker);
+    return r.ok ? c.json<LeaseReply>(r.value) : failure(c, r);
+  })
+  .post('/:id/leases/:lease/heartbeat', async (c) => {
+    const { bad, stub } = runStub(c);
+    if (bad) return c.json(bad, 400);
+    const r = await stub.heartbeat(c.req.param('lease'));
+    return r.ok ? c.json(r.value) : failure(c, r);
+  })
+  .post('/:id/leases/:lease/gradient', tooLarge(FRAME_LIMIT), (c) => submit(c, 'gradient'))
+  .post('/:id/leases/:lease/eval', tooLarge(JSON_LIMIT), (c) => submit(c, 'eval'));
+
+async function submit(c: Context<App>, kind: 'gradient' | 'eval') {
+  const { bad, stub } = runStub(c);
+  if (bad) return c.json(bad, 400);
+  const body = await c.req.arrayBuffer();
+  const lease = c.req.param('lease') ?? '';
+  const r = kind === 'gradient' ? await stub.submitGradient(lease, body, workerId(c)) : await stub.submitEval(lease, body, workerId(c));
+  if (!r.ok) return failure(c, r);
+  return c.json<SubmitReply>(r.value);
+}
+

@@ -1,0 +1,23 @@
+// The bindings of the edgetrain Worker (wrangler.toml) and the messages its queue carries.
+import type { DurableObjectNamespace, KVNamespace, Queue, R2Bucket } from '@cloudflare/workers-types/index';
+
+export interface WorkMessage {
+  readonly runId: string;
+}
+
+export interface Env {
+  /** One TrainingCoordinator per run, addressed by idFromName(runId). */
+  readonly COORDINATOR: DurableObjectNamespace;
+  /** Dataset blocks and manifests, checkpoint snapshots. */
+  readonly DATA: R2Bucket;
+  /** The run index (`runs/<id>`). */
+  readonly KV: KVNamespace;
+  /** Fan-out of gradient work: each message starts one worker invocation that loops over leases. */
+  readonly WORK?: Queue<WorkMessage>;
+  /** Where a gradient worker reaches the API; unset = the same Worker, called in-process. */
+  readonly API_URL?: string;
+  /** Milliseconds a gradient-worker invocation keeps taking leases (its CPU budget, minus a margin). */
+  readonly WORKER_BUDGET_MS?: string;
+  /** Dataset blocks a worker keeps in memory, in MiB. */
+  readonly DATA_CACHE_MB?: string;
+}

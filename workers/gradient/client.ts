@@ -1,0 +1,113 @@
+// The API as a gradient worker (and the CLI) speaks it: the typed Hono client over any fetch.
+import { hc } from 'hono/client';
+import type { DatasetManifest } from '../../shared/data/blocks';
+import type { LeaseReply, RunMetrics, RunRequest, RunSpec, RunStatus, SubmitReply } from '../../shared/protocol';
+import { decodeParams, type ParameterSet } from '../../shared/wire';
+import type { AppType } from '../api/app';
+import type { ErrorBody } from '../api/respond';
+
+export type Fetch = (input: string | URL | Request, init?: RequestInit) => Promise<Response>;
+
+export class ApiError extends Error {
+  constructor(
+    readonly status: number,
+    readonly body: ErrorBody,
+  ) {
+    super(`HTTP ${status}: ${body.error}${body.issues?.length ? `\n  ${body.issues.map((i) => `${i.path}: ${i.message}`).join('\n  ')}` : ''}`);
+  }
+}
+
+async function expectOk(res: Response): Promise<Response> {
+  if (res.ok) return res;
+  const text = await res.text();
+  let body: ErrorBody;
+  try {
+    body = JSON.parse(text) as ErrorBody;
+  } catch {
+    body = { error: text.slice(0, 500) || res.statusText };
+  }
+  throw new ApiError(res.status, body);
+}
+
+const json = async <T>(res: Response): Promise<T> => (await (await expectOk(res)).json()) as T;
+const bytes = async (res: Response): Promise<Uint8Array> => new Uint8Array(await (await expectOk(res)).arrayBuffer());
+
+export class ApiClient {
+  private readonly client: ReturnType<typeof hc<AppType>>;
+
+  constructor(
+    readonly baseUrl: string,
+    readonly workerId = 'client',
+    fetch?: Fetch,
+  ) {
+    this.client = hc<AppType>(baseUrl, { fetch, headers: { 'x-worker-id': workerId } });
+  }
+
+  createRun(request: RunRequest): Promise<RunStatus> {
+    return this.client.v1.runs.$post({ json: request }).then((r) => json<RunStatus>(r));
+  }
+
+  listRuns() {
+    return this.client.v1.runs.$get().then((r) => json<{ runs: { runId: string; state: string; createdAt: number }[] }>(r));
+  }
+
+  status(id: string): Promise<RunStatus> {
+    return this.client.v1.runs[':id'].$get({ param: { id } }).then((r) => json<RunStatus>(r));
+  }
+
+  metrics(id: string, since = -1): Promise<RunMetrics> {
+    return this.client.v1.runs[':id'].metrics.$get({ param: { id }, query: { since: String(since) } }).then((r) => json<RunMetrics>(r));
+  }
+
+  cancel(id: string): Promise<RunStatus> {
+    return this.client.v1.runs[':id'].cancel.$post({ param: { id } }).then((r) => json<RunStatus>(r));
+  }
+
+  model(id: string): Promise<Uint8Array> {
+    return this.client.v1.runs[':id']['model.onnx'].$get({ param: { id } }).then(bytes);
+  }
+
+  spec(id: string): Promise<RunSpec> {
+    return this.client.v1.runs[':id'].spec.$get({ param: { id } }).then((r) => json<RunSpec>(r));
+  }
+
+  async params(id: string, version: number): Promise<ParameterSet> {
+    return decodeParams(await this.client.v1.runs[':id'].params[':version'].$get({ param: { id, version: String(version) } }).then(bytes));
+  }
+
+  lease(id: string): Promise<LeaseReply> {
+    return this.client.v1.runs[':id'].leases.$post({ param: { id }, json: { worker: this.workerId } }).then((r) => json<LeaseReply>(r));
+  }
+
+  heartbeat(id: string, lease: string): Promise<{ deadline: number }> {
+    return this.client.v1.runs[':id'].leases[':lease'].heartbeat.$post({ param: { id, lease } }).then((r) => json<{ deadline: number }>(r));
+  }
+
+  /** Posts a gradient frame; resolves to the coordinator's reply, rejects with ApiError on refusal. */
+  submitGradient(id: string, lease: string, frame: Uint8Array<ArrayBuffer>): Promise<SubmitReply> {
+    return this.client.v1.runs[':id'].leases[':lease'].gradient.$post({ param: { id, lease } }, { init: { body: frame } }).then((r) => json<SubmitReply>(r));
+  }
+
+  submitEval(id: string, lease: string, frame: Uint8Array<ArrayBuffer>): Promise<SubmitReply> {
+    return this.client.v1.runs[':id'].leases[':lease'].eval.$post({ param: { id, lease } }, { init: { body: frame } }).then((r) => json<SubmitReply>(r));
+  }
+
+  block(sha256: string): Promise<Uint8Array> {
+    return this.client.v1.datasets.blocks[':sha256'].$get({ param: { sha256 } }).then(bytes);
+  }
+
+  /** Uploads a block; false when it was already stored. */
+  putBlock(sha256: string, data: Uint8Array<ArrayBuffer>): Promise<boolean> {
+    return this.client.v1.datasets.blocks[':sha256'].$put({ param: { sha256 } }, { init: { body: data } }).then((r) => json<{ stored: boolean }>(r)).then((r) => r.stored);
+  }
+
+  putManifest(name: string, manifest: DatasetManifest): Promise<{ id: string; stored: boolean }> {
+    return this.client.v1.datasets[':name'].$put({ param: { name } }, { init: { body: JSON.stringify(manifest), headers: { 'content-type': 'application/json', 'x-worker-id': this.workerId } } }).then((r) => json<{ id: string; stored: boolean }>(r));
+  }
+
+  async manifest(name: string): Promise<DatasetManifest | undefined> {
+    const res = await this.client.v1.datasets[':name'].$get({ param: { name } });
+    if (res.status === 404) return undefined;
+    return json<DatasetManifest>(res);
+  }
+}

@@ -1,0 +1,88 @@
+// Computes leases: the training graph for a train lease (gradient, loss, batch statistics), the eval
+// graph for an eval lease (summed loss, correct count). The same code runs in workerd, in a Node
+// worker thread and in a browser Web Worker; only the ORT it is given differs.
+import type { CifarSplit } from '../../shared/data/cifar';
+import { buildEvalGraph, buildTrainingGraph, trainingLayout } from '../../shared/models/compile';
+import { TEXT_DIM } from '../../shared/models/heads';
+import type { OrtApi } from '../../shared/onnx/session';
+import type { Lease, RunSpec } from '../../shared/protocol';
+import { placeholderCaptions } from '../../shared/training/captions';
+import { BatchFeeder } from '../../shared/training/feeder';
+import { GraphRunner, type RunLayout, type StepResult } from '../../shared/training/step';
+
+/** A lease's examples, gathered so that example i of the lease is record i. */
+export interface LeaseExamples {
+  readonly examples: CifarSplit;
+  /** DANN target examples at the same positions. */
+  readonly target?: CifarSplit;
+}
+
+export interface EvalResult {
+  readonly lossSum: number;
+  readonly correct: number;
+  readonly count: number;
+}
+
+interface Bound {
+  readonly runner: GraphRunner;
+  readonly feeder: BatchFeeder;
+}
+
+const identity = (n: number) => Array.from({ length: n }, (_, i) => i);
+
+export class GradientEngine {
+  private readonly evals = new Map<number, Promise<Bound>>();
+
+  private constructor(
+    private readonly ort: OrtApi,
+    readonly spec: RunSpec,
+    private readonly layout: RunLayout,
+    private readonly captions: Float32Array,
+    private readonly trainer: Bound,
+  ) {}
+
+  static async create(ort: OrtApi, spec: RunSpec): Promise<GradientEngine> {
+    const { train, cluster } = spec.config;
+    const graph = buildTrainingGraph(train.model, cluster.microBatch);
+    const layout = trainingLayout(train.model);
+    const captions = placeholderCaptions(train.model.classes, train.model.captionsPerClass, TEXT_DIM);
+    const runner = await GraphRunner.create(ort, graph, undefined, layout);
+    if (runner.paramCount !== spec.paramCount || runner.bufferCount !== spec.bufferCount) {
+      await runner.release();
+      throw new Error(`the compiled model has ${runner.paramCount} parameters / ${runner.bufferCount} buffer values; the run has ${spec.paramCount} / ${spec.bufferCount}`);
+    }
+    return new GradientEngine(ort, spec, layout, captions, { runner, feeder: new BatchFeeder(graph, train, captions, cluster.microBatch) });
+  }
+
+  async train(lease: Lease, params: Float32Array, buffers: Float32Array, data: LeaseExamples): Promise<StepResult> {
+    const n = lease.indices.length;
+    const { runner, feeder } = this.trainer;
+    if (n !== feeder.batch) throw new Error(`train lease of ${n} examples; the graph takes ${feeder.batch}`);
+    const dann = lease.dann && data.target ? { split: data.target, indices: identity(n), lambda: lease.dann.lambda } : undefined;
+    const feeds = feeder.feeds({ split: data.examples, indices: identity(n), epoch: lease.epoch, firstPosition: lease.firstPosition }, this.spec.config.train.augment, dann);
+    return runner.step(params, buffers, feeds);
+  }
+
+  async evaluate(lease: Lease, params: Float32Array, buffers: Float32Array, data: LeaseExamples): Promise<EvalResult> {
+    const n = lease.indices.length;
+    const { runner, feeder } = await this.evalFor(n);
+    const r = await runner.evaluate(params, buffers, feeder.feeds({ split: data.examples, indices: identity(n), epoch: lease.epoch, firstPosition: lease.firstPosition }, false));
+    return { lossSum: r.loss * n, correct: r.correct, count: n };
+  }
+
+  /** One eval graph per shard size (the full size and a ragged tail). */
+  private evalFor(batch: number): Promise<Bound> {
+    let bound = this.evals.get(batch);
+    if (!bound) {
+      const graph = buildEvalGraph(this.spec.config.train.model, batch);
+      bound = GraphRunner.create(this.ort, graph, undefined, this.layout).then((runner) => ({ runner, feeder: new BatchFeeder(graph, this.spec.config.train, this.captions, batch) }));
+      this.evals.set(batch, bound);
+    }
+    return bound;
+  }
+
+  async release(): Promise<void> {
+    await this.trainer.runner.release();
+    for (const b of this.evals.values()) await (await b).runner.release();
+  }
+}

@@ -1,0 +1,85 @@
+// A gradient worker's loop: lease → parameters of that version → data → compute → submit, until the
+// run ends or the invocation's budget is nearly spent.
+import type { Lease, RunSpec, RunState } from '../../shared/protocol';
+import { encodeEval, encodeGradient, type ParameterSet } from '../../shared/wire';
+import type { BlockCache } from './block-cache';
+import { ApiError, type ApiClient } from './client';
+import type { LeaseComputer } from './computer';
+
+export interface WorkOptions {
+  readonly api: ApiClient;
+  readonly runId: string;
+  readonly computer: LeaseComputer;
+  readonly cache: BlockCache;
+  /** Stop taking leases once this many milliseconds (wall) have passed, leaving room for one more. */
+  readonly budgetMs: number;
+  /** Extend the lease while computing (only where timers run during compute: a Node worker thread). */
+  readonly heartbeat?: boolean;
+  readonly signal?: AbortSignal;
+  readonly log?: (line: string) => void;
+}
+
+export interface WorkReport {
+  /** 'done': the run is over; 'budget': time to hand over to a fresh invocation; 'stopped': aborted. */
+  readonly reason: 'done' | 'budget' | 'stopped';
+  readonly state?: RunState;
+  readonly leases: number;
+  readonly accepted: number;
+  readonly rejected: number;
+}
+
+export async function workLoop(o: WorkOptions): Promise<WorkReport> {
+  const started = Date.now();
+  const spec: RunSpec = await o.api.spec(o.runId);
+  await o.computer.prepare(spec);
+  let params: ParameterSet | undefined;
+  let leases = 0;
+  let accepted = 0;
+  let rejected = 0;
+  let slowest = 0;
+  const report = (reason: WorkReport['reason'], state?: RunState): WorkReport => ({ reason, state, leases, accepted, rejected });
+
+  for (;;) {
+    if (o.signal?.aborted) return report('stopped');
+    if (Date.now() - started + slowest > o.budgetMs) return report('budget');
+    const reply = await o.api.lease(o.runId);
+    if (reply.type === 'done') return report('done', reply.state);
+    if (reply.type === 'wait') continue; // the coordinator already held the request for a while
+    const lease = reply.lease;
+    const t0 = Date.now();
+    leases++;
+    try {
+      if (params?.version !== lease.version) params = await o.api.params(o.runId, lease.version);
+      const ok = await compute(o, spec, lease, params);
+      if (ok) accepted++;
+      else rejected++;
+    } catch (e) {
+      // A lease overtaken by the run (a newer version, a finished run) is dropped; anything else is fatal.
+      if (!(e instanceof ApiError) || e.status >= 500 || ![404, 409, 410].includes(e.status)) throw e;
+      rejected++;
+      o.log?.(`lease ${lease.leaseId} (step ${lease.step}, shard ${lease.shard}) dropped: ${e.body.error}`);
+    }
+    slowest = Math.max(slowest, Date.now() - t0);
+  }
+}
+
+async function compute(o: WorkOptions, spec: RunSpec, lease: Lease, params: ParameterSet): Promise<boolean> {
+  const fetchBlock = (sha: string) => o.api.block(sha);
+  const examples = await o.cache.examples(spec.dataset, lease.split, lease.indices, fetchBlock);
+  const target = lease.dann ? await o.cache.examples(spec.dataset, lease.split, lease.dann.indices, fetchBlock) : undefined;
+  const data = { examples, target };
+  const beat = o.heartbeat ? setInterval(() => void o.api.heartbeat(o.runId, lease.leaseId).catch(() => undefined), spec.config.cluster.leaseMs / 3) : undefined;
+  try {
+    const base = { leaseId: lease.leaseId, version: lease.version, step: lease.step, shard: lease.shard, count: lease.indices.length };
+    if (lease.kind === 'train') {
+      const r = await o.computer.train(lease, params.params, params.buffers, data);
+      const reply = await o.api.submitGradient(o.runId, lease.leaseId, encodeGradient({ ...base, loss: r.loss, correct: r.correct, grads: r.grads, stats: r.stats }));
+      return reply.accepted;
+    }
+    const r = await o.computer.evaluate(lease, params.params, params.buffers, data);
+    const reply = await o.api.submitEval(o.runId, lease.leaseId, encodeEval({ ...base, lossSum: r.lossSum, correct: r.correct }));
+    return reply.accepted;
+  } finally {
+    if (beat) clearInterval(beat);
+  }
+}

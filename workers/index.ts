@@ -1,0 +1,48 @@
+// The edgetrain Worker: the HTTP API (fetch), gradient work fanned out through a queue (queue), and
+// the TrainingCoordinator Durable Object class.
+//
+// Why a queue: a Worker invocation is single-threaded and a service-binding call runs on the caller's
+// thread, so parallel gradient work needs separate top-level invocations. Each queue message starts one
+// consumer invocation (up to max_concurrency at once) that loops over leases until its budget is nearly
+// spent, then re-enqueues itself while the run is still training.
+import type { ExecutionContext, MessageBatch } from '@cloudflare/workers-types/index';
+import { app } from './api/app';
+import type { Env, WorkMessage } from './env';
+import { BlockCache } from './gradient/block-cache';
+import { ApiClient, type Fetch } from './gradient/client';
+import { LocalComputer } from './gradient/computer';
+import { workLoop } from './gradient/loop';
+import { loadOrtWorkerd } from './ort/workerd';
+
+export { TrainingCoordinator } from '../coordinator/coordinator';
+
+/** Default budget: 25 s of a Worker's default 30 s CPU limit (wall time bounds CPU time from above). */
+const DEFAULT_BUDGET_MS = 25_000;
+const DEFAULT_CACHE_MB = 48;
+
+// Per isolate: compiled graphs and dataset blocks survive across invocations.
+const computer = new LocalComputer(loadOrtWorkerd);
+let cache: BlockCache | undefined;
+
+function apiFor(env: Env, ctx: ExecutionContext): ApiClient {
+  // Without API_URL the worker shares the API's Worker and calls it in-process.
+  const fetch: Fetch | undefined = env.API_URL ? undefined : (input, init) => Promise.resolve(app.fetch(new Request(input, init), env, ctx as never));
+  return new ApiClient(env.API_URL ?? 'http://edgetrain.internal', `worker-${crypto.randomUUID().slice(0, 8)}`, fetch);
+}
+
+async function work(message: WorkMessage, env: Env, ctx: ExecutionContext): Promise<void> {
+  const api = apiFor(env, ctx);
+  cache ??= new BlockCache(Number(env.DATA_CACHE_MB ?? DEFAULT_CACHE_MB) * 1024 * 1024);
+  const report = await workLoop({ api, runId: message.runId, computer, cache, budgetMs: Number(env.WORKER_BUDGET_MS ?? DEFAULT_BUDGET_MS), log: console.log });
+  if (report.reason === 'budget') await env.WORK?.send({ runId: message.runId });
+}
+
+export default {
+  fetch: app.fetch,
+  async queue(batch: MessageBatch<WorkMessage>, env: Env, ctx: ExecutionContext): Promise<void> {
+    for (const message of batch.messages) {
+      await work(message.body, env, ctx);
+      message.ack();
+    }
+  },
+};
