@@ -1,14 +1,16 @@
 // `npm run bench -- <name> [options]`: benchmarks print one JSON object per line on stdout.
+import { benchBundle } from './bundle';
 import { benchStep } from './step';
 
 const BENCHES: Record<string, (args: string[], print: (o: object) => void) => Promise<void>> = {
   step: benchStep,
+  bundle: benchBundle,
 };
 
 const [name, ...args] = process.argv.slice(2);
 const bench = name ? BENCHES[name] : undefined;
 if (!bench) {
-  console.error(`usage: npm run bench -- <${Object.keys(BENCHES).join('|')}> [--quick]`);
+  console.error(`usage: npm run bench -- <${Object.keys(BENCHES).join('|')}> [options]`);
   process.exit(2);
 }
 bench(args, (o) => console.log(JSON.stringify(o))).then(
