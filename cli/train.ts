@@ -3,36 +3,17 @@ import { existsSync } from 'node:fs';
 import { mkdir, readFile, rename, writeFile, appendFile } from 'node:fs/promises';
 import path from 'node:path';
 import { DEFAULT_AUTODIFF_OPTIONS, type AutodiffOptions } from '../shared/autodiff/rule';
-import { HEAD_NAMES, PRESET_NAMES } from '../shared/models/presets';
-import { OPTIMIZER_KINDS, defaultOptimizerConfig, type OptimizerConfig } from '../shared/optim/config';
-import { DECAY_KINDS } from '../shared/optim/schedule';
 import { inferenceModelBytes } from '../shared/training/export';
 import { decodeCheckpoint, encodeCheckpoint, type TrainerState } from '../shared/training/checkpoint';
-import { NORMALIZATIONS, SEED_TRAIN_CONFIG, checkTrainConfig, type TrainConfig } from '../shared/training/config';
+import type { TrainConfig } from '../shared/training/config';
 import { NonFiniteLossError, train, type EpochReport } from '../shared/training/trainer';
 import { loadOrt } from '../workers/ort/node';
 import { choiceFlag, numberFlag, parseFlags, UsageError } from './args';
+import { CONFIG_FLAGS, CONFIG_USAGE, trainConfigFromValues } from './config-flags';
 import { loadCifar10 } from './dataset';
 
 const FLAGS = {
-  preset: { type: 'string' },
-  head: { type: 'string' },
-  dann: { type: 'boolean' },
-  epochs: { type: 'string' },
-  batch: { type: 'string' },
-  'eval-batch': { type: 'string' },
-  optimizer: { type: 'string' },
-  lr: { type: 'string' },
-  momentum: { type: 'string' },
-  nesterov: { type: 'boolean' },
-  'weight-decay': { type: 'string' },
-  schedule: { type: 'string' },
-  warmup: { type: 'string' },
-  'label-smoothing': { type: 'string' },
-  augment: { type: 'boolean' },
-  normalization: { type: 'string' },
-  seed: { type: 'string' },
-  'train-limit': { type: 'string' },
+  ...CONFIG_FLAGS,
   runtime: { type: 'string' },
   threads: { type: 'string' },
   'conv-weight-grad': { type: 'string' },
@@ -43,62 +24,17 @@ const FLAGS = {
   quiet: { type: 'boolean' },
 } as const;
 
-export const TRAIN_USAGE = `edgetrain train [options]
-  --preset ${PRESET_NAMES.join('|')}   (default seed-cnn)     --head ${HEAD_NAMES.join('|')} (default align)
-  --dann                 add the adversarial domain classifier (grey images as the target domain)
-  --epochs N (10)  --batch N (64)  --eval-batch N (500)  --seed N (1)  --train-limit N (all)
-  --optimizer ${OPTIMIZER_KINDS.join('|')} (adam)  --lr X (1e-4)  --momentum X  --nesterov  --weight-decay X
-  --schedule ${DECAY_KINDS.join('|')} (constant)  --warmup STEPS  --label-smoothing X
-  --augment              pad-4 random crop + horizontal flip
-  --normalization ${NORMALIZATIONS.join('|')} (seed: mean/std 0.5)
+export const TRAIN_USAGE = `edgetrain train [options]   the single-process trainer (the reference the cluster must equal)
+${CONFIG_USAGE}
   --runtime web|native (web = onnxruntime-web WASM)  --threads N (1)
   --conv-weight-grad conv|im2col (conv)  --conv-input-grad convTranspose|conv (convTranspose)
   --data PATH            CIFAR-10 .tar.gz or folder (default $EDGETRAIN_CIFAR10, ../shared/data, cache, download)
   --out DIR              run folder (default .edgetrain/runs/<preset>-<head>)
   --resume               continue from DIR/checkpoint.bin`;
 
-function optimizerFrom(v: Record<string, string | boolean | undefined>): OptimizerConfig {
-  const kind = choiceFlag('optimizer', v.optimizer as string | undefined, OPTIMIZER_KINDS, 'adam');
-  const base = defaultOptimizerConfig(kind);
-  const lr = numberFlag('lr', v.lr as string | undefined, base.lr);
-  const weightDecay = numberFlag('weight-decay', v['weight-decay'] as string | undefined, base.weightDecay);
-  if (base.kind === 'sgd') {
-    return { ...base, lr, weightDecay, momentum: numberFlag('momentum', v.momentum as string | undefined, base.momentum), nesterov: !!v.nesterov };
-  }
-  return { ...base, lr, weightDecay };
-}
-
 export function trainConfigFromFlags(argv: string[]): { config: TrainConfig; flags: ReturnType<typeof parseFlags<typeof FLAGS>> } {
-  const v = parseFlags(argv, FLAGS, 'train');
-  const s = SEED_TRAIN_CONFIG;
-  const epochs = numberFlag('epochs', v.epochs, s.epochs);
-  const batch = numberFlag('batch', v.batch, s.batch);
-  const trainLimit = numberFlag('train-limit', v['train-limit'], s.trainLimit);
-  const config: TrainConfig = {
-    ...s,
-    model: {
-      ...s.model,
-      preset: v.preset ?? s.model.preset,
-      head: v.head ?? s.model.head,
-      dann: !!v.dann,
-      labelSmoothing: numberFlag('label-smoothing', v['label-smoothing'], s.model.labelSmoothing),
-    },
-    optimizer: optimizerFrom(v),
-    schedule: {
-      warmupSteps: numberFlag('warmup', v.warmup, 0),
-      decay: choiceFlag('schedule', v.schedule, DECAY_KINDS, 'constant'),
-      totalSteps: 0,
-      minLrFactor: 0,
-    },
-    epochs,
-    batch,
-    evalBatch: numberFlag('eval-batch', v['eval-batch'], s.evalBatch),
-    seed: numberFlag('seed', v.seed, s.seed),
-    augment: !!v.augment,
-    normalization: choiceFlag('normalization', v.normalization, NORMALIZATIONS, s.normalization),
-    trainLimit,
-  };
-  return { config: checkTrainConfig(config), flags: v };
+  const flags = parseFlags(argv, FLAGS, 'train');
+  return { config: trainConfigFromValues(flags), flags };
 }
 
 const pct = (x: number) => `${(100 * x).toFixed(2)}%`;

@@ -69,7 +69,7 @@ export const runRequestSchema = z
     trainLimit: int(0, 10_000_000),
     shuffleBlock: int(0, 10_000_000),
     cluster: z
-      .object({ microBatch: int(1, 4096), leaseMs: int(100, 3_600_000), snapshotEvery: int(1, 1_000_000), workers: int(1, 1000) })
+      .object({ microBatch: int(1, 4096), leaseMs: int(100, 3_600_000), commitEvery: int(1, 10_000), snapshotEvery: int(1, 1_000_000), workers: int(1, 1000) })
       .partial()
       .strict(),
     dataset: z.string().min(1).max(128),
@@ -83,6 +83,13 @@ export interface FieldIssue {
   readonly message: string;
 }
 
+/** A schedule whose totalSteps may be 0 ("the whole run", resolved when the data size is known). */
+function parseRunSchedule(input: Record<string, unknown>): ReturnType<typeof parseScheduleConfig> {
+  const wholeRun = input.totalSteps === undefined || input.totalSteps === 0;
+  const parsed = parseScheduleConfig(wholeRun ? { ...input, totalSteps: Number.MAX_SAFE_INTEGER } : input);
+  return parsed.ok && wholeRun ? { ok: true, value: { ...parsed.value, totalSteps: 0 } } : parsed;
+}
+
 /** Merges a validated request with the defaults and checks what the schema cannot (cross-field rules). */
 export function resolveRunConfig(req: RunRequest): { ok: true; config: RunConfig } | { ok: false; issues: FieldIssue[] } {
   const issues: FieldIssue[] = [];
@@ -94,7 +101,7 @@ export function resolveRunConfig(req: RunRequest): { ok: true; config: RunConfig
   };
   const s = SEED_TRAIN_CONFIG;
   const optimizer = req.optimizer ? parseOptimizerConfig(req.optimizer) : { ok: true as const, value: s.optimizer };
-  const schedule = req.schedule ? parseScheduleConfig({ totalSteps: 0, ...req.schedule }) : { ok: true as const, value: s.schedule };
+  const schedule = req.schedule ? parseRunSchedule(req.schedule) : { ok: true as const, value: s.schedule };
   if (!optimizer.ok) fromErrors(optimizer.errors);
   if (!schedule.ok) fromErrors(schedule.errors);
   const { model, cluster: clusterReq, dataset, optimizer: _o, schedule: _s, ...rest } = req;

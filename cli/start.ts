@@ -1,0 +1,186 @@
+// `edgetrain start`: the local cluster. API + coordinator in workerd with persistent state, K gradient
+// workers in processes of their own, the dataset prepared if missing, one run triggered over HTTP and
+// followed to the end.
+import { mkdir, writeFile } from 'node:fs/promises';
+import { availableParallelism } from 'node:os';
+import path from 'node:path';
+import { FINAL_STATES, type RunRequest, type RunStatus } from '../shared/protocol';
+import type { TrainConfig } from '../shared/training/config';
+import { ApiClient } from '../workers/gradient/client';
+import { NodeWorker } from '../workers/node/runtime';
+import { choiceFlag, numberFlag, parseFlags } from './args';
+import { startCoordinator, startWorkerdWorker } from './cluster/local';
+import { CONFIG_FLAGS, CONFIG_USAGE, trainConfigFromValues } from './config-flags';
+import { loadCifar10 } from './dataset';
+import { prepareDataset } from './prepare';
+
+const FLAGS = {
+  ...CONFIG_FLAGS,
+  workers: { type: 'string' },
+  runtime: { type: 'string' },
+  'micro-batch': { type: 'string' },
+  'lease-ms': { type: 'string' },
+  'commit-every': { type: 'string' },
+  'snapshot-every': { type: 'string' },
+  port: { type: 'string' },
+  state: { type: 'string' },
+  data: { type: 'string' },
+  out: { type: 'string' },
+  keep: { type: 'boolean' },
+  quiet: { type: 'boolean' },
+} as const;
+
+export const START_USAGE = `edgetrain start [options]   a training run on the local cluster (API + coordinator + gradient workers)
+${CONFIG_USAGE}
+  --workers N            gradient-worker processes (default: one per core)
+  --runtime workerd|node workerd: the Worker's own code in workerd (default); node: ORT in a worker thread
+  --micro-batch N (32)  --lease-ms N (30000)  --commit-every N (1)  --snapshot-every N (100)
+  --port N (8787)        where the API listens (0 = any free port)
+  --state DIR            persistent Durable Object, KV and R2 state (default .edgetrain/state)
+  --data PATH            CIFAR-10 .tar.gz or folder, used if the dataset is not prepared yet
+  --out DIR              where the model and metrics go (default .edgetrain/runs/<run id>)
+  --keep                 keep the cluster serving after the run (Ctrl-C to stop)`;
+
+export const runRequestOf = (c: TrainConfig): RunRequest => ({
+  model: c.model,
+  optimizer: { ...c.optimizer },
+  schedule: { ...c.schedule },
+  epochs: c.epochs,
+  batch: c.batch,
+  evalBatch: c.evalBatch,
+  seed: c.seed,
+  augment: c.augment,
+  normalization: c.normalization,
+  bnMomentum: c.bnMomentum,
+  trainLimit: c.trainLimit,
+  shuffleBlock: c.shuffleBlock,
+});
+
+const pct = (x: number | null) => (x === null ? '—' : `${(100 * x).toFixed(2)}%`);
+const duration = (s: number | null) => (s === null ? '—' : s >= 90 ? `${Math.floor(s / 60)}m${String(Math.round(s % 60)).padStart(2, '0')}s` : `${Math.round(s)}s`);
+
+export function progressLine(s: RunStatus): string {
+  const epoch = Math.min(s.epoch + 1, s.epochs);
+  return `${s.state} · epoch ${epoch}/${s.epochs} · step ${s.step}/${s.totalSteps}${s.phase === 'eval' ? ' (evaluating)' : ''} · loss ${s.loss?.toFixed(4) ?? '—'} · train ${pct(s.trainAccuracy)} · test ${pct(s.testAccuracy)} · ${s.imagesPerSecond?.toFixed(0) ?? '—'} img/s · ${s.activeWorkers} workers · ETA ${duration(s.etaSeconds)}`;
+}
+
+interface Cluster {
+  readonly api: ApiClient;
+  readonly url: string;
+  launch(runId: string): Promise<void>;
+  /** Settles when every worker has stopped (Node runtime) — workerd workers stop with the run. */
+  readonly done: Promise<unknown>;
+  dispose(): Promise<void>;
+}
+
+async function startCluster(opts: { workers: number; runtime: 'workerd' | 'node'; port: number; state: string }, log: (s: string) => void): Promise<Cluster> {
+  const coordinator = await startCoordinator({ persistDir: opts.state, port: opts.port });
+  log(`API and coordinator at ${coordinator.url} (state in ${opts.state})`);
+  const api = new ApiClient(coordinator.url, 'edgetrain-cli');
+  const disposers: (() => Promise<void>)[] = [];
+  let done: Promise<unknown> = Promise.resolve();
+  let launch: (runId: string) => Promise<void>;
+  try {
+    if (opts.runtime === 'workerd') {
+      const workers = await Promise.all(Array.from({ length: opts.workers }, (_, index) => startWorkerdWorker({ index, apiUrl: coordinator.url })));
+      disposers.push(...workers.map((w) => () => w.dispose()));
+      launch = async (runId) => {
+        for (const w of workers) await w.start(runId);
+      };
+    } else {
+      const workers = Array.from({ length: opts.workers }, () => NodeWorker.start({ runtime: 'web', threads: 1 }));
+      const stop = new AbortController();
+      disposers.push(async () => stop.abort(), ...workers.map((w) => () => w.dispose()));
+      launch = async (runId) => {
+        done = Promise.allSettled(workers.map((w, i) => w.run(new ApiClient(coordinator.url, `node-worker-${i}`), runId, stop.signal)));
+      };
+    }
+  } catch (e) {
+    for (const d of disposers) await d();
+    await coordinator.dispose();
+    throw e;
+  }
+  log(`${opts.workers} gradient worker(s) on the ${opts.runtime} runtime`);
+  return {
+    api,
+    url: coordinator.url,
+    launch: (runId) => launch(runId),
+    get done() {
+      return done;
+    },
+    async dispose() {
+      for (const d of disposers) await d().catch(() => undefined);
+      await coordinator.dispose();
+    },
+  };
+}
+
+export async function startCommand(argv: string[], log: (s: string) => void = console.log): Promise<RunStatus> {
+  const flags = parseFlags(argv, FLAGS, 'start');
+  const config = trainConfigFromValues(flags);
+  const workers = numberFlag('workers', flags.workers, availableParallelism());
+  const runtime = choiceFlag('runtime', flags.runtime, ['workerd', 'node'] as const, 'workerd');
+  const cluster = {
+    microBatch: numberFlag('micro-batch', flags['micro-batch'], 32),
+    leaseMs: numberFlag('lease-ms', flags['lease-ms'], 30_000),
+    commitEvery: numberFlag('commit-every', flags['commit-every'], 1),
+    snapshotEvery: numberFlag('snapshot-every', flags['snapshot-every'], 100),
+    workers,
+  };
+  const state = path.resolve(flags.state ?? path.join('.edgetrain', 'state'));
+  await mkdir(state, { recursive: true });
+  const local = await startCluster({ workers, runtime, port: numberFlag('port', flags.port, 8787), state }, log);
+  const stop = () => void local.dispose().finally(() => process.exit(130));
+  process.once('SIGINT', stop);
+  try {
+    if (!(await local.api.manifest('cifar10'))) {
+      log('dataset cifar10 is not prepared in this cluster yet: preparing it once');
+      const data = await loadCifar10({ path: flags.data, log });
+      const report = await prepareDataset(local.api, data, 'cifar10', undefined, process.stderr.isTTY ? (s) => process.stderr.write(s) : undefined);
+      if (process.stderr.isTTY) process.stderr.write('\n');
+      log(`prepared dataset ${report.manifest.id.slice(0, 12)}: ${report.uploaded} block(s) uploaded (${(report.bytes / 1e6).toFixed(1)} MB), ${report.skipped} already stored`);
+    }
+    const created = await local.api.createRun({ ...runRequestOf(config), cluster });
+    const runId = created.runId;
+    log(`run ${runId}: ${config.model.preset}/${config.model.head}${config.model.dann ? '+dann' : ''}, ${config.epochs} epoch(s) of ${created.totalSteps / config.epochs} steps, global batch ${config.batch} in shards of ${cluster.microBatch}`);
+    log(`  status: ${local.url}/v1/runs/${runId}`);
+    await local.launch(runId);
+    const final = await follow(local.api, runId, !flags.quiet && process.stderr.isTTY, log);
+    const out = path.resolve(flags.out ?? path.join('.edgetrain', 'runs', runId));
+    await mkdir(out, { recursive: true });
+    const metrics = await local.api.metrics(runId);
+    await writeFile(path.join(out, 'metrics.json'), JSON.stringify(metrics));
+    await writeFile(path.join(out, 'model.onnx'), await local.api.model(runId));
+    for (const e of metrics.evals) log(`epoch ${e.epoch}: test loss ${e.loss.toFixed(4)}, test accuracy ${pct(e.accuracy)}`);
+    log(`run ${runId} ${final.state}: final test accuracy ${pct(final.testAccuracy)}; inference model ${path.join(out, 'model.onnx')}; metrics ${path.join(out, 'metrics.json')}`);
+    if (flags.keep) {
+      log(`the cluster keeps serving at ${local.url} (Ctrl-C to stop)`);
+      await new Promise(() => undefined);
+    }
+    return final;
+  } finally {
+    process.off('SIGINT', stop);
+    await local.dispose();
+  }
+}
+
+/** Polls the run's status until it ends, with a one-line progress display on a terminal. */
+async function follow(api: ApiClient, runId: string, live: boolean, log: (s: string) => void): Promise<RunStatus> {
+  let lastLogged = 0;
+  let lastEpoch = -1;
+  for (;;) {
+    const s = await api.status(runId);
+    const line = progressLine(s);
+    if (live) process.stderr.write(`\r\x1b[K${line}`);
+    else if (Date.now() - lastLogged > 15_000 || s.epoch !== lastEpoch) {
+      log(line);
+      lastLogged = Date.now();
+      lastEpoch = s.epoch;
+    }
+    if (FINAL_STATES.includes(s.state)) {
+      if (live) process.stderr.write('\n');
+      return s;
+    }
+    await new Promise((r) => setTimeout(r, 1000));
+  }
+}
