@@ -1,7 +1,7 @@
 // Which examples form each step of a run: a pure function of the config and the data size, shared by
 // the reference trainer and the coordinator so both feed the same batches.
 import { epochOrder } from '../data/shuffle';
-import type { ScheduleConfig } from '../optim/schedule';
+import { validateScheduleConfig, type ScheduleConfig } from '../optim/schedule';
 import type { TrainConfig } from './config';
 import { dannLambda } from './feeder';
 
@@ -35,6 +35,8 @@ export class RunPlan {
     if (this.stepsPerEpoch === 0) throw new Error(`training set of ${this.trainCount} images is smaller than one batch of ${config.batch}`);
     this.totalSteps = this.stepsPerEpoch * config.epochs;
     this.schedule = config.schedule.totalSteps === 0 ? { ...config.schedule, totalSteps: this.totalSteps } : config.schedule;
+    const errors = validateScheduleConfig(this.schedule);
+    if (errors.length) throw new Error(`for a run of ${this.totalSteps} steps: ${errors.join('; ')}`);
   }
 
   private orders(epoch: number): { order: Uint32Array; target?: Uint32Array } {

@@ -18,7 +18,7 @@ import {
   type CifarSplit,
 } from '../../shared/data/cifar.js';
 import { CIFAR10_NORMALIZATION, SEED_NORMALIZATION, fillBatch, type Augmentation } from '../../shared/data/normalize.js';
-import { batches, epochOrder, mulberry32, permutation, shardBatch } from '../../shared/data/shuffle.js';
+import { batches, epochOrder, exampleRng, mulberry32, permutation, shardBatch } from '../../shared/data/shuffle.js';
 import { TarReader, type TarEntry } from '../../shared/data/tar.js';
 import { BATCH_NAMES, HAS_REAL_CIFAR10 as HAS_REAL, PER_BATCH, pixel, REAL_CIFAR10 as REAL_ARCHIVE, fixtureFiles, makeBatch, writeFolder } from '../support/cifar-fixture';
 
@@ -510,5 +510,142 @@ describe('real CIFAR-10', () => {
     }
     const means = sums.map((s) => s / (count * 1024 * 255));
     means.forEach((m, c) => expect(Math.abs(m - CIFAR10_NORMALIZATION.mean[c])).toBeLessThan(0.002));
+  });
+});
+
+// ---------- block-local shuffle and per-position augmentation streams ----------
+
+describe('epochOrder with a block size, and exampleRng', () => {
+  /** MurmurHash3's finaliser, as shuffle.ts hashes (seed, epoch): the pre-block formula of epochOrder. */
+  const fmix32 = (h: number): number => {
+    h ^= h >>> 16;
+    h = Math.imul(h, 0x85ebca6b);
+    h ^= h >>> 13;
+    h = Math.imul(h, 0xc2b2ae35);
+    h ^= h >>> 16;
+    return h >>> 0;
+  };
+  const globalOrder = (n: number, seed: number, epoch: number) => permutation(n, fmix32(fmix32(seed) ^ Math.imul(epoch + 1, 0x9e3779b9)));
+  const sorted = (a: ArrayLike<number>) => Array.from(a).sort((x, y) => x - y);
+  const range = (n: number) => Array.from({ length: n }, (_, i) => i);
+  /** The block of each position of `order`, run-length encoded: [block, length] per maximal run. */
+  const blockRuns = (order: Uint32Array, block: number): [number, number][] => {
+    const runs: [number, number][] = [];
+    for (const i of order) {
+      const b = Math.floor(i / block);
+      if (runs.length && runs[runs.length - 1][0] === b) runs[runs.length - 1][1]++;
+      else runs.push([b, 1]);
+    }
+    return runs;
+  };
+
+  it('block 0 (the default) is the global permutation it always was', () => {
+    for (const [n, seed, epoch] of [
+      [1000, 1, 0],
+      [1000, 1, 5],
+      [37, 123456, 2],
+      [5000, 7, 9],
+    ]) {
+      const expected = globalOrder(n, seed, epoch);
+      expect(epochOrder(n, seed, epoch)).toEqual(expected);
+      expect(epochOrder(n, seed, epoch, 0)).toEqual(expected);
+    }
+  });
+
+  it('a block of n or more is the global permutation too', () => {
+    expect(epochOrder(100, 3, 1, 100)).toEqual(globalOrder(100, 3, 1));
+    expect(epochOrder(100, 3, 1, 101)).toEqual(globalOrder(100, 3, 1));
+    expect(epochOrder(100, 3, 1, 1_000_000)).toEqual(globalOrder(100, 3, 1));
+    // ...and a block just under n is not.
+    expect(epochOrder(100, 3, 1, 99)).not.toEqual(globalOrder(100, 3, 1));
+  });
+
+  it('is a permutation of 0..n−1 when n is not a multiple of the block', () => {
+    for (const [n, block] of [
+      [1003, 64],
+      [10, 3],
+      [129, 128],
+      [50_001, 5000],
+    ]) {
+      expect(sorted(epochOrder(n, 11, 2, block))).toEqual(range(n));
+    }
+  });
+
+  it('keeps every block in one contiguous run of positions, blocks in a shuffled order', () => {
+    const n = 1003;
+    const block = 64;
+    const order = epochOrder(n, 5, 1, block);
+    const runs = blockRuns(order, block);
+    const blockCount = Math.ceil(n / block); // 16, the last one of 43
+    // One run per block: no block is split or revisited.
+    expect(runs.length).toBe(blockCount);
+    expect(sorted(runs.map(([b]) => b))).toEqual(range(blockCount));
+    for (const [b, length] of runs) expect(length).toBe(b === blockCount - 1 ? n - b * block : block);
+    // The blocks are not left in storage order, and each block is shuffled within itself.
+    expect(runs.map(([b]) => b)).not.toEqual(range(blockCount));
+    let at = 0;
+    for (const [b, length] of runs) {
+      const members = Array.from(order.subarray(at, at + length));
+      expect(sorted(members)).toEqual(range(length).map((i) => b * block + i));
+      if (length > 2) expect(members).not.toEqual(sorted(members));
+      at += length;
+    }
+  });
+
+  it('a short last block still takes exactly its own positions', () => {
+    // 10 = 3 + 3 + 3 + 1: the lone example 9 forms its own block somewhere in the order.
+    for (let epoch = 0; epoch < 20; epoch++) {
+      const order = epochOrder(10, 2, epoch, 3);
+      const runs = blockRuns(order, 3);
+      expect(runs.map(([, length]) => length).sort()).toEqual([1, 3, 3, 3]);
+      expect(runs.find(([b]) => b === 3)).toEqual([3, 1]);
+    }
+  });
+
+  it('is fixed per (seed, epoch, block) and differs across epochs, seeds and block sizes', () => {
+    const a = epochOrder(1000, 1, 0, 100);
+    expect(epochOrder(1000, 1, 0, 100)).toEqual(a);
+    expect(epochOrder(1000, 1, 1, 100)).not.toEqual(a);
+    expect(epochOrder(1000, 2, 0, 100)).not.toEqual(a);
+    expect(epochOrder(1000, 1, 0, 50)).not.toEqual(a);
+    // Block order itself changes between epochs (not only the shuffle inside the blocks).
+    const blocksOf = (order: Uint32Array) => blockRuns(order, 100).map(([b]) => b);
+    const blockOrders = new Set(range(10).map((epoch) => blocksOf(epochOrder(1000, 1, epoch, 100)).join(',')));
+    expect(blockOrders.size).toBeGreaterThan(1);
+  });
+
+  it('rejects a negative or fractional block size', () => {
+    expect(() => epochOrder(100, 1, 0, -1)).toThrow('block must be an integer >= 0, got -1');
+    expect(() => epochOrder(100, 1, 0, 2.5)).toThrow('block must be an integer >= 0, got 2.5');
+    expect(() => epochOrder(100, 1, 0, Number.NaN)).toThrow('block must be an integer >= 0');
+  });
+
+  it('exampleRng is a fixed stream per (seed, epoch, position)', () => {
+    const draws = (rng: () => number, k = 8) => Array.from({ length: k }, () => rng());
+    const base = draws(exampleRng(1, 0, 0));
+    expect(draws(exampleRng(1, 0, 0))).toEqual(base);
+    expect(base.every((x) => x >= 0 && x < 1)).toBe(true);
+    // Independent of how many other streams were created or drawn in between.
+    const other = exampleRng(1, 0, 1);
+    other();
+    other();
+    expect(draws(exampleRng(1, 0, 0))).toEqual(base);
+    // Each argument changes the stream.
+    expect(draws(exampleRng(2, 0, 0))).not.toEqual(base);
+    expect(draws(exampleRng(1, 1, 0))).not.toEqual(base);
+    expect(draws(exampleRng(1, 0, 1))).not.toEqual(base);
+  });
+
+  it('exampleRng gives distinct streams to every position of an epoch and across neighbouring epochs and seeds', () => {
+    const first = new Set<string>();
+    for (let seed = 1; seed <= 2; seed++) {
+      for (let epoch = 0; epoch < 3; epoch++) {
+        for (let position = 0; position < 2000; position++) {
+          const r = exampleRng(seed, epoch, position);
+          first.add(`${r()},${r()}`);
+        }
+      }
+    }
+    expect(first.size).toBe(2 * 3 * 2000);
   });
 });
