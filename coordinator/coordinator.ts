@@ -13,6 +13,7 @@ import { decayMask, initBuffers, initParameters } from '../shared/models/params'
 import { createOptimizer, restoreOptimizer, slotCount, type Optimizer } from '../shared/optim/optimizer';
 import { learningRate } from '../shared/optim/schedule';
 import { FINAL_STATES, type Lease, type LeaseKind, type LeaseReply, type RunConfig, type RunMetrics, type RunSpec, type RunState, type RunStatus, type RunSummary, type SubmitReply } from '../shared/protocol';
+import { runIndexKey, snapshotKey } from '../shared/storage-keys';
 import { encodeCheckpoint } from '../shared/training/checkpoint';
 import { inferenceModelBytes } from '../shared/training/export';
 import { RunPlan } from '../shared/training/plan';
@@ -475,11 +476,9 @@ export class TrainingCoordinator extends DurableObject<Env> {
     if (!run) return;
     const { model } = run.spec.config.train;
     const summary: RunSummary = { runId: run.row.run_id, state: run.row.state, createdAt: run.row.created_at, preset: model.preset, head: model.head };
-    await this.env.KV.put(`runs/${run.row.run_id}`, JSON.stringify(summary));
+    await this.env.KV.put(runIndexKey(run.row.run_id), JSON.stringify(summary), { metadata: summary });
   }
 }
-
-export const snapshotKey = (runId: string, step: number) => `runs/${runId}/checkpoints/step-${String(step).padStart(8, '0')}.etck`;
 
 function emptySum(step: number, spec: RunSpec): StepSum {
   return { step, grads: new Float32Array(spec.paramCount), stats: new Float32Array(spec.bufferCount), shards: new Set(), loss: 0, correct: 0, firstLeaseAt: 0, aggregateMs: 0 };

@@ -3,6 +3,7 @@ import { Hono } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import type { R2Bucket } from '@cloudflare/workers-types/index';
 import { checkManifest, sha256Hex, type DatasetManifest } from '../../shared/data/blocks';
+import { blockKey, datasetNameKey, manifestKey } from '../../shared/storage-keys';
 import type { Env } from '../env';
 import type { ErrorBody } from './respond';
 
@@ -12,16 +13,13 @@ const BLOCK_LIMIT = 64 * 1024 * 1024;
 const SHA256 = /^[0-9a-f]{64}$/;
 const NAME = /^[a-z0-9][a-z0-9._-]{0,63}$/;
 
-export const blockKey = (sha256: string) => `datasets/blocks/${sha256}`;
-const manifestKey = (id: string) => `datasets/manifests/${id}.json`;
-const nameKey = (name: string) => `datasets/names/${name}`;
 
 /** A manifest by name or id; undefined when none is stored. */
 export async function findManifest(bucket: R2Bucket, nameOrId: string): Promise<DatasetManifest | undefined> {
   let id = nameOrId;
   if (!SHA256.test(nameOrId)) {
     if (!NAME.test(nameOrId)) return undefined;
-    const pointer = await bucket.get(nameKey(nameOrId));
+    const pointer = await bucket.get(datasetNameKey(nameOrId));
     if (!pointer) return undefined;
     id = await pointer.text();
   }
@@ -62,7 +60,7 @@ export const datasets = new Hono<App>()
     if (missing.length) return c.json<ErrorBody>({ error: `${missing.length} block(s) are not uploaded: ${missing.slice(0, 3).join(', ')}${missing.length > 3 ? ', …' : ''}`, reason: 'missing-blocks' }, 409);
     const existing = await c.env.DATA.head(manifestKey(manifest.id));
     if (!existing) await c.env.DATA.put(manifestKey(manifest.id), JSON.stringify(manifest));
-    await c.env.DATA.put(nameKey(name), manifest.id);
+    await c.env.DATA.put(datasetNameKey(name), manifest.id);
     return c.json({ id: manifest.id, name, stored: !existing }, existing ? 200 : 201);
   })
   .get('/:name', async (c) => {

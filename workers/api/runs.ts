@@ -4,6 +4,7 @@ import { bodyLimit } from 'hono/body-limit';
 import { zValidator } from '@hono/zod-validator';
 import { z } from 'zod';
 import { runRequestSchema, resolveRunConfig, type FieldIssue, type LeaseReply, type RunStatus, type RunSummary, type SubmitReply } from '../../shared/protocol';
+import { RUN_INDEX_PREFIX } from '../../shared/storage-keys';
 import type { Env } from '../env';
 import { findManifest } from './datasets';
 import { coordinator, failure, runIdError, type ErrorBody } from './respond';
@@ -65,7 +66,7 @@ export const runs = new Hono<App>()
     return c.json<RunStatus>(created.value, 201);
   })
   .get('/', async (c) => {
-    const list = await c.env.KV.list<RunSummary>({ prefix: 'runs/' });
+    const list = await c.env.KV.list<RunSummary>({ prefix: RUN_INDEX_PREFIX });
     const summaries = await Promise.all(
       list.keys.map(async (k) => k.metadata ?? ((await c.env.KV.get<RunSummary>(k.name, 'json')) as RunSummary | null)),
     );

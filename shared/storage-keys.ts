@@ -1,0 +1,7 @@
+// Where things live in R2 and KV: one place for the storage layout.
+export const blockKey = (sha256: string) => `datasets/blocks/${sha256}`;
+export const manifestKey = (id: string) => `datasets/manifests/${id}.json`;
+export const datasetNameKey = (name: string) => `datasets/names/${name}`;
+export const snapshotKey = (runId: string, step: number) => `runs/${runId}/checkpoints/step-${String(step).padStart(8, '0')}.etck`;
+export const RUN_INDEX_PREFIX = 'runs/';
+export const runIndexKey = (runId: string) => `${RUN_INDEX_PREFIX}${runId}`;
