@@ -1,10 +1,12 @@
 // `npm run bench -- <name> [options]`: benchmarks print one JSON object per line on stdout.
 import { benchBundle } from './bundle';
+import { benchCluster } from './cluster';
 import { benchStep } from './step';
 
 const BENCHES: Record<string, (args: string[], print: (o: object) => void) => Promise<void>> = {
   step: benchStep,
   bundle: benchBundle,
+  cluster: benchCluster,
 };
 
 const [name, ...args] = process.argv.slice(2);

@@ -68,10 +68,14 @@ interface Loaded {
 const LONG_POLL_MS = 2000;
 /** Workers seen within this window count as active. */
 const ACTIVE_WINDOW_MS = 15_000;
+/** Non-finite results for one shard that make a run fail as diverged. */
+const DIVERGENCE_REPORTS = 3;
 
 export class TrainingCoordinator extends DurableObject<Env> {
   private run: Loaded | undefined;
   private waiters = new Set<() => void>();
+  /** Non-finite reports per "step:shard" of the current step. */
+  private nonFinite = new Map<string, number>();
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
@@ -178,7 +182,8 @@ export class TrainingCoordinator extends DurableObject<Env> {
   params(version: number): Outcome<ArrayBuffer> {
     const run = this.run;
     if (!run) return notFound();
-    if (version !== run.row.step) return fail(410, `parameter version ${version} is gone; the current version is ${run.row.step}`, 'stale');
+    if (version > run.row.step) return fail(404, `parameter version ${version} does not exist yet; the current version is ${run.row.step}`, 'future-version');
+    if (version < run.row.step) return fail(410, `parameter version ${version} is gone; the current version is ${run.row.step}`, 'stale');
     if (run.paramsFrame?.version !== version) run.paramsFrame = { version, bytes: encodeParams({ version, params: run.params, buffers: run.buffers }) };
     return ok(run.paramsFrame.bytes.buffer);
   }
@@ -196,28 +201,33 @@ export class TrainingCoordinator extends DurableObject<Env> {
     const run = this.run;
     if (!run) return notFound();
     this.seen(worker, 0, 0);
+    const wasCreated = run.row.state === 'created';
+    // Long poll: hold the request until a shard frees up (a step commits, a lease expires) or time is up.
+    const until = Date.now() + LONG_POLL_MS;
     let reply = this.tryLease(run, worker);
-    if (reply.type === 'wait') {
+    while (reply.type === 'wait' && Date.now() < until) {
+      const waitMs = Math.min(until - Date.now(), reply.retryMs);
       await new Promise<void>((resolve) => {
         const wake = () => {
           clearTimeout(timer);
           this.waiters.delete(wake);
           resolve();
         };
-        const timer = setTimeout(wake, Math.min(LONG_POLL_MS, reply.type === 'wait' ? reply.retryMs : 0));
+        const timer = setTimeout(wake, waitMs);
         this.waiters.add(wake);
       });
       reply = this.tryLease(run, worker);
     }
     if (reply.type === 'lease') await this.armAlarm(reply.lease.deadline);
+    if (wasCreated && run.row.state !== 'created') await this.indexRun();
     return ok(reply);
   }
 
   heartbeat(leaseId: string): Outcome<{ deadline: number }> {
     const run = this.run;
     if (!run) return notFound();
-    const lease = this.sql.exec<{ step: number; kind: string; state: string }>('SELECT step, kind, state FROM leases WHERE lease_id = ?', leaseId).toArray()[0];
-    if (!lease || lease.state !== 'active') return fail(409, `lease ${leaseId} is not active`, 'unknown-lease');
+    const lease = this.sql.exec<{ deadline: number; state: string }>('SELECT deadline, state FROM leases WHERE lease_id = ?', leaseId).toArray()[0];
+    if (!lease || lease.state !== 'active' || lease.deadline <= Date.now()) return fail(409, `lease ${leaseId} is not active (answered, expired or unknown)`, 'unknown-lease');
     const deadline = Date.now() + run.spec.config.cluster.leaseMs;
     this.sql.exec('UPDATE leases SET deadline = ? WHERE lease_id = ?', deadline, leaseId);
     return ok({ deadline });
@@ -240,7 +250,11 @@ export class TrainingCoordinator extends DurableObject<Env> {
     if (s.grads.length !== spec.paramCount) return this.reject(worker, fail(400, `gradient has ${s.grads.length} values; the model has ${spec.paramCount} parameters`, 'length'));
     if (s.stats.length !== spec.bufferCount) return this.reject(worker, fail(400, `statistics have ${s.stats.length} values; the model has ${spec.bufferCount} buffer values`, 'length'));
     if (s.count !== spec.config.cluster.microBatch) return this.reject(worker, fail(400, `shard of ${s.count} examples; leases are ${spec.config.cluster.microBatch}`, 'count'));
-    if (!Number.isFinite(s.loss)) return this.reject(worker, fail(422, `loss is ${s.loss}`, 'non-finite'));
+    const nonFinite = !Number.isFinite(s.loss) ? `loss is ${s.loss}` : firstNonFinite(s.grads, 'gradient') ?? firstNonFinite(s.stats, 'statistics');
+    if (nonFinite) {
+      await this.noteNonFinite(run, s.shard, nonFinite);
+      return this.reject(worker, fail(422, nonFinite, 'non-finite'));
+    }
 
     const sum = run.sum;
     for (let i = 0; i < sum.grads.length; i++) sum.grads[i] += s.grads[i];
@@ -340,16 +354,34 @@ export class TrainingCoordinator extends DurableObject<Env> {
 
   /** Undefined when the submission may be counted; a duplicate answers ok without counting. */
   private checkSubmission(run: Loaded, leaseId: string, kind: LeaseKind, version: number, step: number, shard: number): Outcome<SubmitReply> | undefined {
+    if (FINAL_STATES.includes(run.row.state)) return fail(409, `run is ${run.row.state}; nothing more is accepted`, 'finished');
     const lease = this.sql.exec<{ kind: string; step: number; shard: number; state: string }>('SELECT kind, step, shard, state FROM leases WHERE lease_id = ?', leaseId).toArray()[0];
     const current = run.row.step;
     if (!lease) return fail(409, `lease ${leaseId} is unknown (expired and replaced, or from before a restart)`, 'unknown-lease');
     if (lease.kind !== kind) return fail(400, `lease ${leaseId} is a ${lease.kind} lease, not ${kind}`, 'kind');
     if (lease.step !== step || lease.shard !== shard) return fail(400, `submission says step ${step} shard ${shard}; lease ${leaseId} is step ${lease.step} shard ${lease.shard}`, 'mismatch');
-    const counted = lease.state === 'done' || (kind === 'train' && run.sum.step === step && run.sum.shards.has(shard));
+    const counted =
+      lease.state === 'done' ||
+      (kind === 'train'
+        ? run.sum.step === step && run.sum.shards.has(shard)
+        : this.sql.exec('SELECT 1 FROM eval_parts WHERE step = ? AND shard = ?', step, shard).toArray().length > 0);
     if (counted) return ok({ accepted: false, reason: 'duplicate', version: current });
-    if (FINAL_STATES.includes(run.row.state)) return fail(409, `run is ${run.row.state}`, 'finished');
     if (version !== current || step !== current || run.row.phase !== kind) return fail(409, `submission for version ${version} (step ${step}, ${kind}); the run is at version ${current} (${run.row.phase})`, 'stale');
     return undefined;
+  }
+
+  /**
+   * A shard whose loss or gradient keeps coming back non-finite from several workers is divergence,
+   * not a faulty worker (the data order is deterministic): the run fails with the last good parameters.
+   */
+  private async noteNonFinite(run: Loaded, shard: number, what: string): Promise<void> {
+    const key = `${run.row.step}:${shard}`;
+    const count = (this.nonFinite.get(key) ?? 0) + 1;
+    this.nonFinite.set(key, count);
+    if (count < DIVERGENCE_REPORTS) return;
+    this.setState(run, 'failed', `training diverged at step ${run.row.step + 1} (shard ${shard}: ${what}, reported ${count} times); parameters are those of version ${run.row.step}`);
+    this.snapshot(run);
+    await this.indexRun();
   }
 
   private reject(worker: string, failure: Outcome<SubmitReply>): Outcome<SubmitReply> {
@@ -391,6 +423,7 @@ export class TrainingCoordinator extends DurableObject<Env> {
     row.optimizer_step = run.optimizer.state.step;
     row.updated_at = now;
     run.sum = emptySum(step, spec);
+    this.nonFinite.clear();
     if (step % spec.config.cluster.snapshotEvery === 0) this.snapshot(run);
     this.wake();
   }
@@ -482,6 +515,11 @@ export class TrainingCoordinator extends DurableObject<Env> {
 
 function emptySum(step: number, spec: RunSpec): StepSum {
   return { step, grads: new Float32Array(spec.paramCount), stats: new Float32Array(spec.bufferCount), shards: new Set(), loss: 0, correct: 0, firstLeaseAt: 0, aggregateMs: 0 };
+}
+
+function firstNonFinite(values: Float32Array, what: string): string | undefined {
+  for (let i = 0; i < values.length; i++) if (!Number.isFinite(values[i])) return `${what} value ${i} is ${values[i]}`;
+  return undefined;
 }
 
 const notFound = () => fail(404, 'unknown run', 'unknown-run');

@@ -34,6 +34,7 @@ async function work(message: WorkMessage, env: Env, ctx: ExecutionContext): Prom
   const api = apiFor(env, ctx);
   cache ??= new BlockCache(Number(env.DATA_CACHE_MB ?? DEFAULT_CACHE_MB) * 1024 * 1024);
   const report = await workLoop({ api, runId: message.runId, computer, cache, budgetMs: Number(env.WORKER_BUDGET_MS ?? DEFAULT_BUDGET_MS), log: console.log });
+  console.log(`gradient worker: ${JSON.stringify(report)}`);
   if (report.reason === 'budget') await env.WORK?.send({ runId: message.runId });
 }
 

@@ -17,8 +17,20 @@ const FRAME_LIMIT = 64 * 1024 * 1024;
 
 const tooLarge = (limit: number) => bodyLimit({ maxSize: limit, onError: (c) => c.json<ErrorBody>({ error: `request body exceeds ${limit} bytes`, reason: 'too-large' }, 413) });
 
-function issuesOf(error: { issues: readonly { path: readonly PropertyKey[]; message: string }[] }): FieldIssue[] {
-  return error.issues.map((i) => ({ path: i.path.map(String).join('.') || '(body)', message: i.message }));
+interface SchemaIssue {
+  readonly path: readonly PropertyKey[];
+  readonly message: string;
+  readonly code?: string;
+  readonly keys?: readonly string[];
+}
+
+/** One issue per bad field; an unknown key is named in the path, not only the message. */
+function issuesOf(error: { issues: readonly SchemaIssue[] }): FieldIssue[] {
+  return error.issues.flatMap((i) => {
+    const path = i.path.map(String);
+    if (i.code === 'unrecognized_keys' && i.keys) return i.keys.map((k) => ({ path: [...path, k].join('.'), message: `unknown field '${k}'` }));
+    return [{ path: path.join('.') || '(body)', message: i.message }];
+  });
 }
 
 const runRequest = zValidator('json', runRequestSchema, (result, c) => {

@@ -32,15 +32,32 @@ async function expectOk(res: Response): Promise<Response> {
 const json = async <T>(res: Response): Promise<T> => (await (await expectOk(res)).json()) as T;
 const bytes = async (res: Response): Promise<Uint8Array> => new Uint8Array(await (await expectOk(res)).arrayBuffer());
 
+/**
+ * Retries a request once when the connection was found closed before any response (a pooled keep-alive
+ * socket the server had already dropped, seen after the client's event loop was blocked by a compute
+ * step). Every body this client sends is a buffer or string, so it can be sent again.
+ */
+function retryingStaleSockets(fetch: Fetch): Fetch {
+  return async (input, init) => {
+    try {
+      return await fetch(input, init);
+    } catch (e) {
+      const code = (e as { cause?: { code?: string } }).cause?.code;
+      if (code !== 'UND_ERR_SOCKET' && code !== 'ECONNRESET') throw e;
+      return fetch(input, init);
+    }
+  };
+}
+
 export class ApiClient {
   private readonly client: ReturnType<typeof hc<AppType>>;
 
   constructor(
     readonly baseUrl: string,
     readonly workerId = 'client',
-    fetch?: Fetch,
+    fetch: Fetch = (input, init) => globalThis.fetch(input, init),
   ) {
-    this.client = hc<AppType>(baseUrl, { fetch, headers: { 'x-worker-id': workerId } });
+    this.client = hc<AppType>(baseUrl, { fetch: retryingStaleSockets(fetch), headers: { 'x-worker-id': workerId } });
   }
 
   createRun(request: RunRequest): Promise<RunStatus> {

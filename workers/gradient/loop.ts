@@ -26,6 +26,16 @@ export interface WorkReport {
   readonly leases: number;
   readonly accepted: number;
   readonly rejected: number;
+  /** Wall milliseconds spent in each phase of the loop. */
+  readonly ms: PhaseTimes;
+}
+
+export interface PhaseTimes {
+  lease: number;
+  params: number;
+  data: number;
+  compute: number;
+  submit: number;
 }
 
 export async function workLoop(o: WorkOptions): Promise<WorkReport> {
@@ -37,20 +47,25 @@ export async function workLoop(o: WorkOptions): Promise<WorkReport> {
   let accepted = 0;
   let rejected = 0;
   let slowest = 0;
-  const report = (reason: WorkReport['reason'], state?: RunState): WorkReport => ({ reason, state, leases, accepted, rejected });
+  const ms: PhaseTimes = { lease: 0, params: 0, data: 0, compute: 0, submit: 0 };
+  const report = (reason: WorkReport['reason'], state?: RunState): WorkReport => ({ reason, state, leases, accepted, rejected, ms });
 
   for (;;) {
     if (o.signal?.aborted) return report('stopped');
     if (Date.now() - started + slowest > o.budgetMs) return report('budget');
+    let t = Date.now();
     const reply = await o.api.lease(o.runId);
+    ms.lease += Date.now() - t;
     if (reply.type === 'done') return report('done', reply.state);
     if (reply.type === 'wait') continue; // the coordinator already held the request for a while
     const lease = reply.lease;
     const t0 = Date.now();
     leases++;
     try {
+      t = Date.now();
       if (params?.version !== lease.version) params = await o.api.params(o.runId, lease.version);
-      const ok = await compute(o, spec, lease, params);
+      ms.params += Date.now() - t;
+      const ok = await compute(o, spec, lease, params, ms);
       if (ok) accepted++;
       else rejected++;
     } catch (e) {
@@ -63,21 +78,30 @@ export async function workLoop(o: WorkOptions): Promise<WorkReport> {
   }
 }
 
-async function compute(o: WorkOptions, spec: RunSpec, lease: Lease, params: ParameterSet): Promise<boolean> {
+async function compute(o: WorkOptions, spec: RunSpec, lease: Lease, params: ParameterSet, ms: PhaseTimes): Promise<boolean> {
+  let t = Date.now();
   const fetchBlock = (sha: string) => o.api.block(sha);
   const examples = await o.cache.examples(spec.dataset, lease.split, lease.indices, fetchBlock);
   const target = lease.dann ? await o.cache.examples(spec.dataset, lease.split, lease.dann.indices, fetchBlock) : undefined;
   const data = { examples, target };
+  ms.data += Date.now() - t;
   const beat = o.heartbeat ? setInterval(() => void o.api.heartbeat(o.runId, lease.leaseId).catch(() => undefined), spec.config.cluster.leaseMs / 3) : undefined;
   try {
     const base = { leaseId: lease.leaseId, version: lease.version, step: lease.step, shard: lease.shard, count: lease.indices.length };
     if (lease.kind === 'train') {
+      t = Date.now();
       const r = await o.computer.train(lease, params.params, params.buffers, data);
+      const computed = Date.now();
+      ms.compute += computed - t;
+      t = computed;
       const reply = await o.api.submitGradient(o.runId, lease.leaseId, encodeGradient({ ...base, loss: r.loss, correct: r.correct, grads: r.grads, stats: r.stats }));
+      ms.submit += Date.now() - t;
       return reply.accepted;
     }
+    t = Date.now();
     const r = await o.computer.evaluate(lease, params.params, params.buffers, data);
     const reply = await o.api.submitEval(o.runId, lease.leaseId, encodeEval({ ...base, lossSum: r.lossSum, correct: r.correct }));
+    ms.compute += Date.now() - t;
     return reply.accepted;
   } finally {
     if (beat) clearInterval(beat);

@@ -1,0 +1,53 @@
+// Real CIFAR-10 through the local cluster: the same test accuracy as the single-process trainer for the
+// same preset, config and epochs.
+import { describe, expect, it } from 'vitest';
+import { loadCifar10 } from '../../cli/dataset';
+import { startCoordinator, startWorkerdWorker } from '../../cli/cluster/local';
+import { prepareDataset } from '../../cli/prepare';
+import { runRequestOf } from '../../cli/start';
+import { FINAL_STATES } from '../../shared/protocol';
+import { SEED_TRAIN_CONFIG, type TrainConfig } from '../../shared/training/config';
+import { train } from '../../shared/training/trainer';
+import { ApiClient } from '../../workers/gradient/client';
+import { loadOrt } from '../../workers/ort/node';
+import { HAS_REAL_CIFAR10, REAL_CIFAR10 } from '../support/cifar-fixture';
+
+if (!HAS_REAL_CIFAR10) console.warn(`real-cifar.test.ts: real CIFAR-10 checks skipped: ${REAL_CIFAR10} is absent`);
+
+const CONFIG: TrainConfig = {
+  ...SEED_TRAIN_CONFIG,
+  optimizer: { ...SEED_TRAIN_CONFIG.optimizer, lr: 1e-3 },
+  epochs: 1,
+  trainLimit: 5000,
+  normalization: 'cifar',
+};
+
+describe.skipIf(!HAS_REAL_CIFAR10)('real CIFAR-10 through the local cluster', () => {
+  it('one epoch on 5,000 images: cluster and single-process test accuracy agree within 1 point, well above chance', async () => {
+    const data = await loadCifar10({ path: REAL_CIFAR10 });
+    const reference = await train({ ort: await loadOrt('web', 1), data, config: CONFIG });
+    const single = reference.history[0].testAccuracy;
+
+    const coordinator = await startCoordinator();
+    const workers = await Promise.all([0, 1].map((index) => startWorkerdWorker({ index, apiUrl: coordinator.url })));
+    try {
+      const api = new ApiClient(coordinator.url, 'real-cifar-test');
+      await prepareDataset(api, data);
+      const run = await api.createRun({ ...runRequestOf(CONFIG), cluster: { microBatch: 32 } });
+      for (const w of workers) await w.start(run.runId);
+      let status = await api.status(run.runId);
+      while (!FINAL_STATES.includes(status.state)) {
+        await new Promise((r) => setTimeout(r, 250));
+        status = await api.status(run.runId);
+      }
+      const cluster = status.testAccuracy ?? Number.NaN;
+      console.log(`[real CIFAR-10] 1 epoch on 5,000 images: single process ${(100 * single).toFixed(2)}%, cluster (2 workerd workers) ${(100 * cluster).toFixed(2)}%`);
+      expect(status.state).toBe('completed');
+      expect(single).toBeGreaterThan(0.3);
+      expect(Math.abs(cluster - single)).toBeLessThanOrEqual(0.01);
+    } finally {
+      for (const w of workers) await w.dispose();
+      await coordinator.dispose();
+    }
+  }, 300_000);
+});
