@@ -1,8 +1,12 @@
 // Dataset preparation: CIFAR-10 → content-addressed blocks uploaded through the API (local or deployed),
 // then the named manifest. Blocks already stored are skipped, so running it again uploads nothing.
+import path from 'node:path';
 import type { Cifar10 } from '../shared/data/cifar';
 import { buildDatasetBlocks, type DatasetManifest } from '../shared/data/blocks';
-import type { ApiClient } from '../workers/gradient/client';
+import { ApiClient } from '../workers/gradient/client';
+import { numberFlag, parseFlags } from './args';
+import { startCoordinator } from './cluster/local';
+import { loadCifar10 } from './dataset';
 
 /** Images per block: 5,000 records ≈ 15 MB, a shuffle block of the default order. */
 export const DEFAULT_BLOCK_IMAGES = 5000;
@@ -28,4 +32,33 @@ export async function prepareDataset(api: ApiClient, data: Cifar10, name = 'cifa
   }
   await api.putManifest(name, manifest);
   return { manifest, uploaded, skipped, bytes };
+}
+
+export const PREPARE_USAGE = `edgetrain prepare [options]   upload CIFAR-10 as content-addressed blocks (once; a re-run uploads nothing)
+  --url URL              a deployed edgetrain API (default: the local cluster's state, see --state)
+  --state DIR            local cluster state (default .edgetrain/state)
+  --data PATH            CIFAR-10 .tar.gz or folder (default $EDGETRAIN_CIFAR10, ../shared/data, cache, download)
+  --name NAME (cifar10)  --block-images N (${DEFAULT_BLOCK_IMAGES})`;
+
+const FLAGS = {
+  url: { type: 'string' },
+  state: { type: 'string' },
+  data: { type: 'string' },
+  name: { type: 'string' },
+  'block-images': { type: 'string' },
+} as const;
+
+export async function prepareCommand(argv: string[], log: (s: string) => void = console.log): Promise<PrepareReport> {
+  const flags = parseFlags(argv, FLAGS, 'prepare');
+  const blockImages = numberFlag('block-images', flags['block-images'], DEFAULT_BLOCK_IMAGES);
+  const data = await loadCifar10({ path: flags.data, log });
+  const local = flags.url ? undefined : await startCoordinator({ persistDir: path.resolve(flags.state ?? path.join('.edgetrain', 'state')) });
+  try {
+    const api = new ApiClient(flags.url ?? local!.url, 'edgetrain-prepare');
+    const report = await prepareDataset(api, data, flags.name ?? 'cifar10', blockImages);
+    log(`dataset ${report.manifest.name} = ${report.manifest.id}: ${report.uploaded} block(s) uploaded (${(report.bytes / 1e6).toFixed(1)} MB), ${report.skipped} already stored`);
+    return report;
+  } finally {
+    await local?.dispose();
+  }
 }
