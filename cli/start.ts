@@ -27,6 +27,7 @@ const FLAGS = {
   data: { type: 'string' },
   out: { type: 'string' },
   keep: { type: 'boolean' },
+  run: { type: 'string' },
   quiet: { type: 'boolean' },
 } as const;
 
@@ -39,7 +40,8 @@ ${CONFIG_USAGE}
   --state DIR            persistent Durable Object, KV and R2 state (default .edgetrain/state)
   --data PATH            CIFAR-10 .tar.gz or folder, used if the dataset is not prepared yet
   --out DIR              where the model and metrics go (default .edgetrain/runs/<run id>)
-  --keep                 keep the cluster serving after the run (Ctrl-C to stop)`;
+  --keep                 keep the cluster serving after the run (Ctrl-C to stop)
+  --run ID               continue an existing run of this --state (e.g. after Ctrl-C) instead of creating one`;
 
 export const runRequestOf = (c: TrainConfig): RunRequest => ({
   model: c.model,
@@ -140,9 +142,10 @@ export async function startCommand(argv: string[], log: (s: string) => void = co
       if (process.stderr.isTTY) process.stderr.write('\n');
       log(`prepared dataset ${report.manifest.id.slice(0, 12)}: ${report.uploaded} block(s) uploaded (${(report.bytes / 1e6).toFixed(1)} MB), ${report.skipped} already stored`);
     }
-    const created = await local.api.createRun({ ...runRequestOf(config), cluster });
+    const created = flags.run ? await local.api.status(flags.run) : await local.api.createRun({ ...runRequestOf(config), cluster });
     const runId = created.runId;
-    log(`run ${runId}: ${config.model.preset}/${config.model.head}${config.model.dann ? '+dann' : ''}, ${config.epochs} epoch(s) of ${created.totalSteps / config.epochs} steps, global batch ${config.batch} in shards of ${cluster.microBatch}`);
+    const c = created.config;
+    log(`run ${runId}${flags.run ? ` (continued at step ${created.step}, ${created.state})` : ''}: ${c.train.model.preset}/${c.train.model.head}${c.train.model.dann ? '+dann' : ''}, ${c.train.epochs} epoch(s) of ${created.totalSteps / c.train.epochs} steps, global batch ${c.train.batch} in shards of ${c.cluster.microBatch}`);
     log(`  status: ${local.url}/v1/runs/${runId}`);
     await local.launch(runId);
     const final = await follow(local.api, runId, !flags.quiet && process.stderr.isTTY, log);
