@@ -74,8 +74,8 @@ const DIVERGENCE_REPORTS = 3;
 export class TrainingCoordinator extends DurableObject<Env> {
   private run: Loaded | undefined;
   private waiters = new Set<() => void>();
-  /** Non-finite reports per "step:shard" of the current step. */
-  private nonFinite = new Map<string, number>();
+  /** Leases that answered non-finite, per "kind:step:shard" of the current step or evaluation. */
+  private nonFinite = new Map<string, Set<string>>();
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
@@ -252,7 +252,7 @@ export class TrainingCoordinator extends DurableObject<Env> {
     if (s.count !== spec.config.cluster.microBatch) return this.reject(worker, fail(400, `shard of ${s.count} examples; leases are ${spec.config.cluster.microBatch}`, 'count'));
     const nonFinite = !Number.isFinite(s.loss) ? `loss is ${s.loss}` : firstNonFinite(s.grads, 'gradient') ?? firstNonFinite(s.stats, 'statistics');
     if (nonFinite) {
-      await this.noteNonFinite(run, s.shard, nonFinite);
+      await this.noteNonFinite(run, 'train', s.shard, s.leaseId, nonFinite);
       return this.reject(worker, fail(422, nonFinite, 'non-finite'));
     }
 
@@ -283,7 +283,10 @@ export class TrainingCoordinator extends DurableObject<Env> {
     if (check) return check.ok ? check : this.reject(worker, check);
     const expected = this.evalRange(run, s.shard);
     if (s.count !== expected.count) return this.reject(worker, fail(400, `eval shard of ${s.count} examples; shard ${s.shard} has ${expected.count}`, 'count'));
-    if (!Number.isFinite(s.lossSum)) return this.reject(worker, fail(422, `loss is ${s.lossSum}`, 'non-finite'));
+    if (!Number.isFinite(s.lossSum)) {
+      await this.noteNonFinite(run, 'eval', s.shard, s.leaseId, `loss is ${s.lossSum}`);
+      return this.reject(worker, fail(422, `loss is ${s.lossSum}`, 'non-finite'));
+    }
     this.sql.exec('INSERT INTO eval_parts (step, shard, loss_sum, correct, count) VALUES (?, ?, ?, ?, ?)', s.step, s.shard, s.lossSum, s.correct, s.count);
     this.sql.exec("UPDATE leases SET state = 'done' WHERE lease_id = ?", s.leaseId);
     this.seen(worker, 1, 0);
@@ -371,15 +374,18 @@ export class TrainingCoordinator extends DurableObject<Env> {
   }
 
   /**
-   * A shard whose loss or gradient keeps coming back non-finite from several workers is divergence,
+   * A shard whose loss or gradient keeps coming back non-finite from several leases is divergence,
    * not a faulty worker (the data order is deterministic): the run fails with the last good parameters.
+   * A lease repeating its answer counts once.
    */
-  private async noteNonFinite(run: Loaded, shard: number, what: string): Promise<void> {
-    const key = `${run.row.step}:${shard}`;
-    const count = (this.nonFinite.get(key) ?? 0) + 1;
-    this.nonFinite.set(key, count);
-    if (count < DIVERGENCE_REPORTS) return;
-    this.setState(run, 'failed', `training diverged at step ${run.row.step + 1} (shard ${shard}: ${what}, reported ${count} times); parameters are those of version ${run.row.step}`);
+  private async noteNonFinite(run: Loaded, kind: LeaseKind, shard: number, leaseId: string, what: string): Promise<void> {
+    const key = `${kind}:${run.row.step}:${shard}`;
+    const leases = this.nonFinite.get(key) ?? new Set<string>();
+    leases.add(leaseId);
+    this.nonFinite.set(key, leases);
+    if (leases.size < DIVERGENCE_REPORTS) return;
+    const where = kind === 'train' ? `step ${run.row.step + 1}` : `the evaluation at step ${run.row.step}`;
+    this.setState(run, 'failed', `training diverged at ${where} (shard ${shard}: ${what}, from ${leases.size} leases); parameters are those of version ${run.row.step}`);
     this.snapshot(run);
     await this.indexRun();
   }

@@ -29,10 +29,10 @@ export async function findManifest(bucket: R2Bucket, nameOrId: string): Promise<
 
 export const datasets = new Hono<App>()
   .put('/blocks/:sha256', bodyLimit({ maxSize: BLOCK_LIMIT, onError: (c) => c.json<ErrorBody>({ error: `block exceeds ${BLOCK_LIMIT} bytes`, reason: 'too-large' }, 413) }), async (c) => {
+    // The body is read before any answer: answering before it is read resets the connection.
+    const bytes = new Uint8Array(await c.req.arrayBuffer());
     const sha = c.req.param('sha256');
     if (!SHA256.test(sha)) return c.json<ErrorBody>({ error: `'${sha.slice(0, 80)}' is not a SHA-256 hex digest`, reason: 'hash' }, 400);
-    // The body is read even when the block exists: answering before it is read resets the connection.
-    const bytes = new Uint8Array(await c.req.arrayBuffer());
     if (await c.env.DATA.head(blockKey(sha))) return c.json({ stored: false, sha256: sha });
     const actual = await sha256Hex(bytes);
     if (actual !== sha) return c.json<ErrorBody>({ error: `body hashes to ${actual}, not ${sha}`, reason: 'hash' }, 400);

@@ -142,12 +142,12 @@ export const runs = new Hono<App>()
   .post('/:id/leases/:lease/eval', tooLarge(JSON_LIMIT), (c) => submit(c, 'eval'));
 
 async function submit(c: Context<App>, kind: 'gradient' | 'eval') {
+  // The body is read before any refusal: answering first resets the connection under a large upload.
+  const body = await c.req.arrayBuffer();
   const { bad, stub } = runStub(c);
   if (bad) return c.json(bad, 400);
-  const body = await c.req.arrayBuffer();
   const lease = c.req.param('lease') ?? '';
   const r = kind === 'gradient' ? await stub.submitGradient(lease, body, workerId(c)) : await stub.submitEval(lease, body, workerId(c));
   if (!r.ok) return failure(c, r);
   return c.json<SubmitReply>(r.value);
 }
-
