@@ -19,6 +19,7 @@ const FLAGS = {
   workers: { type: 'string' },
   runtime: { type: 'string' },
   'micro-batch': { type: 'string' },
+  'graph-batch': { type: 'string' },
   'lease-ms': { type: 'string' },
   'commit-every': { type: 'string' },
   'snapshot-every': { type: 'string' },
@@ -35,7 +36,8 @@ export const START_USAGE = `edgetrain start [options]   a training run on the lo
 ${CONFIG_USAGE}
   --workers N            gradient-worker processes (default: one per core)
   --runtime workerd|node workerd: the Worker's own code in workerd (default); node: ORT in a worker thread
-  --micro-batch N (32)  --lease-ms N (30000)  --commit-every N (1)  --snapshot-every N (100)
+  --micro-batch N (32)   examples per lease      --graph-batch N   examples per graph run inside a lease (accumulated)
+  --lease-ms N (30000)  --commit-every N (1)  --snapshot-every N (100)
   --port N (8787)        where the API listens (0 = any free port)
   --state DIR            persistent Durable Object, KV and R2 state (default .edgetrain/state)
   --data PATH            CIFAR-10 .tar.gz or folder, used if the dataset is not prepared yet
@@ -124,6 +126,7 @@ export async function startCommand(argv: string[], log: (s: string) => void = co
   const runtime = choiceFlag('runtime', flags.runtime, ['workerd', 'node'] as const, 'workerd');
   const cluster = {
     microBatch: numberFlag('micro-batch', flags['micro-batch'], 32),
+    graphBatch: numberFlag('graph-batch', flags['graph-batch'], 0),
     leaseMs: numberFlag('lease-ms', flags['lease-ms'], 30_000),
     commitEvery: numberFlag('commit-every', flags['commit-every'], 1),
     snapshotEvery: numberFlag('snapshot-every', flags['snapshot-every'], 100),

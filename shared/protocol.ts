@@ -15,6 +15,11 @@ export const FINAL_STATES: readonly RunState[] = ['completed', 'failed', 'cancel
 export interface ClusterConfig {
   /** Examples per lease (shard); the global batch must be a multiple of it. */
   readonly microBatch: number;
+  /**
+   * Examples per run of the training graph inside a lease (0 = the whole lease). Smaller than the
+   * lease, the worker accumulates: more compute per byte sent, within a graph's memory.
+   */
+  readonly graphBatch: number;
   /** A lease not answered within this many milliseconds is re-issued. */
   readonly leaseMs: number;
   /**
@@ -31,7 +36,7 @@ export interface ClusterConfig {
   readonly workers: number;
 }
 
-export const DEFAULT_CLUSTER_CONFIG: ClusterConfig = { microBatch: 32, leaseMs: 30_000, commitEvery: 1, snapshotEvery: 100, workers: 2 };
+export const DEFAULT_CLUSTER_CONFIG: ClusterConfig = { microBatch: 32, graphBatch: 0, leaseMs: 30_000, commitEvery: 1, snapshotEvery: 100, workers: 2 };
 
 export interface RunConfig {
   readonly train: TrainConfig;
@@ -69,7 +74,7 @@ export const runRequestSchema = z
     trainLimit: int(0, 10_000_000),
     shuffleBlock: int(0, 10_000_000),
     cluster: z
-      .object({ microBatch: int(1, 4096), leaseMs: int(100, 3_600_000), commitEvery: int(1, 10_000), snapshotEvery: int(1, 1_000_000), workers: int(1, 1000) })
+      .object({ microBatch: int(1, 4096), graphBatch: int(0, 4096), leaseMs: int(100, 3_600_000), commitEvery: int(1, 10_000), snapshotEvery: int(1, 1_000_000), workers: int(1, 1000) })
       .partial()
       .strict(),
     dataset: z.string().min(1).max(128),
@@ -116,6 +121,9 @@ export function resolveRunConfig(req: RunRequest): { ok: true; config: RunConfig
   const cluster = { ...DEFAULT_CLUSTER_CONFIG, ...clusterReq };
   if (cluster.microBatch > train.batch || train.batch % cluster.microBatch !== 0) {
     issues.push({ path: 'cluster.microBatch', message: `${cluster.microBatch} must divide the global batch (${train.batch}) so every shard has the same size` });
+  }
+  if (cluster.graphBatch && cluster.microBatch % cluster.graphBatch !== 0) {
+    issues.push({ path: 'cluster.graphBatch', message: `${cluster.graphBatch} must divide cluster.microBatch (${cluster.microBatch})` });
   }
   return issues.length ? { ok: false, issues } : { ok: true, config: { train, cluster, dataset: dataset ?? 'cifar10' } };
 }

@@ -37,11 +37,13 @@ export async function startCoordinator(opts: { persistDir?: string; port?: numbe
     kvNamespaces: ['KV'],
     r2Buckets: ['DATA'],
     ...(persist ? { durableObjectsPersist: join(persist, 'do'), kvPersist: join(persist, 'kv'), r2Persist: join(persist, 'r2') } : {}),
-    host: '127.0.0.1',
-    port: opts.port ?? 0,
+    // Served straight from the Worker's socket, not through Miniflare's entry worker: multi-MB
+    // parameter and gradient bodies move ~1.5× faster that way.
+    unsafeDirectSockets: [{ host: '127.0.0.1', port: opts.port ?? 0 }],
     ...(opts.verbose ? {} : { handleRuntimeStdio: drain }),
   });
-  const url = (await mf.ready).toString().replace(/\/$/, '');
+  await mf.ready;
+  const url = (await mf.unsafeGetDirectURL('edgetrain')).toString().replace(/\/$/, '');
   return { url, mf, dispose: () => mf.dispose() };
 }
 

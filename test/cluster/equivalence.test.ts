@@ -99,8 +99,9 @@ describe('distributed training equals the single-process trainer', () => {
     }
   }, 180_000);
 
-  it('the Node runtime (ORT in worker threads behind comlink) gives the same parameters', async () => {
-    const run = await api.createRun(runRequest());
+  it('the Node runtime (ORT in worker threads behind comlink), accumulating two graph runs per lease, gives the same parameters', async () => {
+    const request = runRequest();
+    const run = await api.createRun({ ...request, cluster: { ...request.cluster, graphBatch: MICRO_BATCH / 2 } });
     const workers = [0, 1].map(() => NodeWorker.start({ runtime: 'web', threads: 1 }));
     try {
       const reports = await Promise.all(workers.map((w, i) => w.run(new ApiClient(coordinator.url, `node-${i}`), run.runId)));

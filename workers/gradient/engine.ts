@@ -30,6 +30,9 @@ interface Bound {
 
 const identity = (n: number) => Array.from({ length: n }, (_, i) => i);
 
+/** Examples per run of the training graph: `cluster.graphBatch`, or the whole lease when 0. */
+export const graphBatchOf = (spec: RunSpec) => spec.config.cluster.graphBatch || spec.config.cluster.microBatch;
+
 export class GradientEngine {
   private readonly evals = new Map<number, Promise<Bound>>();
 
@@ -42,8 +45,9 @@ export class GradientEngine {
   ) {}
 
   static async create(ort: OrtApi, spec: RunSpec): Promise<GradientEngine> {
-    const { train, cluster } = spec.config;
-    const graph = buildTrainingGraph(train.model, cluster.microBatch);
+    const { train } = spec.config;
+    const graphBatch = graphBatchOf(spec);
+    const graph = buildTrainingGraph(train.model, graphBatch);
     const layout = trainingLayout(train.model);
     const captions = placeholderCaptions(train.model.classes, train.model.captionsPerClass, TEXT_DIM);
     const runner = await GraphRunner.create(ort, graph, undefined, layout);
@@ -51,16 +55,39 @@ export class GradientEngine {
       await runner.release();
       throw new Error(`the compiled model has ${runner.paramCount} parameters / ${runner.bufferCount} buffer values; the run has ${spec.paramCount} / ${spec.bufferCount}`);
     }
-    return new GradientEngine(ort, spec, layout, captions, { runner, feeder: new BatchFeeder(graph, train, captions, cluster.microBatch) });
+    return new GradientEngine(ort, spec, layout, captions, { runner, feeder: new BatchFeeder(graph, train, captions, graphBatch) });
   }
 
+  /**
+   * The mean gradient over the lease's examples. A lease larger than the graph's batch runs it on
+   * consecutive slices and averages (gradient accumulation): the same result, in a graph's memory.
+   */
   async train(lease: Lease, params: Float32Array, buffers: Float32Array, data: LeaseExamples): Promise<StepResult> {
     const n = lease.indices.length;
     const { runner, feeder } = this.trainer;
-    if (n !== feeder.batch) throw new Error(`train lease of ${n} examples; the graph takes ${feeder.batch}`);
-    const dann = lease.dann && data.target ? { split: data.target, indices: identity(n), lambda: lease.dann.lambda } : undefined;
-    const feeds = feeder.feeds({ split: data.examples, indices: identity(n), epoch: lease.epoch, firstPosition: lease.firstPosition }, this.spec.config.train.augment, dann);
-    return runner.step(params, buffers, feeds);
+    const g = feeder.batch;
+    if (n % g !== 0) throw new Error(`train lease of ${n} examples is not a whole number of graph batches of ${g}`);
+    let sum: { loss: number; correct: number; grads: Float32Array; stats: Float32Array } | undefined;
+    for (let first = 0; first < n; first += g) {
+      const indices = Array.from({ length: g }, (_, i) => first + i);
+      const dann = lease.dann && data.target ? { split: data.target, indices, lambda: lease.dann.lambda } : undefined;
+      const feeds = feeder.feeds({ split: data.examples, indices, epoch: lease.epoch, firstPosition: lease.firstPosition + first }, this.spec.config.train.augment, dann);
+      const r = await runner.step(params, buffers, feeds);
+      if (!sum) sum = { ...r };
+      else {
+        sum.loss += r.loss;
+        sum.correct += r.correct;
+        for (let i = 0; i < r.grads.length; i++) sum.grads[i] += r.grads[i];
+        for (let i = 0; i < r.stats.length; i++) sum.stats[i] += r.stats[i];
+      }
+    }
+    const parts = n / g;
+    if (parts > 1) {
+      sum!.loss /= parts;
+      for (let i = 0; i < sum!.grads.length; i++) sum!.grads[i] /= parts;
+      for (let i = 0; i < sum!.stats.length; i++) sum!.stats[i] /= parts;
+    }
+    return sum!;
   }
 
   async evaluate(lease: Lease, params: Float32Array, buffers: Float32Array, data: LeaseExamples): Promise<EvalResult> {
