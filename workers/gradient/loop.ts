@@ -59,10 +59,9 @@ export async function workLoop(o: WorkOptions): Promise<WorkReport> {
     if (reply.type === 'done') return report('done', reply.state);
     if (reply.type === 'wait') continue; // the coordinator already held the request for a while
     const lease = reply.lease;
-    const t0 = Date.now();
+    const t0 = (t = Date.now());
     leases++;
     try {
-      t = Date.now();
       if (params?.version !== lease.version) params = await o.api.params(o.runId, lease.version);
       ms.params += Date.now() - t;
       const ok = await compute(o, spec, lease, params, ms);
@@ -70,7 +69,7 @@ export async function workLoop(o: WorkOptions): Promise<WorkReport> {
       else rejected++;
     } catch (e) {
       // A lease overtaken by the run (a newer version, a finished run) is dropped; anything else is fatal.
-      if (!(e instanceof ApiError) || e.status >= 500 || ![404, 409, 410].includes(e.status)) throw e;
+      if (!(e instanceof ApiError) || ![404, 409, 410].includes(e.status)) throw e;
       rejected++;
       o.log?.(`lease ${lease.leaseId} (step ${lease.step}, shard ${lease.shard}) dropped: ${e.body.error}`);
     }
