@@ -234,18 +234,10 @@ export class TrainingCoordinator extends DurableObject<Env> {
   }
 
   async submitGradient(leaseId: string, body: ArrayBuffer, worker: string): Promise<Outcome<SubmitReply>> {
-    const run = this.run;
-    if (!run) return notFound();
     const t0 = performance.now();
-    let s;
-    try {
-      s = decodeGradient(new Uint8Array(body));
-    } catch (e) {
-      return this.reject(worker, wireFailure(e));
-    }
-    if (s.leaseId !== leaseId) return this.reject(worker, fail(400, `the frame is for lease ${s.leaseId}, posted to lease ${leaseId}`, 'mismatch'));
-    const check = this.checkSubmission(run, s.leaseId, 'train', s.version, s.step, s.shard);
-    if (check) return check.ok ? check : this.reject(worker, check);
+    const admitted = this.admit(leaseId, body, worker, 'train', decodeGradient);
+    if (!('frame' in admitted)) return admitted;
+    const { run, frame: s } = admitted;
     const { spec } = run;
     if (s.grads.length !== spec.paramCount) return this.reject(worker, fail(400, `gradient has ${s.grads.length} values; the model has ${spec.paramCount} parameters`, 'length'));
     if (s.stats.length !== spec.bufferCount) return this.reject(worker, fail(400, `statistics have ${s.stats.length} values; the model has ${spec.bufferCount} buffer values`, 'length'));
@@ -270,17 +262,9 @@ export class TrainingCoordinator extends DurableObject<Env> {
   }
 
   async submitEval(leaseId: string, body: ArrayBuffer, worker: string): Promise<Outcome<SubmitReply>> {
-    const run = this.run;
-    if (!run) return notFound();
-    let s;
-    try {
-      s = decodeEval(new Uint8Array(body));
-    } catch (e) {
-      return this.reject(worker, wireFailure(e));
-    }
-    if (s.leaseId !== leaseId) return this.reject(worker, fail(400, `the frame is for lease ${s.leaseId}, posted to lease ${leaseId}`, 'mismatch'));
-    const check = this.checkSubmission(run, s.leaseId, 'eval', s.version, s.step, s.shard);
-    if (check) return check.ok ? check : this.reject(worker, check);
+    const admitted = this.admit(leaseId, body, worker, 'eval', decodeEval);
+    if (!('frame' in admitted)) return admitted;
+    const { run, frame: s } = admitted;
     const expected = this.evalRange(run, s.shard);
     if (s.count !== expected.count) return this.reject(worker, fail(400, `eval shard of ${s.count} examples; shard ${s.shard} has ${expected.count}`, 'count'));
     if (!Number.isFinite(s.lossSum)) {
@@ -347,6 +331,31 @@ export class TrainingCoordinator extends DurableObject<Env> {
     const { first, count } = this.evalRange(run, shard);
     const epoch = row.step / run.plan.stepsPerEpoch - 1;
     return { type: 'lease', lease: { ...base, epoch, split: 'test', indices: Array.from({ length: count }, (_, i) => first + i), firstPosition: first } };
+  }
+
+  /**
+   * Decodes a submission and checks it against its lease and the run: the frame to count, or the
+   * answer (a refusal, or 'duplicate' for a shard already counted).
+   */
+  private admit<F extends { leaseId: string; version: number; step: number; shard: number }>(
+    leaseId: string,
+    body: ArrayBuffer,
+    worker: string,
+    kind: LeaseKind,
+    decode: (bytes: Uint8Array) => F,
+  ): { run: Loaded; frame: F } | Outcome<SubmitReply> {
+    const run = this.run;
+    if (!run) return notFound();
+    let frame: F;
+    try {
+      frame = decode(new Uint8Array(body));
+    } catch (e) {
+      return this.reject(worker, wireFailure(e));
+    }
+    if (frame.leaseId !== leaseId) return this.reject(worker, fail(400, `the frame is for lease ${frame.leaseId}, posted to lease ${leaseId}`, 'mismatch'));
+    const check = this.checkSubmission(run, leaseId, kind, frame.version, frame.step, frame.shard);
+    if (check) return check.ok ? check : this.reject(worker, check);
+    return { run, frame };
   }
 
   private evalRange(run: Loaded, shard: number): { first: number; count: number } {

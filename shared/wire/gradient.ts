@@ -31,15 +31,32 @@ export const EVAL_FORMAT = 1;
 // version, step, shard, count (u32 each), loss (f64), correct (u32) after the lease id, in both frames.
 const SCALARS_BYTES = 4 * 4 + 8 + 4;
 
+/** The fields both frames open with, after the lease id. */
+interface Header {
+  readonly leaseId: string;
+  readonly version: number;
+  readonly step: number;
+  readonly shard: number;
+  readonly count: number;
+}
+
+function writeHeader(w: FrameWriter, h: Header, loss: number, correct: number): void {
+  w.string(h.leaseId);
+  w.u32(h.version);
+  w.u32(h.step);
+  w.u32(h.shard);
+  w.u32(h.count);
+  w.f64(loss);
+  w.u32(correct);
+}
+
+function readHeader(r: FrameReader): Header & { loss: number; correct: number } {
+  return { leaseId: r.string(), version: r.u32(), step: r.u32(), shard: r.u32(), count: r.u32(), loss: r.f64(), correct: r.u32() };
+}
+
 export function encodeGradient(s: GradientSubmission): Uint8Array<ArrayBuffer> {
   const w = new FrameWriter(GRADIENT_MAGIC, GRADIENT_FORMAT, stringBytes(s.leaseId) + SCALARS_BYTES + floatsBytes(s.grads.length) + floatsBytes(s.stats.length));
-  w.string(s.leaseId);
-  w.u32(s.version);
-  w.u32(s.step);
-  w.u32(s.shard);
-  w.u32(s.count);
-  w.f64(s.loss);
-  w.u32(s.correct);
+  writeHeader(w, s, s.loss, s.correct);
   w.floats(s.grads);
   w.floats(s.stats);
   return w.finish();
@@ -48,32 +65,20 @@ export function encodeGradient(s: GradientSubmission): Uint8Array<ArrayBuffer> {
 /** `grads` and `stats` alias `bytes` when it is 4-byte aligned. */
 export function decodeGradient(bytes: Uint8Array): GradientSubmission {
   const r = new FrameReader(bytes, GRADIENT_MAGIC, GRADIENT_FORMAT, 'gradient frame');
-  const s: GradientSubmission = {
-    leaseId: r.string(), version: r.u32(), step: r.u32(), shard: r.u32(), count: r.u32(),
-    loss: r.f64(), correct: r.u32(), grads: r.floats(), stats: r.floats(),
-  };
+  const s: GradientSubmission = { ...readHeader(r), grads: r.floats(), stats: r.floats() };
   r.end();
   return s;
 }
 
 export function encodeEval(s: EvalSubmission): Uint8Array<ArrayBuffer> {
   const w = new FrameWriter(EVAL_MAGIC, EVAL_FORMAT, stringBytes(s.leaseId) + SCALARS_BYTES);
-  w.string(s.leaseId);
-  w.u32(s.version);
-  w.u32(s.step);
-  w.u32(s.shard);
-  w.u32(s.count);
-  w.f64(s.lossSum);
-  w.u32(s.correct);
+  writeHeader(w, s, s.lossSum, s.correct);
   return w.finish();
 }
 
 export function decodeEval(bytes: Uint8Array): EvalSubmission {
   const r = new FrameReader(bytes, EVAL_MAGIC, EVAL_FORMAT, 'eval frame');
-  const s: EvalSubmission = {
-    leaseId: r.string(), version: r.u32(), step: r.u32(), shard: r.u32(), count: r.u32(),
-    lossSum: r.f64(), correct: r.u32(),
-  };
+  const { loss, ...rest } = readHeader(r);
   r.end();
-  return s;
+  return { ...rest, lossSum: loss };
 }

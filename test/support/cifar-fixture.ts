@@ -41,3 +41,14 @@ export function writeFolder(dir: string, files: Map<string, Uint8Array>): void {
   mkdirSync(dir, { recursive: true });
   for (const [name, data] of files) writeFileSync(path.join(dir, name), data);
 }
+
+/** Byte arrays joined end to end. */
+export function concatBytes(parts: readonly Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}

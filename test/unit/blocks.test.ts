@@ -14,7 +14,7 @@ import {
   type DatasetManifest,
 } from '../../shared/data/blocks';
 import { IMAGE_BYTES, RECORD_BYTES, assembleCifar10, parseCifarBatch, type Cifar10, type CifarSplit } from '../../shared/data/cifar';
-import { BATCH_NAMES, fixtureFiles } from '../support/cifar-fixture';
+import { BATCH_NAMES, fixtureFiles, concatBytes } from '../support/cifar-fixture';
 
 const hex = (bytes: Uint8Array | string) => createHash('sha256').update(bytes).digest('hex');
 
@@ -29,16 +29,7 @@ function expectBytes(actual: Uint8Array | undefined, expected: Uint8Array | unde
 const files = fixtureFiles(100);
 const fixture = (): Cifar10 => assembleCifar10(files, 'fixture');
 /** The train records exactly as the official files lay them out, concatenated. */
-const trainBytes = (() => {
-  const parts = BATCH_NAMES.map((name) => files.get(name)!);
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
-})();
+const trainBytes = concatBytes(BATCH_NAMES.map((name) => files.get(name)!));
 
 const built = buildDatasetBlocks(fixture(), 'fixture', 128);
 /** A manifest as untyped JSON, to be edited into invalid shapes. */

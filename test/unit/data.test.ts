@@ -20,23 +20,13 @@ import {
 import { CIFAR10_NORMALIZATION, SEED_NORMALIZATION, fillBatch, type Augmentation } from '../../shared/data/normalize.js';
 import { batches, epochOrder, exampleRng, mulberry32, permutation, shardBatch } from '../../shared/data/shuffle.js';
 import { TarReader, type TarEntry } from '../../shared/data/tar.js';
-import { BATCH_NAMES, HAS_REAL_CIFAR10 as HAS_REAL, PER_BATCH, pixel, REAL_CIFAR10 as REAL_ARCHIVE, fixtureFiles, makeBatch, writeFolder } from '../support/cifar-fixture';
+import { BATCH_NAMES, HAS_REAL_CIFAR10 as HAS_REAL, concatBytes, PER_BATCH, pixel, REAL_CIFAR10 as REAL_ARCHIVE, fixtureFiles, makeBatch, writeFolder } from '../support/cifar-fixture';
 
 if (!HAS_REAL) console.warn(`data.test.ts: real CIFAR-10 check skipped: ${REAL_ARCHIVE} is absent`);
 
 // ---------- fixtures: a hand-written ustar writer and synthetic CIFAR batches ----------
 
 const utf8 = new TextEncoder();
-
-function concat(parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
-}
 
 function tarHeader(name: string, size: number, type: string): Uint8Array {
   const h = new Uint8Array(512);
@@ -58,7 +48,7 @@ function tarHeader(name: string, size: number, type: string): Uint8Array {
 
 function tarEntry(name: string, data: Uint8Array, type = '0'): Uint8Array {
   const padding = new Uint8Array((512 - (data.length % 512)) % 512);
-  return concat([tarHeader(name, data.length, type), data, padding]);
+  return concatBytes([tarHeader(name, data.length, type), data, padding]);
 }
 
 /** A pax record's length prefix counts itself, so find the fixed point. */
@@ -70,7 +60,7 @@ function paxRecord(key: string, value: string): string {
 }
 
 function tarArchive(entries: Uint8Array[]): Uint8Array {
-  return concat([...entries, new Uint8Array(1024)]);
+  return concatBytes([...entries, new Uint8Array(1024)]);
 }
 
 function fixtureTar(files: Map<string, Uint8Array>): Uint8Array {
@@ -172,7 +162,7 @@ describe('TarReader', () => {
   });
 
   it('ignores bytes after the end-of-archive marker and accepts an archive without one', () => {
-    const padded = concat([archive, new Uint8Array(10240), utf8.encode('junk')]);
+    const padded = concatBytes([archive, new Uint8Array(10240), utf8.encode('junk')]);
     expect(readInChunks(padded, 4096).map((e) => e.name)).toEqual(expected.map(([n]) => n));
     const unterminated = tarEntry('only.txt', utf8.encode('x'));
     const reader = new TarReader();
@@ -285,7 +275,7 @@ describe('fillBatch', () => {
 
   it('normalises per channel and writes int64 labels', () => {
     const split: CifarSplit = {
-      images: concat([oneImage(0, [[0, 0, 0, 255], [1, 3, 4, 128], [2, 31, 31, 255]]).images, new Uint8Array(IMAGE_BYTES).fill(255)]),
+      images: concatBytes([oneImage(0, [[0, 0, 0, 255], [1, 3, 4, 128], [2, 31, 31, 255]]).images, new Uint8Array(IMAGE_BYTES).fill(255)]),
       labels: Uint8Array.of(3, 9),
       count: 2,
     };
