@@ -30,6 +30,7 @@ const FLAGS = {
   keep: { type: 'boolean' },
   run: { type: 'string' },
   quiet: { type: 'boolean' },
+  verbose: { type: 'boolean' },
 } as const;
 
 export const START_USAGE = `edgetrain start [options]   a training run on the local cluster (API + coordinator + gradient workers)
@@ -43,7 +44,8 @@ ${CONFIG_USAGE}
   --data PATH            CIFAR-10 .tar.gz or folder, used if the dataset is not prepared yet
   --out DIR              where the model and metrics go (default .edgetrain/runs/<run id>)
   --keep                 keep the cluster serving after the run (Ctrl-C to stop)
-  --run ID               continue an existing run of this --state (e.g. after Ctrl-C) instead of creating one`;
+  --run ID               continue an existing run of this --state (e.g. after Ctrl-C) instead of creating one
+  --verbose              show the workerd processes' own output (coordinator and workers)`;
 
 export const runRequestOf = (c: TrainConfig): RunRequest => ({
   model: c.model,
@@ -72,21 +74,18 @@ interface Cluster {
   readonly api: ApiClient;
   readonly url: string;
   launch(runId: string): Promise<void>;
-  /** Settles when every worker has stopped (Node runtime) — workerd workers stop with the run. */
-  readonly done: Promise<unknown>;
   dispose(): Promise<void>;
 }
 
-async function startCluster(opts: { workers: number; runtime: 'workerd' | 'node'; port: number; state: string }, log: (s: string) => void): Promise<Cluster> {
-  const coordinator = await startCoordinator({ persistDir: opts.state, port: opts.port });
+async function startCluster(opts: { workers: number; runtime: 'workerd' | 'node'; port: number; state: string; verbose: boolean }, log: (s: string) => void): Promise<Cluster> {
+  const coordinator = await startCoordinator({ persistDir: opts.state, port: opts.port, verbose: opts.verbose });
   log(`API and coordinator at ${coordinator.url} (state in ${opts.state})`);
   const api = new ApiClient(coordinator.url, 'edgetrain-cli');
   const disposers: (() => Promise<void>)[] = [];
-  let done: Promise<unknown> = Promise.resolve();
   let launch: (runId: string) => Promise<void>;
   try {
     if (opts.runtime === 'workerd') {
-      const workers = await Promise.all(Array.from({ length: opts.workers }, (_, index) => startWorkerdWorker({ index, apiUrl: coordinator.url })));
+      const workers = await Promise.all(Array.from({ length: opts.workers }, (_, index) => startWorkerdWorker({ index, apiUrl: coordinator.url, verbose: opts.verbose })));
       disposers.push(...workers.map((w) => () => w.dispose()));
       launch = async (runId) => {
         for (const w of workers) await w.start(runId);
@@ -96,7 +95,9 @@ async function startCluster(opts: { workers: number; runtime: 'workerd' | 'node'
       const stop = new AbortController();
       disposers.push(async () => stop.abort(), ...workers.map((w) => () => w.dispose()));
       launch = async (runId) => {
-        done = Promise.allSettled(workers.map((w, i) => w.run(new ApiClient(coordinator.url, `node-worker-${i}`), runId, stop.signal)));
+        workers.forEach((w, i) =>
+          w.run(new ApiClient(coordinator.url, `node-worker-${i}`), runId, stop.signal).catch((e: unknown) => log(`node worker ${i} stopped: ${e instanceof Error ? e.message : String(e)}`)),
+        );
       };
     }
   } catch (e) {
@@ -109,9 +110,6 @@ async function startCluster(opts: { workers: number; runtime: 'workerd' | 'node'
     api,
     url: coordinator.url,
     launch: (runId) => launch(runId),
-    get done() {
-      return done;
-    },
     async dispose() {
       for (const d of disposers) await d().catch(() => undefined);
       await coordinator.dispose();
@@ -134,7 +132,7 @@ export async function startCommand(argv: string[], log: (s: string) => void = co
   };
   const state = path.resolve(flags.state ?? path.join('.edgetrain', 'state'));
   await mkdir(state, { recursive: true });
-  const local = await startCluster({ workers, runtime, port: numberFlag('port', flags.port, 8787), state }, log);
+  const local = await startCluster({ workers, runtime, port: numberFlag('port', flags.port, 8787), state, verbose: !!flags.verbose }, log);
   const stop = () => void local.dispose().finally(() => process.exit(130));
   process.once('SIGINT', stop);
   try {

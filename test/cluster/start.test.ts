@@ -1,0 +1,46 @@
+// `edgetrain start`, the main job, end to end on a synthetic dataset: cluster up, data prepared once,
+// run created over HTTP, followed to completion, model and metrics written; bad flags refused.
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { startCommand } from '../../cli/start';
+import { ApiError } from '../../workers/gradient/client';
+import { fixtureFiles, writeFolder } from '../support/cifar-fixture';
+
+const dir = mkdtempSync(path.join(tmpdir(), 'edgetrain-start-'));
+const data = path.join(dir, 'cifar');
+writeFolder(data, fixtureFiles(100));
+const base = ['--port', '0', '--state', path.join(dir, 'state'), '--data', data, '--workers', '2', '--train-limit', '128', '--eval-batch', '50', '--quiet'];
+
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+describe('edgetrain start', () => {
+  it('prepares the data once, trains through the cluster and writes the model and metrics', async () => {
+    const lines: string[] = [];
+    const out = path.join(dir, 'run1');
+    const final = await startCommand([...base, '--epochs', '2', '--out', out], (s) => lines.push(s));
+    expect(final.state).toBe('completed');
+    expect(final.step).toBe(4);
+    expect(lines.some((l) => l.includes('preparing it once'))).toBe(true);
+    expect(readFileSync(path.join(out, 'model.onnx')).length).toBeGreaterThan(1_000_000);
+    const metrics = JSON.parse(readFileSync(path.join(out, 'metrics.json'), 'utf8')) as { steps: unknown[]; evals: unknown[] };
+    expect(metrics.steps).toHaveLength(4);
+    expect(metrics.evals).toHaveLength(2);
+
+    // The state persists: a second run finds the dataset prepared.
+    const again: string[] = [];
+    const second = await startCommand([...base, '--epochs', '1', '--out', path.join(dir, 'run2'), '--runtime', 'node'], (s) => again.push(s));
+    expect(second.state).toBe('completed');
+    expect(again.some((l) => l.includes('preparing it once'))).toBe(false);
+  }, 240_000);
+
+  it('refuses a lease size that does not divide the batch, naming the field, and starts no run', async () => {
+    const out = path.join(dir, 'bad');
+    const error = await startCommand([...base, '--epochs', '1', '--micro-batch', '48', '--out', out], () => undefined).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(ApiError);
+    expect((error as ApiError).status).toBe(400);
+    expect((error as ApiError).message).toContain('cluster.microBatch: 48 must divide the global batch (64)');
+    expect(existsSync(out)).toBe(false);
+  }, 120_000);
+});
