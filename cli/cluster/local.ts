@@ -27,8 +27,17 @@ export interface LocalCoordinator {
  * Starts the API and coordinator. `persistDir` keeps Durable Object, KV and R2 state across restarts;
  * omitted, state lives in memory. `port` 0 picks a free one.
  */
-export async function startCoordinator(opts: { persistDir?: string; port?: number; verbose?: boolean } = {}): Promise<LocalCoordinator> {
+export async function startCoordinator(opts: { persistDir?: string; port?: number; verbose?: boolean; queue?: { budgetMs: number } } = {}): Promise<LocalCoordinator> {
   const persist = opts.persistDir;
+  // With `queue`, the Worker also consumes its own work queue, as deployed (wrangler.toml): creating
+  // a run fans out gradient work to consumer invocations in this same process.
+  const queue = opts.queue
+    ? {
+        queueProducers: { WORK: { queueName: 'edgetrain-work' } },
+        queueConsumers: { 'edgetrain-work': { maxBatchSize: 1, maxBatchTimeout: 0, maxRetries: 2 } },
+        bindings: { WORKER_BUDGET_MS: String(opts.queue.budgetMs) },
+      }
+    : {};
   const mf = new Miniflare({
     ...bundleModules(await bundle()),
     name: 'edgetrain',
@@ -36,6 +45,7 @@ export async function startCoordinator(opts: { persistDir?: string; port?: numbe
     durableObjects: { COORDINATOR: { className: 'TrainingCoordinator', useSQLite: true } },
     kvNamespaces: ['KV'],
     r2Buckets: ['DATA'],
+    ...queue,
     ...(persist ? { durableObjectsPersist: join(persist, 'do'), kvPersist: join(persist, 'kv'), r2Persist: join(persist, 'r2') } : {}),
     // Served straight from the Worker's socket, not through Miniflare's entry worker: multi-MB
     // parameter and gradient bodies move ~1.5× faster that way.

@@ -1,0 +1,46 @@
+// The deployed topology (wrangler.toml) in one workerd: creating a run sends queue messages, the same
+// Worker consumes them, each invocation loops over leases calling the API in-process (no API_URL) until
+// its budget is spent, then re-enqueues itself while the run trains.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startCoordinator, type LocalCoordinator } from '../../cli/cluster/local';
+import { prepareDataset } from '../../cli/prepare';
+import { assembleCifar10 } from '../../shared/data/cifar';
+import { FINAL_STATES, type RunStatus } from '../../shared/protocol';
+import { ApiClient } from '../../workers/gradient/client';
+import { fixtureFiles } from '../support/cifar-fixture';
+
+describe('API, coordinator and queue consumer in one Worker, as deployed', () => {
+  let coordinator: LocalCoordinator;
+  let api: ApiClient;
+
+  beforeAll(async () => {
+    // A 1.5 s budget per invocation, so the run needs several invocations chained through the queue.
+    coordinator = await startCoordinator({ queue: { budgetMs: 1500 } });
+    api = new ApiClient(coordinator.url, 'topology-test');
+    await prepareDataset(api, assembleCifar10(fixtureFiles(100), 'fixture'), 'fixture', 128);
+  });
+
+  afterAll(async () => {
+    await coordinator?.dispose();
+  });
+
+  it('a run created over HTTP is trained to completion by queue-fanned invocations that hand over to each other', async () => {
+    const created = await api.createRun({ dataset: 'fixture', epochs: 2, batch: 64, evalBatch: 50, trainLimit: 256, cluster: { microBatch: 32, workers: 2 } });
+    let status: RunStatus = created;
+    let mostWorkers = 0;
+    const deadline = Date.now() + 150_000;
+    while (!FINAL_STATES.includes(status.state) && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 100));
+      status = await api.status(created.runId);
+      mostWorkers = Math.max(mostWorkers, status.activeWorkers);
+    }
+    expect(status.state).toBe('completed');
+    expect(status.step).toBe(8);
+    const metrics = await api.metrics(created.runId);
+    expect(metrics.steps).toHaveLength(8);
+    expect(metrics.evals).toHaveLength(2);
+    // Each invocation works under its own id: more ids than the two messages sent means invocations
+    // ran out of budget and re-enqueued themselves.
+    expect(mostWorkers).toBeGreaterThan(2);
+  }, 180_000);
+});
