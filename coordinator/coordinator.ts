@@ -9,11 +9,13 @@ import { DurableObject } from 'cloudflare:workers';
 import type { DurableObjectState } from '@cloudflare/workers-types/index';
 import { checkManifest, type DatasetManifest } from '../shared/data/blocks';
 import { trainingLayout } from '../shared/models/compile';
+import { TEXT_DIM } from '../shared/models/heads';
 import { decayMask, initBuffers, initParameters } from '../shared/models/params';
 import { createOptimizer, restoreOptimizer, slotCount, type Optimizer } from '../shared/optim/optimizer';
 import { learningRate } from '../shared/optim/schedule';
 import { FINAL_STATES, type Lease, type LeaseKind, type LeaseReply, type RunConfig, type RunMetrics, type RunSpec, type RunState, type RunStatus, type RunSummary, type SubmitReply } from '../shared/protocol';
 import { runIndexKey, snapshotKey } from '../shared/storage-keys';
+import { CAPTIONS_PREFIX, captionsForModel } from '../shared/text/caption-store';
 import { encodeCheckpoint } from '../shared/training/checkpoint';
 import { inferenceModelBytes } from '../shared/training/export';
 import { RunPlan } from '../shared/training/plan';
@@ -188,11 +190,18 @@ export class TrainingCoordinator extends DurableObject<Env> {
     return ok(run.paramsFrame.bytes.buffer);
   }
 
-  /** The inference model with the current weights. */
-  model(): Outcome<ArrayBuffer> {
+  /** The inference model with the current weights and the run's caption vectors baked in. */
+  async model(): Promise<Outcome<ArrayBuffer>> {
     const run = this.run;
     if (!run) return notFound();
-    return ok(inferenceModelBytes(run.spec.config.train.model, run.params, run.buffers).slice().buffer);
+    const { train, captions: hash } = run.spec.config;
+    let captions: Float32Array | undefined;
+    if (hash) {
+      const stored = await this.env.KV.get(`${CAPTIONS_PREFIX}${hash}`, 'arrayBuffer');
+      if (!stored) return fail(409, `caption set ${hash} is no longer in KV; the model cannot be exported without it`, 'captions');
+      captions = captionsForModel(new Uint8Array(stored), train.model, TEXT_DIM, hash);
+    }
+    return ok(inferenceModelBytes(train.model, run.params, run.buffers, captions).slice().buffer);
   }
 
   // ---------- the worker protocol ----------

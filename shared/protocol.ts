@@ -43,6 +43,11 @@ export interface RunConfig {
   readonly cluster: ClusterConfig;
   /** Dataset name (e.g. 'cifar10') or manifest id. */
   readonly dataset: string;
+  /**
+   * The class caption set the heads read, by its hash (as `edgetrain captions` prints it); it must be
+   * in KV when the run is created. Without it the heads read seeded placeholder vectors.
+   */
+  readonly captions?: string;
 }
 
 const int = (min: number, max: number) => z.int().min(min).max(max);
@@ -78,6 +83,7 @@ export const runRequestSchema = z
       .partial()
       .strict(),
     dataset: z.string().min(1).max(128),
+    captions: z.string().regex(/^[0-9a-f]{64}$/, 'must be a caption set hash: 64 hex digits, as `edgetrain captions` prints it'),
   })
   .partial()
   .strict();
@@ -109,7 +115,7 @@ export function resolveRunConfig(req: RunRequest): { ok: true; config: RunConfig
   const schedule = req.schedule ? parseRunSchedule(req.schedule) : { ok: true as const, value: s.schedule };
   if (!optimizer.ok) fromErrors(optimizer.errors);
   if (!schedule.ok) fromErrors(schedule.errors);
-  const { model, cluster: clusterReq, dataset, optimizer: _o, schedule: _s, ...rest } = req;
+  const { model, cluster: clusterReq, dataset, captions, optimizer: _o, schedule: _s, ...rest } = req;
   const train: TrainConfig = {
     ...s,
     ...rest,
@@ -125,7 +131,7 @@ export function resolveRunConfig(req: RunRequest): { ok: true; config: RunConfig
   if (cluster.graphBatch && cluster.microBatch % cluster.graphBatch !== 0) {
     issues.push({ path: 'cluster.graphBatch', message: `${cluster.graphBatch} must divide cluster.microBatch (${cluster.microBatch})` });
   }
-  return issues.length ? { ok: false, issues } : { ok: true, config: { train, cluster, dataset: dataset ?? 'cifar10' } };
+  return issues.length ? { ok: false, issues } : { ok: true, config: { train, cluster, dataset: dataset ?? 'cifar10', ...(captions ? { captions } : {}) } };
 }
 
 /** Everything a worker needs to compute any lease of a run; fixed for the run's life. */

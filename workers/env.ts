@@ -1,5 +1,6 @@
 // The bindings of the edgetrain Worker (wrangler.toml) and the messages its queue carries.
 import type { DurableObjectNamespace, KVNamespace, Queue, R2Bucket } from '@cloudflare/workers-types/index';
+import type { AiBinding } from '../shared/text/workers-ai-encoder';
 
 export interface WorkMessage {
   readonly runId: string;
@@ -10,8 +11,10 @@ export interface Env {
   readonly COORDINATOR: DurableObjectNamespace;
   /** Dataset blocks and manifests, checkpoint snapshots. */
   readonly DATA: R2Bucket;
-  /** The run index (`runs/<id>`). */
+  /** The run index (`runs/<id>`) and caption embedding sets (`captions/<hash>`). */
   readonly KV: KVNamespace;
+  /** Workers AI, for embedding captions on Cloudflare (absent locally). */
+  readonly AI?: AiBinding;
   /** Fan-out of gradient work: each message starts one worker invocation that loops over leases. */
   readonly WORK?: Queue<WorkMessage>;
   /** Where a gradient worker reaches the API; unset = the same Worker, called in-process. */

@@ -4,9 +4,9 @@ import { TEXT_DIM } from '../models/heads';
 import type { ModelConfig } from '../models/presets';
 import { captionFeed, placeholderCaptions } from './captions';
 
-export function inferenceModelBytes(model: ModelConfig, params: Float32Array, buffers: Float32Array): Uint8Array {
+/** `captions` [classes, captionsPerClass, 768]: what the run trained with (placeholders without). */
+export function inferenceModelBytes(model: ModelConfig, params: Float32Array, buffers: Float32Array, captions = placeholderCaptions(model.classes, model.captionsPerClass, TEXT_DIM)): Uint8Array {
   const text = new Map<string, Float32Array>();
-  const captions = placeholderCaptions(model.classes, model.captionsPerClass, TEXT_DIM);
   for (const spec of buildEvalGraph(model, 1).dataInputs) {
     if (spec.name === 'class_text' || spec.name === 'class_texts') {
       text.set(spec.name, captionFeed(spec, captions, model.captionsPerClass, new BigInt64Array(0)).data as Float32Array);

@@ -49,6 +49,8 @@ export interface TrainOptions {
   readonly data: Cifar10;
   readonly config: TrainConfig;
   readonly resume?: TrainerState;
+  /** Caption vectors [classes, captionsPerClass, 768] for the heads; seeded placeholders without. */
+  readonly captions?: Float32Array;
   readonly onEpoch?: (report: EpochReport, state: TrainerState) => void | Promise<void>;
   readonly onStep?: (p: StepProgress) => void;
   readonly autodiff?: AutodiffOptions;
@@ -117,7 +119,7 @@ export async function train(opts: TrainOptions): Promise<TrainerState> {
   const split = trainSubset(opts.data, plan.trainCount);
   const graph = buildTrainingGraph(config.model, config.batch, opts.autodiff);
   const mask = decayMask(graph.params);
-  const captions = placeholderCaptions(config.model.classes, config.model.captionsPerClass, TEXT_DIM);
+  const captions = opts.captions ?? placeholderCaptions(config.model.classes, config.model.captionsPerClass, TEXT_DIM);
   const feeder = new BatchFeeder(graph, config, captions, config.batch);
   const runner = await GraphRunner.create(opts.ort, graph, opts.sessionOptions);
   const evaluator = await Evaluator.create(opts.ort, config, opts.data.test, captions, opts.sessionOptions).catch(async (e: unknown) => {

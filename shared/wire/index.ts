@@ -2,3 +2,4 @@ export { checksum32 } from './checksum';
 export { WireError, FrameWriter, FrameReader, stringBytes, floatsBytes, type WireErrorReason } from './frame';
 export * from './gradient';
 export * from './params';
+export * from './embeddings';

@@ -1,6 +1,7 @@
 // The HTTP API: one Hono app chained from its sub-apps, whose type the typed client (`hc`) shares.
 import { Hono } from 'hono';
 import type { Env } from '../env';
+import { captions } from './captions';
 import { datasets } from './datasets';
 import type { ErrorBody } from './respond';
 import { runs } from './runs';
@@ -9,6 +10,7 @@ export const app = new Hono<{ Bindings: Env }>()
   .get('/v1/health', (c) => c.json({ ok: true }))
   .route('/v1/runs', runs)
   .route('/v1/datasets', datasets)
+  .route('/v1/captions', captions)
   .notFound((c) => c.json<ErrorBody>({ error: `no route ${c.req.method} ${new URL(c.req.url).pathname}`, reason: 'route' }, 404))
   .onError((e, c) => {
     console.error(e);

@@ -6,6 +6,8 @@ import { z } from 'zod';
 import { runRequestSchema, resolveRunConfig, type FieldIssue, type LeaseReply, type RunStatus, type RunSummary, type SubmitReply } from '../../shared/protocol';
 import { RUN_INDEX_PREFIX } from '../../shared/storage-keys';
 import type { Env } from '../env';
+import { TEXT_DIM } from '../../shared/models/heads';
+import { readCaptionSet } from './captions';
 import { findManifest } from './datasets';
 import { coordinator, failure, runIdError, type ErrorBody } from './respond';
 
@@ -70,6 +72,15 @@ export const runs = new Hono<App>()
         { error: `dataset '${config.dataset}' is not prepared: run \`edgetrain prepare\` (or npm start, which prepares it) first`, reason: 'dataset', issues: [{ path: 'dataset', message: 'not found' }] },
         400,
       );
+    }
+    if (config.captions) {
+      const { metadata } = await readCaptionSet(c.env.KV, config.captions);
+      const problem = !metadata
+        ? 'is not in KV: embed it first with `edgetrain captions` (a BERT model) or POST /v1/captions (Workers AI), then pass the hash it prints'
+        : metadata.classes !== config.train.model.classes || metadata.perClass < config.train.model.captionsPerClass || metadata.dim !== TEXT_DIM
+          ? `holds ${metadata.classes} classes × ${metadata.perClass} captions × ${metadata.dim}; the model needs ${config.train.model.classes} × ≥${config.train.model.captionsPerClass} × ${TEXT_DIM}`
+          : undefined;
+      if (problem) return c.json<ErrorBody>({ error: `caption set ${config.captions} ${problem}`, reason: 'captions', issues: [{ path: 'captions', message: problem }] }, 400);
     }
     const runId = newRunId();
     const created = await coordinator(c.env.COORDINATOR, runId).create(runId, config, manifest);

@@ -1,6 +1,7 @@
 // The API as a gradient worker (and the CLI) speaks it: the typed Hono client over any fetch.
 import { hc } from 'hono/client';
 import type { DatasetManifest } from '../../shared/data/blocks';
+import { CAPTIONS_PREFIX, type CaptionSetEntry, type CaptionStore, type ClassCaptions } from '../../shared/text/caption-store';
 import type { LeaseReply, RunMetrics, RunRequest, RunSpec, RunStatus, SubmitReply } from '../../shared/protocol';
 import { decodeParams, type ParameterSet } from '../../shared/wire';
 import type { AppType } from '../api/app';
@@ -107,6 +108,33 @@ export class ApiClient {
 
   submitEval(id: string, lease: string, frame: Uint8Array<ArrayBuffer>): Promise<SubmitReply> {
     return this.client.v1.runs[':id'].leases[':lease'].eval.$post({ param: { id, lease } }, { init: { body: frame } }).then((r) => json<SubmitReply>(r));
+  }
+
+  /** A caption set's stored vectors (an embeddings frame). */
+  captionSet(hash: string): Promise<Uint8Array> {
+    return this.client.v1.captions[':hash'].$get({ param: { hash } }).then(bytes);
+  }
+
+  captionSets(): Promise<{ sets: CaptionSetEntry[] }> {
+    return this.client.v1.captions.$get().then((r) => json<{ sets: CaptionSetEntry[] }>(r));
+  }
+
+  /** The API as a caption store, for sets encoded on this side (the CLI's BERT). */
+  captionStore(): CaptionStore {
+    return {
+      has: (key) => this.captionSet(key.slice(CAPTIONS_PREFIX.length)).then(() => true, (e: unknown) => (e instanceof ApiError && e.status === 404 ? false : Promise.reject(e))),
+      put: async (entry, classes, vectors) => {
+        const bytes = new Uint8Array(vectors.buffer, vectors.byteOffset, vectors.byteLength);
+        let binary = '';
+        for (let i = 0; i < bytes.length; i += 0x8000) binary += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+        await this.putCaptionSet(entry.key.slice(CAPTIONS_PREFIX.length), { name: entry.name, encoder: entry.encoder, dim: entry.dim, classes, vectors: btoa(binary) });
+      },
+    };
+  }
+
+  /** Stores vectors encoded here; `hit` when the set was already stored. */
+  putCaptionSet(hash: string, body: { name: string; encoder: string; dim: number; classes: ClassCaptions; vectors: string }): Promise<{ key: string; hit: boolean }> {
+    return this.client.v1.captions[':hash'].$put({ param: { hash } }, { init: { body: JSON.stringify(body), headers: { 'content-type': 'application/json', 'x-worker-id': this.workerId } } }).then((r) => json<{ key: string; hit: boolean }>(r));
   }
 
   block(sha256: string): Promise<Uint8Array> {

@@ -6,8 +6,8 @@ import type { StepResult } from '../../shared/training/step';
 import { GradientEngine, type EvalResult, type LeaseExamples } from './engine';
 
 export interface LeaseComputer {
-  /** Compiles the run's graphs (idempotent per run). */
-  prepare(spec: RunSpec): Promise<void>;
+  /** Compiles the run's graphs (idempotent per run) with the run's caption vectors. */
+  prepare(spec: RunSpec, captions?: Float32Array): Promise<void>;
   train(lease: Lease, params: Float32Array, buffers: Float32Array, data: LeaseExamples): Promise<StepResult>;
   evaluate(lease: Lease, params: Float32Array, buffers: Float32Array, data: LeaseExamples): Promise<EvalResult>;
 }
@@ -18,14 +18,14 @@ export class LocalComputer implements LeaseComputer {
 
   constructor(private readonly ort: () => Promise<OrtApi>) {}
 
-  async prepare(spec: RunSpec): Promise<void> {
-    await this.engine(spec);
+  async prepare(spec: RunSpec, captions?: Float32Array): Promise<void> {
+    await this.engine(spec, captions);
   }
 
-  private async engine(spec: RunSpec): Promise<GradientEngine> {
+  private async engine(spec: RunSpec, captions?: Float32Array): Promise<GradientEngine> {
     if (this.current?.runId !== spec.runId) {
       const previous = this.current;
-      this.current = { runId: spec.runId, engine: this.ort().then((ort) => GradientEngine.create(ort, spec)) };
+      this.current = { runId: spec.runId, engine: this.ort().then((ort) => GradientEngine.create(ort, spec, captions)) };
       this.current.engine.catch(() => (this.current = undefined));
       if (previous) await (await previous.engine.catch(() => undefined))?.release();
     }

@@ -44,12 +44,13 @@ export class GradientEngine {
     private readonly trainer: Bound,
   ) {}
 
-  static async create(ort: OrtApi, spec: RunSpec): Promise<GradientEngine> {
+  /** `captions`: the run's caption vectors [classes, perClass, 768] (read from KV); placeholders without. */
+  static async create(ort: OrtApi, spec: RunSpec, captions?: Float32Array): Promise<GradientEngine> {
     const { train } = spec.config;
     const graphBatch = graphBatchOf(spec);
     const graph = buildTrainingGraph(train.model, graphBatch);
     const layout = trainingLayout(train.model);
-    const captions = placeholderCaptions(train.model.classes, train.model.captionsPerClass, TEXT_DIM);
+    captions ??= placeholderCaptions(train.model.classes, train.model.captionsPerClass, TEXT_DIM);
     const runner = await GraphRunner.create(ort, graph, undefined, layout);
     if (runner.paramCount !== spec.paramCount || runner.bufferCount !== spec.bufferCount) {
       await runner.release();

@@ -1,6 +1,8 @@
 // A gradient worker's loop: lease → parameters of that version → data → compute → submit, until the
 // run ends or the invocation's budget is nearly spent.
+import { TEXT_DIM } from '../../shared/models/heads';
 import type { Lease, RunSpec, RunState } from '../../shared/protocol';
+import { captionsForModel } from '../../shared/text/caption-store';
 import { encodeEval, encodeGradient, type ParameterSet } from '../../shared/wire';
 import type { BlockCache } from './block-cache';
 import { ApiError, type ApiClient } from './client';
@@ -41,7 +43,8 @@ export interface PhaseTimes {
 export async function workLoop(o: WorkOptions): Promise<WorkReport> {
   const started = Date.now();
   const spec: RunSpec = await o.api.spec(o.runId);
-  await o.computer.prepare(spec);
+  const { captions } = spec.config;
+  await o.computer.prepare(spec, captions ? captionsForModel(await o.api.captionSet(captions), spec.config.train.model, TEXT_DIM, captions) : undefined);
   let params: ParameterSet | undefined;
   let leases = 0;
   let accepted = 0;

@@ -40,7 +40,7 @@ export class NodeWorker {
     const remote = this.remote;
     // Inputs are copied to the thread (the parameters stay cached here for the next shard).
     const computer: LeaseComputer = {
-      prepare: (spec: RunSpec) => remote.prepare(spec),
+      prepare: (spec: RunSpec, captions?: Float32Array) => remote.prepare(spec, captions),
       train: (lease: Lease, params: Float32Array, buffers: Float32Array, data: LeaseExamples) => remote.train(lease, params, buffers, data),
       evaluate: (lease: Lease, params: Float32Array, buffers: Float32Array, data: LeaseExamples) => remote.evaluate(lease, params, buffers, data),
     };

@@ -18,7 +18,7 @@ const local = new LocalComputer(() => loadOrt(runtime, threads));
 
 // Results go back as transfers (no copy of the gradient).
 const computer: LeaseComputer = {
-  prepare: (spec: RunSpec) => local.prepare(spec),
+  prepare: (spec: RunSpec, captions?: Float32Array) => local.prepare(spec, captions),
   async train(lease: Lease, params: Float32Array, buffers: Float32Array, data: LeaseExamples) {
     const r = await local.train(lease, params, buffers, data);
     return Comlink.transfer(r, [r.grads.buffer, r.stats.buffer]);
