@@ -66,6 +66,12 @@ export interface SerializeOptions {
   /** Graph inputs to bake in as initializers (the inference model's trained weights). */
   bake?: ReadonlyMap<string, Float32Array>;
   docString?: string;
+  /**
+   * Symbolic dims for graph inputs/outputs, by name: a string entry becomes a dim_param (e.g.
+   * 'batch_size'), a number must equal the builder's static dim. The graph is still built with the
+   * static (nominal) shapes, so its nodes must not encode the dims made symbolic here.
+   */
+  dynamicDims?: Readonly<Record<string, readonly (string | number)[]>>;
 }
 
 /** Records a graph with static shapes; emits deterministic ModelProto bytes. */
@@ -197,6 +203,16 @@ export class GraphBuilder {
       }
       initializers.push(tensorProto(input, data));
     }
+    const dynamic = options.dynamicDims ?? {};
+    const declared = [...this.inputs, ...this.outputs];
+    for (const [name, dims] of Object.entries(dynamic)) {
+      const v = declared.find((d) => d.name === name);
+      if (!v) throw new Error(`serialize: dynamicDims names '${name}', which is no graph input or output`);
+      if (dims.length !== v.shape.length || dims.some((d, i) => typeof d === 'number' && d !== v.shape[i])) {
+        throw new Error(`serialize: dynamicDims [${dims.join(',')}] for '${name}' do not fit its shape ${formatShape(v.shape)}`);
+      }
+    }
+    const dimsOf = (v: Value) => dynamic[v.name] ?? v.shape;
     return encodeModel({
       irVersion: IR_VERSION,
       opsetVersion: OPSET_VERSION,
@@ -207,8 +223,8 @@ export class GraphBuilder {
       initializers,
       inputs: this.inputs
         .filter((i) => !bake.has(i.name) && live.has(i.name))
-        .map((i) => ({ name: i.name, dataType: DATA_TYPES[i.dtype], dims: i.shape })),
-      outputs: this.outputs.map((o) => ({ name: o.name, dataType: DATA_TYPES[o.dtype], dims: o.shape })),
+        .map((i) => ({ name: i.name, dataType: DATA_TYPES[i.dtype], dims: dimsOf(i) })),
+      outputs: this.outputs.map((o) => ({ name: o.name, dataType: DATA_TYPES[o.dtype], dims: dimsOf(o) })),
     });
   }
 }

@@ -291,3 +291,60 @@ export function batchNormalization(b: GraphBuilder, x: Value, scaleV: Value, bia
 export function gradReverse(b: GraphBuilder, x: Value, lambda: Value): Value {
   return b.node('GradReverse', [x, lambda], {}, [{ dtype: x.dtype, shape: x.shape }])[0];
 }
+
+// Ops for shape-polymorphic graphs (the BERT encoder): their attributes and constant inputs never
+// encode a dim, so a graph serialised with symbolic dims runs for any batch and sequence length.
+
+export const erf = (b: GraphBuilder, x: Value) => unary(b, 'Erf', x);
+export const tanh = (b: GraphBuilder, x: Value) => unary(b, 'Tanh', x);
+
+/** Gather along `axis`: data.shape[:axis] + indices.shape + data.shape[axis+1:] (an embedding lookup at axis 0). */
+export function gather(b: GraphBuilder, data: Value, indices: Value, axis = 0): Value {
+  const a = normAxis(axis, data.shape.length);
+  if (indices.dtype !== 'int64') fail('Gather', `indices must be int64, got ${indices.dtype}`);
+  const shape = [...data.shape.slice(0, a), ...indices.shape, ...data.shape.slice(a + 1)];
+  return b.node('Gather', [data, indices], { axis: int(a) }, [{ dtype: data.dtype, shape }])[0];
+}
+
+/** LayerNormalization (opset 17) over the trailing axes from `axis`; scale and bias have those dims. */
+export function layerNormalization(b: GraphBuilder, x: Value, scaleV: Value, bias: Value, epsilon: number, axis = -1): Value {
+  const a = normAxis(axis, x.shape.length);
+  const normalized = x.shape.slice(a);
+  if (!scaleV.shape.every((d, i) => d === normalized[normalized.length - scaleV.shape.length + i])) {
+    fail('LayerNormalization', `scale ${formatShape(scaleV.shape)} does not fit ${formatShape(x.shape)} from axis ${a}`);
+  }
+  return b.node('LayerNormalization', [x, scaleV, bias], { axis: int(a), epsilon: float(epsilon) }, [{ dtype: x.dtype, shape: x.shape }])[0];
+}
+
+/** Inserts size-1 dims at `axes` (positions in the output). */
+export function unsqueeze(b: GraphBuilder, x: Value, axes: readonly number[]): Value {
+  const rank = x.shape.length + axes.length;
+  const at = new Set(axes.map((a) => normAxis(a, rank)));
+  const rest = [...x.shape];
+  const shape = Array.from({ length: rank }, (_, i) => (at.has(i) ? 1 : (rest.shift() as number)));
+  return b.node('Unsqueeze', [x, b.int64s(axes)], {}, [{ dtype: x.dtype, shape }])[0];
+}
+
+/**
+ * Reshape by ONNX's relative spec: 0 copies the input's dim at that position, −1 takes what is left,
+ * so the spec holds no batch or sequence length (e.g. [0, 0, heads, headDim] splits heads).
+ */
+export function reshapeRelative(b: GraphBuilder, x: Value, spec: readonly number[]): Value {
+  const shape = spec.map((d, i) => (d === 0 ? x.shape[i] : d));
+  const inferred = shape.indexOf(-1);
+  if (inferred >= 0) shape[inferred] = numel(x.shape) / -numel(shape);
+  if (shape.filter((d) => d === -1).length > 1 || !Number.isInteger(shape[inferred] ?? 0) || numel(shape) !== numel(x.shape)) {
+    fail('Reshape', `cannot reshape ${formatShape(x.shape)} by [${spec}]`);
+  }
+  return b.node('Reshape', [x, b.int64s(spec)], {}, [{ dtype: x.dtype, shape }])[0];
+}
+
+/** The first `like.shape[likeAxis]` entries of `x` along `axis`, read from `like` at run time (Shape + Slice). */
+export function sliceLike(b: GraphBuilder, x: Value, like: Value, axis: number, likeAxis: number): Value {
+  const a = normAxis(axis, x.shape.length);
+  const la = normAxis(likeAxis, like.shape.length);
+  if (like.shape[la] > x.shape[a]) fail('Slice', `${formatShape(x.shape)} has fewer than ${like.shape[la]} entries on axis ${a}`);
+  const end = b.node('Shape', [like], { start: int(la), end: int(la + 1) }, [{ dtype: 'int64', shape: [1] }])[0];
+  const shape = x.shape.map((d, i) => (i === a ? like.shape[la] : d));
+  return b.node('Slice', [x, b.int64s([0]), end, b.int64s([a])], {}, [{ dtype: x.dtype, shape }])[0];
+}

@@ -35,7 +35,8 @@ export interface NodeProtoInit {
 export interface ValueInfoInit {
   name: string;
   dataType: TensorDataType;
-  dims: readonly number[];
+  /** A number is a fixed dim (dim_value); a string a symbolic one (dim_param, e.g. 'batch_size'). */
+  dims: readonly (number | string)[];
 }
 
 export interface ModelProtoInit {
@@ -52,10 +53,20 @@ export interface ModelProtoInit {
 
 const utf8 = new TextEncoder();
 
-/** Growable byte buffer with protobuf primitives. */
+/**
+ * Growable byte buffer with protobuf primitives. Large payloads (tensor data) and nested messages are
+ * kept by reference and copied once, by finish(): a 150 MB model is not copied at every nesting level.
+ */
 class Writer {
   private buf = new Uint8Array(1024);
   private len = 0;
+  /** Written bytes before `buf`, in order (a payload passed to bytes() must not change until finish()). */
+  private parts: Uint8Array[] = [];
+  private partsLength = 0;
+
+  get length(): number {
+    return this.partsLength + this.len;
+  }
 
   private ensure(extra: number): void {
     if (this.len + extra <= this.buf.length) return;
@@ -64,6 +75,25 @@ class Writer {
     const next = new Uint8Array(size);
     next.set(this.buf.subarray(0, this.len));
     this.buf = next;
+  }
+
+  /** Appends `chunk` by reference. */
+  private append(chunk: Uint8Array): void {
+    if (this.len > 0) {
+      this.parts.push(this.buf.subarray(0, this.len));
+      this.partsLength += this.len;
+      this.buf = new Uint8Array(1024);
+      this.len = 0;
+    }
+    this.parts.push(chunk);
+    this.partsLength += chunk.length;
+  }
+
+  private raw(data: Uint8Array): void {
+    if (data.length >= LARGE_CHUNK) return this.append(data);
+    this.ensure(data.length);
+    this.buf.set(data, this.len);
+    this.len += data.length;
   }
 
   varint(value: number | bigint): void {
@@ -84,9 +114,7 @@ class Writer {
   bytes(field: number, data: Uint8Array): void {
     this.tag(field, 2);
     this.varint(data.length);
-    this.ensure(data.length);
-    this.buf.set(data, this.len);
-    this.len += data.length;
+    this.raw(data);
   }
 
   string(field: number, s: string): void {
@@ -108,13 +136,25 @@ class Writer {
   message(field: number, write: (w: Writer) => void): void {
     const inner = new Writer();
     write(inner);
-    this.bytes(field, inner.finish());
+    this.tag(field, 2);
+    this.varint(inner.length);
+    for (const part of inner.parts) this.raw(part);
+    this.raw(inner.buf.subarray(0, inner.len));
   }
 
   finish(): Uint8Array {
-    return this.buf.slice(0, this.len);
+    const out = new Uint8Array(this.length);
+    let at = 0;
+    for (const part of [...this.parts, this.buf.subarray(0, this.len)]) {
+      out.set(part, at);
+      at += part.length;
+    }
+    return out;
   }
 }
+
+/** Payloads from this size on are kept by reference rather than copied into the buffer. */
+const LARGE_CHUNK = 64 * 1024;
 
 const ATTRIBUTE_TYPE = { float: 1, int: 2, string: 3, floats: 6, ints: 7 } as const;
 
@@ -153,7 +193,7 @@ function writeValueInfo(w: Writer, v: ValueInfoInit): void {
     type.message(1, (tensorType) => {
       tensorType.int(1, v.dataType);
       tensorType.message(2, (shape) => {
-        for (const d of v.dims) shape.message(1, (dim) => dim.int(1, d));
+        for (const d of v.dims) shape.message(1, (dim) => (typeof d === 'string' ? dim.string(2, d) : dim.int(1, d)));
       });
     }),
   );

@@ -31,7 +31,7 @@ export const BERT_OUTPUTS = ['last_hidden_state', 'pooler_output'] as const;
 export const RANDOM_BERT_ID = (seed: number, layers: number) => `random-bert-${layers}l-s${seed}`;
 
 export function randomBertConfig(o: RandomBertOptions = {}): RandomBertConfig {
-  const c = { layers: 2, hidden: 768, heads: 12, intermediate: 3072, vocab: 30522, maxPosition: 512, typeVocab: 2, seed: 1, std: 0.02, ...o };
+  const c = { layers: 2, hidden: 768, heads: 12, intermediate: 3072, vocab: 30522, maxPosition: 512, typeVocab: 2, seed: 0, std: 0.02, ...o };
   if (c.hidden % c.heads !== 0) throw new Error(`random BERT: hidden ${c.hidden} is not a multiple of heads ${c.heads}`);
   return c;
 }

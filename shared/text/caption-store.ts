@@ -48,7 +48,8 @@ export function captionSetErrors(classes: unknown): string[] {
 
 /** Where sets are kept: KV on Workers, the API from the CLI. */
 export interface CaptionStore {
-  has(key: string): Promise<boolean>;
+  /** The stored set's entry, or undefined. */
+  entry(key: string): Promise<CaptionSetEntry | undefined>;
   /** Writes one complete set (never part of one). */
   put(entry: CaptionSetEntry, classes: ClassCaptions, vectors: Float32Array): Promise<void>;
 }
@@ -59,15 +60,24 @@ export interface PrecomputeReport {
   readonly hit: boolean;
 }
 
+/** An encoder known by its id before it is loaded, so a stored set costs no model load. */
+export interface EncoderSource {
+  readonly id: string;
+  open(): Promise<CaptionEncoder>;
+}
+
 /** Embeds a set once: a stored set is a hit and costs no encoding; otherwise one complete value is written. */
-export async function precomputeCaptionSet(store: CaptionStore, encoder: CaptionEncoder, name: string, classes: ClassCaptions): Promise<PrecomputeReport> {
+export async function precomputeCaptionSet(store: CaptionStore, source: CaptionEncoder | EncoderSource, name: string, classes: ClassCaptions): Promise<PrecomputeReport> {
   const errors = captionSetErrors(classes);
   if (errors.length) throw new Error(`caption set '${name}':\n  ${errors.join('\n  ')}`);
-  const key = await captionSetKey(encoder.id, classes);
+  const key = await captionSetKey(source.id, classes);
+  const stored = await store.entry(key);
+  if (stored) return { entry: stored, hit: true };
+  const encoder = 'open' in source ? await source.open() : source;
+  if (encoder.id !== source.id) throw new Error(`encoder ${encoder.id} opened for source ${source.id}`);
   const perClass = classes[0].length;
   const rows = classes.length * perClass;
   const entry: CaptionSetEntry = { key, name, encoder: encoder.id, classes: classes.length, perClass, dim: encoder.dim, bytes: embeddingsBytes(encoder.id, rows, encoder.dim) };
-  if (await store.has(key)) return { entry, hit: true };
   const vectors = await encoder.encode(classes.flat());
   const bad = vectors.findIndex((v) => !Number.isFinite(v));
   if (vectors.length !== rows * encoder.dim || bad >= 0) throw new Error(`encoder ${encoder.id} gave ${vectors.length} values${bad >= 0 ? ` (value ${bad} is ${vectors[bad]})` : ''} for ${rows} captions × ${encoder.dim}; nothing was stored`);

@@ -17,7 +17,7 @@ const tooLarge = bodyLimit({ maxSize: LIMIT, onError: (c) => c.json<ErrorBody>({
 
 export function kvCaptionStore(kv: KVNamespace): CaptionStore {
   return {
-    has: async (key) => (await kv.get(key, 'arrayBuffer')) !== null,
+    entry: async (key) => (await kv.getWithMetadata<CaptionSetEntry>(key, 'stream').then(({ value, metadata }) => (void value?.cancel(), metadata))) ?? undefined,
     put: (entry, _classes, vectors) => kv.put(entry.key, encodeEmbeddings({ encoder: entry.encoder, rows: entry.classes * entry.perClass, dim: entry.dim, data: vectors }), { metadata: entry }),
   };
 }
@@ -94,7 +94,7 @@ export const captions = new Hono<App>()
     const key = await captionSetKey(b.encoder as string, classes);
     if (key !== `${CAPTIONS_PREFIX}${hash}`) return c.json<ErrorBody>({ error: `the texts and encoder hash to ${key.slice(CAPTIONS_PREFIX.length)}, not ${hash}`, reason: 'hash' }, 400);
     const store = kvCaptionStore(c.env.KV);
-    if (await store.has(key)) return c.json({ key, hit: true });
+    if (await store.entry(key)) return c.json({ key, hit: true });
     const entry: CaptionSetEntry = { key, name: b.name as string, encoder: b.encoder as string, classes: classes.length, perClass: classes[0].length, dim, bytes: embeddingsBytes(b.encoder as string, rows, dim) };
     await store.put(entry, classes, vectors!);
     return c.json({ key, hit: false }, 201);

@@ -52,13 +52,15 @@ function retryingStaleSockets(fetch: Fetch): Fetch {
 
 export class ApiClient {
   private readonly client: ReturnType<typeof hc<AppType>>;
+  private readonly fetch: Fetch;
 
   constructor(
     readonly baseUrl: string,
     readonly workerId = 'client',
     fetch: Fetch = (input, init) => globalThis.fetch(input, init),
   ) {
-    this.client = hc<AppType>(baseUrl, { fetch: retryingStaleSockets(fetch), headers: { 'x-worker-id': workerId } });
+    this.fetch = retryingStaleSockets(fetch);
+    this.client = hc<AppType>(baseUrl, { fetch: this.fetch, headers: { 'x-worker-id': workerId } });
   }
 
   createRun(request: RunRequest): Promise<RunStatus> {
@@ -115,6 +117,15 @@ export class ApiClient {
     return this.client.v1.captions[':hash'].$get({ param: { hash } }).then(bytes);
   }
 
+  /** A stored set's manifest entry (a HEAD request), or undefined. */
+  async captionSetEntry(hash: string): Promise<CaptionSetEntry | undefined> {
+    const res = await this.fetch(this.client.v1.captions[':hash'].$url({ param: { hash } }), { method: 'HEAD' });
+    if (res.status === 404) return undefined;
+    await expectOk(res);
+    const header = res.headers.get('x-caption-set');
+    return header ? (JSON.parse(header) as CaptionSetEntry) : undefined;
+  }
+
   captionSets(): Promise<{ sets: CaptionSetEntry[] }> {
     return this.client.v1.captions.$get().then((r) => json<{ sets: CaptionSetEntry[] }>(r));
   }
@@ -122,7 +133,7 @@ export class ApiClient {
   /** The API as a caption store, for sets encoded on this side (the CLI's BERT). */
   captionStore(): CaptionStore {
     return {
-      has: (key) => this.captionSet(key.slice(CAPTIONS_PREFIX.length)).then(() => true, (e: unknown) => (e instanceof ApiError && e.status === 404 ? false : Promise.reject(e))),
+      entry: (key) => this.captionSetEntry(key.slice(CAPTIONS_PREFIX.length)),
       put: async (entry, classes, vectors) => {
         const bytes = new Uint8Array(vectors.buffer, vectors.byteOffset, vectors.byteLength);
         let binary = '';
