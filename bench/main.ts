@@ -1,5 +1,6 @@
 // `npm run bench -- <name> [options]`: benchmarks print one JSON object per line on stdout.
 import { benchBundle } from './bundle';
+import { benchCaptions } from './captions';
 import { benchCluster } from './cluster';
 import { benchStep } from './step';
 
@@ -7,6 +8,7 @@ const BENCHES: Record<string, (args: string[], print: (o: object) => void) => Pr
   step: benchStep,
   bundle: benchBundle,
   cluster: benchCluster,
+  captions: benchCaptions,
 };
 
 const [name, ...args] = process.argv.slice(2);

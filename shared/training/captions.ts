@@ -1,10 +1,11 @@
-// Caption knowledge inputs of the heads. Until BERT embeddings are precomputed (a later issue) the
-// class captions are fixed seeded vectors: distinct per class, so the text side is learnable, but
-// carrying no language knowledge.
+// Caption knowledge inputs of the heads: caption vectors as the graphs take them, and the seeded
+// placeholder vectors (distinct per class, so the text side is learnable, but carrying no language
+// knowledge) that stand in when a run names no caption set.
 import type { TensorSpec } from '../models/compile';
 import { mulberry32 } from '../data/shuffle';
 import { numel } from '../onnx/graph';
 import type { Feed } from '../onnx/session';
+import type { CaptionEncoder } from '../text/encoder';
 
 /** Seeded stand-in caption embeddings: [classes, perClass, dim], unit-norm rows. */
 export function placeholderCaptions(classes: number, perClass: number, dim: number, seed = 1234): Float32Array {
@@ -38,4 +39,23 @@ export function captionFeed(spec: TensorSpec, captions: Float32Array, perClass: 
     for (let c = 0; c < classes; c++) for (let j = 0; j < k; j++) copy(c, j, c * k + j);
   }
   return { data, dims: spec.shape };
+}
+
+export const PLACEHOLDER_ENCODER_ID = 'placeholder:mulberry32-1234';
+
+/**
+ * The placeholder vectors as a caption set, so they are stored in KV and read from there like any
+ * other: one text naming each (class, caption) slot, and an "encoder" that returns the seeded vectors.
+ */
+export function placeholderCaptionSet(classes: number, perClass: number, dim: number): { texts: string[][]; encoder: CaptionEncoder } {
+  const texts = Array.from({ length: classes }, (_, c) => Array.from({ length: perClass }, (_, k) => `placeholder caption ${k} of class ${c}`));
+  const encoder: CaptionEncoder = {
+    id: PLACEHOLDER_ENCODER_ID,
+    dim,
+    encode: async (t) => {
+      if (t.length !== classes * perClass) throw new Error(`placeholder captions: ${t.length} texts for ${classes} × ${perClass} slots`);
+      return placeholderCaptions(classes, perClass, dim);
+    },
+  };
+  return { texts, encoder };
 }

@@ -7,7 +7,10 @@ import { runRequestSchema, resolveRunConfig, type FieldIssue, type LeaseReply, t
 import { RUN_INDEX_PREFIX } from '../../shared/storage-keys';
 import type { Env } from '../env';
 import { TEXT_DIM } from '../../shared/models/heads';
-import { readCaptionSet } from './captions';
+import { findHead, type ModelConfig } from '../../shared/models/presets';
+import { CAPTIONS_PREFIX, precomputeCaptionSet } from '../../shared/text/caption-store';
+import { placeholderCaptionSet } from '../../shared/training/captions';
+import { kvCaptionStore, readCaptionSet } from './captions';
 import { findManifest } from './datasets';
 import { coordinator, failure, runIdError, type ErrorBody } from './respond';
 
@@ -47,6 +50,8 @@ const sinceQuery = zValidator('query', z.object({ since: z.coerce.number().int()
   if (!result.success) return c.json<ErrorBody>({ error: 'invalid query', reason: 'query', issues: issuesOf(result.error) }, 400);
 });
 
+const headReadsCaptions = (m: ModelConfig) => findHead(m.head).textInput({ batch: 1, classes: m.classes, captionsPerClass: m.captionsPerClass }) !== null;
+
 /** A run id unique enough across concurrent creations and readable in listings: time + random. */
 function newRunId(): string {
   const t = new Date().toISOString().replace(/[-:T]/g, '').slice(0, 14);
@@ -65,13 +70,21 @@ export const runs = new Hono<App>()
   .post('/', tooLarge(JSON_LIMIT), runRequest, async (c) => {
     const resolved = resolveRunConfig(c.req.valid('json'));
     if (!resolved.ok) return c.json<ErrorBody>({ error: 'invalid run config', reason: 'config', issues: resolved.issues }, 400);
-    const { config } = resolved;
+    let { config } = resolved;
     const manifest = await findManifest(c.env.DATA, config.dataset);
     if (!manifest) {
       return c.json<ErrorBody>(
         { error: `dataset '${config.dataset}' is not prepared: run \`edgetrain prepare\` (or npm start, which prepares it) first`, reason: 'dataset', issues: [{ path: 'dataset', message: 'not found' }] },
         400,
       );
+    }
+    // Every run reads caption vectors from KV; one that names no set gets the seeded placeholders,
+    // stored there like any set.
+    if (!config.captions && headReadsCaptions(config.train.model)) {
+      const { classes, captionsPerClass } = config.train.model;
+      const { texts, encoder } = placeholderCaptionSet(classes, captionsPerClass, TEXT_DIM);
+      const { entry } = await precomputeCaptionSet(kvCaptionStore(c.env.KV), encoder, 'placeholder', texts);
+      config = { ...config, captions: entry.key.slice(CAPTIONS_PREFIX.length) };
     }
     if (config.captions) {
       const { metadata } = await readCaptionSet(c.env.KV, config.captions);

@@ -3,10 +3,8 @@
 // worker thread and in a browser Web Worker; only the ORT it is given differs.
 import type { CifarSplit } from '../../shared/data/cifar';
 import { buildEvalGraph, buildTrainingGraph, trainingLayout } from '../../shared/models/compile';
-import { TEXT_DIM } from '../../shared/models/heads';
 import type { OrtApi } from '../../shared/onnx/session';
 import type { Lease, RunSpec } from '../../shared/protocol';
-import { placeholderCaptions } from '../../shared/training/captions';
 import { BatchFeeder } from '../../shared/training/feeder';
 import { GraphRunner, type RunLayout, type StepResult } from '../../shared/training/step';
 
@@ -28,6 +26,8 @@ interface Bound {
   readonly feeder: BatchFeeder;
 }
 
+const CAPTION_INPUTS = ['class_text', 'class_texts', 'caption'];
+
 const identity = (n: number) => Array.from({ length: n }, (_, i) => i);
 
 /** Examples per run of the training graph: `cluster.graphBatch`, or the whole lease when 0. */
@@ -44,13 +44,15 @@ export class GradientEngine {
     private readonly trainer: Bound,
   ) {}
 
-  /** `captions`: the run's caption vectors [classes, perClass, 768] (read from KV); placeholders without. */
-  static async create(ort: OrtApi, spec: RunSpec, captions?: Float32Array): Promise<GradientEngine> {
+  /** `captions`: the run's caption vectors [classes, perClass, 768], read from KV (none for the linear head). */
+  static async create(ort: OrtApi, spec: RunSpec, captions: Float32Array = new Float32Array(0)): Promise<GradientEngine> {
     const { train } = spec.config;
     const graphBatch = graphBatchOf(spec);
     const graph = buildTrainingGraph(train.model, graphBatch);
     const layout = trainingLayout(train.model);
-    captions ??= placeholderCaptions(train.model.classes, train.model.captionsPerClass, TEXT_DIM);
+    if (graph.dataInputs.some((d) => CAPTION_INPUTS.includes(d.name)) && captions.length === 0) {
+      throw new Error(`run ${spec.runId}: the ${train.model.head} head reads caption vectors and the run names no caption set`);
+    }
     const runner = await GraphRunner.create(ort, graph, undefined, layout);
     if (runner.paramCount !== spec.paramCount || runner.bufferCount !== spec.bufferCount) {
       await runner.release();
