@@ -6,9 +6,11 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { BertEncoder } from '../shared/text/bert-encoder';
 import { RANDOM_BERT_ID, buildRandomBert } from '../shared/text/bert-graph';
-import { sha256Hex } from '../shared/data/blocks';
+import { sha256Hex, type Split } from '../shared/data/blocks';
 import { CAPTIONS_PREFIX, captionSetErrors, precomputeCaptionSet, type ClassCaptions, type EncoderSource, type PrecomputeReport } from '../shared/text/caption-store';
+import { parseCaptionFile } from '../shared/text/caption-file';
 import { CIFAR10_CAPTIONS, CIFAR10_CAPTION_SET_NAME } from '../shared/text/cifar10-captions';
+import { captionsInOrder, precomputeImageCaptions, type ImageCaptionReport } from '../shared/text/image-captions';
 import type { Pooling } from '../shared/text/encoder';
 import { WordPieceTokenizer } from '../shared/text/wordpiece';
 import { ApiClient } from '../workers/gradient/client';
@@ -29,6 +31,9 @@ const FLAGS = {
   'max-length': { type: 'string' },
   'batch-size': { type: 'string' },
   classes: { type: 'string' },
+  images: { type: 'string' },
+  'test-images': { type: 'string' },
+  dataset: { type: 'string' },
   name: { type: 'string' },
   url: { type: 'string' },
   state: { type: 'string' },
@@ -41,6 +46,9 @@ export const CAPTIONS_USAGE = `edgetrain captions [options]   embed a class capt
   --vocab FILE           vocab.txt for --test-model (default ../shared/data/bert-base-uncased/vocab.txt)
   --pooling cls|mean (cls)  --max-length N (512)  --batch-size N (16)
   --classes FILE         a JSON array of per-class caption lists (default: the project's CIFAR-10 captions)
+  --images FILE --test-images FILE
+                         per-image captions for the concat head instead: JSONL lines {"index": N, "text": "…"}, one
+                         per train / test record of --dataset (default cifar10, which must be prepared)
   --name NAME            the set's name in the manifest (default ${CIFAR10_CAPTION_SET_NAME} or the file's base name)
   --url URL              a deployed edgetrain API (default: the local cluster's state, see --state)
   --state DIR            local cluster state (default .edgetrain/state)`;
@@ -87,20 +95,39 @@ export async function encoderFromFlags(
   };
 }
 
-export async function captionsCommand(argv: string[], log: (s: string) => void = console.log): Promise<PrecomputeReport> {
+export async function captionsCommand(argv: string[], log: (s: string) => void = console.log): Promise<PrecomputeReport | ImageCaptionReport> {
   const flags = parseFlags(argv, FLAGS, 'captions');
-  const set = await classCaptions(flags.classes);
-  const encoder = await encoderFromFlags(flags, log);
+  if (!!flags.images !== !!flags['test-images']) throw new UsageError('captions: --images and --test-images go together (the concat head needs a caption for every train and test image)');
+  if (flags.images && flags.classes) throw new UsageError('captions: --classes (a class caption set) and --images (per-image captions) are different sets; give one');
+  const set = flags.images ? undefined : await classCaptions(flags.classes);
+  const source = await encoderFromFlags(flags, log);
   const local = flags.url ? undefined : await startCoordinator({ persistDir: path.resolve(flags.state ?? path.join('.edgetrain', 'state')) });
   try {
     const api = new ApiClient(flags.url ?? local!.url, 'edgetrain-captions');
-    const report = await precomputeCaptionSet(api.captionStore(), encoder, flags.name ?? set.name, set.classes);
+    if (!set) return await imageCaptions(api, source, flags as Required<Pick<typeof flags, 'images' | 'test-images'>> & typeof flags, log);
+    const report = await precomputeCaptionSet(api.captionStore(), source, flags.name ?? set.name, set.classes);
     const { entry } = report;
     log(`caption set ${entry.name} (${entry.encoder}, ${entry.classes} classes × ${entry.perClass} captions × ${entry.dim}): ${report.hit ? 'already stored, nothing encoded' : `stored (${entry.bytes} bytes)`}`);
     log(`hash ${entry.key.slice(CAPTIONS_PREFIX.length)} — pass it as "captions" in a run config or --captions`);
     return report;
   } finally {
-    await encoder.release();
+    await source.release();
     await local?.dispose();
   }
+}
+
+async function imageCaptions(api: ApiClient, source: EncoderSource, flags: { images: string; 'test-images': string; dataset?: string; name?: string }, log: (s: string) => void): Promise<ImageCaptionReport> {
+  const dataset = flags.dataset ?? 'cifar10';
+  const manifest = await api.manifest(dataset);
+  if (!manifest) throw new UsageError(`captions: dataset '${dataset}' is not prepared here; run \`edgetrain prepare\` first (the caption files are checked against its record counts)`);
+  const read = async (file: string, split: Split) => {
+    if (!existsSync(file)) throw new UsageError(`${file} does not exist`);
+    return captionsInOrder(parseCaptionFile(await readFile(file, 'utf8'), file, manifest[split].count), manifest[split].count, file);
+  };
+  const texts = { train: await read(flags.images, 'train'), test: await read(flags['test-images'], 'test') };
+  const name = flags.name ?? path.basename(flags.images).replace(/\.jsonl?$/, '');
+  const report = await precomputeImageCaptions(api.imageCaptionStore(), source, name, texts);
+  log(`image caption set ${name} (${report.index.encoder}, ${report.index.train.count} train + ${report.index.test.count} test captions × ${report.index.dim}): ${report.chunksEncoded} chunk(s) encoded, ${report.chunksReused} already stored`);
+  log(`hash ${report.hash} — pass it as "imageCaptions" in a run config (concat head)`);
+  return report;
 }

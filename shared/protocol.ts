@@ -48,6 +48,11 @@ export interface RunConfig {
    * in KV when the run is created. Without it the heads read seeded placeholder vectors.
    */
   readonly captions?: string;
+  /**
+   * Per-image captions for the concat head, by the hash `edgetrain captions --images` prints: one
+   * caption per train and test record. Without it, concat reads each image's class caption.
+   */
+  readonly imageCaptions?: string;
 }
 
 const int = (min: number, max: number) => z.int().min(min).max(max);
@@ -84,6 +89,7 @@ export const runRequestSchema = z
       .strict(),
     dataset: z.string().min(1).max(128),
     captions: z.string().regex(/^[0-9a-f]{64}$/, 'must be a caption set hash: 64 hex digits, as `edgetrain captions` prints it'),
+    imageCaptions: z.string().regex(/^[0-9a-f]{64}$/, 'must be an image caption set hash: 64 hex digits, as `edgetrain captions --images` prints it'),
   })
   .partial()
   .strict();
@@ -115,7 +121,7 @@ export function resolveRunConfig(req: RunRequest): { ok: true; config: RunConfig
   const schedule = req.schedule ? parseRunSchedule(req.schedule) : { ok: true as const, value: s.schedule };
   if (!optimizer.ok) fromErrors(optimizer.errors);
   if (!schedule.ok) fromErrors(schedule.errors);
-  const { model, cluster: clusterReq, dataset, captions, optimizer: _o, schedule: _s, ...rest } = req;
+  const { model, cluster: clusterReq, dataset, captions, imageCaptions, optimizer: _o, schedule: _s, ...rest } = req;
   const train: TrainConfig = {
     ...s,
     ...rest,
@@ -128,10 +134,11 @@ export function resolveRunConfig(req: RunRequest): { ok: true; config: RunConfig
   if (cluster.microBatch > train.batch || train.batch % cluster.microBatch !== 0) {
     issues.push({ path: 'cluster.microBatch', message: `${cluster.microBatch} must divide the global batch (${train.batch}) so every shard has the same size` });
   }
+  if (imageCaptions && train.model.head !== 'concat') issues.push({ path: 'imageCaptions', message: `per-image captions feed the concat head; this run's head is '${train.model.head}'` });
   if (cluster.graphBatch && cluster.microBatch % cluster.graphBatch !== 0) {
     issues.push({ path: 'cluster.graphBatch', message: `${cluster.graphBatch} must divide cluster.microBatch (${cluster.microBatch})` });
   }
-  return issues.length ? { ok: false, issues } : { ok: true, config: { train, cluster, dataset: dataset ?? 'cifar10', ...(captions ? { captions } : {}) } };
+  return issues.length ? { ok: false, issues } : { ok: true, config: { train, cluster, dataset: dataset ?? 'cifar10', ...(captions ? { captions } : {}), ...(imageCaptions ? { imageCaptions } : {}) } };
 }
 
 /** Everything a worker needs to compute any lease of a run; fixed for the run's life. */

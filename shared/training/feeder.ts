@@ -4,6 +4,7 @@ import { IMAGE_BYTES, type CifarSplit } from '../data/cifar';
 import { CIFAR10_NORMALIZATION, SEED_NORMALIZATION, fillBatch, type Normalization } from '../data/normalize';
 import { exampleRng } from '../data/shuffle';
 import type { CompiledGraph, TensorSpec } from '../models/compile';
+import { numel } from '../onnx/graph';
 import type { Feed } from '../onnx/session';
 import { captionFeed } from './captions';
 import type { TrainConfig } from './config';
@@ -21,6 +22,8 @@ export interface BatchExamples {
   readonly epoch: number;
   /** Position of indices[0] in the epoch order; example i is at firstPosition + i. */
   readonly firstPosition: number;
+  /** Per-example caption vectors [n, 768] for the concat head; its class caption without. */
+  readonly captions?: Float32Array;
 }
 
 export interface DannExamples {
@@ -69,7 +72,11 @@ export class BatchFeeder {
       image: { data: this.image, dims: [this.batch, 3, 32, 32] },
       label: { data: this.labels, dims: [this.batch] },
     };
-    for (const spec of this.graph.dataInputs) if (spec.name === 'caption') feeds.caption = this.caption(spec);
+    for (const spec of this.graph.dataInputs) {
+      if (spec.name !== 'caption') continue;
+      if (examples.captions && examples.captions.length !== numel(spec.shape)) throw new Error(`per-image captions: ${examples.captions.length} values for ${spec.shape.join(' × ')}`);
+      feeds.caption = examples.captions ? { data: examples.captions, dims: spec.shape } : this.caption(spec);
+    }
     if (dann && this.target.length) {
       fillBatch(dann.split, dann.indices, this.target, this.targetLabels, this.norm, rng(seed + 1));
       toGrayscale(this.target);

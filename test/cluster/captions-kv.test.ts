@@ -4,34 +4,15 @@ import { startCoordinator, startWorkerdWorker, type LocalCoordinator, type Worke
 import { prepareDataset } from '../../cli/prepare';
 import { runRequestOf } from '../../cli/start';
 import { assembleCifar10, type Cifar10 } from '../../shared/data/cifar';
-import { mulberry32 } from '../../shared/data/shuffle';
 import { FINAL_STATES, type RunRequest } from '../../shared/protocol';
 import { CAPTIONS_PREFIX, precomputeCaptionSet, selectCaptions, type ClassCaptions } from '../../shared/text/caption-store';
-import type { CaptionEncoder } from '../../shared/text/encoder';
 import { SEED_TRAIN_CONFIG, type TrainConfig } from '../../shared/training/config';
 import { train } from '../../shared/training/trainer';
 import { decodeEmbeddings, encodeEmbeddings } from '../../shared/wire/embeddings';
 import { ApiClient, ApiError } from '../../workers/gradient/client';
 import { loadOrt } from '../../workers/ort/node';
 import { fixtureFiles } from '../support/cifar-fixture';
-
-/** A deterministic stand-in encoder: a seeded unit vector per text (hash of its characters). */
-class FakeEncoder implements CaptionEncoder {
-  readonly dim = 768;
-  calls = 0;
-  constructor(readonly id: string) {}
-  async encode(texts: readonly string[]): Promise<Float32Array> {
-    this.calls++;
-    const out = new Float32Array(texts.length * this.dim);
-    texts.forEach((t, i) => {
-      let h = 2166136261;
-      for (const ch of t) h = Math.imul(h ^ ch.charCodeAt(0), 16777619);
-      const rng = mulberry32(h);
-      for (let d = 0; d < this.dim; d++) out[i * this.dim + d] = rng() - 0.5;
-    });
-    return out;
-  }
-}
+import { FakeEncoder } from '../support/fake-encoder';
 
 const CLASSES: ClassCaptions = Array.from({ length: 10 }, (_, c) => Array.from({ length: 4 }, (_, k) => `class ${c}, description ${k}: a small photo`));
 const CONFIG: TrainConfig = { ...SEED_TRAIN_CONFIG, optimizer: { ...SEED_TRAIN_CONFIG.optimizer, lr: 1e-3 }, epochs: 1, batch: 64, evalBatch: 50, trainLimit: 64 };

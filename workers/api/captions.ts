@@ -3,6 +3,8 @@ import { Hono } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import type { KVNamespace } from '@cloudflare/workers-types/index';
 import { CAPTIONS_PREFIX, captionSetErrors, captionSetKey, precomputeCaptionSet, type CaptionSetEntry, type CaptionStore, type ClassCaptions } from '../../shared/text/caption-store';
+import { checkCaptionText } from '../../shared/text/caption-file';
+import { CAPTION_CHUNKS_PREFIX, CHUNK_ROWS, IMAGE_CAPTIONS_PREFIX, chunkHash, imageCaptionHash, type ImageCaptionIndex } from '../../shared/text/image-captions';
 import { WorkersAiEncoder } from '../../shared/text/workers-ai-encoder';
 import { embeddingsBytes, encodeEmbeddings } from '../../shared/wire/embeddings';
 import type { Env } from '../env';
@@ -54,16 +56,100 @@ function base64ToFloats(b64: string): Float32Array | undefined {
   }
 }
 
+async function listMetadata<T>(kv: KVNamespace, prefix: string): Promise<T[]> {
+  const out: T[] = [];
+  let cursor: string | undefined;
+  do {
+    const page = await kv.list<T>({ prefix, cursor });
+    for (const k of page.keys) if (k.metadata) out.push(k.metadata);
+    cursor = page.list_complete ? undefined : page.cursor;
+  } while (cursor);
+  return out;
+}
+
+/** What the manifest says of an image caption set. */
+export interface ImageCaptionEntry {
+  readonly hash: string;
+  readonly name: string;
+  readonly encoder: string;
+  readonly dim: number;
+  readonly train: number;
+  readonly test: number;
+}
+
+const badHash = (hash: string): ErrorBody => ({ error: `'${hash.slice(0, 80)}' is not a hash (64 hex digits)`, reason: 'hash' });
+
 export const captions = new Hono<App>()
   .get('/', async (c) => {
-    const entries: CaptionSetEntry[] = [];
-    let cursor: string | undefined;
-    do {
-      const page = await c.env.KV.list<CaptionSetEntry>({ prefix: CAPTIONS_PREFIX, cursor });
-      for (const k of page.keys) if (k.metadata) entries.push(k.metadata);
-      cursor = page.list_complete ? undefined : page.cursor;
-    } while (cursor);
-    return c.json({ sets: entries });
+    const [sets, imageSets] = await Promise.all([listMetadata<CaptionSetEntry>(c.env.KV, CAPTIONS_PREFIX), listMetadata<ImageCaptionEntry>(c.env.KV, IMAGE_CAPTIONS_PREFIX)]);
+    return c.json({ sets, imageSets });
+  })
+  .get('/chunks/:hash', async (c) => {
+    const hash = c.req.param('hash');
+    if (!HASH.test(hash)) return c.json(badHash(hash), 400);
+    const { value, metadata } = await c.env.KV.getWithMetadata<{ dim: number }>(`${CAPTION_CHUNKS_PREFIX}${hash}`, 'arrayBuffer');
+    if (!value) return c.json<ErrorBody>({ error: `caption chunk ${hash} is not stored`, reason: 'unknown-chunk' }, 404);
+    return c.body(value, 200, { 'content-type': 'application/octet-stream', 'cache-control': 'public, max-age=31536000, immutable', 'x-caption-dim': String(metadata?.dim ?? '') });
+  })
+  .put('/chunks/:hash', tooLarge, async (c) => {
+    const body = await c.req.json().catch(() => undefined);
+    const hash = c.req.param('hash');
+    if (!HASH.test(hash)) return c.json(badHash(hash), 400);
+    const errors = bodyErrors(body, ['encoder', 'dim', 'texts', 'vectors']);
+    const b = (body ?? {}) as { encoder?: unknown; dim?: unknown; texts?: unknown; vectors?: unknown };
+    if (typeof b.encoder !== 'string' || !b.encoder) errors.push('encoder: must name the encoder');
+    if (!Number.isInteger(b.dim) || (b.dim as number) < 1 || (b.dim as number) > 4096) errors.push('dim: must be an integer in 1..4096');
+    if (!Array.isArray(b.texts) || b.texts.length === 0 || b.texts.length > CHUNK_ROWS) errors.push(`texts: must list 1..${CHUNK_ROWS} captions`);
+    else
+      b.texts.forEach((t, i) => {
+        try {
+          checkCaptionText(typeof t === 'string' ? t : '', `texts[${i}]`);
+        } catch (e) {
+          errors.push((e as Error).message);
+        }
+      });
+    const vectors = typeof b.vectors === 'string' ? base64ToFloats(b.vectors) : undefined;
+    if (!vectors) errors.push('vectors: must be base64 of little-endian float32 values');
+    if (errors.length) return c.json(invalid(errors), 400);
+    const texts = b.texts as string[];
+    const dim = b.dim as number;
+    if (vectors!.length !== texts.length * dim || vectors!.some((v) => !Number.isFinite(v))) return c.json(invalid([`vectors: must be ${texts.length} × ${dim} finite values`]), 400);
+    if ((await chunkHash(b.encoder as string, texts)) !== hash) return c.json<ErrorBody>({ error: `the texts and encoder do not hash to ${hash}`, reason: 'hash' }, 400);
+    const key = `${CAPTION_CHUNKS_PREFIX}${hash}`;
+    if ((await c.env.KV.getWithMetadata(key, 'stream').then(({ value }) => (void value?.cancel(), value))) !== null) return c.json({ hash, hit: true });
+    await c.env.KV.put(key, encodeEmbeddings({ encoder: b.encoder as string, rows: texts.length, dim, data: vectors! }), { metadata: { dim } });
+    return c.json({ hash, hit: false }, 201);
+  })
+  .get('/images/:hash', async (c) => {
+    const hash = c.req.param('hash');
+    if (!HASH.test(hash)) return c.json(badHash(hash), 400);
+    const index = await c.env.KV.get<ImageCaptionIndex>(`${IMAGE_CAPTIONS_PREFIX}${hash}`, 'json');
+    if (!index) return c.json<ErrorBody>({ error: `image caption set ${hash} is not stored`, reason: 'unknown-image-captions' }, 404);
+    return c.json(index);
+  })
+  // The index of an image caption set, written last: every chunk must be stored already.
+  .put('/images/:hash', tooLarge, async (c) => {
+    const index = (await c.req.json().catch(() => undefined)) as ImageCaptionIndex | undefined;
+    const hash = c.req.param('hash');
+    if (!HASH.test(hash)) return c.json(badHash(hash), 400);
+    const errors = bodyErrors(index, ['name', 'encoder', 'dim', 'train', 'test']);
+    if (!errors.length) {
+      if (typeof index!.name !== 'string' || !NAME.test(index!.name)) errors.push(`name: must be 1–64 letters, digits, '.', '_' or '-'`);
+      for (const split of ['train', 'test'] as const) {
+        const s = index![split];
+        const ok = s && Number.isInteger(s.count) && s.count > 0 && Number.isInteger(s.chunkRows) && s.chunkRows > 0 && Array.isArray(s.chunks) && s.chunks.length === Math.ceil(s.count / s.chunkRows) && s.chunks.every((h) => HASH.test(h));
+        if (!ok) errors.push(`${split}: must be { count, chunkRows, chunks } with one chunk hash per ${'chunkRows'} records`);
+      }
+    }
+    if (errors.length) return c.json(invalid(errors), 400);
+    if ((await imageCaptionHash(index!)) !== hash) return c.json<ErrorBody>({ error: `the index hashes to something other than ${hash}`, reason: 'hash' }, 400);
+    const chunks = [...index!.train.chunks, ...index!.test.chunks];
+    const stored = await Promise.all(chunks.map((h) => c.env.KV.getWithMetadata(`${CAPTION_CHUNKS_PREFIX}${h}`, 'stream').then(({ value }) => (void value?.cancel(), value !== null))));
+    const missing = chunks.filter((_, i) => !stored[i]);
+    if (missing.length) return c.json<ErrorBody>({ error: `${missing.length} chunk(s) are not stored (first ${missing[0]}): store the chunks before the index`, reason: 'missing-chunks' }, 409);
+    const entry: ImageCaptionEntry = { hash, name: index!.name, encoder: index!.encoder, dim: index!.dim, train: index!.train.count, test: index!.test.count };
+    await c.env.KV.put(`${IMAGE_CAPTIONS_PREFIX}${hash}`, JSON.stringify(index), { metadata: entry });
+    return c.json({ hash, hit: false }, 201);
   })
   .get('/:hash', async (c) => {
     const hash = c.req.param('hash');

@@ -9,6 +9,7 @@ import type { Env } from '../env';
 import { TEXT_DIM } from '../../shared/models/heads';
 import { findHead, type ModelConfig } from '../../shared/models/presets';
 import { CAPTIONS_PREFIX, precomputeCaptionSet } from '../../shared/text/caption-store';
+import { IMAGE_CAPTIONS_PREFIX, type ImageCaptionIndex } from '../../shared/text/image-captions';
 import { placeholderCaptionSet } from '../../shared/training/captions';
 import { kvCaptionStore, readCaptionSet } from './captions';
 import { findManifest } from './datasets';
@@ -94,6 +95,15 @@ export const runs = new Hono<App>()
           ? `holds ${metadata.classes} classes × ${metadata.perClass} captions × ${metadata.dim}; the model needs ${config.train.model.classes} × ≥${config.train.model.captionsPerClass} × ${TEXT_DIM}`
           : undefined;
       if (problem) return c.json<ErrorBody>({ error: `caption set ${config.captions} ${problem}`, reason: 'captions', issues: [{ path: 'captions', message: problem }] }, 400);
+    }
+    if (config.imageCaptions) {
+      const index = await c.env.KV.get<ImageCaptionIndex>(`${IMAGE_CAPTIONS_PREFIX}${config.imageCaptions}`, 'json');
+      const problem = !index
+        ? 'is not in KV: embed the caption files first with `edgetrain captions --images FILE --test-images FILE`, then pass the hash it prints'
+        : index.train.count !== manifest.train.count || index.test.count !== manifest.test.count || index.dim !== TEXT_DIM
+          ? `covers ${index.train.count} train + ${index.test.count} test records × ${index.dim}; dataset '${config.dataset}' has ${manifest.train.count} + ${manifest.test.count} and the head takes ${TEXT_DIM}`
+          : undefined;
+      if (problem) return c.json<ErrorBody>({ error: `image caption set ${config.imageCaptions} ${problem}`, reason: 'captions', issues: [{ path: 'imageCaptions', message: problem }] }, 400);
     }
     const runId = newRunId();
     const created = await coordinator(c.env.COORDINATOR, runId).create(runId, config, manifest);

@@ -2,6 +2,7 @@
 import { hc } from 'hono/client';
 import type { DatasetManifest } from '../../shared/data/blocks';
 import { CAPTIONS_PREFIX, type CaptionSetEntry, type CaptionStore, type ClassCaptions } from '../../shared/text/caption-store';
+import type { ImageCaptionIndex, ImageCaptionStore } from '../../shared/text/image-captions';
 import type { LeaseReply, RunMetrics, RunRequest, RunSpec, RunStatus, SubmitReply } from '../../shared/protocol';
 import { decodeParams, type ParameterSet } from '../../shared/wire';
 import type { AppType } from '../api/app';
@@ -28,6 +29,13 @@ async function expectOk(res: Response): Promise<Response> {
     body = { error: text.slice(0, 500) || res.statusText };
   }
   throw new ApiError(res.status, body);
+}
+
+function floatsToBase64(vectors: Float32Array): string {
+  const b = new Uint8Array(vectors.buffer, vectors.byteOffset, vectors.byteLength);
+  let binary = '';
+  for (let i = 0; i < b.length; i += 0x8000) binary += String.fromCharCode(...b.subarray(i, i + 0x8000));
+  return btoa(binary);
 }
 
 const json = async <T>(res: Response): Promise<T> => (await (await expectOk(res)).json()) as T;
@@ -135,12 +143,34 @@ export class ApiClient {
     return {
       entry: (key) => this.captionSetEntry(key.slice(CAPTIONS_PREFIX.length)),
       put: async (entry, classes, vectors) => {
-        const bytes = new Uint8Array(vectors.buffer, vectors.byteOffset, vectors.byteLength);
-        let binary = '';
-        for (let i = 0; i < bytes.length; i += 0x8000) binary += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
-        await this.putCaptionSet(entry.key.slice(CAPTIONS_PREFIX.length), { name: entry.name, encoder: entry.encoder, dim: entry.dim, classes, vectors: btoa(binary) });
+        await this.putCaptionSet(entry.key.slice(CAPTIONS_PREFIX.length), { name: entry.name, encoder: entry.encoder, dim: entry.dim, classes, vectors: floatsToBase64(vectors) });
       },
     };
+  }
+
+  /** The API as a store of per-image caption sets (chunks, then the index). */
+  imageCaptionStore(): ImageCaptionStore {
+    const put = (route: 'chunks' | 'images', hash: string, body: unknown) =>
+      this.fetch(`${this.baseUrl}/v1/captions/${route}/${hash}`, { method: 'PUT', headers: { 'content-type': 'application/json', 'x-worker-id': this.workerId }, body: JSON.stringify(body) }).then(expectOk);
+    return {
+      chunkDim: async (hash) => {
+        const res = await this.fetch(`${this.baseUrl}/v1/captions/chunks/${hash}`, { method: 'HEAD' });
+        if (res.status === 404) return undefined;
+        await expectOk(res);
+        return Number(res.headers.get('x-caption-dim'));
+      },
+      putChunk: async (hash, encoder, dim, texts, vectors) => void (await put('chunks', hash, { encoder, dim, texts, vectors: floatsToBase64(vectors) })),
+      hasIndex: async (hash) => (await this.fetch(`${this.baseUrl}/v1/captions/images/${hash}`, { method: 'HEAD' })).ok,
+      putIndex: async (hash, index) => void (await put('images', hash, index)),
+    };
+  }
+
+  imageCaptionIndex(hash: string): Promise<ImageCaptionIndex> {
+    return this.client.v1.captions.images[':hash'].$get({ param: { hash } }).then((r) => json<ImageCaptionIndex>(r));
+  }
+
+  captionChunk(hash: string): Promise<Uint8Array> {
+    return this.client.v1.captions.chunks[':hash'].$get({ param: { hash } }).then(bytes);
   }
 
   /** Stores vectors encoded here; `hit` when the set was already stored. */

@@ -3,6 +3,7 @@
 // worker thread and in a browser Web Worker; only the ORT it is given differs.
 import type { CifarSplit } from '../../shared/data/cifar';
 import { buildEvalGraph, buildTrainingGraph, trainingLayout } from '../../shared/models/compile';
+import { TEXT_DIM } from '../../shared/models/heads';
 import type { OrtApi } from '../../shared/onnx/session';
 import type { Lease, RunSpec } from '../../shared/protocol';
 import { BatchFeeder } from '../../shared/training/feeder';
@@ -13,6 +14,8 @@ export interface LeaseExamples {
   readonly examples: CifarSplit;
   /** DANN target examples at the same positions. */
   readonly target?: CifarSplit;
+  /** Per-image caption vectors [n, 768] (concat head with an image caption set). */
+  readonly captions?: Float32Array;
 }
 
 export interface EvalResult {
@@ -74,7 +77,8 @@ export class GradientEngine {
     for (let first = 0; first < n; first += g) {
       const indices = Array.from({ length: g }, (_, i) => first + i);
       const dann = lease.dann && data.target ? { split: data.target, indices, lambda: lease.dann.lambda } : undefined;
-      const feeds = feeder.feeds({ split: data.examples, indices, epoch: lease.epoch, firstPosition: lease.firstPosition + first }, this.spec.config.train.augment, dann);
+      const captions = data.captions?.subarray(first * TEXT_DIM, (first + g) * TEXT_DIM);
+      const feeds = feeder.feeds({ split: data.examples, indices, epoch: lease.epoch, firstPosition: lease.firstPosition + first, captions }, this.spec.config.train.augment, dann);
       const r = await runner.step(params, buffers, feeds);
       if (!sum) sum = { ...r };
       else {
@@ -96,7 +100,7 @@ export class GradientEngine {
   async evaluate(lease: Lease, params: Float32Array, buffers: Float32Array, data: LeaseExamples): Promise<EvalResult> {
     const n = lease.indices.length;
     const { runner, feeder } = await this.evalFor(n);
-    const r = await runner.evaluate(params, buffers, feeder.feeds({ split: data.examples, indices: identity(n), epoch: lease.epoch, firstPosition: lease.firstPosition }, false));
+    const r = await runner.evaluate(params, buffers, feeder.feeds({ split: data.examples, indices: identity(n), epoch: lease.epoch, firstPosition: lease.firstPosition, captions: data.captions }, false));
     return { lossSum: r.loss * n, correct: r.correct, count: n };
   }
 

@@ -7,6 +7,7 @@ import { encodeEval, encodeGradient, type ParameterSet } from '../../shared/wire
 import type { BlockCache } from './block-cache';
 import { ApiError, type ApiClient } from './client';
 import type { LeaseComputer } from './computer';
+import { ImageCaptionCache } from './image-caption-cache';
 
 export interface WorkOptions {
   readonly api: ApiClient;
@@ -43,8 +44,9 @@ export interface PhaseTimes {
 export async function workLoop(o: WorkOptions): Promise<WorkReport> {
   const started = Date.now();
   const spec: RunSpec = await o.api.spec(o.runId);
-  const { captions } = spec.config;
+  const { captions, imageCaptions } = spec.config;
   await o.computer.prepare(spec, captions ? captionsForModel(await o.api.captionSet(captions), spec.config.train.model, TEXT_DIM, captions) : undefined);
+  const imageCaptionCache = imageCaptions ? new ImageCaptionCache(await o.api.imageCaptionIndex(imageCaptions), (hash) => o.api.captionChunk(hash)) : undefined;
   let params: ParameterSet | undefined;
   let leases = 0;
   let accepted = 0;
@@ -67,7 +69,7 @@ export async function workLoop(o: WorkOptions): Promise<WorkReport> {
     try {
       if (params?.version !== lease.version) params = await o.api.params(o.runId, lease.version);
       ms.params += Date.now() - t;
-      const ok = await compute(o, spec, lease, params, ms);
+      const ok = await compute(o, spec, lease, params, ms, imageCaptionCache);
       if (ok) accepted++;
       else rejected++;
     } catch (e) {
@@ -80,12 +82,12 @@ export async function workLoop(o: WorkOptions): Promise<WorkReport> {
   }
 }
 
-async function compute(o: WorkOptions, spec: RunSpec, lease: Lease, params: ParameterSet, ms: PhaseTimes): Promise<boolean> {
+async function compute(o: WorkOptions, spec: RunSpec, lease: Lease, params: ParameterSet, ms: PhaseTimes, imageCaptions?: ImageCaptionCache): Promise<boolean> {
   let t = Date.now();
   const fetchBlock = (sha: string) => o.api.block(sha);
   const examples = await o.cache.examples(spec.dataset, lease.split, lease.indices, fetchBlock);
   const target = lease.dann ? await o.cache.examples(spec.dataset, lease.split, lease.dann.indices, fetchBlock) : undefined;
-  const data = { examples, target };
+  const data = { examples, target, captions: await imageCaptions?.rows(lease.split, lease.indices) };
   ms.data += Date.now() - t;
   const beat = o.heartbeat ? setInterval(() => void o.api.heartbeat(o.runId, lease.leaseId).catch(() => undefined), spec.config.cluster.leaseMs / 3) : undefined;
   try {
