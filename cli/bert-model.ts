@@ -47,7 +47,7 @@ export async function loadBertFolder(dir: string): Promise<BertFolder> {
  * folder. `baseUrl` is for tests against a local server.
  */
 export async function fetchHubModel(name: string, cacheDir: string, log: (s: string) => void, baseUrl = 'https://huggingface.co'): Promise<string> {
-  if (!/^[\w.-]+(\/[\w.-]+)?$/.test(name)) throw new UsageError(`hub model '${name}' is not a model name like 'bert-base-uncased' or 'org/model'`);
+  if (!/^\w[\w.-]*(\/\w[\w.-]*)?$/.test(name)) throw new UsageError(`hub model '${name}' is not a model name like 'bert-base-uncased' or 'org/model'`);
   const dir = path.join(cacheDir, name);
   const url = (file: string) => `${baseUrl}/${name}/resolve/main/${file}`;
   const modelPath = path.join(dir, 'onnx', 'model.onnx');

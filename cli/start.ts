@@ -29,6 +29,8 @@ const FLAGS = {
   out: { type: 'string' },
   keep: { type: 'boolean' },
   run: { type: 'string' },
+  captions: { type: 'string' },
+  'image-captions': { type: 'string' },
   quiet: { type: 'boolean' },
   verbose: { type: 'boolean' },
 } as const;
@@ -44,6 +46,8 @@ ${CONFIG_USAGE}
   --data PATH            CIFAR-10 .tar.gz or folder, used if the dataset is not prepared yet
   --out DIR              where the model and metrics go (default .edgetrain/runs/<run id>)
   --keep                 keep the cluster serving after the run (Ctrl-C to stop)
+  --captions HASH        the class caption set (from \`edgetrain captions\`) the heads read; default: seeded placeholders
+  --image-captions HASH  per-image captions for the concat head (from \`edgetrain captions --images\`)
   --run ID               continue an existing run of this --state (e.g. after Ctrl-C) instead of creating one
   --verbose              show the workerd processes' own output (coordinator and workers)`;
 
@@ -143,7 +147,8 @@ export async function startCommand(argv: string[], log: (s: string) => void = co
       if (process.stderr.isTTY) process.stderr.write('\n');
       log(`prepared dataset ${report.manifest.id.slice(0, 12)}: ${report.uploaded} block(s) uploaded (${(report.bytes / 1e6).toFixed(1)} MB), ${report.skipped} already stored`);
     }
-    const created = flags.run ? await local.api.status(flags.run) : await local.api.createRun({ ...runRequestOf(config), cluster });
+    const captions = { ...(flags.captions ? { captions: flags.captions } : {}), ...(flags['image-captions'] ? { imageCaptions: flags['image-captions'] } : {}) };
+    const created = flags.run ? await local.api.status(flags.run) : await local.api.createRun({ ...runRequestOf(config), ...captions, cluster });
     const runId = created.runId;
     const c = created.config;
     log(`run ${runId}${flags.run ? ` (continued at step ${created.step}, ${created.state})` : ''}: ${c.train.model.preset}/${c.train.model.head}${c.train.model.dann ? '+dann' : ''}, ${c.train.epochs} epoch(s) of ${created.totalSteps / c.train.epochs} steps, global batch ${c.train.batch} in shards of ${c.cluster.microBatch}`);

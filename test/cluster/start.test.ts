@@ -4,6 +4,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { DEV_VOCAB, captionsCommand } from '../../cli/captions';
 import { startCommand } from '../../cli/start';
 import { ApiError } from '../../workers/gradient/client';
 import { fixtureFiles, writeFolder } from '../support/cifar-fixture';
@@ -14,6 +15,7 @@ writeFolder(data, fixtureFiles(100));
 const base = ['--port', '0', '--state', path.join(dir, 'state'), '--data', data, '--workers', '2', '--train-limit', '128', '--eval-batch', '50', '--quiet'];
 
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
+if (!existsSync(DEV_VOCAB)) console.warn(`start.test.ts: the caption check is skipped: ${DEV_VOCAB} is absent`);
 
 describe('edgetrain start', () => {
   it('prepares the data once, trains through the cluster and writes the model and metrics', async () => {
@@ -33,6 +35,18 @@ describe('edgetrain start', () => {
     const second = await startCommand([...base, '--epochs', '1', '--out', path.join(dir, 'run2'), '--runtime', 'node'], (s) => again.push(s));
     expect(second.state).toBe('completed');
     expect(again.some((l) => l.includes('preparing it once'))).toBe(false);
+  }, 240_000);
+
+  it.skipIf(!existsSync(DEV_VOCAB))('embeds the CIFAR-10 captions with the test BERT into the cluster\'s KV once, and a run reads them', async () => {
+    const state = ['--state', path.join(dir, 'state')];
+    const first = await captionsCommand(['--test-model', ...state], () => undefined);
+    const again = await captionsCommand(['--test-model', ...state], () => undefined);
+    expect('hit' in first && first.hit).toBe(false);
+    expect('hit' in again && again.hit).toBe(true);
+    const hash = 'entry' in first ? first.entry.key.slice('captions/'.length) : '';
+    const final = await startCommand([...base, '--epochs', '1', '--head', 'attention', '--captions', hash, '--out', path.join(dir, 'run3')], () => undefined);
+    expect(final.state).toBe('completed');
+    expect(final.config.captions).toBe(hash);
   }, 240_000);
 
   it('refuses a lease size that does not divide the batch, naming the field, and starts no run', async () => {
