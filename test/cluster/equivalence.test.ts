@@ -14,6 +14,7 @@ import { ApiClient } from '../../workers/gradient/client';
 import { NodeWorker } from '../../workers/node/runtime';
 import { loadOrt } from '../../workers/ort/node';
 import { fixtureFiles } from '../support/cifar-fixture';
+import { relativeError } from '../support/compare';
 
 const CONFIG: TrainConfig = {
   ...SEED_TRAIN_CONFIG,
@@ -27,17 +28,6 @@ const CONFIG: TrainConfig = {
 };
 const MICRO_BATCH = 32;
 const STEPS = 2 * (192 / 64);
-
-/** max |a − b| / max |b|: the relative error of a whole parameter vector. */
-function relativeError(a: Float32Array, b: Float32Array): number {
-  let diff = 0;
-  let scale = 0;
-  for (let i = 0; i < b.length; i++) {
-    diff = Math.max(diff, Math.abs(a[i] - b[i]));
-    scale = Math.max(scale, Math.abs(b[i]));
-  }
-  return diff / scale;
-}
 
 async function waitFinal(api: ApiClient, runId: string): Promise<RunStatus> {
   for (;;) {

@@ -9,32 +9,29 @@ const KEEP = 6;
 export class ImageCaptionCache {
   private readonly chunks = new Map<string, Float32Array>();
 
-  constructor(
-    private readonly index: ImageCaptionIndex,
-    private readonly fetchChunk: (hash: string) => Promise<Uint8Array>,
-  ) {}
+  constructor(private readonly index: ImageCaptionIndex) {}
 
-  /** [indices.length, dim] caption vectors of records `indices` of a split. */
-  async rows(split: Split, indices: readonly number[]): Promise<Float32Array> {
+  /** [indices.length, dim] caption vectors of records `indices` of a split; fetches the chunks it lacks. */
+  async rows(split: Split, indices: readonly number[], fetchChunk: (hash: string) => Promise<Uint8Array>): Promise<Float32Array> {
     const s = this.index[split];
     const dim = this.index.dim;
     const out = new Float32Array(indices.length * dim);
     for (let i = 0; i < indices.length; i++) {
       const r = indices[i];
       if (!Number.isInteger(r) || r < 0 || r >= s.count) throw new Error(`${split} record ${r} has no caption (the set covers 0..${s.count - 1})`);
-      const chunk = await this.chunk(s.chunks[Math.floor(r / s.chunkRows)]);
+      const chunk = await this.chunk(s.chunks[Math.floor(r / s.chunkRows)], fetchChunk);
       const at = (r % s.chunkRows) * dim;
       out.set(chunk.subarray(at, at + dim), i * dim);
     }
     return out;
   }
 
-  private async chunk(hash: string): Promise<Float32Array> {
+  private async chunk(hash: string, fetchChunk: (hash: string) => Promise<Uint8Array>): Promise<Float32Array> {
     let data = this.chunks.get(hash);
     if (data) {
       this.chunks.delete(hash);
     } else {
-      const set = decodeEmbeddings(await this.fetchChunk(hash));
+      const set = decodeEmbeddings(await fetchChunk(hash));
       if (set.dim !== this.index.dim || set.encoder !== this.index.encoder) throw new Error(`caption chunk ${hash}: ${set.encoder} ${set.dim}-d, the set is ${this.index.encoder} ${this.index.dim}-d`);
       data = set.data.slice();
       if (this.chunks.size >= KEEP) this.chunks.delete(this.chunks.keys().next().value!);

@@ -41,12 +41,40 @@ export interface PhaseTimes {
   submit: number;
 }
 
+// Per isolate: a run's caption vectors are fetched from KV (through the API) once, not per invocation.
+const captionVectors = new Map<string, Promise<Float32Array>>();
+const imageCaptionCaches = new Map<string, Promise<ImageCaptionCache>>();
+
+function classCaptions(api: ApiClient, spec: RunSpec): Promise<Float32Array> | undefined {
+  const { captions: hash, train } = spec.config;
+  if (!hash) return undefined;
+  const key = `${hash}:${train.model.classes}:${train.model.captionsPerClass}`;
+  let vectors = captionVectors.get(key);
+  if (!vectors) {
+    vectors = api.captionSet(hash).then((bytes) => captionsForModel(bytes, train.model, TEXT_DIM, hash));
+    vectors.catch(() => captionVectors.delete(key));
+    captionVectors.set(key, vectors);
+  }
+  return vectors;
+}
+
+function imageCaptions(api: ApiClient, spec: RunSpec): Promise<ImageCaptionCache> | undefined {
+  const hash = spec.config.imageCaptions;
+  if (!hash) return undefined;
+  let cache = imageCaptionCaches.get(hash);
+  if (!cache) {
+    cache = api.imageCaptionIndex(hash).then((index) => new ImageCaptionCache(index));
+    cache.catch(() => imageCaptionCaches.delete(hash));
+    imageCaptionCaches.set(hash, cache);
+  }
+  return cache;
+}
+
 export async function workLoop(o: WorkOptions): Promise<WorkReport> {
   const started = Date.now();
   const spec: RunSpec = await o.api.spec(o.runId);
-  const { captions, imageCaptions } = spec.config;
-  await o.computer.prepare(spec, captions ? captionsForModel(await o.api.captionSet(captions), spec.config.train.model, TEXT_DIM, captions) : undefined);
-  const imageCaptionCache = imageCaptions ? new ImageCaptionCache(await o.api.imageCaptionIndex(imageCaptions), (hash) => o.api.captionChunk(hash)) : undefined;
+  await o.computer.prepare(spec, await classCaptions(o.api, spec));
+  const imageCaptionCache = await imageCaptions(o.api, spec);
   let params: ParameterSet | undefined;
   let leases = 0;
   let accepted = 0;
@@ -87,7 +115,7 @@ async function compute(o: WorkOptions, spec: RunSpec, lease: Lease, params: Para
   const fetchBlock = (sha: string) => o.api.block(sha);
   const examples = await o.cache.examples(spec.dataset, lease.split, lease.indices, fetchBlock);
   const target = lease.dann ? await o.cache.examples(spec.dataset, lease.split, lease.dann.indices, fetchBlock) : undefined;
-  const data = { examples, target, captions: await imageCaptions?.rows(lease.split, lease.indices) };
+  const data = { examples, target, captions: await imageCaptions?.rows(lease.split, lease.indices, (chunk) => o.api.captionChunk(chunk)) };
   ms.data += Date.now() - t;
   const beat = o.heartbeat ? setInterval(() => void o.api.heartbeat(o.runId, lease.leaseId).catch(() => undefined), spec.config.cluster.leaseMs / 3) : undefined;
   try {
