@@ -7,7 +7,7 @@
 // in one transaction, before the submission that completed it is answered.
 import { DurableObject } from 'cloudflare:workers';
 import type { DurableObjectState } from '@cloudflare/workers-types/index';
-import { checkManifest, type DatasetManifest } from '../shared/data/blocks';
+import type { DatasetManifest } from '../shared/data/blocks';
 import { trainingLayout } from '../shared/models/compile';
 import { TEXT_DIM } from '../shared/models/heads';
 import { decayMask, initBuffers, initParameters } from '../shared/models/params';
@@ -78,6 +78,8 @@ export class TrainingCoordinator extends DurableObject<Env> {
   private waiters = new Set<() => void>();
   /** Leases that answered non-finite, per "kind:step:shard" of the current step or evaluation. */
   private nonFinite = new Map<string, Set<string>>();
+  /** When the alarm is due (null: none); undefined until read from storage. */
+  private alarmAt: number | null | undefined;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
@@ -129,7 +131,8 @@ export class TrainingCoordinator extends DurableObject<Env> {
 
   async create(runId: string, config: RunConfig, manifest: DatasetManifest): Promise<Outcome<RunStatus>> {
     if (this.run) return fail(409, `run ${this.run.row.run_id} already exists here`, 'exists');
-    const dataset = await checkManifest(manifest);
+    // The API read the manifest through checkManifest before calling here.
+    const dataset = manifest;
     const layout = trainingLayout(config.train.model);
     let plan: RunPlan;
     try {
@@ -293,11 +296,12 @@ export class TrainingCoordinator extends DurableObject<Env> {
 
   /** Wakes long-polling lease requests and re-arms itself for the next lease deadline. */
   async alarm(): Promise<void> {
+    this.alarmAt = null;
     const now = Date.now();
     this.sql.exec("UPDATE leases SET state = 'expired' WHERE state = 'active' AND deadline <= ?", now);
     this.wake();
     const next = this.sql.exec<{ d: number | null }>("SELECT MIN(deadline) AS d FROM leases WHERE state = 'active'").one().d;
-    if (next !== null && this.run && !FINAL_STATES.includes(this.run.row.state)) await this.ctx.storage.setAlarm(next);
+    if (next !== null && this.run && !FINAL_STATES.includes(this.run.row.state)) await this.armAlarm(next);
   }
 
   // ---------- internals ----------
@@ -523,9 +527,13 @@ export class TrainingCoordinator extends DurableObject<Env> {
     for (const w of [...this.waiters]) w();
   }
 
+  /** Sets the alarm when none is due before `deadline`; the due time is kept here, not read per lease. */
   private async armAlarm(deadline: number): Promise<void> {
-    const current = await this.ctx.storage.getAlarm();
-    if (current === null || current > deadline) await this.ctx.storage.setAlarm(deadline);
+    if (this.alarmAt === undefined) this.alarmAt = await this.ctx.storage.getAlarm();
+    if (this.alarmAt === null || this.alarmAt > deadline) {
+      await this.ctx.storage.setAlarm(deadline);
+      this.alarmAt = deadline;
+    }
   }
 
   private async indexRun(): Promise<void> {

@@ -107,15 +107,18 @@ function parseRunSchedule(input: Record<string, unknown>): ReturnType<typeof par
   return parsed.ok && wholeRun ? { ok: true, value: { ...parsed.value, totalSteps: 0 } } : parsed;
 }
 
+/** Messages of the form "path: problem" (the config checkers' form) as field issues. */
+export function fieldIssues(errors: readonly string[]): FieldIssue[] {
+  return errors.map((e) => {
+    const colon = e.indexOf(':');
+    return colon > 0 ? { path: e.slice(0, colon), message: e.slice(colon + 1).trim() } : { path: '', message: e };
+  });
+}
+
 /** Merges a validated request with the defaults and checks what the schema cannot (cross-field rules). */
 export function resolveRunConfig(req: RunRequest): { ok: true; config: RunConfig } | { ok: false; issues: FieldIssue[] } {
   const issues: FieldIssue[] = [];
-  const fromErrors = (errors: string[]) => {
-    for (const e of errors) {
-      const colon = e.indexOf(':');
-      issues.push({ path: colon > 0 ? e.slice(0, colon) : '', message: colon > 0 ? e.slice(colon + 1).trim() : e });
-    }
-  };
+  const fromErrors = (errors: string[]) => issues.push(...fieldIssues(errors));
   const s = SEED_TRAIN_CONFIG;
   const optimizer = req.optimizer ? parseOptimizerConfig(req.optimizer) : { ok: true as const, value: s.optimizer };
   const schedule = req.schedule ? parseRunSchedule(req.schedule) : { ok: true as const, value: s.schedule };

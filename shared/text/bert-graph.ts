@@ -24,9 +24,6 @@ export interface RandomBertOptions {
 
 export type RandomBertConfig = Required<RandomBertOptions>;
 
-export const BERT_INPUTS = ['input_ids', 'attention_mask', 'token_type_ids'] as const;
-export const BERT_OUTPUTS = ['last_hidden_state', 'pooler_output'] as const;
-
 /** Names the default (BERT-base-sized) random model of `layers` layers drawn from `seed`. */
 export const RANDOM_BERT_ID = (seed: number, layers: number) => `random-bert-${layers}l-s${seed}`;
 

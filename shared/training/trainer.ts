@@ -12,7 +12,7 @@ import type { TrainerState } from './checkpoint';
 import { checkTrainConfig, type TrainConfig } from './config';
 import { BatchFeeder } from './feeder';
 import { RunPlan } from './plan';
-import { GraphRunner } from './step';
+import { GraphRunner, type RunLayout } from './step';
 
 export interface EpochReport {
   readonly epoch: number;
@@ -65,8 +65,15 @@ export class Evaluator {
     private readonly parts: readonly { start: number; end: number; runner: GraphRunner; feeder: BatchFeeder }[],
   ) {}
 
-  static async create(ort: OrtApi, config: TrainConfig, split: CifarSplit, captions: Float32Array, sessionOptions?: SessionOptions): Promise<Evaluator> {
-    const layout = trainingLayout(config.model);
+  /** `layout`: the run's flat parameter layout (the training graph's, when the caller has it). */
+  static async create(
+    ort: OrtApi,
+    config: TrainConfig,
+    split: CifarSplit,
+    captions: Float32Array,
+    sessionOptions?: SessionOptions,
+    layout: RunLayout = trainingLayout(config.model),
+  ): Promise<Evaluator> {
     const full = Math.floor(split.count / config.evalBatch) * config.evalBatch;
     const ranges = [
       { start: 0, end: full, batch: config.evalBatch },
@@ -122,7 +129,7 @@ export async function train(opts: TrainOptions): Promise<TrainerState> {
   const captions = opts.captions ?? placeholderCaptions(config.model.classes, config.model.captionsPerClass, TEXT_DIM);
   const feeder = new BatchFeeder(graph, config, captions, config.batch);
   const runner = await GraphRunner.create(opts.ort, graph, opts.sessionOptions);
-  const evaluator = await Evaluator.create(opts.ort, config, opts.data.test, captions, opts.sessionOptions).catch(async (e: unknown) => {
+  const evaluator = await Evaluator.create(opts.ort, config, opts.data.test, captions, opts.sessionOptions, graph).catch(async (e: unknown) => {
     await runner.release();
     throw e;
   });

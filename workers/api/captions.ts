@@ -7,6 +7,7 @@ import { checkCaptionText } from '../../shared/text/caption-file';
 import { CAPTION_CHUNKS_PREFIX, CHUNK_ROWS, IMAGE_CAPTIONS_PREFIX, chunkHash, imageCaptionHash, type ImageCaptionIndex } from '../../shared/text/image-captions';
 import { WorkersAiEncoder } from '../../shared/text/workers-ai-encoder';
 import { embeddingsBytes, encodeEmbeddings } from '../../shared/wire/embeddings';
+import { fieldIssues } from '../../shared/protocol';
 import type { Env } from '../env';
 import type { ErrorBody } from './respond';
 
@@ -17,16 +18,19 @@ const NAME = /^[\w.-]{1,64}$/;
 const LIMIT = 16 * 1024 * 1024;
 const tooLarge = bodyLimit({ maxSize: LIMIT, onError: (c) => c.json<ErrorBody>({ error: `request body exceeds ${LIMIT} bytes`, reason: 'too-large' }, 413) });
 
-export function kvCaptionStore(kv: KVNamespace): CaptionStore {
-  return {
-    entry: async (key) => (await kv.getWithMetadata<CaptionSetEntry>(key, 'stream').then(({ value, metadata }) => (void value?.cancel(), metadata))) ?? undefined,
-    put: (entry, _classes, vectors) => kv.put(entry.key, encodeEmbeddings({ encoder: entry.encoder, rows: entry.classes * entry.perClass, dim: entry.dim, data: vectors }), { metadata: entry }),
-  };
+/** Whether a key exists and its metadata, without reading the value (its stream is cancelled). */
+export async function kvHead<M>(kv: KVNamespace, key: string): Promise<{ metadata: M | null } | undefined> {
+  const { value, metadata } = await kv.getWithMetadata<M>(key, 'stream');
+  if (value === null) return undefined;
+  await value.cancel();
+  return { metadata };
 }
 
-/** The stored vectors of a set, or null. */
-export function readCaptionSet(kv: KVNamespace, hash: string): Promise<{ value: ArrayBuffer | null; metadata: CaptionSetEntry | null }> {
-  return kv.getWithMetadata<CaptionSetEntry>(`${CAPTIONS_PREFIX}${hash}`, 'arrayBuffer');
+export function kvCaptionStore(kv: KVNamespace): CaptionStore {
+  return {
+    entry: async (key) => (await kvHead<CaptionSetEntry>(kv, key))?.metadata ?? undefined,
+    put: (entry, _classes, vectors) => kv.put(entry.key, encodeEmbeddings({ encoder: entry.encoder, rows: entry.classes * entry.perClass, dim: entry.dim, data: vectors }), { metadata: entry }),
+  };
 }
 
 function bodyErrors(body: unknown, fields: readonly string[]): string[] {
@@ -35,14 +39,7 @@ function bodyErrors(body: unknown, fields: readonly string[]): string[] {
   return unknown.map((k) => `${k}: unknown field`);
 }
 
-const invalid = (errors: string[]): ErrorBody => ({
-  error: 'invalid caption set',
-  reason: 'captions',
-  issues: errors.map((e) => {
-    const colon = e.indexOf(':');
-    return { path: e.slice(0, colon), message: e.slice(colon + 1).trim() };
-  }),
-});
+const invalid = (errors: string[]): ErrorBody => ({ error: 'invalid caption set', reason: 'captions', issues: fieldIssues(errors) });
 
 function base64ToFloats(b64: string): Float32Array | undefined {
   try {
@@ -77,6 +74,7 @@ export interface ImageCaptionEntry {
   readonly test: number;
 }
 
+const nameErrors = (name: unknown): string[] => (typeof name === 'string' && NAME.test(name) ? [] : [`name: must be 1–64 letters, digits, '.', '_' or '-'`]);
 const badHash = (hash: string): ErrorBody => ({ error: `'${hash.slice(0, 80)}' is not a hash (64 hex digits)`, reason: 'hash' });
 
 export const captions = new Hono<App>()
@@ -116,7 +114,7 @@ export const captions = new Hono<App>()
     if (vectors!.length !== texts.length * dim || vectors!.some((v) => !Number.isFinite(v))) return c.json(invalid([`vectors: must be ${texts.length} × ${dim} finite values`]), 400);
     if ((await chunkHash(b.encoder as string, texts)) !== hash) return c.json<ErrorBody>({ error: `the texts and encoder do not hash to ${hash}`, reason: 'hash' }, 400);
     const key = `${CAPTION_CHUNKS_PREFIX}${hash}`;
-    if ((await c.env.KV.getWithMetadata(key, 'stream').then(({ value }) => (void value?.cancel(), value))) !== null) return c.json({ hash, hit: true });
+    if (await kvHead(c.env.KV, key)) return c.json({ hash, hit: true });
     await c.env.KV.put(key, encodeEmbeddings({ encoder: b.encoder as string, rows: texts.length, dim, data: vectors! }), { metadata: { dim } });
     return c.json({ hash, hit: false }, 201);
   })
@@ -134,7 +132,7 @@ export const captions = new Hono<App>()
     if (!HASH.test(hash)) return c.json(badHash(hash), 400);
     const errors = bodyErrors(index, ['name', 'encoder', 'dim', 'train', 'test']);
     if (!errors.length) {
-      if (typeof index!.name !== 'string' || !NAME.test(index!.name)) errors.push(`name: must be 1–64 letters, digits, '.', '_' or '-'`);
+      errors.push(...nameErrors(index!.name));
       for (const split of ['train', 'test'] as const) {
         const s = index![split];
         const ok = s && Number.isInteger(s.count) && s.count > 0 && Number.isInteger(s.chunkRows) && s.chunkRows > 0 && Array.isArray(s.chunks) && s.chunks.length === Math.ceil(s.count / s.chunkRows) && s.chunks.every((h) => HASH.test(h));
@@ -144,7 +142,7 @@ export const captions = new Hono<App>()
     if (errors.length) return c.json(invalid(errors), 400);
     if ((await imageCaptionHash(index!)) !== hash) return c.json<ErrorBody>({ error: `the index hashes to something other than ${hash}`, reason: 'hash' }, 400);
     const chunks = [...index!.train.chunks, ...index!.test.chunks];
-    const stored = await Promise.all(chunks.map((h) => c.env.KV.getWithMetadata(`${CAPTION_CHUNKS_PREFIX}${h}`, 'stream').then(({ value }) => (void value?.cancel(), value !== null))));
+    const stored = await Promise.all(chunks.map((h) => kvHead(c.env.KV, `${CAPTION_CHUNKS_PREFIX}${h}`)));
     const missing = chunks.filter((_, i) => !stored[i]);
     if (missing.length) return c.json<ErrorBody>({ error: `${missing.length} chunk(s) are not stored (first ${missing[0]}): store the chunks before the index`, reason: 'missing-chunks' }, 409);
     const entry: ImageCaptionEntry = { hash, name: index!.name, encoder: index!.encoder, dim: index!.dim, train: index!.train.count, test: index!.test.count };
@@ -153,8 +151,8 @@ export const captions = new Hono<App>()
   })
   .get('/:hash', async (c) => {
     const hash = c.req.param('hash');
-    if (!HASH.test(hash)) return c.json<ErrorBody>({ error: `'${hash.slice(0, 80)}' is not a caption set hash (64 hex digits)`, reason: 'hash' }, 400);
-    const { value, metadata } = await readCaptionSet(c.env.KV, hash);
+    if (!HASH.test(hash)) return c.json(badHash(hash), 400);
+    const { value, metadata } = await c.env.KV.getWithMetadata<CaptionSetEntry>(`${CAPTIONS_PREFIX}${hash}`, 'arrayBuffer');
     if (!value) return c.json<ErrorBody>({ error: `caption set ${hash} is not stored`, reason: 'unknown-captions' }, 404);
     return c.body(value, 200, { 'content-type': 'application/octet-stream', 'cache-control': 'public, max-age=31536000, immutable', ...(metadata ? { 'x-caption-set': JSON.stringify(metadata) } : {}) });
   })
@@ -162,10 +160,10 @@ export const captions = new Hono<App>()
   .put('/:hash', tooLarge, async (c) => {
     const body = await c.req.json().catch(() => undefined);
     const hash = c.req.param('hash');
-    if (!HASH.test(hash)) return c.json<ErrorBody>({ error: `'${hash.slice(0, 80)}' is not a caption set hash (64 hex digits)`, reason: 'hash' }, 400);
+    if (!HASH.test(hash)) return c.json(badHash(hash), 400);
     const errors = bodyErrors(body, ['name', 'encoder', 'dim', 'classes', 'vectors']);
     const b = (body ?? {}) as { name?: unknown; encoder?: unknown; dim?: unknown; classes?: unknown; vectors?: unknown };
-    if (typeof b.name !== 'string' || !NAME.test(b.name)) errors.push(`name: must be 1–64 letters, digits, '.', '_' or '-'`);
+    errors.push(...nameErrors(b.name));
     if (typeof b.encoder !== 'string' || !b.encoder) errors.push('encoder: must name the encoder');
     if (!Number.isInteger(b.dim) || (b.dim as number) < 1 || (b.dim as number) > 4096) errors.push('dim: must be an integer in 1..4096');
     errors.push(...captionSetErrors(b.classes));
@@ -190,7 +188,7 @@ export const captions = new Hono<App>()
     const body = await c.req.json().catch(() => undefined);
     const errors = bodyErrors(body, ['name', 'classes']);
     const b = (body ?? {}) as { name?: unknown; classes?: unknown };
-    if (typeof b.name !== 'string' || !NAME.test(b.name)) errors.push(`name: must be 1–64 letters, digits, '.', '_' or '-'`);
+    errors.push(...nameErrors(b.name));
     errors.push(...captionSetErrors(b.classes));
     if (errors.length) return c.json(invalid(errors), 400);
     if (!c.env.AI) {

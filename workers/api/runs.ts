@@ -8,10 +8,10 @@ import { RUN_INDEX_PREFIX } from '../../shared/storage-keys';
 import type { Env } from '../env';
 import { TEXT_DIM } from '../../shared/models/heads';
 import { findHead, type ModelConfig } from '../../shared/models/presets';
-import { CAPTIONS_PREFIX, precomputeCaptionSet } from '../../shared/text/caption-store';
+import { CAPTIONS_PREFIX, precomputeCaptionSet, type CaptionSetEntry } from '../../shared/text/caption-store';
 import { IMAGE_CAPTIONS_PREFIX, type ImageCaptionIndex } from '../../shared/text/image-captions';
 import { placeholderCaptionSet } from '../../shared/training/captions';
-import { kvCaptionStore, readCaptionSet } from './captions';
+import { kvCaptionStore, kvHead } from './captions';
 import { findManifest } from './datasets';
 import { coordinator, failure, runIdError, type ErrorBody } from './respond';
 
@@ -88,7 +88,7 @@ export const runs = new Hono<App>()
       config = { ...config, captions: entry.key.slice(CAPTIONS_PREFIX.length) };
     }
     if (config.captions) {
-      const { metadata } = await readCaptionSet(c.env.KV, config.captions);
+      const metadata = (await kvHead<CaptionSetEntry>(c.env.KV, `${CAPTIONS_PREFIX}${config.captions}`))?.metadata;
       const problem = !metadata
         ? 'is not in KV: embed it first with `edgetrain captions` (a BERT model) or POST /v1/captions (Workers AI), then pass the hash it prints'
         : metadata.classes !== config.train.model.classes || metadata.perClass < config.train.model.captionsPerClass || metadata.dim !== TEXT_DIM

@@ -125,12 +125,21 @@ export class ApiClient {
     return this.client.v1.captions[':hash'].$get({ param: { hash } }).then(bytes);
   }
 
+  /** The response headers of a HEAD request, or undefined when the resource is not there (404). */
+  private async head(url: URL): Promise<Headers | undefined> {
+    const res = await this.fetch(url, { method: 'HEAD' });
+    if (res.status === 404) return undefined;
+    return (await expectOk(res)).headers;
+  }
+
+  /** PUTs a JSON body (hono's client has no typed JSON body for routes that parse it themselves). */
+  private putJson<T>(url: URL, body: unknown): Promise<T> {
+    return this.fetch(url, { method: 'PUT', headers: { 'content-type': 'application/json', 'x-worker-id': this.workerId }, body: JSON.stringify(body) }).then((r) => json<T>(r));
+  }
+
   /** A stored set's manifest entry (a HEAD request), or undefined. */
   async captionSetEntry(hash: string): Promise<CaptionSetEntry | undefined> {
-    const res = await this.fetch(this.client.v1.captions[':hash'].$url({ param: { hash } }), { method: 'HEAD' });
-    if (res.status === 404) return undefined;
-    await expectOk(res);
-    const header = res.headers.get('x-caption-set');
+    const header = (await this.head(this.client.v1.captions[':hash'].$url({ param: { hash } })))?.get('x-caption-set');
     return header ? (JSON.parse(header) as CaptionSetEntry) : undefined;
   }
 
@@ -150,18 +159,16 @@ export class ApiClient {
 
   /** The API as a store of per-image caption sets (chunks, then the index). */
   imageCaptionStore(): ImageCaptionStore {
-    const put = (route: 'chunks' | 'images', hash: string, body: unknown) =>
-      this.fetch(`${this.baseUrl}/v1/captions/${route}/${hash}`, { method: 'PUT', headers: { 'content-type': 'application/json', 'x-worker-id': this.workerId }, body: JSON.stringify(body) }).then(expectOk);
+    const chunkUrl = (hash: string) => this.client.v1.captions.chunks[':hash'].$url({ param: { hash } });
+    const indexUrl = (hash: string) => this.client.v1.captions.images[':hash'].$url({ param: { hash } });
     return {
       chunkDim: async (hash) => {
-        const res = await this.fetch(`${this.baseUrl}/v1/captions/chunks/${hash}`, { method: 'HEAD' });
-        if (res.status === 404) return undefined;
-        await expectOk(res);
-        return Number(res.headers.get('x-caption-dim'));
+        const headers = await this.head(chunkUrl(hash));
+        return headers ? Number(headers.get('x-caption-dim')) : undefined;
       },
-      putChunk: async (hash, encoder, dim, texts, vectors) => void (await put('chunks', hash, { encoder, dim, texts, vectors: floatsToBase64(vectors) })),
-      hasIndex: async (hash) => (await this.fetch(`${this.baseUrl}/v1/captions/images/${hash}`, { method: 'HEAD' })).ok,
-      putIndex: async (hash, index) => void (await put('images', hash, index)),
+      putChunk: async (hash, encoder, dim, texts, vectors) => void (await this.putJson(chunkUrl(hash), { encoder, dim, texts, vectors: floatsToBase64(vectors) })),
+      hasIndex: async (hash) => (await this.head(indexUrl(hash))) !== undefined,
+      putIndex: async (hash, index) => void (await this.putJson(indexUrl(hash), index)),
     };
   }
 
@@ -175,7 +182,7 @@ export class ApiClient {
 
   /** Stores vectors encoded here; `hit` when the set was already stored. */
   putCaptionSet(hash: string, body: { name: string; encoder: string; dim: number; classes: ClassCaptions; vectors: string }): Promise<{ key: string; hit: boolean }> {
-    return this.client.v1.captions[':hash'].$put({ param: { hash } }, { init: { body: JSON.stringify(body), headers: { 'content-type': 'application/json', 'x-worker-id': this.workerId } } }).then((r) => json<{ key: string; hit: boolean }>(r));
+    return this.putJson(this.client.v1.captions[':hash'].$url({ param: { hash } }), body);
   }
 
   block(sha256: string): Promise<Uint8Array> {
@@ -188,7 +195,7 @@ export class ApiClient {
   }
 
   putManifest(name: string, manifest: DatasetManifest): Promise<{ id: string; stored: boolean }> {
-    return this.client.v1.datasets[':name'].$put({ param: { name } }, { init: { body: JSON.stringify(manifest), headers: { 'content-type': 'application/json', 'x-worker-id': this.workerId } } }).then((r) => json<{ id: string; stored: boolean }>(r));
+    return this.putJson(this.client.v1.datasets[':name'].$url({ param: { name } }), manifest);
   }
 
   async manifest(name: string): Promise<DatasetManifest | undefined> {

@@ -2,7 +2,7 @@
 // graph for an eval lease (summed loss, correct count). The same code runs in workerd, in a Node
 // worker thread and in a browser Web Worker; only the ORT it is given differs.
 import type { CifarSplit } from '../../shared/data/cifar';
-import { buildEvalGraph, buildTrainingGraph, trainingLayout } from '../../shared/models/compile';
+import { buildEvalGraph, buildTrainingGraph } from '../../shared/models/compile';
 import { TEXT_DIM } from '../../shared/models/heads';
 import type { OrtApi } from '../../shared/onnx/session';
 import type { Lease, RunSpec } from '../../shared/protocol';
@@ -34,7 +34,7 @@ const CAPTION_INPUTS = ['class_text', 'class_texts', 'caption'];
 const identity = (n: number) => Array.from({ length: n }, (_, i) => i);
 
 /** Examples per run of the training graph: `cluster.graphBatch`, or the whole lease when 0. */
-export const graphBatchOf = (spec: RunSpec) => spec.config.cluster.graphBatch || spec.config.cluster.microBatch;
+const graphBatchOf = (spec: RunSpec) => spec.config.cluster.graphBatch || spec.config.cluster.microBatch;
 
 export class GradientEngine {
   private readonly evals = new Map<number, Promise<Bound>>();
@@ -52,7 +52,8 @@ export class GradientEngine {
     const { train } = spec.config;
     const graphBatch = graphBatchOf(spec);
     const graph = buildTrainingGraph(train.model, graphBatch);
-    const layout = trainingLayout(train.model);
+    // The training graph holds every parameter and buffer of the run: it is the run's flat layout.
+    const layout: RunLayout = graph;
     if (graph.dataInputs.some((d) => CAPTION_INPUTS.includes(d.name)) && captions.length === 0) {
       throw new Error(`run ${spec.runId}: the ${train.model.head} head reads caption vectors and the run names no caption set`);
     }
