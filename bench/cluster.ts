@@ -82,7 +82,7 @@ export async function benchCluster(args: string[], print: (o: object) => void): 
   const coordinator = await startCoordinator();
   const workers: WorkerdWorker[] = [];
   try {
-    const api = new ApiClient(coordinator.url, 'bench');
+    const api = new ApiClient(coordinator.url, { workerId: 'bench', token: coordinator.token });
     await prepareDataset(api, data, 'bench', 5000);
     workers.push(...(await Promise.all([0, 1].map((index) => startWorkerdWorker({ index, apiUrl: coordinator.url })))));
     for (const c of cases) {
@@ -108,7 +108,7 @@ export async function benchCluster(args: string[], print: (o: object) => void): 
       for (const n of [1, 2]) {
         const cluster: Partial<ClusterConfig> = { microBatch: c.microBatch, graphBatch: c.graphBatch, commitEvery: c.commitEvery, leaseMs: 120_000 };
         const run = await api.createRun({ ...runRequestOf(config), dataset: 'bench', cluster });
-        for (const w of workers.slice(0, n)) await w.start(run.runId);
+        for (const w of workers.slice(0, n)) await w.start(run.runId, run.workerToken);
         for (;;) {
           const s = await api.status(run.runId);
           if (FINAL_STATES.includes(s.state)) break;
@@ -117,7 +117,7 @@ export async function benchCluster(args: string[], print: (o: object) => void): 
         const [metrics, spec] = await Promise.all([api.metrics(run.runId), api.spec(run.runId)]);
         const figures = stepFigures(metrics.steps, c.batch);
         byWorkers[n] = figures.imagesPerSecond;
-        const lease: Lease = { leaseId: crypto.randomUUID(), runId: run.runId, kind: 'train', step: 1234, shard: 1, version: 1234, epoch: 0, split: 'train', indices: Array(c.microBatch).fill(49_999), firstPosition: 12_345, deadline: Date.now() };
+        const lease: Lease = { leaseId: crypto.randomUUID(), token: 'x'.repeat(43), runId: run.runId, kind: 'train', step: 1234, shard: 1, version: 1234, epoch: 0, split: 'train', indices: Array(c.microBatch).fill(49_999), firstPosition: 12_345, deadline: Date.now() };
         const leaseJsonBytes = JSON.stringify({ type: 'lease', lease }).length;
         print({
           bench: 'cluster',

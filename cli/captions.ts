@@ -17,7 +17,7 @@ import { ApiClient } from '../workers/gradient/client';
 import { loadOrt } from '../workers/ort/node';
 import { choiceFlag, numberFlag, parseFlags, UsageError } from './args';
 import { fetchHubModel, loadBertFolder } from './bert-model';
-import { startCoordinator } from './cluster/local';
+import { connect } from './connect';
 
 /** The bert-base-uncased vocabulary shipped with the development data (for the test model). */
 export const DEV_VOCAB = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../shared/data/bert-base-uncased/vocab.txt');
@@ -101,9 +101,8 @@ export async function captionsCommand(argv: string[], log: (s: string) => void =
   if (flags.images && flags.classes) throw new UsageError('captions: --classes (a class caption set) and --images (per-image captions) are different sets; give one');
   const set = flags.images ? undefined : await classCaptions(flags.classes);
   const source = await encoderFromFlags(flags, log);
-  const local = flags.url ? undefined : await startCoordinator({ persistDir: path.resolve(flags.state ?? path.join('.edgetrain', 'state')) });
+  const { api, close } = await connect(flags, 'edgetrain-captions');
   try {
-    const api = new ApiClient(flags.url ?? local!.url, 'edgetrain-captions');
     if (!set) return await imageCaptions(api, source, flags as Required<Pick<typeof flags, 'images' | 'test-images'>> & typeof flags, log);
     const report = await precomputeCaptionSet(api.captionStore(), source, flags.name ?? set.name, set.classes);
     const { entry } = report;
@@ -112,7 +111,7 @@ export async function captionsCommand(argv: string[], log: (s: string) => void =
     return report;
   } finally {
     await source.release();
-    await local?.dispose();
+    await close();
   }
 }
 

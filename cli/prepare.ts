@@ -1,11 +1,10 @@
 // Dataset preparation: CIFAR-10 → content-addressed blocks uploaded through the API (local or deployed),
 // then the named manifest. Blocks already stored are skipped, so running it again uploads nothing.
-import path from 'node:path';
 import type { Cifar10 } from '../shared/data/cifar';
 import { buildDatasetBlocks, type DatasetManifest } from '../shared/data/blocks';
 import { ApiClient } from '../workers/gradient/client';
 import { numberFlag, parseFlags } from './args';
-import { startCoordinator } from './cluster/local';
+import { connect } from './connect';
 import { loadCifar10 } from './dataset';
 
 /** Images per block: 5,000 records ≈ 15 MB, a shuffle block of the default order. */
@@ -52,13 +51,12 @@ export async function prepareCommand(argv: string[], log: (s: string) => void = 
   const flags = parseFlags(argv, FLAGS, 'prepare');
   const blockImages = numberFlag('block-images', flags['block-images'], DEFAULT_BLOCK_IMAGES);
   const data = await loadCifar10({ path: flags.data, log });
-  const local = flags.url ? undefined : await startCoordinator({ persistDir: path.resolve(flags.state ?? path.join('.edgetrain', 'state')) });
+  const { api, close } = await connect(flags, 'edgetrain-prepare');
   try {
-    const api = new ApiClient(flags.url ?? local!.url, 'edgetrain-prepare');
     const report = await prepareDataset(api, data, flags.name ?? 'cifar10', blockImages);
     log(`dataset ${report.manifest.name} = ${report.manifest.id}: ${report.uploaded} block(s) uploaded (${(report.bytes / 1e6).toFixed(1)} MB), ${report.skipped} already stored`);
     return report;
   } finally {
-    await local?.dispose();
+    await close();
   }
 }

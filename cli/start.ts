@@ -10,6 +10,7 @@ import { ApiClient } from '../workers/gradient/client';
 import { NodeWorker } from '../workers/node/runtime';
 import { choiceFlag, numberFlag, parseFlags } from './args';
 import { startCoordinator, startWorkerdWorker } from './cluster/local';
+import { DEFAULT_STATE, TOKEN_ENV, localToken } from './connect';
 import { CONFIG_FLAGS, CONFIG_USAGE, trainConfigFromValues } from './config-flags';
 import { loadCifar10 } from './dataset';
 import { prepareDataset } from './prepare';
@@ -77,30 +78,34 @@ export function progressLine(s: RunStatus): string {
 interface Cluster {
   readonly api: ApiClient;
   readonly url: string;
-  launch(runId: string): Promise<void>;
+  /** Starts the gradient workers on a run, authenticated with its worker token. */
+  launch(runId: string, workerToken: string): Promise<void>;
   dispose(): Promise<void>;
 }
 
 async function startCluster(opts: { workers: number; runtime: 'workerd' | 'node'; port: number; state: string; verbose: boolean }, log: (s: string) => void): Promise<Cluster> {
-  const coordinator = await startCoordinator({ persistDir: opts.state, port: opts.port, verbose: opts.verbose });
-  log(`API and coordinator at ${coordinator.url} (state in ${opts.state})`);
-  const api = new ApiClient(coordinator.url, 'edgetrain-cli');
+  const token = await localToken(opts.state);
+  const coordinator = await startCoordinator({ persistDir: opts.state, port: opts.port, token, verbose: opts.verbose });
+  log(`API and coordinator at ${coordinator.url} (state in ${opts.state}; API token in ${path.join(opts.state, 'api-token')} unless ${TOKEN_ENV} is set)`);
+  const api = new ApiClient(coordinator.url, { workerId: 'edgetrain-cli', token });
   const disposers: (() => Promise<void>)[] = [];
-  let launch: (runId: string) => Promise<void>;
+  let launch: Cluster['launch'];
   try {
     if (opts.runtime === 'workerd') {
       const workers = await Promise.all(Array.from({ length: opts.workers }, (_, index) => startWorkerdWorker({ index, apiUrl: coordinator.url, verbose: opts.verbose })));
       disposers.push(...workers.map((w) => () => w.dispose()));
-      launch = async (runId) => {
-        for (const w of workers) await w.start(runId);
+      launch = async (runId, workerToken) => {
+        for (const w of workers) await w.start(runId, workerToken);
       };
     } else {
       const workers = Array.from({ length: opts.workers }, () => NodeWorker.start({ runtime: 'web', threads: 1 }));
       const stop = new AbortController();
       disposers.push(async () => stop.abort(), ...workers.map((w) => () => w.dispose()));
-      launch = async (runId) => {
+      launch = async (runId, workerToken) => {
         workers.forEach((w, i) =>
-          w.run(new ApiClient(coordinator.url, `node-worker-${i}`), runId, stop.signal).catch((e: unknown) => log(`node worker ${i} stopped: ${e instanceof Error ? e.message : String(e)}`)),
+          w
+            .run(new ApiClient(coordinator.url, { workerId: `node-worker-${i}`, token: workerToken, retryForMs: 60_000 }), runId, stop.signal)
+            .catch((e: unknown) => log(`node worker ${i} stopped: ${e instanceof Error ? e.message : String(e)}`)),
         );
       };
     }
@@ -113,7 +118,7 @@ async function startCluster(opts: { workers: number; runtime: 'workerd' | 'node'
   return {
     api,
     url: coordinator.url,
-    launch: (runId) => launch(runId),
+    launch: (runId, workerToken) => launch(runId, workerToken),
     async dispose() {
       for (const d of disposers) await d().catch(() => undefined);
       await coordinator.dispose();
@@ -134,7 +139,7 @@ export async function startCommand(argv: string[], log: (s: string) => void = co
     snapshotEvery: numberFlag('snapshot-every', flags['snapshot-every'], 100),
     workers,
   };
-  const state = path.resolve(flags.state ?? path.join('.edgetrain', 'state'));
+  const state = path.resolve(flags.state ?? DEFAULT_STATE);
   await mkdir(state, { recursive: true });
   const local = await startCluster({ workers, runtime, port: numberFlag('port', flags.port, 8787), state, verbose: !!flags.verbose }, log);
   const stop = () => void local.dispose().finally(() => process.exit(130));
@@ -148,12 +153,12 @@ export async function startCommand(argv: string[], log: (s: string) => void = co
       log(`prepared dataset ${report.manifest.id.slice(0, 12)}: ${report.uploaded} block(s) uploaded (${(report.bytes / 1e6).toFixed(1)} MB), ${report.skipped} already stored`);
     }
     const captions = { ...(flags.captions ? { captions: flags.captions } : {}), ...(flags['image-captions'] ? { imageCaptions: flags['image-captions'] } : {}) };
-    const created = flags.run ? await local.api.status(flags.run) : await local.api.createRun({ ...runRequestOf(config), ...captions, cluster });
+    const created = flags.run ? await continueRun(local.api, flags.run) : await local.api.createRun({ ...runRequestOf(config), ...captions, cluster });
     const runId = created.runId;
     const c = created.config;
     log(`run ${runId}${flags.run ? ` (continued at step ${created.step}, ${created.state})` : ''}: ${c.train.model.preset}/${c.train.model.head}${c.train.model.dann ? '+dann' : ''}, ${c.train.epochs} epoch(s) of ${created.totalSteps / c.train.epochs} steps, global batch ${c.train.batch} in shards of ${c.cluster.microBatch}`);
     log(`  status: ${local.url}/v1/runs/${runId}`);
-    await local.launch(runId);
+    await local.launch(runId, await local.api.workerToken(runId));
     const final = await follow(local.api, runId, !flags.quiet && process.stderr.isTTY, log);
     const out = path.resolve(flags.out ?? path.join('.edgetrain', 'runs', runId));
     await mkdir(out, { recursive: true });
@@ -171,6 +176,12 @@ export async function startCommand(argv: string[], log: (s: string) => void = co
     process.off('SIGINT', stop);
     await local.dispose();
   }
+}
+
+/** A run of this state to continue: one interrupted (Ctrl-C) carries on; a cancelled one is resumed. */
+async function continueRun(api: ApiClient, runId: string): Promise<RunStatus> {
+  const status = await api.status(runId);
+  return status.state === 'cancelled' ? api.resume(runId) : status;
 }
 
 /** Polls the run's status until it ends, with a one-line progress display on a terminal. */

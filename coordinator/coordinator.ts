@@ -13,7 +13,7 @@ import { TEXT_DIM } from '../shared/models/heads';
 import { decayMask, initBuffers, initParameters } from '../shared/models/params';
 import { createOptimizer, restoreOptimizer, slotCount, type Optimizer } from '../shared/optim/optimizer';
 import { learningRate } from '../shared/optim/schedule';
-import { FINAL_STATES, type Lease, type LeaseKind, type LeaseReply, type RunConfig, type RunMetrics, type RunSpec, type RunState, type RunStatus, type RunSummary, type SubmitReply } from '../shared/protocol';
+import { FINAL_STATES, type IssuedLease, type LeaseKind, type LeaseReply, type RunConfig, type RunMetrics, type RunSpec, type RunState, type RunStatus, type RunSummary, type SubmitReply } from '../shared/protocol';
 import { runIndexKey, snapshotKey } from '../shared/storage-keys';
 import { CAPTIONS_PREFIX, captionsForModel } from '../shared/text/caption-store';
 import { encodeCheckpoint } from '../shared/training/checkpoint';
@@ -22,9 +22,13 @@ import { RunPlan } from '../shared/training/plan';
 import { updateRunningStats } from '../shared/training/trainer';
 import { WireError, decodeEval, decodeGradient, encodeParams } from '../shared/wire';
 import type { Env } from '../workers/env';
-import { fail, ok, type Outcome } from './outcome';
+import { LeaseWindow } from './lease-window';
+import { NormGuard, l2Norm } from './norm-guard';
+import { fail, ok, type Failure, type Outcome } from './outcome';
+import { RateLimiter } from './rate-limit';
 import { migrate, readTensor, writeTensor } from './schema';
 import { stepMetrics, evalMetrics, runStatus } from './status';
+import { exclusionOf, recordAccepted, recordRejected, touchWorker, workerSummaries } from './worker-record';
 
 interface RunRow extends Record<string, string | number | null> {
   run_id: string;
@@ -38,11 +42,15 @@ interface RunRow extends Record<string, string | number | null> {
   updated_at: number;
 }
 
-/** The current step's submissions, summed as they arrive. */
+/**
+ * The current step's submissions, summed as they arrive. In float64: the sum of a step's shards is
+ * then the same whatever order they arrive in (to far below float32 resolution), so a run with
+ * re-issued, late or re-ordered answers ends with the same parameters as one without.
+ */
 interface StepSum {
   readonly step: number;
-  readonly grads: Float32Array;
-  readonly stats: Float32Array;
+  readonly grads: Float64Array;
+  readonly stats: Float64Array;
   readonly shards: Set<number>;
   loss: number;
   correct: number;
@@ -63,6 +71,8 @@ interface Loaded {
   readonly trainShards: number;
   readonly evalShards: number;
   sum: StepSum;
+  /** The step whose parameters and optimizer state are in storage (≤ row.step with commitEvery > 1). */
+  committedStep: number;
   paramsFrame?: { version: number; bytes: Uint8Array<ArrayBuffer> };
 }
 
@@ -73,6 +83,16 @@ const ACTIVE_WINDOW_MS = 15_000;
 /** Non-finite results for one shard that make a run fail as diverged. */
 const DIVERGENCE_REPORTS = 3;
 
+/** A lease row as the submission checks read it. */
+interface LeaseRow extends Record<string, string | number> {
+  kind: string;
+  step: number;
+  shard: number;
+  worker: string;
+  state: string;
+  issued_at: number;
+}
+
 export class TrainingCoordinator extends DurableObject<Env> {
   private run: Loaded | undefined;
   private waiters = new Set<() => void>();
@@ -80,6 +100,9 @@ export class TrainingCoordinator extends DurableObject<Env> {
   private nonFinite = new Map<string, Set<string>>();
   /** When the alarm is due (null: none); undefined until read from storage. */
   private alarmAt: number | null | undefined;
+  private readonly leaseWindow = new LeaseWindow();
+  private readonly limiter = new RateLimiter();
+  private readonly norms = new NormGuard();
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
@@ -124,6 +147,7 @@ export class TrainingCoordinator extends DurableObject<Env> {
       trainShards: train.batch / cluster.microBatch,
       evalShards: Math.ceil(spec.dataset.test.count / train.evalBatch),
       sum: emptySum(row.step, spec),
+      committedStep: row.step,
     };
   }
 
@@ -159,14 +183,29 @@ export class TrainingCoordinator extends DurableObject<Env> {
     return ok(this.statusOf(this.run));
   }
 
+  /** Stops the run, committing the parameters of its last applied step: resume continues from them. */
   async cancel(): Promise<Outcome<RunStatus>> {
     const run = this.run;
     if (!run) return notFound();
     if (!FINAL_STATES.includes(run.row.state)) {
-      this.setState(run, 'cancelled');
+      this.ctx.storage.transactionSync(() => {
+        if (run.committedStep < run.row.step) this.commit(run);
+        this.setState(run, 'cancelled');
+      });
       this.snapshot(run);
       await this.indexRun();
     }
+    return ok(this.statusOf(run));
+  }
+
+  /** Continues a cancelled run from its committed step. */
+  async resume(): Promise<Outcome<RunStatus>> {
+    const run = this.run;
+    if (!run) return notFound();
+    if (run.row.state !== 'cancelled') return fail(409, `only a cancelled run can be resumed; this one is ${run.row.state}`, 'not-cancelled');
+    run.sum = emptySum(run.row.step, run.spec);
+    this.setState(run, run.row.step === 0 && run.row.phase === 'train' ? 'created' : 'training');
+    await this.indexRun();
     return ok(this.statusOf(run));
   }
 
@@ -209,10 +248,12 @@ export class TrainingCoordinator extends DurableObject<Env> {
 
   // ---------- the worker protocol ----------
 
-  async lease(worker: string): Promise<Outcome<LeaseReply>> {
+  async lease(worker: string): Promise<Outcome<LeaseReply<IssuedLease>>> {
     const run = this.run;
     if (!run) return notFound();
-    this.seen(worker, 0, 0);
+    const refused = this.gate(worker);
+    if (refused) return refused;
+    touchWorker(this.sql, worker);
     const wasCreated = run.row.state === 'created';
     // Long poll: hold the request until a shard frees up (a step commits, a lease expires) or time is up.
     const until = Date.now() + LONG_POLL_MS;
@@ -235,12 +276,18 @@ export class TrainingCoordinator extends DurableObject<Env> {
     return ok(reply);
   }
 
-  heartbeat(leaseId: string): Outcome<{ deadline: number }> {
+  /** Extends a lease by the adaptive window, never past leaseMs from its issue. */
+  heartbeat(leaseId: string, worker: string): Outcome<{ deadline: number }> {
     const run = this.run;
     if (!run) return notFound();
-    const lease = this.sql.exec<{ deadline: number; state: string }>('SELECT deadline, state FROM leases WHERE lease_id = ?', leaseId).toArray()[0];
-    if (!lease || lease.state !== 'active' || lease.deadline <= Date.now()) return fail(409, `lease ${leaseId} is not active (answered, expired or unknown)`, 'unknown-lease');
-    const deadline = Date.now() + run.spec.config.cluster.leaseMs;
+    const refused = this.gate(worker);
+    if (refused) return refused;
+    const now = Date.now();
+    const lease = this.sql.exec<{ kind: LeaseKind; deadline: number; state: string; issued_at: number; worker: string }>('SELECT kind, deadline, state, issued_at, worker FROM leases WHERE lease_id = ?', leaseId).toArray()[0];
+    if (!lease || lease.state !== 'active' || lease.deadline <= now) return fail(409, `lease ${leaseId} is not active (answered, expired or unknown)`, 'unknown-lease');
+    if (lease.worker !== worker) return fail(403, `lease ${leaseId} was issued to another worker`, 'not-yours');
+    const { leaseMs } = run.spec.config.cluster;
+    const deadline = Math.max(lease.deadline, Math.min(now + this.leaseWindow.millis(lease.kind, leaseMs), lease.issued_at + leaseMs));
     this.sql.exec('UPDATE leases SET deadline = ? WHERE lease_id = ?', deadline, leaseId);
     return ok({ deadline });
   }
@@ -249,16 +296,21 @@ export class TrainingCoordinator extends DurableObject<Env> {
     const t0 = performance.now();
     const admitted = this.admit(leaseId, body, worker, 'train', decodeGradient);
     if (!('frame' in admitted)) return admitted;
-    const { run, frame: s } = admitted;
+    const { run, frame: s, lease } = admitted;
     const { spec } = run;
-    if (s.grads.length !== spec.paramCount) return this.reject(worker, fail(400, `gradient has ${s.grads.length} values; the model has ${spec.paramCount} parameters`, 'length'));
-    if (s.stats.length !== spec.bufferCount) return this.reject(worker, fail(400, `statistics have ${s.stats.length} values; the model has ${spec.bufferCount} buffer values`, 'length'));
-    if (s.count !== spec.config.cluster.microBatch) return this.reject(worker, fail(400, `shard of ${s.count} examples; leases are ${spec.config.cluster.microBatch}`, 'count'));
+    const reject = (f: Failure) => this.reject(worker, f, leaseId);
+    if (s.grads.length !== spec.paramCount) return reject(fail(400, `gradient has ${s.grads.length} values; the model has ${spec.paramCount} parameters`, 'length'));
+    if (s.stats.length !== spec.bufferCount) return reject(fail(400, `statistics have ${s.stats.length} values; the model has ${spec.bufferCount} buffer values`, 'length'));
+    if (s.count !== spec.config.cluster.microBatch) return reject(fail(400, `shard of ${s.count} examples; leases are ${spec.config.cluster.microBatch}`, 'count'));
     const nonFinite = !Number.isFinite(s.loss) ? `loss is ${s.loss}` : firstNonFinite(s.grads, 'gradient') ?? firstNonFinite(s.stats, 'statistics');
     if (nonFinite) {
       await this.noteNonFinite(run, 'train', s.shard, s.leaseId, nonFinite);
-      return this.reject(worker, fail(422, nonFinite, 'non-finite'));
+      return reject(fail(422, nonFinite, 'non-finite'));
     }
+    const norm = l2Norm(s.grads);
+    const absurd = this.norms.check(s.step, s.shard, worker, norm);
+    if (absurd) return reject(fail(422, absurd, 'norm'));
+    this.norms.accepted(norm);
 
     const sum = run.sum;
     for (let i = 0; i < sum.grads.length; i++) sum.grads[i] += s.grads[i];
@@ -267,8 +319,7 @@ export class TrainingCoordinator extends DurableObject<Env> {
     sum.correct += s.correct;
     sum.shards.add(s.shard);
     sum.aggregateMs += performance.now() - t0;
-    this.sql.exec("UPDATE leases SET state = 'done' WHERE lease_id = ?", s.leaseId);
-    this.seen(worker, 1, 0);
+    this.answered(s.leaseId, lease, worker);
     if (sum.shards.size === run.trainShards) await this.applyStep(run);
     return ok({ accepted: true, version: run.row.step });
   }
@@ -276,16 +327,16 @@ export class TrainingCoordinator extends DurableObject<Env> {
   async submitEval(leaseId: string, body: ArrayBuffer, worker: string): Promise<Outcome<SubmitReply>> {
     const admitted = this.admit(leaseId, body, worker, 'eval', decodeEval);
     if (!('frame' in admitted)) return admitted;
-    const { run, frame: s } = admitted;
+    const { run, frame: s, lease } = admitted;
     const expected = this.evalRange(run, s.shard);
-    if (s.count !== expected.count) return this.reject(worker, fail(400, `eval shard of ${s.count} examples; shard ${s.shard} has ${expected.count}`, 'count'));
+    if (s.count !== expected.count) return this.reject(worker, fail(400, `eval shard of ${s.count} examples; shard ${s.shard} has ${expected.count}`, 'count'), leaseId);
     if (!Number.isFinite(s.lossSum)) {
       await this.noteNonFinite(run, 'eval', s.shard, s.leaseId, `loss is ${s.lossSum}`);
-      return this.reject(worker, fail(422, `loss is ${s.lossSum}`, 'non-finite'));
+      return this.reject(worker, fail(422, `loss is ${s.lossSum}`, 'non-finite'), leaseId);
     }
+    if (s.correct > s.count || s.lossSum < 0) return this.reject(worker, fail(422, `eval answer of ${s.correct} correct of ${s.count} with loss sum ${s.lossSum} is impossible`, 'range'), leaseId);
     this.sql.exec('INSERT INTO eval_parts (step, shard, loss_sum, correct, count) VALUES (?, ?, ?, ?, ?)', s.step, s.shard, s.lossSum, s.correct, s.count);
-    this.sql.exec("UPDATE leases SET state = 'done' WHERE lease_id = ?", s.leaseId);
-    this.seen(worker, 1, 0);
+    this.answered(s.leaseId, lease, worker);
     const done = this.sql.exec<{ n: number; loss: number; correct: number; count: number }>(
       'SELECT COUNT(*) AS n, SUM(loss_sum) AS loss, SUM(correct) AS correct, SUM(count) AS count FROM eval_parts WHERE step = ?',
       s.step,
@@ -306,7 +357,7 @@ export class TrainingCoordinator extends DurableObject<Env> {
 
   // ---------- internals ----------
 
-  private tryLease(run: Loaded, worker: string): LeaseReply {
+  private tryLease(run: Loaded, worker: string): LeaseReply<IssuedLease> {
     const { row } = run;
     if (FINAL_STATES.includes(row.state)) return { type: 'done', state: row.state };
     const now = Date.now();
@@ -325,13 +376,13 @@ export class TrainingCoordinator extends DurableObject<Env> {
     if (row.state === 'created') this.setState(run, 'training');
     const { cluster } = run.spec.config;
     const leaseId = crypto.randomUUID();
-    const deadline = now + cluster.leaseMs;
+    const deadline = now + this.leaseWindow.millis(kind, cluster.leaseMs);
     this.sql.exec("INSERT INTO leases (lease_id, kind, step, shard, worker, issued_at, deadline, state) VALUES (?, ?, ?, ?, ?, ?, ?, 'active')", leaseId, kind, row.step, shard, worker, now, deadline);
     const base = { leaseId, runId: row.run_id, kind, step: row.step, shard, version: row.step, deadline };
     if (kind === 'train') {
       if (run.sum.shards.size === 0 && run.sum.firstLeaseAt === 0) run.sum.firstLeaseAt = now;
       const ex = run.plan.examples(row.step, shard * cluster.microBatch, cluster.microBatch);
-      const lease: Lease = {
+      const lease: IssuedLease = {
         ...base,
         epoch: ex.epoch,
         split: 'train',
@@ -356,19 +407,37 @@ export class TrainingCoordinator extends DurableObject<Env> {
     worker: string,
     kind: LeaseKind,
     decode: (bytes: Uint8Array) => F,
-  ): { run: Loaded; frame: F } | Outcome<SubmitReply> {
+  ): { run: Loaded; frame: F; lease: LeaseRow } | Outcome<SubmitReply> {
     const run = this.run;
     if (!run) return notFound();
+    const refused = this.gate(worker);
+    if (refused) return refused;
     let frame: F;
     try {
       frame = decode(new Uint8Array(body));
     } catch (e) {
-      return this.reject(worker, wireFailure(e));
+      return this.reject(worker, wireFailure(e), leaseId);
     }
-    if (frame.leaseId !== leaseId) return this.reject(worker, fail(400, `the frame is for lease ${frame.leaseId}, posted to lease ${leaseId}`, 'mismatch'));
-    const check = this.checkSubmission(run, leaseId, kind, frame.version, frame.step, frame.shard);
-    if (check) return check.ok ? check : this.reject(worker, check);
-    return { run, frame };
+    if (frame.leaseId !== leaseId) return this.reject(worker, fail(400, `the frame is for lease ${frame.leaseId}, posted to lease ${leaseId}`, 'mismatch'), leaseId);
+    const lease = this.sql.exec<LeaseRow>('SELECT kind, step, shard, worker, state, issued_at FROM leases WHERE lease_id = ?', leaseId).toArray()[0];
+    const check = this.checkSubmission(run, leaseId, lease, kind, worker, frame.version, frame.step, frame.shard);
+    if (check) return check.ok ? check : this.reject(worker, check, leaseId);
+    return { run, frame, lease: lease! };
+  }
+
+  /** Refuses an excluded or rate-limited worker before anything else is read. */
+  private gate(worker: string): Failure | undefined {
+    const waitMs = this.limiter.take(worker);
+    if (waitMs > 0) return { ...fail(429, `worker ${worker} is over the request rate limit; retry in ${waitMs} ms`, 'rate-limited'), retryMs: waitMs };
+    const excluded = exclusionOf(this.sql, worker);
+    return excluded ? fail(403, `worker ${worker} is excluded from this run: ${excluded}`, 'excluded') : undefined;
+  }
+
+  /** Marks a lease answered, and its answer time as a sample for the adaptive deadline. */
+  private answered(leaseId: string, lease: LeaseRow, worker: string): void {
+    this.sql.exec("UPDATE leases SET state = 'done' WHERE lease_id = ?", leaseId);
+    this.leaseWindow.record(lease.kind as LeaseKind, Date.now() - lease.issued_at);
+    recordAccepted(this.sql, worker);
   }
 
   private evalRange(run: Loaded, shard: number): { first: number; count: number } {
@@ -378,20 +447,32 @@ export class TrainingCoordinator extends DurableObject<Env> {
   }
 
   /** Undefined when the submission may be counted; a duplicate answers ok without counting. */
-  private checkSubmission(run: Loaded, leaseId: string, kind: LeaseKind, version: number, step: number, shard: number): Outcome<SubmitReply> | undefined {
+  private checkSubmission(
+    run: Loaded,
+    leaseId: string,
+    lease: LeaseRow | undefined,
+    kind: LeaseKind,
+    worker: string,
+    version: number,
+    step: number,
+    shard: number,
+  ): Outcome<SubmitReply> | undefined {
     if (FINAL_STATES.includes(run.row.state)) return fail(409, `run is ${run.row.state}; nothing more is accepted`, 'finished');
-    const lease = this.sql.exec<{ kind: string; step: number; shard: number; state: string }>('SELECT kind, step, shard, state FROM leases WHERE lease_id = ?', leaseId).toArray()[0];
     const current = run.row.step;
     if (!lease) return fail(409, `lease ${leaseId} is unknown (expired and replaced, or from before a restart)`, 'unknown-lease');
+    if (lease.worker !== worker) return fail(403, `lease ${leaseId} was issued to another worker`, 'not-yours');
     if (lease.kind !== kind) return fail(400, `lease ${leaseId} is a ${lease.kind} lease, not ${kind}`, 'kind');
     if (lease.step !== step || lease.shard !== shard) return fail(400, `submission says step ${step} shard ${shard}; lease ${leaseId} is step ${lease.step} shard ${lease.shard}`, 'mismatch');
+    // A lease's parameter version is its step: a frame claiming another was not computed for it.
+    if (version !== lease.step) return fail(400, `submission computed at parameter version ${version}; lease ${leaseId} is for version ${lease.step}`, 'version');
+    if (lease.state === 'rejected') return fail(409, `lease ${leaseId} already had an answer refused; take a new lease`, 'unknown-lease');
     const counted =
       lease.state === 'done' ||
       (kind === 'train'
         ? run.sum.step === step && run.sum.shards.has(shard)
         : this.sql.exec('SELECT 1 FROM eval_parts WHERE step = ? AND shard = ?', step, shard).toArray().length > 0);
     if (counted) return ok({ accepted: false, reason: 'duplicate', version: current });
-    if (version !== current || step !== current || run.row.phase !== kind) return fail(409, `submission for version ${version} (step ${step}, ${kind}); the run is at version ${current} (${run.row.phase})`, 'stale');
+    if (step !== current || run.row.phase !== kind) return fail(409, `submission for version ${version} (step ${step}, ${kind}); the run is at version ${current} (${run.row.phase})`, 'stale');
     return undefined;
   }
 
@@ -412,8 +493,17 @@ export class TrainingCoordinator extends DurableObject<Env> {
     await this.indexRun();
   }
 
-  private reject(worker: string, failure: Outcome<SubmitReply>): Outcome<SubmitReply> {
-    if (!failure.ok) this.seen(worker, 0, 1);
+  /**
+   * Counts a refusal against the worker. Bad data (400, 422) also frees the lease's shard for another
+   * worker at once and extends the worker's streak; a long enough streak excludes it, and its leases
+   * are freed too.
+   */
+  private reject(worker: string, failure: Failure, leaseId?: string): Failure {
+    if (failure.status === 403) return failure;
+    const bad = failure.status === 400 || failure.status === 422;
+    if (bad && leaseId) this.sql.exec("UPDATE leases SET state = 'rejected' WHERE lease_id = ? AND worker = ? AND state = 'active'", leaseId, worker);
+    if (recordRejected(this.sql, worker, bad, failure.error)) this.sql.exec("UPDATE leases SET state = 'rejected' WHERE worker = ? AND state = 'active'", worker);
+    if (bad) this.wake();
     return failure;
   }
 
@@ -422,36 +512,30 @@ export class TrainingCoordinator extends DurableObject<Env> {
     const { row, sum, spec } = run;
     const { train } = spec.config;
     const scale = 1 / run.trainShards;
-    for (let i = 0; i < sum.grads.length; i++) sum.grads[i] *= scale;
-    for (let i = 0; i < sum.stats.length; i++) sum.stats[i] *= scale;
-    run.optimizer.step(run.params, sum.grads, learningRate(train.optimizer.lr, train.schedule, row.step), run.mask);
-    if (sum.stats.length) updateRunningStats(run.buffers, sum.stats, train.bnMomentum);
+    const grads = Float32Array.from(sum.grads, (g) => g * scale);
+    const stats = Float32Array.from(sum.stats, (g) => g * scale);
+    run.optimizer.step(run.params, grads, learningRate(train.optimizer.lr, train.schedule, row.step), run.mask);
+    if (stats.length) updateRunningStats(run.buffers, stats, train.bnMomentum);
     const step = row.step + 1;
     const epochEnd = step % run.plan.stepsPerEpoch === 0;
-    const commit = epochEnd || step % spec.config.cluster.commitEvery === 0;
     const now = Date.now();
-    this.ctx.storage.transactionSync(() => {
-      if (commit) {
-        this.writeState(run.params, run.buffers, run.optimizer);
-        this.sql.exec(
-          'UPDATE run SET step = ?, phase = ?, optimizer_step = ?, updated_at = ? WHERE id = 1',
-          step, epochEnd ? 'eval' : 'train', run.optimizer.state.step, now,
-        );
-      }
-      this.sql.exec('DELETE FROM leases WHERE kind = ? AND step < ?', 'train', row.step);
-      this.sql.exec(
-        'INSERT OR REPLACE INTO step_metrics (step, epoch, loss, accuracy, images, step_ms, coordinator_ms, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
-        step, Math.floor(row.step / run.plan.stepsPerEpoch), sum.loss * scale, sum.correct / train.batch, train.batch,
-        now - sum.firstLeaseAt, 0, now,
-      );
-    });
-    this.sql.exec('UPDATE step_metrics SET coordinator_ms = ? WHERE step = ?', sum.aggregateMs + performance.now() - t0, step);
     row.step = step;
     row.phase = epochEnd ? 'eval' : 'train';
     row.optimizer_step = run.optimizer.state.step;
     row.updated_at = now;
+    this.ctx.storage.transactionSync(() => {
+      if (epochEnd || step % spec.config.cluster.commitEvery === 0) this.commit(run);
+      this.sql.exec('DELETE FROM leases WHERE kind = ? AND step < ?', 'train', step - 1);
+      this.sql.exec(
+        'INSERT OR REPLACE INTO step_metrics (step, epoch, loss, accuracy, images, step_ms, coordinator_ms, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
+        step, Math.floor((step - 1) / run.plan.stepsPerEpoch), sum.loss * scale, sum.correct / train.batch, train.batch,
+        now - sum.firstLeaseAt, 0, now,
+      );
+    });
+    this.sql.exec('UPDATE step_metrics SET coordinator_ms = ? WHERE step = ?', sum.aggregateMs + performance.now() - t0, step);
     run.sum = emptySum(step, spec);
     this.nonFinite.clear();
+    this.norms.nextStep();
     if (step % spec.config.cluster.snapshotEvery === 0) this.snapshot(run);
     this.wake();
   }
@@ -471,6 +555,14 @@ export class TrainingCoordinator extends DurableObject<Env> {
     this.snapshot(run);
     if (last) await this.indexRun();
     this.wake();
+  }
+
+  /** Writes the in-memory step, parameters and optimizer state (inside the caller's transaction). */
+  private commit(run: Loaded): void {
+    const { row } = run;
+    this.writeState(run.params, run.buffers, run.optimizer);
+    this.sql.exec('UPDATE run SET step = ?, phase = ?, optimizer_step = ?, updated_at = ? WHERE id = 1', row.step, row.phase, row.optimizer_step, row.updated_at);
+    run.committedStep = row.step;
   }
 
   private writeState(params: Float32Array, buffers: Float32Array, optimizer: Optimizer): void {
@@ -511,16 +603,7 @@ export class TrainingCoordinator extends DurableObject<Env> {
   }
 
   private statusOf(run: Loaded): RunStatus {
-    const now = Date.now();
-    const active = this.sql.exec<{ n: number }>('SELECT COUNT(*) AS n FROM workers WHERE last_seen > ?', now - ACTIVE_WINDOW_MS).one().n;
-    return runStatus(this.sql, run.spec, run.row, run.plan, active);
-  }
-
-  private seen(worker: string, accepted: number, rejected: number): void {
-    this.sql.exec(
-      'INSERT INTO workers (worker, last_seen, accepted, rejected) VALUES (?, ?, ?, ?) ON CONFLICT (worker) DO UPDATE SET last_seen = excluded.last_seen, accepted = accepted + excluded.accepted, rejected = rejected + excluded.rejected',
-      worker, Date.now(), accepted, rejected,
-    );
+    return runStatus(this.sql, run.spec, run.row, run.plan, workerSummaries(this.sql, Date.now() - ACTIVE_WINDOW_MS));
   }
 
   private wake(): void {
@@ -546,7 +629,7 @@ export class TrainingCoordinator extends DurableObject<Env> {
 }
 
 function emptySum(step: number, spec: RunSpec): StepSum {
-  return { step, grads: new Float32Array(spec.paramCount), stats: new Float32Array(spec.bufferCount), shards: new Set(), loss: 0, correct: 0, firstLeaseAt: 0, aggregateMs: 0 };
+  return { step, grads: new Float64Array(spec.paramCount), stats: new Float64Array(spec.bufferCount), shards: new Set(), loss: 0, correct: 0, firstLeaseAt: 0, aggregateMs: 0 };
 }
 
 function firstNonFinite(values: Float32Array, what: string): string | undefined {

@@ -1,6 +1,6 @@
 // What a coordinator call returns across the RPC boundary: a value, or a refusal the API turns into
 // an HTTP status with a JSON body naming the problem.
-export type FailureStatus = 400 | 404 | 409 | 410 | 413 | 422;
+export type FailureStatus = 400 | 403 | 404 | 409 | 410 | 413 | 422 | 429;
 
 export interface Failure {
   readonly ok: false;
@@ -8,6 +8,8 @@ export interface Failure {
   readonly error: string;
   /** A short machine-readable cause, e.g. 'stale', 'checksum', 'length'. */
   readonly reason?: string;
+  /** With 429: milliseconds until a retry may succeed. */
+  readonly retryMs?: number;
 }
 
 export type Outcome<T> = { readonly ok: true; readonly value: T } | Failure;

@@ -36,6 +36,12 @@ const MIGRATIONS: readonly (readonly string[])[] = [
     `CREATE TABLE eval_metrics (epoch INTEGER PRIMARY KEY, step INTEGER NOT NULL, loss REAL NOT NULL, accuracy REAL NOT NULL, at INTEGER NOT NULL)`,
     `CREATE TABLE workers (worker TEXT PRIMARY KEY, last_seen INTEGER NOT NULL, accepted INTEGER NOT NULL DEFAULT 0, rejected INTEGER NOT NULL DEFAULT 0)`,
   ],
+  [
+    // Consecutive bad submissions, and the exclusion they lead to.
+    `ALTER TABLE workers ADD COLUMN bad_streak INTEGER NOT NULL DEFAULT 0`,
+    `ALTER TABLE workers ADD COLUMN excluded_at INTEGER`,
+    `ALTER TABLE workers ADD COLUMN excluded_reason TEXT`,
+  ],
 ];
 
 export function migrate(sql: SqlStorage): void {

@@ -1,6 +1,6 @@
 // Read models of a run: its status (with throughput and ETA) and its metric series.
 import type { SqlStorage } from '@cloudflare/workers-types/index';
-import type { EvalMetric, LeaseKind, RunSpec, RunState, RunStatus, StepMetric } from '../shared/protocol';
+import type { EvalMetric, LeaseKind, RunSpec, RunState, RunStatus, StepMetric, WorkerSummary } from '../shared/protocol';
 import type { RunPlan } from '../shared/training/plan';
 
 /** Steps whose timing estimates throughput and ETA. */
@@ -27,7 +27,7 @@ interface RunFields {
   updated_at: number;
 }
 
-export function runStatus(sql: SqlStorage, spec: RunSpec, row: RunFields, plan: RunPlan, activeWorkers: number): RunStatus {
+export function runStatus(sql: SqlStorage, spec: RunSpec, row: RunFields, plan: RunPlan, workers: readonly WorkerSummary[]): RunStatus {
   const recent = sql.exec<Record<string, number>>('SELECT step, loss, accuracy, images, at FROM step_metrics ORDER BY step DESC LIMIT ?', RATE_WINDOW).toArray();
   const last = recent[0];
   const lastEval = sql.exec<Record<string, number>>('SELECT loss, accuracy FROM eval_metrics ORDER BY epoch DESC LIMIT 1').toArray()[0];
@@ -61,8 +61,9 @@ export function runStatus(sql: SqlStorage, spec: RunSpec, row: RunFields, plan: 
     testLoss: lastEval?.loss ?? null,
     testAccuracy: lastEval?.accuracy ?? null,
     imagesPerSecond: final ? null : imagesPerSecond,
-    activeWorkers: final ? 0 : activeWorkers,
+    activeWorkers: final ? 0 : workers.filter((w) => w.active).length,
     etaSeconds: final ? 0 : etaSeconds,
     config: spec.config,
+    workers,
   };
 }

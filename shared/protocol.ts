@@ -20,7 +20,11 @@ export interface ClusterConfig {
    * lease, the worker accumulates: more compute per byte sent, within a graph's memory.
    */
   readonly graphBatch: number;
-  /** A lease not answered within this many milliseconds is re-issued. */
+  /**
+   * The most milliseconds a lease may go unanswered (heartbeats included) before its shard is given to
+   * another worker. Once a few answers are in, deadlines adapt below it to the run's recent answer
+   * times (coordinator/lease-window.ts), so a stalled worker costs a few step times, not leaseMs.
+   */
   readonly leaseMs: number;
   /**
    * Commit parameters and optimizer state to the coordinator's storage every N steps (and at every
@@ -172,10 +176,15 @@ export interface Lease {
   readonly dann?: { readonly indices: readonly number[]; readonly lambda: number };
   /** Epoch milliseconds after which the lease may be given to another worker. */
   readonly deadline: number;
+  /** Proves this lease was issued to this worker: sent back as x-lease-token with heartbeats and answers. */
+  readonly token: string;
 }
 
-export type LeaseReply =
-  | { readonly type: 'lease'; readonly lease: Lease }
+/** A lease as the coordinator issues it; the API signs it. */
+export type IssuedLease = Omit<Lease, 'token'>;
+
+export type LeaseReply<L = Lease> =
+  | { readonly type: 'lease'; readonly lease: L }
   | { readonly type: 'wait'; readonly retryMs: number }
   | { readonly type: 'done'; readonly state: RunState };
 
@@ -210,6 +219,25 @@ export interface RunStatus {
   readonly activeWorkers: number;
   readonly etaSeconds: number | null;
   readonly config: RunConfig;
+  /** Every worker that has called for this run. */
+  readonly workers: readonly WorkerSummary[];
+}
+
+export interface WorkerSummary {
+  readonly worker: string;
+  readonly lastSeen: number;
+  /** Submissions counted, and refused (duplicates are neither). */
+  readonly accepted: number;
+  readonly rejected: number;
+  /** Seen recently and not excluded. */
+  readonly active: boolean;
+  /** Why the worker was excluded from the run, when it was. */
+  readonly excluded?: string;
+}
+
+/** The answer to POST /v1/runs: the status, plus the token the run's workers authenticate with. */
+export interface RunCreated extends RunStatus {
+  readonly workerToken: string;
 }
 
 export interface StepMetric {

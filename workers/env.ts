@@ -4,6 +4,8 @@ import type { AiBinding } from '../shared/text/workers-ai-encoder';
 
 export interface WorkMessage {
   readonly runId: string;
+  /** The run's worker token: what the invocation authenticates with. */
+  readonly token: string;
 }
 
 export interface Env {
@@ -17,6 +19,14 @@ export interface Env {
   readonly AI?: AiBinding;
   /** Fan-out of gradient work: each message starts one worker invocation that loops over leases. */
   readonly WORK?: Queue<WorkMessage>;
+  /**
+   * The operator's secret (`wrangler secret put API_TOKEN`): run control and data writes need it as a
+   * bearer token, and worker and lease tokens are signed with a key derived from it. Unset, every
+   * route but /v1/health answers 503.
+   */
+  readonly API_TOKEN?: string;
+  /** "true": the run list, status and metrics are readable without a token (e.g. a public dashboard). */
+  readonly PUBLIC_READS?: string;
   /** Where a gradient worker reaches the API; unset = the same Worker, called in-process. */
   readonly API_URL?: string;
   /** Milliseconds a gradient-worker invocation keeps taking leases (its CPU budget, minus a margin). */

@@ -24,18 +24,21 @@ const DEFAULT_CACHE_MB = 48;
 const computer = new LocalComputer(loadOrtWorkerd);
 let cache: BlockCache | undefined;
 
-function apiFor(env: Env, ctx: ExecutionContext): ApiClient {
+/** How long an invocation keeps retrying an unreachable or restarting API before it gives up. */
+const RETRY_MS = 60_000;
+
+function apiFor(env: Env, ctx: ExecutionContext, token: string): ApiClient {
   // Without API_URL the worker shares the API's Worker and calls it in-process.
   const fetch: Fetch | undefined = env.API_URL ? undefined : (input, init) => Promise.resolve(app.fetch(new Request(input, init), env, ctx as never));
-  return new ApiClient(env.API_URL ?? 'http://edgetrain.internal', `worker-${crypto.randomUUID().slice(0, 8)}`, fetch);
+  return new ApiClient(env.API_URL ?? 'http://edgetrain.internal', { workerId: `worker-${crypto.randomUUID().slice(0, 8)}`, token, fetch, retryForMs: RETRY_MS });
 }
 
 async function work(message: WorkMessage, env: Env, ctx: ExecutionContext): Promise<void> {
-  const api = apiFor(env, ctx);
+  const api = apiFor(env, ctx, message.token);
   cache ??= new BlockCache(Number(env.DATA_CACHE_MB ?? DEFAULT_CACHE_MB) * 1024 * 1024);
   const report = await workLoop({ api, runId: message.runId, computer, cache, budgetMs: Number(env.WORKER_BUDGET_MS ?? DEFAULT_BUDGET_MS), log: console.log });
   console.log(`gradient worker: ${JSON.stringify(report)}`);
-  if (report.reason === 'budget') await env.WORK?.send({ runId: message.runId });
+  if (report.reason === 'budget') await env.WORK?.send(message);
 }
 
 export default {

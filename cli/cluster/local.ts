@@ -19,15 +19,28 @@ const bundle = (): Promise<WorkerBundle> => bundleWorker(WORKER_ENTRY, 'edgetrai
 
 export interface LocalCoordinator {
   readonly url: string;
+  /** The API token this coordinator was started with. */
+  readonly token: string;
   readonly mf: Miniflare;
   dispose(): Promise<void>;
 }
 
-/**
- * Starts the API and coordinator. `persistDir` keeps Durable Object, KV and R2 state across restarts;
- * omitted, state lives in memory. `port` 0 picks a free one.
- */
-export async function startCoordinator(opts: { persistDir?: string; port?: number; verbose?: boolean; queue?: { budgetMs: number } } = {}): Promise<LocalCoordinator> {
+export interface CoordinatorOptions {
+  /** Durable Object, KV and R2 state kept across restarts; omitted, state lives in memory. */
+  readonly persistDir?: string;
+  /** 0 (default) picks a free one. */
+  readonly port?: number;
+  /** The API token (API_TOKEN); a random one when omitted. */
+  readonly token?: string;
+  /** Status reads without a token (PUBLIC_READS). */
+  readonly publicReads?: boolean;
+  readonly verbose?: boolean;
+  /** Also consume the work queue in this process, as deployed. */
+  readonly queue?: { budgetMs: number };
+}
+
+/** Starts the API and coordinator. */
+export async function startCoordinator(opts: CoordinatorOptions = {}): Promise<LocalCoordinator> {
   const persist = opts.persistDir;
   // With `queue`, the Worker also consumes its own work queue, as deployed (wrangler.toml): creating
   // a run fans out gradient work to consumer invocations in this same process.
@@ -35,9 +48,9 @@ export async function startCoordinator(opts: { persistDir?: string; port?: numbe
     ? {
         queueProducers: { WORK: { queueName: 'edgetrain-work' } },
         queueConsumers: { 'edgetrain-work': { maxBatchSize: 1, maxBatchTimeout: 0, maxRetries: 2 } },
-        bindings: { WORKER_BUDGET_MS: String(opts.queue.budgetMs) },
       }
     : {};
+  const token = opts.token ?? `local-${crypto.randomUUID()}`;
   const mf = new Miniflare({
     ...bundleModules(await bundle()),
     name: 'edgetrain',
@@ -46,6 +59,11 @@ export async function startCoordinator(opts: { persistDir?: string; port?: numbe
     kvNamespaces: ['KV'],
     r2Buckets: ['DATA'],
     ...queue,
+    bindings: {
+      API_TOKEN: token,
+      ...(opts.publicReads ? { PUBLIC_READS: 'true' } : {}),
+      ...(opts.queue ? { WORKER_BUDGET_MS: String(opts.queue.budgetMs) } : {}),
+    },
     ...(persist ? { durableObjectsPersist: join(persist, 'do'), kvPersist: join(persist, 'kv'), r2Persist: join(persist, 'r2') } : {}),
     // Served straight from the Worker's socket, not through Miniflare's entry worker: multi-MB
     // parameter and gradient bodies move ~1.5× faster that way.
@@ -54,13 +72,13 @@ export async function startCoordinator(opts: { persistDir?: string; port?: numbe
   });
   await mf.ready;
   const url = (await mf.unsafeGetDirectURL('edgetrain')).toString().replace(/\/$/, '');
-  return { url, mf, dispose: () => mf.dispose() };
+  return { url, token, mf, dispose: () => mf.dispose() };
 }
 
 export interface WorkerdWorker {
   readonly index: number;
-  /** Sends the queue message that starts this worker's loop on a run. */
-  start(runId: string): Promise<void>;
+  /** Sends the queue message that starts this worker's loop on a run, with the run's worker token. */
+  start(runId: string, token: string): Promise<void>;
   dispose(): Promise<void>;
 }
 
@@ -84,7 +102,7 @@ export async function startWorkerdWorker(opts: { index: number; apiUrl: string; 
   const queue = await mf.getQueueProducer<WorkMessage>('WORK');
   return {
     index: opts.index,
-    start: async (runId) => void (await queue.send({ runId })),
+    start: async (runId, token) => void (await queue.send({ runId, token })),
     dispose: () => mf.dispose(),
   };
 }

@@ -4,7 +4,7 @@ import { startCoordinator, startWorkerdWorker, type LocalCoordinator, type Worke
 import { prepareDataset } from '../../cli/prepare';
 import { runRequestOf } from '../../cli/start';
 import { assembleCifar10, type Cifar10 } from '../../shared/data/cifar';
-import { FINAL_STATES, type RunRequest } from '../../shared/protocol';
+import { FINAL_STATES, type RunRequest, type RunStatus } from '../../shared/protocol';
 import { CAPTIONS_PREFIX, precomputeCaptionSet, selectCaptions, type ClassCaptions } from '../../shared/text/caption-store';
 import { SEED_TRAIN_CONFIG, type TrainConfig } from '../../shared/training/config';
 import { train } from '../../shared/training/trainer';
@@ -27,7 +27,7 @@ describe('caption embeddings in KV', () => {
   beforeAll(async () => {
     data = assembleCifar10(fixtureFiles(100), 'fixture');
     coordinator = await startCoordinator();
-    api = new ApiClient(coordinator.url, 'captions-test');
+    api = new ApiClient(coordinator.url, { workerId: 'captions-test', token: coordinator.token });
     await prepareDataset(api, data, 'fixture', 128);
     worker = await startWorkerdWorker({ index: 0, apiUrl: coordinator.url });
   });
@@ -39,8 +39,8 @@ describe('caption embeddings in KV', () => {
 
   async function trainOneStep(request: RunRequest): Promise<Float32Array> {
     const run = await api.createRun(request);
-    await worker.start(run.runId);
-    for (let s = run; !FINAL_STATES.includes(s.state); s = await api.status(run.runId)) await new Promise((r) => setTimeout(r, 100));
+    await worker.start(run.runId, run.workerToken);
+    for (let s: RunStatus = run; !FINAL_STATES.includes(s.state); s = await api.status(run.runId)) await new Promise((r) => setTimeout(r, 100));
     return (await api.params(run.runId, 1)).params;
   }
 
@@ -98,7 +98,7 @@ describe('caption embeddings in KV', () => {
     await expect(precomputeCaptionSet(api.captionStore(), new FakeEncoder('fake-encoder:v1'), 'bad', ragged)).rejects.toThrow('classes[5]: 3 captions; every class needs the same number (4)');
     const tooLong: ClassCaptions = CLASSES.map((texts, c) => (c === 0 ? ['x'.repeat(2001), ...texts.slice(1)] : texts));
     // Straight to the API too: the server checks as well as the client.
-    const res = await fetch(`${coordinator.url}/v1/captions/${'cd'.repeat(32)}`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ name: 'bad', encoder: 'e', dim: 2, classes: tooLong, vectors: '' }) });
+    const res = await fetch(`${coordinator.url}/v1/captions/${'cd'.repeat(32)}`, { method: 'PUT', headers: { authorization: `Bearer ${coordinator.token}`, 'content-type': 'application/json' }, body: JSON.stringify({ name: 'bad', encoder: 'e', dim: 2, classes: tooLong, vectors: '' }) });
     expect(res.status).toBe(400);
     const body = (await res.json()) as { issues: { path: string; message: string }[] };
     expect(body.issues).toContainEqual({ path: 'classes[0][0]', message: 'caption text has 2001 characters, more than 2000' });
@@ -106,7 +106,7 @@ describe('caption embeddings in KV', () => {
   });
 
   it('POST /v1/captions without a Workers AI binding answers 501 and points to the CLI', async () => {
-    const res = await fetch(`${coordinator.url}/v1/captions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ name: 'ai', classes: CLASSES }) });
+    const res = await fetch(`${coordinator.url}/v1/captions`, { method: 'POST', headers: { authorization: `Bearer ${coordinator.token}`, 'content-type': 'application/json' }, body: JSON.stringify({ name: 'ai', classes: CLASSES }) });
     expect(res.status).toBe(501);
     expect(((await res.json()) as { error: string }).error).toContain('edgetrain captions');
   });

@@ -16,7 +16,7 @@ describe('API, coordinator and queue consumer in one Worker, as deployed', () =>
   beforeAll(async () => {
     // A 1.5 s budget per invocation, so the run needs several invocations chained through the queue.
     coordinator = await startCoordinator({ queue: { budgetMs: 1500 } });
-    api = new ApiClient(coordinator.url, 'topology-test');
+    api = new ApiClient(coordinator.url, { workerId: 'topology-test', token: coordinator.token });
     await prepareDataset(api, assembleCifar10(fixtureFiles(100), 'fixture'), 'fixture', 128);
   });
 

@@ -46,7 +46,7 @@ describe('distributed training equals the single-process trainer', () => {
   beforeAll(async () => {
     data = assembleCifar10(fixtureFiles(100), 'fixture');
     coordinator = await startCoordinator();
-    api = new ApiClient(coordinator.url, 'equivalence-test');
+    api = new ApiClient(coordinator.url, { workerId: 'equivalence-test', token: coordinator.token });
     await prepareDataset(api, data, 'fixture', 128);
     await train({ ort: await loadOrt('web', 1), data, config: CONFIG, onStep: (p) => reference.push(p.params.slice()) });
   });
@@ -72,7 +72,7 @@ describe('distributed training equals the single-process trainer', () => {
     const run = await api.createRun(runRequest());
     const workers = await Promise.all([0, 1].map((index) => startWorkerdWorker({ index, apiUrl: coordinator.url })));
     try {
-      for (const w of workers) await w.start(run.runId);
+      for (const w of workers) await w.start(run.runId, run.workerToken);
       const final = await waitFinal(api, run.runId);
       expect(final.state).toBe('completed');
       expect(final.step).toBe(STEPS);
@@ -94,7 +94,7 @@ describe('distributed training equals the single-process trainer', () => {
     const run = await api.createRun({ ...request, cluster: { ...request.cluster, graphBatch: MICRO_BATCH / 2 } });
     const workers = [0, 1].map(() => NodeWorker.start({ runtime: 'web', threads: 1 }));
     try {
-      const reports = await Promise.all(workers.map((w, i) => w.run(new ApiClient(coordinator.url, `node-${i}`), run.runId)));
+      const reports = await Promise.all(workers.map((w, i) => w.run(new ApiClient(coordinator.url, { workerId: `node-${i}`, token: coordinator.token }), run.runId)));
       expect(reports.map((r) => r.state)).toEqual(['completed', 'completed']);
       expect(reports.reduce((n, r) => n + r.accepted, 0)).toBeGreaterThanOrEqual(STEPS * 2);
       const { params } = await api.params(run.runId, STEPS);

@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startCoordinator, startWorkerdWorker, type LocalCoordinator, type WorkerdWorker } from '../../cli/cluster/local';
 import { prepareDataset } from '../../cli/prepare';
 import { assembleCifar10 } from '../../shared/data/cifar';
-import { FINAL_STATES, type RunRequest } from '../../shared/protocol';
+import { FINAL_STATES, type RunRequest, type RunStatus } from '../../shared/protocol';
 import { parseCaptionFile } from '../../shared/text/caption-file';
 import { CAPTION_CHUNKS_PREFIX, captionsInOrder, imageCaptionHash, precomputeImageCaptions } from '../../shared/text/image-captions';
 import { decodeEmbeddings, encodeEmbeddings } from '../../shared/wire/embeddings';
@@ -25,7 +25,7 @@ describe('per-image captions in KV (concat head)', () => {
 
   beforeAll(async () => {
     coordinator = await startCoordinator();
-    api = new ApiClient(coordinator.url, 'image-captions-test');
+    api = new ApiClient(coordinator.url, { workerId: 'image-captions-test', token: coordinator.token });
     await prepareDataset(api, assembleCifar10(fixtureFiles(100), 'fixture'), 'fixture', 128);
     worker = await startWorkerdWorker({ index: 0, apiUrl: coordinator.url });
   });
@@ -37,8 +37,8 @@ describe('per-image captions in KV (concat head)', () => {
 
   async function oneStep(request: RunRequest): Promise<Float32Array> {
     const run = await api.createRun(request);
-    await worker.start(run.runId);
-    let s = run;
+    await worker.start(run.runId, run.workerToken);
+    let s: RunStatus = run;
     while (!FINAL_STATES.includes(s.state)) {
       await new Promise((r) => setTimeout(r, 100));
       s = await api.status(run.runId);
@@ -54,7 +54,7 @@ describe('per-image captions in KV (concat head)', () => {
     const again = await precomputeImageCaptions(api.imageCaptionStore(), encoder, 'fixture-images', texts);
     expect(again).toMatchObject({ hash: first.hash, chunksEncoded: 0, chunksReused: 2 });
     expect(encoder.calls).toBe(2);
-    const manifest = await fetch(`${coordinator.url}/v1/captions`).then((r) => r.json() as Promise<{ imageSets: { hash: string; train: number; test: number }[] }>);
+    const manifest = await fetch(`${coordinator.url}/v1/captions`, { headers: { authorization: `Bearer ${coordinator.token}` } }).then((r) => r.json() as Promise<{ imageSets: { hash: string; train: number; test: number }[] }>);
     expect(manifest.imageSets).toContainEqual(expect.objectContaining({ hash: first.hash, train: 500, test: 100, name: 'fixture-images' }));
 
     const request: RunRequest = { dataset: 'fixture', model: { head: 'concat' }, epochs: 1, batch: 64, evalBatch: 50, trainLimit: 64, imageCaptions: first.hash, cluster: { microBatch: 32 } };

@@ -32,7 +32,7 @@ let prepared: PrepareReport;
 
 beforeAll(async () => {
   coordinator = await startCoordinator();
-  api = new ApiClient(coordinator.url, 'test-user');
+  api = new ApiClient(coordinator.url, { workerId: 'test-user', token: coordinator.token });
   cifar = assembleCifar10(fixtureFiles(100), 'fixture');
   prepared = await prepareDataset(api, cifar, DATASET, 128);
 });
@@ -43,13 +43,13 @@ afterAll(async () => {
 
 // ---------- helpers ----------
 
-const worker = (id: string) => new ApiClient(coordinator.url, id);
+const worker = (id: string) => new ApiClient(coordinator.url, { workerId: id, token: coordinator.token });
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** POST /v1/runs with TINY plus `overrides` (cluster merged); asserts 201 and returns status and spec. */
 async function createRun(overrides: RunRequest = {}): Promise<{ runId: string; status: RunStatus; spec: RunSpec }> {
   const body: RunRequest = { ...TINY, ...overrides, cluster: { ...TINY.cluster, ...overrides.cluster } };
-  const res = await fetch(`${coordinator.url}/v1/runs`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+  const res = await fetch(`${coordinator.url}/v1/runs`, { method: 'POST', headers: { authorization: `Bearer ${coordinator.token}`, 'content-type': 'application/json' }, body: JSON.stringify(body) });
   const json = (await res.json()) as RunStatus;
   expect(res.status, JSON.stringify(json)).toBe(201);
   return { runId: json.runId, status: json, spec: await api.spec(json.runId) };
@@ -169,7 +169,7 @@ async function trainStep(runId: string, spec: RunSpec, value = 0, o: FrameOption
   for (let s = 0; s < shards; s++) leases.push(await leaseOrFail(worker(`step-w${s}`), runId));
   expect(leases.map((l) => l.kind)).toEqual(leases.map(() => 'train'));
   const replies: SubmitReply[] = [];
-  for (const l of leases) replies.push(await worker(`step-w${l.shard}`).submitGradient(runId, l.leaseId, gradientFrame(l, spec, value, o)));
+  for (const l of leases) replies.push(await worker(`step-w${l.shard}`).submitGradient(l, gradientFrame(l, spec, value, o)));
   return replies;
 }
 
@@ -180,7 +180,7 @@ async function evalRound(runId: string, spec: RunSpec, lossPerImage = 2, correct
   for (let s = 0; s < shards; s++) leases.push(await leaseOrFail(worker(`eval-w${s}`), runId));
   for (const l of leases) {
     expect(l.kind).toBe('eval');
-    await worker(`eval-w${l.shard}`).submitEval(runId, l.leaseId, evalFrame(l, lossPerImage * l.indices.length, correctPerShard));
+    await worker(`eval-w${l.shard}`).submitEval(l, evalFrame(l, lossPerImage * l.indices.length, correctPerShard));
   }
 }
 
@@ -205,9 +205,9 @@ describe('TrainingCoordinator over the HTTP API (Miniflare: real DO, KV, R2)', (
       ['train', 'train', 0, 0, 1, 0, 32],
     ]);
     expect(b.leaseId).not.toBe(a.leaseId);
-    expect(await w1.submitGradient(runId, a.leaseId, gradientFrame(a, spec, 0, { loss: 2.0, correct: 8 }))).toEqual({ accepted: true, version: 0 });
+    expect(await w1.submitGradient(a, gradientFrame(a, spec, 0, { loss: 2.0, correct: 8 }))).toEqual({ accepted: true, version: 0 });
     expect((await api.status(runId)).step).toBe(0); // half a batch applies nothing
-    expect(await w2.submitGradient(runId, b.leaseId, gradientFrame(b, spec, 0, { loss: 2.5, correct: 12 }))).toEqual({ accepted: true, version: 1 });
+    expect(await w2.submitGradient(b, gradientFrame(b, spec, 0, { loss: 2.5, correct: 12 }))).toEqual({ accepted: true, version: 1 });
 
     let s = await api.status(runId);
     expect(s).toMatchObject({ state: 'training', step: 1, version: 1, phase: 'train', loss: 2.25, trainAccuracy: 20 / 64 });
@@ -220,8 +220,8 @@ describe('TrainingCoordinator over the HTTP API (Miniflare: real DO, KV, R2)', (
     const d = await leaseOrFail(w2, runId);
     expect([c.step, d.step, c.version, d.version]).toEqual([1, 1, 1, 1]);
     expect(new Set([...a.indices, ...b.indices, ...c.indices, ...d.indices])).toEqual(new Set(Array.from({ length: 128 }, (_, i) => i)));
-    await w1.submitGradient(runId, c.leaseId, gradientFrame(c, spec, 0, { loss: 1.0, correct: 16 }));
-    await w2.submitGradient(runId, d.leaseId, gradientFrame(d, spec, 0, { loss: 3.0, correct: 16 }));
+    await w1.submitGradient(c, gradientFrame(c, spec, 0, { loss: 1.0, correct: 16 }));
+    await w2.submitGradient(d, gradientFrame(d, spec, 0, { loss: 3.0, correct: 16 }));
     s = await api.status(runId);
     expect(s).toMatchObject({ state: 'training', step: 2, version: 2, phase: 'eval', epoch: 0, loss: 2.0, trainAccuracy: 0.5 });
 
@@ -234,9 +234,9 @@ describe('TrainingCoordinator over the HTTP API (Miniflare: real DO, KV, R2)', (
     ]);
     expect(e0.indices).toEqual(Array.from({ length: 50 }, (_, i) => i));
     expect(e1.indices).toEqual(Array.from({ length: 50 }, (_, i) => 50 + i));
-    expect(await w1.submitEval(runId, e0.leaseId, evalFrame(e0, 100, 10))).toEqual({ accepted: true, version: 2 });
+    expect(await w1.submitEval(e0, evalFrame(e0, 100, 10))).toEqual({ accepted: true, version: 2 });
     expect((await api.status(runId)).state).toBe('training');
-    expect(await w2.submitEval(runId, e1.leaseId, evalFrame(e1, 50, 30))).toEqual({ accepted: true, version: 2 });
+    expect(await w2.submitEval(e1, evalFrame(e1, 50, 30))).toEqual({ accepted: true, version: 2 });
 
     s = await api.status(runId);
     expect(s).toMatchObject({ state: 'completed', step: 2, totalSteps: 2, epoch: 1, phase: 'train', testLoss: 1.5, testAccuracy: 0.4, activeWorkers: 0, etaSeconds: 0, imagesPerSecond: null });
@@ -279,8 +279,8 @@ describe('TrainingCoordinator over the HTTP API (Miniflare: real DO, KV, R2)', (
     // Step 0: shard 0 all 1.0, shard 1 all 3.0 → mean 2.0; stats 1.0 / 3.0 → mean 2.0.
     const a = await leaseOrFail(worker('w1'), runId);
     const b = await leaseOrFail(worker('w2'), runId);
-    await worker('w1').submitGradient(runId, a.leaseId, gradientFrame(a, spec, 1.0, { stats: 1.0 }));
-    await worker('w2').submitGradient(runId, b.leaseId, gradientFrame(b, spec, 3.0, { stats: 3.0 }));
+    await worker('w1').submitGradient(a, gradientFrame(a, spec, 1.0, { stats: 1.0 }));
+    await worker('w2').submitGradient(b, gradientFrame(b, spec, 3.0, { stats: 3.0 }));
     const v1 = await paramsAt(runId, 1);
     expect(mismatches(v1.params, (i) => v0.params[i] - 0.5 * 2.0)).toEqual([]);
     for (let k = 0; k < spec.bufferCount; k++) expect(v1.buffers[k]).toBeCloseTo((1 - momentum) * v0.buffers[k] + momentum * 2.0, 6);
@@ -288,8 +288,8 @@ describe('TrainingCoordinator over the HTTP API (Miniflare: real DO, KV, R2)', (
     // Step 1: per-index gradients (catches misaligned sums): mean = ((i % 8) / 2 + 1) / 2.
     const c = await leaseOrFail(worker('w1'), runId);
     const d = await leaseOrFail(worker('w2'), runId);
-    await worker('w2').submitGradient(runId, d.leaseId, gradientFrame(d, spec, 1.0));
-    await worker('w1').submitGradient(runId, c.leaseId, gradientFrame(c, spec, (i) => (i % 8) / 2));
+    await worker('w2').submitGradient(d, gradientFrame(d, spec, 1.0));
+    await worker('w1').submitGradient(c, gradientFrame(c, spec, (i) => (i % 8) / 2));
     const v2 = await paramsAt(runId, 2);
     expect(mismatches(v2.params, (i) => v1.params[i] - 0.5 * (((i % 8) / 2 + 1) / 2))).toEqual([]);
     expect((await api.metrics(runId)).steps.map((x) => x.step)).toEqual([1, 2]);
@@ -312,14 +312,14 @@ describe('TrainingCoordinator over the HTTP API (Miniflare: real DO, KV, R2)', (
     expect(f0.indices).toEqual(s0.indices);
     // Once the alarm has swept them, the expired leases can no longer be extended; the live one can.
     await sleep(100);
-    expect(statusAndReason(await refusal(slow.heartbeat(runId, s1.leaseId)))).toEqual({ status: 409, reason: 'unknown-lease' });
-    expect((await fast.heartbeat(runId, f0.leaseId)).deadline).toBeGreaterThanOrEqual(f0.deadline);
+    expect(statusAndReason(await refusal(slow.heartbeat(s1)))).toEqual({ status: 409, reason: 'unknown-lease' });
+    expect((await fast.heartbeat(f0)).deadline).toBeGreaterThanOrEqual(f0.deadline);
 
     // The slow worker answers late while the shard is still open: counted. The re-issued lease's
     // answer for the same shard is then a duplicate (its 100s must not reach the parameters).
-    expect(await slow.submitGradient(runId, s0.leaseId, gradientFrame(s0, spec, 1.0))).toEqual({ accepted: true, version: 0 });
-    expect(await fast.submitGradient(runId, f0.leaseId, gradientFrame(f0, spec, 100.0))).toEqual({ accepted: false, reason: 'duplicate', version: 0 });
-    expect(await slow.submitGradient(runId, s1.leaseId, gradientFrame(s1, spec, 3.0))).toEqual({ accepted: true, version: 1 });
+    expect(await slow.submitGradient(s0, gradientFrame(s0, spec, 1.0))).toEqual({ accepted: true, version: 0 });
+    expect(await fast.submitGradient(f0, gradientFrame(f0, spec, 100.0))).toEqual({ accepted: false, reason: 'duplicate', version: 0 });
+    expect(await slow.submitGradient(s1, gradientFrame(s1, spec, 3.0))).toEqual({ accepted: true, version: 1 });
     const v1 = await paramsAt(runId, 1);
     expect(mismatches(v1.params, (i) => v0.params[i] - 0.5 * 2.0)).toEqual([]);
     expect((await api.metrics(runId)).steps.map((x) => x.step)).toEqual([1]);
@@ -331,9 +331,9 @@ describe('TrainingCoordinator over the HTTP API (Miniflare: real DO, KV, R2)', (
     const r0 = await leaseOrFail(fast, runId);
     const r1 = await leaseOrFail(fast, runId);
     expect([late.shard, r0.shard, r1.shard, r0.step]).toEqual([0, 0, 1, 1]);
-    await fast.submitGradient(runId, r0.leaseId, gradientFrame(r0, spec, 2.0));
-    await fast.submitGradient(runId, r1.leaseId, gradientFrame(r1, spec, 4.0));
-    const stale = await refusal(slow.submitGradient(runId, late.leaseId, gradientFrame(late, spec, 100.0)));
+    await fast.submitGradient(r0, gradientFrame(r0, spec, 2.0));
+    await fast.submitGradient(r1, gradientFrame(r1, spec, 4.0));
+    const stale = await refusal(slow.submitGradient(late, gradientFrame(late, spec, 100.0)));
     expect(statusAndReason(stale)).toEqual({ status: 409, reason: 'stale' });
     const v2 = await paramsAt(runId, 2);
     expect(mismatches(v2.params, (i) => v1.params[i] - 0.5 * 3.0)).toEqual([]);
@@ -351,13 +351,13 @@ describe('TrainingCoordinator over the HTTP API (Miniflare: real DO, KV, R2)', (
     const fb = gradientFrame(b, spec, 3.0, { loss: 4.0 });
 
     const post = (lease: Lease, frame: Uint8Array<ArrayBuffer>) =>
-      fetch(`${coordinator.url}/v1/runs/${runId}/leases/${lease.leaseId}/gradient`, { method: 'POST', headers: { 'x-worker-id': 'w' }, body: frame });
-    expect(await w.submitGradient(runId, a.leaseId, fa)).toEqual({ accepted: true, version: 0 });
+      fetch(`${coordinator.url}/v1/runs/${runId}/leases/${lease.leaseId}/gradient`, { method: 'POST', headers: { authorization: `Bearer ${coordinator.token}`, 'x-worker-id': 'w', 'x-lease-token': lease.token }, body: frame });
+    expect(await w.submitGradient(a, fa)).toEqual({ accepted: true, version: 0 });
     const again = await post(a, fa);
     expect([again.status, await again.json()]).toEqual([200, { accepted: false, reason: 'duplicate', version: 0 }]);
-    expect(await w.submitGradient(runId, b.leaseId, fb)).toEqual({ accepted: true, version: 1 });
+    expect(await w.submitGradient(b, fb)).toEqual({ accepted: true, version: 1 });
     // The frame that completed the step, repeated after the commit (its reply was lost, say).
-    expect(await w.submitGradient(runId, b.leaseId, fb)).toEqual({ accepted: false, reason: 'duplicate', version: 1 });
+    expect(await w.submitGradient(b, fb)).toEqual({ accepted: false, reason: 'duplicate', version: 1 });
 
     const v1 = await paramsAt(runId, 1);
     expect(mismatches(v1.params, (i) => v0.params[i] - 0.5 * 2.0)).toEqual([]);
@@ -375,7 +375,7 @@ describe('TrainingCoordinator over the HTTP API (Miniflare: real DO, KV, R2)', (
 
     // A gradient computed with the previous parameter version for the current step.
     const a = await leaseOrFail(w, runId);
-    const old = await refusal(w.submitGradient(runId, a.leaseId, gradientFrame(a, spec, 50.0, { version: 0 })));
+    const old = await refusal(w.submitGradient(a, gradientFrame(a, spec, 50.0, { version: 0 })));
     expect(statusAndReason(old)).toEqual({ status: 409, reason: 'stale' });
     expect(old.body.error).toMatch(/version 0.*version 1/);
     expect(await api.status(runId)).toMatchObject({ step: before.step, version: before.version, loss: before.loss });
@@ -383,13 +383,13 @@ describe('TrainingCoordinator over the HTTP API (Miniflare: real DO, KV, R2)', (
 
     // The run continues: the same lease answers with the right version and the step applies once.
     const b = await leaseOrFail(w, runId);
-    expect(await w.submitGradient(runId, a.leaseId, gradientFrame(a, spec, 1.0))).toEqual({ accepted: true, version: 1 });
-    expect(await w.submitGradient(runId, b.leaseId, gradientFrame(b, spec, 3.0))).toEqual({ accepted: true, version: 2 });
+    expect(await w.submitGradient(a, gradientFrame(a, spec, 1.0))).toEqual({ accepted: true, version: 1 });
+    expect(await w.submitGradient(b, gradientFrame(b, spec, 3.0))).toEqual({ accepted: true, version: 2 });
     expect(mismatches((await paramsAt(runId, 2)).params, (i) => v1.params[i] - 0.5 * 2.0)).toEqual([]);
 
     // Two steps on, the step-1 lease is forgotten: its frame is refused as an unknown lease (409).
     await trainStep(runId, spec, 0);
-    const forgotten = await refusal(w.submitGradient(runId, a.leaseId, gradientFrame(a, spec, 1.0)));
+    const forgotten = await refusal(w.submitGradient(a, gradientFrame(a, spec, 1.0)));
     expect(statusAndReason(forgotten)).toEqual({ status: 409, reason: 'unknown-lease' });
     expect(await api.status(runId)).toMatchObject({ step: 3, state: 'training' });
   });
@@ -457,7 +457,7 @@ describe('TrainingCoordinator over the HTTP API (Miniflare: real DO, KV, R2)', (
       await unchanged();
       return statusAndReason(e);
     };
-    const submit = (lease: Lease, frame: Uint8Array<ArrayBuffer>) => refused(w.submitGradient(runId, lease.leaseId, frame));
+    const submit = (lease: Lease, frame: Uint8Array<ArrayBuffer>) => refused(w.submitGradient(lease, frame));
 
     expect(await submit(a, gradientFrame(a, spec, 1.0, { gradLength: spec.paramCount - 1 }))).toEqual({ status: 400, reason: 'length' });
     expect(await submit(a, gradientFrame(a, spec, 1.0, { stats: new Float32Array(spec.bufferCount + 3) }))).toEqual({ status: 400, reason: 'length' });
@@ -475,20 +475,20 @@ describe('TrainingCoordinator over the HTTP API (Miniflare: real DO, KV, R2)', (
     const ghost = { ...a, leaseId: '00000000-0000-4000-8000-000000000000' };
     expect(await submit(ghost, gradientFrame(ghost, spec, 1.0))).toEqual({ status: 409, reason: 'unknown-lease' });
     // An eval frame for a train lease.
-    expect(await refused(w.submitEval(runId, a.leaseId, evalFrame(a, 1, 1)))).toEqual({ status: 400, reason: 'kind' });
+    expect(await refused(w.submitEval(a, evalFrame(a, 1, 1)))).toEqual({ status: 400, reason: 'kind' });
 
     // Unknown and malformed run ids; a malformed parameter version; a malformed lease request.
     expect(await refused(api.status('r-no-such-run'))).toEqual({ status: 404, reason: 'unknown-run' });
     expect(await refused(w.lease('r-no-such-run'))).toEqual({ status: 404, reason: 'unknown-run' });
     expect(await refused(api.status('Not_A_Run'))).toEqual({ status: 400, reason: 'run-id' });
     expect(await refused(api.params(runId, -1))).toEqual({ status: 400, reason: 'version' });
-    const badLeaseBody = await fetch(`${coordinator.url}/v1/runs/${runId}/leases`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"who":"x"}' });
+    const badLeaseBody = await fetch(`${coordinator.url}/v1/runs/${runId}/leases`, { method: 'POST', headers: { authorization: `Bearer ${coordinator.token}`, 'content-type': 'application/json' }, body: '{"who":"x"}' });
     expect([badLeaseBody.status, ((await badLeaseBody.json()) as { reason: string }).reason]).toEqual([400, 'body']);
 
     // Nothing was counted: the leases still work and the step applies exactly once.
     await unchanged();
-    expect(await w.submitGradient(runId, a.leaseId, gradientFrame(a, spec, 1.0))).toEqual({ accepted: true, version: 0 });
-    expect(await w.submitGradient(runId, b.leaseId, gradientFrame(b, spec, 3.0))).toEqual({ accepted: true, version: 1 });
+    expect(await w.submitGradient(a, gradientFrame(a, spec, 1.0))).toEqual({ accepted: true, version: 0 });
+    expect(await w.submitGradient(b, gradientFrame(b, spec, 3.0))).toEqual({ accepted: true, version: 1 });
     expect(mismatches((await paramsAt(runId, 1)).params, (i) => v0.params[i] - 0.5 * 2.0)).toEqual([]);
   });
 
@@ -504,17 +504,17 @@ describe('TrainingCoordinator over the HTTP API (Miniflare: real DO, KV, R2)', (
     const step = async (leasers: [ApiClient, ApiClient], losses: [number, number]) => {
       const l0 = await leaseOrFail(leasers[0], runId);
       const l1 = await leaseOrFail(leasers[1], runId);
-      await leasers[0].submitGradient(runId, l0.leaseId, gradientFrame(l0, spec, 0, { loss: losses[0], correct: 16 }));
-      await leasers[1].submitGradient(runId, l1.leaseId, gradientFrame(l1, spec, 0, { loss: losses[1], correct: 8 }));
+      await leasers[0].submitGradient(l0, gradientFrame(l0, spec, 0, { loss: losses[0], correct: 16 }));
+      await leasers[1].submitGradient(l1, gradientFrame(l1, spec, 0, { loss: losses[1], correct: 8 }));
       const s = await api.status(runId);
       seen.push(s);
       await sleep(30); // distinct commit times, so throughput is measurable
       return s;
     };
 
-    await leaseOrFail(w1, runId).then((l) => w1.submitGradient(runId, l.leaseId, gradientFrame(l, spec, 0, { loss: 3.0, correct: 16 })));
+    await leaseOrFail(w1, runId).then((l) => w1.submitGradient(l, gradientFrame(l, spec, 0, { loss: 3.0, correct: 16 })));
     expect((await api.status(runId)).activeWorkers).toBe(1);
-    await leaseOrFail(w2, runId).then((l) => w2.submitGradient(runId, l.leaseId, gradientFrame(l, spec, 0, { loss: 2.0, correct: 8 })));
+    await leaseOrFail(w2, runId).then((l) => w2.submitGradient(l, gradientFrame(l, spec, 0, { loss: 2.0, correct: 8 })));
     const first = await api.status(runId);
     seen.push(first);
     expect(first).toMatchObject({ step: 1, totalSteps: 4, epoch: 0, loss: 2.5, trainAccuracy: 24 / 64, activeWorkers: 2, imagesPerSecond: null, etaSeconds: null });
@@ -555,8 +555,8 @@ describe('TrainingCoordinator over the HTTP API (Miniflare: real DO, KV, R2)', (
     const b = await leaseOrFail(w2, runId);
     const pending = w3.lease(runId); // both shards are out: this request is held
     await sleep(100);
-    await w1.submitGradient(runId, a.leaseId, gradientFrame(a, spec, 0));
-    await w2.submitGradient(runId, b.leaseId, gradientFrame(b, spec, 0));
+    await w1.submitGradient(a, gradientFrame(a, spec, 0));
+    await w2.submitGradient(b, gradientFrame(b, spec, 0));
     const t0 = Date.now();
     const reply = await pending;
     expect(Date.now() - t0).toBeLessThan(1000);
@@ -576,7 +576,7 @@ describe('TrainingCoordinator over the HTTP API (Miniflare: real DO, KV, R2)', (
     expect(spec.config.cluster).toMatchObject({ snapshotEvery: 3, commitEvery: 1 });
     const order = async () => {
       const leases = [await leaseOrFail(worker('e-w0'), runId), await leaseOrFail(worker('e-w1'), runId)];
-      for (const l of leases) await worker(`e-w${l.shard}`).submitGradient(runId, l.leaseId, gradientFrame(l, spec, 0));
+      for (const l of leases) await worker(`e-w${l.shard}`).submitGradient(l, gradientFrame(l, spec, 0));
       return leases.flatMap((l) => l.indices);
     };
     const epoch0 = [...(await order()), ...(await order())];
@@ -599,8 +599,8 @@ describe('TrainingCoordinator over the HTTP API (Miniflare: real DO, KV, R2)', (
       [3, 10, 90, 1],
     ]);
     const short = evals[3];
-    expect(statusAndReason(await refusal(worker('ev3').submitEval(runId, short.leaseId, evalFrame(short, 30, 1, 30))))).toEqual({ status: 400, reason: 'count' });
-    for (const l of evals) await worker(`ev${l.shard}`).submitEval(runId, l.leaseId, evalFrame(l, 0.5 * l.indices.length, l.shard));
+    expect(statusAndReason(await refusal(worker('ev3').submitEval(short, evalFrame(short, 30, 1, 30))))).toEqual({ status: 400, reason: 'count' });
+    for (const l of evals) await worker(`ev${l.shard}`).submitEval(l, evalFrame(l, 0.5 * l.indices.length, l.shard));
     expect(await api.status(runId)).toMatchObject({ state: 'completed', step: 4, epoch: 2, testLoss: 0.5, testAccuracy: 0.06 });
 
     const m = await api.metrics(runId);
@@ -627,7 +627,7 @@ describe('TrainingCoordinator over the HTTP API (Miniflare: real DO, KV, R2)', (
     const cancelled = await api.cancel(runId);
     expect(cancelled).toMatchObject({ state: 'cancelled', step: 1, activeWorkers: 0, etaSeconds: 0 });
     expect(await w.lease(runId)).toEqual({ type: 'done', state: 'cancelled' });
-    const refused = await refusal(w.submitGradient(runId, open.leaseId, gradientFrame(open, spec, 1.0)));
+    const refused = await refusal(w.submitGradient(open, gradientFrame(open, spec, 1.0)));
     expect(statusAndReason(refused)).toEqual({ status: 409, reason: 'finished' });
     expect(await api.status(runId)).toMatchObject({ state: 'cancelled', step: 1 });
 
@@ -658,7 +658,7 @@ describe('TrainingCoordinator over the HTTP API (Miniflare: real DO, KV, R2)', (
       const { runId } = await createRun({ cluster: { leaseMs: 30_000 } });
       const gradientWorker = await startWorkerdWorker({ index: 0, apiUrl: coordinator.url });
       try {
-        await gradientWorker.start(runId);
+        await gradientWorker.start(runId, await api.workerToken(runId));
         const final = await waitFor(() => api.status(runId), (s) => FINAL_STATES.includes(s.state), 90_000, `run ${runId} to finish`);
         expect(final).toMatchObject({ state: 'completed', step: 2, totalSteps: 2, epoch: 1 });
         const m = await api.metrics(runId);
@@ -695,13 +695,13 @@ describe('TrainingCoordinator: guards found in review', () => {
     const [w1, w2] = [worker('nf-w1'), worker('nf-w2')];
     const a = await leaseOrFail(w1, runId);
     const b = await leaseOrFail(w2, runId);
-    expect(await w1.submitGradient(runId, a.leaseId, gradientFrame(a, spec, 1.0, { stats: 1.0 }))).toEqual({ accepted: true, version: 0 });
+    expect(await w1.submitGradient(a, gradientFrame(a, spec, 1.0, { stats: 1.0 }))).toEqual({ accepted: true, version: 0 });
 
-    const nanGradient = await refusal(w2.submitGradient(runId, b.leaseId, gradientFrame(b, spec, (i) => (i === 12345 ? Number.NaN : 3.0), { stats: 3.0 })));
+    const nanGradient = await refusal(w2.submitGradient(b, gradientFrame(b, spec, (i) => (i === 12345 ? Number.NaN : 3.0), { stats: 3.0 })));
     expect({ ...statusAndReason(nanGradient), error: nanGradient.body.error }).toEqual({ status: 422, reason: 'non-finite', error: 'gradient value 12345 is NaN' });
     const stats = new Float32Array(spec.bufferCount).fill(3.0);
     stats[spec.bufferCount - 1] = Number.POSITIVE_INFINITY;
-    const infStats = await refusal(w2.submitGradient(runId, b.leaseId, gradientFrame(b, spec, 3.0, { stats })));
+    const infStats = await refusal(w2.submitGradient(b, gradientFrame(b, spec, 3.0, { stats })));
     expect({ ...statusAndReason(infStats), error: infStats.body.error }).toEqual({ status: 422, reason: 'non-finite', error: `statistics value ${spec.bufferCount - 1} is Infinity` });
 
     // Nothing was counted: still step 0, parameters and buffers as initialised.
@@ -713,7 +713,7 @@ describe('TrainingCoordinator: guards found in review', () => {
     expect(mismatches(still.buffers, (i) => v0.buffers[i])).toEqual([]);
 
     // The same lease answered with finite values completes the step exactly once.
-    expect(await w2.submitGradient(runId, b.leaseId, gradientFrame(b, spec, 3.0, { stats: 3.0 }))).toEqual({ accepted: true, version: 1 });
+    expect(await w2.submitGradient(b, gradientFrame(b, spec, 3.0, { stats: 3.0 }))).toEqual({ accepted: true, version: 1 });
     const v1 = await paramsAt(runId, 1);
     expect(mismatches(v1.params, (i) => v0.params[i] - 0.5 * 2.0)).toEqual([]);
     expect(v1.buffers.every(Number.isFinite)).toBe(true);
@@ -728,7 +728,7 @@ describe('TrainingCoordinator: guards found in review', () => {
     const nan = (l: Lease) => gradientFrame(l, spec, (i) => (i === 7 ? Number.NaN : 1.0));
     /** Submits `frame` for `lease`, expecting the 422 non-finite refusal. */
     const refusedNonFinite = async (client: ApiClient, lease: Lease, frame: Uint8Array<ArrayBuffer>) =>
-      statusAndReason(await refusal(client.submitGradient(runId, lease.leaseId, frame)));
+      statusAndReason(await refusal(client.submitGradient(lease, frame)));
     const training = async (step: number) => {
       const s = await api.status(runId);
       expect(s).toMatchObject({ state: 'training', step });
@@ -739,7 +739,7 @@ describe('TrainingCoordinator: guards found in review', () => {
     const a0 = await leaseOrFail(worker('dv-w1'), runId);
     const b0 = await leaseOrFail(worker('dv-w2'), runId);
     expect([a0.shard, b0.shard]).toEqual([0, 1]);
-    expect(await worker('dv-w2').submitGradient(runId, b0.leaseId, gradientFrame(b0, spec, 1.0))).toEqual({ accepted: true, version: 0 });
+    expect(await worker('dv-w2').submitGradient(b0, gradientFrame(b0, spec, 1.0))).toEqual({ accepted: true, version: 0 });
     expect(await refusedNonFinite(worker('dv-w1'), a0, nan(a0))).toEqual({ status: 422, reason: 'non-finite' });
     const a1 = await leaseOrFail(worker('dv-w3'), runId); // shard 0 again, once a0 has expired
     expect([a1.shard, a1.step]).toEqual([0, 0]);
@@ -747,7 +747,7 @@ describe('TrainingCoordinator: guards found in review', () => {
     await training(0);
     const a2 = await leaseOrFail(worker('dv-w4'), runId);
     expect([a2.shard, a2.step]).toEqual([0, 0]);
-    expect(await worker('dv-w4').submitGradient(runId, a2.leaseId, gradientFrame(a2, spec, 3.0))).toEqual({ accepted: true, version: 1 });
+    expect(await worker('dv-w4').submitGradient(a2, gradientFrame(a2, spec, 3.0))).toEqual({ accepted: true, version: 1 });
     const v1 = await paramsAt(runId, 1);
     expect(mismatches(v1.params, (i) => v0.params[i] - 0.5 * 2.0)).toEqual([]);
     await training(1);
@@ -780,7 +780,7 @@ describe('TrainingCoordinator: guards found in review', () => {
     expect(await kvSummary(runId)).toMatchObject({ runId, state: 'failed' });
     expect((await api.listRuns()).runs.find((r) => r.runId === runId)?.state).toBe('failed');
     // A finite answer for the failing shard now comes too late.
-    expect(statusAndReason(await refusal(worker('dv-w5').submitGradient(runId, e0.leaseId, gradientFrame(e0, spec, 1.0))))).toEqual({ status: 409, reason: 'finished' });
+    expect(statusAndReason(await refusal(worker('dv-w5').submitGradient(e0, gradientFrame(e0, spec, 1.0))))).toEqual({ status: 409, reason: 'finished' });
 
     const key = snapshotKey(runId, 1);
     await waitFor(() => checkpointKeys(runId), (keys) => keys.includes(key), 5000, `snapshot ${key}`);
@@ -800,7 +800,7 @@ describe('TrainingCoordinator: guards found in review', () => {
     const w = worker('fin-w');
     const open = await leaseOrFail(w, cancelled.runId);
     await api.cancel(cancelled.runId);
-    const refused = await refusal(w.submitGradient(cancelled.runId, open.leaseId, gradientFrame(open, cancelled.spec, 1.0)));
+    const refused = await refusal(w.submitGradient(open, gradientFrame(open, cancelled.spec, 1.0)));
     expect(statusAndReason(refused)).toEqual({ status: 409, reason: 'finished' });
     expect(refused.body.error).toMatch(/cancelled/);
 
@@ -810,19 +810,19 @@ describe('TrainingCoordinator: guards found in review', () => {
     const t0 = await leaseOrFail(worker('fin-t0'), runId);
     const t1 = await leaseOrFail(worker('fin-t1'), runId);
     const lastTrain = gradientFrame(t1, spec, 0);
-    await worker('fin-t0').submitGradient(runId, t0.leaseId, gradientFrame(t0, spec, 0));
-    await worker('fin-t1').submitGradient(runId, t1.leaseId, lastTrain);
+    await worker('fin-t0').submitGradient(t0, gradientFrame(t0, spec, 0));
+    await worker('fin-t1').submitGradient(t1, lastTrain);
     const e0 = await leaseOrFail(worker('fin-e0'), runId);
     const e1 = await leaseOrFail(worker('fin-e1'), runId);
-    await worker('fin-e0').submitEval(runId, e0.leaseId, evalFrame(e0, 100, 10));
-    expect(await worker('fin-e1').submitEval(runId, e1.leaseId, evalFrame(e1, 50, 30))).toEqual({ accepted: true, version: 2 });
+    await worker('fin-e0').submitEval(e0, evalFrame(e0, 100, 10));
+    expect(await worker('fin-e1').submitEval(e1, evalFrame(e1, 50, 30))).toEqual({ accepted: true, version: 2 });
     expect((await api.status(runId)).state).toBe('completed');
 
     const finished = { status: 409, reason: 'finished' };
-    expect(statusAndReason(await refusal(worker('fin-e1').submitEval(runId, e1.leaseId, evalFrame(e1, 50, 30))))).toEqual(finished);
-    expect(statusAndReason(await refusal(worker('fin-t1').submitGradient(runId, t1.leaseId, lastTrain)))).toEqual(finished);
+    expect(statusAndReason(await refusal(worker('fin-e1').submitEval(e1, evalFrame(e1, 50, 30))))).toEqual(finished);
+    expect(statusAndReason(await refusal(worker('fin-t1').submitGradient(t1, lastTrain)))).toEqual(finished);
     const ghost = { ...t1, leaseId: '00000000-0000-4000-8000-000000000000' };
-    expect(statusAndReason(await refusal(w.submitGradient(runId, ghost.leaseId, gradientFrame(ghost, spec, 0))))).toEqual(finished);
+    expect(statusAndReason(await refusal(w.submitGradient(ghost, gradientFrame(ghost, spec, 0))))).toEqual(finished);
     expect(await api.status(runId)).toMatchObject({ state: 'completed', step: 2, testLoss: 1.5, testAccuracy: 0.4 });
   });
 
@@ -851,12 +851,12 @@ describe('TrainingCoordinator: guards found in review', () => {
     const e1 = await leaseOrFail(slow, runId);
     const again = await leaseOrFail(fast, runId); // long-polls until e0 expires
     expect([again.kind, again.shard, again.step]).toEqual(['eval', 0, 2]);
-    expect(await fast.submitEval(runId, again.leaseId, evalFrame(again, 100, 10))).toEqual({ accepted: true, version: 2 });
+    expect(await fast.submitEval(again, evalFrame(again, 100, 10))).toEqual({ accepted: true, version: 2 });
 
     // Different numbers from the late lease: were they counted, the test loss would change.
-    expect(await slow.submitEval(runId, e0.leaseId, evalFrame(e0, 400, 50))).toEqual({ accepted: false, reason: 'duplicate', version: 2 });
+    expect(await slow.submitEval(e0, evalFrame(e0, 400, 50))).toEqual({ accepted: false, reason: 'duplicate', version: 2 });
     expect(await api.status(runId)).toMatchObject({ state: 'training', phase: 'eval', testLoss: null });
-    expect(await slow.submitEval(runId, e1.leaseId, evalFrame(e1, 50, 30))).toEqual({ accepted: true, version: 2 });
+    expect(await slow.submitEval(e1, evalFrame(e1, 50, 30))).toEqual({ accepted: true, version: 2 });
     expect(await api.status(runId)).toMatchObject({ state: 'completed', testLoss: 1.5, testAccuracy: 0.4 });
     expect((await api.metrics(runId)).evals.map((x) => [x.epoch, x.step, x.loss, x.accuracy])).toEqual([[1, 2, 1.5, 0.4]]);
   });
@@ -886,7 +886,7 @@ describe('TrainingCoordinator: guards found in review', () => {
 
     // The lease request body is strict too.
     const { runId } = await createRun();
-    const res = await fetch(`${coordinator.url}/v1/runs/${runId}/leases`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"worker":"w","who":"x"}' });
+    const res = await fetch(`${coordinator.url}/v1/runs/${runId}/leases`, { method: 'POST', headers: { authorization: `Bearer ${coordinator.token}`, 'content-type': 'application/json' }, body: '{"worker":"w","who":"x"}' });
     const body = (await res.json()) as { reason: string; issues: unknown };
     expect([res.status, body.reason, body.issues]).toEqual([400, 'body', [unknown('who')]]);
     expect((await api.status(runId)).state).toBe('created');
@@ -927,7 +927,7 @@ describe('TrainingCoordinator: guards found in review', () => {
         throw e;
       }
     };
-    const client = new ApiClient(coordinator.url, 'prepare-again', counting);
+    const client = new ApiClient(coordinator.url, { workerId: 'prepare-again', token: coordinator.token, fetch: counting });
     const blockPuts = () => calls.filter((c) => c.path.startsWith('/v1/datasets/blocks/'));
 
     const first = await prepareDataset(client, big, bigName, 1500);
@@ -958,7 +958,7 @@ describe('TrainingCoordinator: guards found in review', () => {
     const answers: unknown[] = [];
     for (let k = 0; k < 8; k++) {
       answers.push(
-        await fetch(`${coordinator.url}/v1/datasets/blocks/${sha}`, { method: 'PUT', body: bytes }).then(
+        await fetch(`${coordinator.url}/v1/datasets/blocks/${sha}`, { method: "PUT", headers: { authorization: `Bearer ${coordinator.token}` }, body: bytes }).then(
           async (r) => [r.status, await r.json()],
           (e: unknown) => String((e as { cause?: { code?: string } }).cause?.code ?? e),
         ),

@@ -9,7 +9,11 @@ import { WorkersAiEncoder } from '../../shared/text/workers-ai-encoder';
 import { embeddingsBytes, encodeEmbeddings } from '../../shared/wire/embeddings';
 import { fieldIssues } from '../../shared/protocol';
 import type { Env } from '../env';
+import { requireAccess } from './auth';
 import type { ErrorBody } from './respond';
+
+const control = requireAccess('control');
+const anyWorker = requireAccess('any-worker');
 
 type App = { Bindings: Env };
 
@@ -78,18 +82,18 @@ const nameErrors = (name: unknown): string[] => (typeof name === 'string' && NAM
 const badHash = (hash: string): ErrorBody => ({ error: `'${hash.slice(0, 80)}' is not a hash (64 hex digits)`, reason: 'hash' });
 
 export const captions = new Hono<App>()
-  .get('/', async (c) => {
+  .get('/', anyWorker, async (c) => {
     const [sets, imageSets] = await Promise.all([listMetadata<CaptionSetEntry>(c.env.KV, CAPTIONS_PREFIX), listMetadata<ImageCaptionEntry>(c.env.KV, IMAGE_CAPTIONS_PREFIX)]);
     return c.json({ sets, imageSets });
   })
-  .get('/chunks/:hash', async (c) => {
+  .get('/chunks/:hash', anyWorker, async (c) => {
     const hash = c.req.param('hash');
     if (!HASH.test(hash)) return c.json(badHash(hash), 400);
     const { value, metadata } = await c.env.KV.getWithMetadata<{ dim: number }>(`${CAPTION_CHUNKS_PREFIX}${hash}`, 'arrayBuffer');
     if (!value) return c.json<ErrorBody>({ error: `caption chunk ${hash} is not stored`, reason: 'unknown-chunk' }, 404);
     return c.body(value, 200, { 'content-type': 'application/octet-stream', 'cache-control': 'public, max-age=31536000, immutable', 'x-caption-dim': String(metadata?.dim ?? '') });
   })
-  .put('/chunks/:hash', tooLarge, async (c) => {
+  .put('/chunks/:hash', control, tooLarge, async (c) => {
     const body = await c.req.json().catch(() => undefined);
     const hash = c.req.param('hash');
     if (!HASH.test(hash)) return c.json(badHash(hash), 400);
@@ -118,7 +122,7 @@ export const captions = new Hono<App>()
     await c.env.KV.put(key, encodeEmbeddings({ encoder: b.encoder as string, rows: texts.length, dim, data: vectors! }), { metadata: { dim } });
     return c.json({ hash, hit: false }, 201);
   })
-  .get('/images/:hash', async (c) => {
+  .get('/images/:hash', anyWorker, async (c) => {
     const hash = c.req.param('hash');
     if (!HASH.test(hash)) return c.json(badHash(hash), 400);
     const index = await c.env.KV.get<ImageCaptionIndex>(`${IMAGE_CAPTIONS_PREFIX}${hash}`, 'json');
@@ -126,7 +130,7 @@ export const captions = new Hono<App>()
     return c.json(index);
   })
   // The index of an image caption set, written last: every chunk must be stored already.
-  .put('/images/:hash', tooLarge, async (c) => {
+  .put('/images/:hash', control, tooLarge, async (c) => {
     const index = (await c.req.json().catch(() => undefined)) as ImageCaptionIndex | undefined;
     const hash = c.req.param('hash');
     if (!HASH.test(hash)) return c.json(badHash(hash), 400);
@@ -149,7 +153,7 @@ export const captions = new Hono<App>()
     await c.env.KV.put(`${IMAGE_CAPTIONS_PREFIX}${hash}`, JSON.stringify(index), { metadata: entry });
     return c.json({ hash, hit: false }, 201);
   })
-  .get('/:hash', async (c) => {
+  .get('/:hash', anyWorker, async (c) => {
     const hash = c.req.param('hash');
     if (!HASH.test(hash)) return c.json(badHash(hash), 400);
     const { value, metadata } = await c.env.KV.getWithMetadata<CaptionSetEntry>(`${CAPTIONS_PREFIX}${hash}`, 'arrayBuffer');
@@ -157,7 +161,7 @@ export const captions = new Hono<App>()
     return c.body(value, 200, { 'content-type': 'application/octet-stream', 'cache-control': 'public, max-age=31536000, immutable', ...(metadata ? { 'x-caption-set': JSON.stringify(metadata) } : {}) });
   })
   // Vectors encoded elsewhere (the CLI's BERT): the key is recomputed from the texts and must match.
-  .put('/:hash', tooLarge, async (c) => {
+  .put('/:hash', control, tooLarge, async (c) => {
     const body = await c.req.json().catch(() => undefined);
     const hash = c.req.param('hash');
     if (!HASH.test(hash)) return c.json(badHash(hash), 400);
@@ -184,7 +188,7 @@ export const captions = new Hono<App>()
     return c.json({ key, hit: false }, 201);
   })
   // Embeds a set with Workers AI (bge-base-en-v1.5) where the AI binding exists.
-  .post('/', tooLarge, async (c) => {
+  .post('/', control, tooLarge, async (c) => {
     const body = await c.req.json().catch(() => undefined);
     const errors = bodyErrors(body, ['name', 'classes']);
     const b = (body ?? {}) as { name?: unknown; classes?: unknown };

@@ -5,7 +5,11 @@ import type { R2Bucket } from '@cloudflare/workers-types/index';
 import { checkManifest, sha256Hex, type DatasetManifest } from '../../shared/data/blocks';
 import { blockKey, datasetNameKey, manifestKey } from '../../shared/storage-keys';
 import type { Env } from '../env';
+import { requireAccess } from './auth';
 import type { ErrorBody } from './respond';
+
+const control = requireAccess('control');
+const anyWorker = requireAccess('any-worker');
 
 type App = { Bindings: Env };
 
@@ -28,7 +32,7 @@ export async function findManifest(bucket: R2Bucket, nameOrId: string): Promise<
 }
 
 export const datasets = new Hono<App>()
-  .put('/blocks/:sha256', bodyLimit({ maxSize: BLOCK_LIMIT, onError: (c) => c.json<ErrorBody>({ error: `block exceeds ${BLOCK_LIMIT} bytes`, reason: 'too-large' }, 413) }), async (c) => {
+  .put('/blocks/:sha256', control, bodyLimit({ maxSize: BLOCK_LIMIT, onError: (c) => c.json<ErrorBody>({ error: `block exceeds ${BLOCK_LIMIT} bytes`, reason: 'too-large' }, 413) }), async (c) => {
     // The body is read before any answer: answering before it is read resets the connection.
     const bytes = new Uint8Array(await c.req.arrayBuffer());
     const sha = c.req.param('sha256');
@@ -39,14 +43,14 @@ export const datasets = new Hono<App>()
     await c.env.DATA.put(blockKey(sha), bytes);
     return c.json({ stored: true, sha256: sha }, 201);
   })
-  .get('/blocks/:sha256', async (c) => {
+  .get('/blocks/:sha256', anyWorker, async (c) => {
     const sha = c.req.param('sha256');
     if (!SHA256.test(sha)) return c.json<ErrorBody>({ error: `'${sha.slice(0, 80)}' is not a SHA-256 hex digest`, reason: 'hash' }, 400);
     const object = await c.env.DATA.get(blockKey(sha));
     if (!object) return c.json<ErrorBody>({ error: `no dataset block ${sha}`, reason: 'unknown-block' }, 404);
     return c.body(await object.arrayBuffer(), 200, { 'content-type': 'application/octet-stream', 'cache-control': 'public, max-age=31536000, immutable' });
   })
-  .put('/:name', bodyLimit({ maxSize: 1024 * 1024, onError: (c) => c.json<ErrorBody>({ error: 'manifest exceeds 1 MiB', reason: 'too-large' }, 413) }), async (c) => {
+  .put('/:name', control, bodyLimit({ maxSize: 1024 * 1024, onError: (c) => c.json<ErrorBody>({ error: 'manifest exceeds 1 MiB', reason: 'too-large' }, 413) }), async (c) => {
     const name = c.req.param('name');
     if (!NAME.test(name)) return c.json<ErrorBody>({ error: `dataset name '${name.slice(0, 80)}' is malformed: lowercase letters, digits, '.', '_', '-'`, reason: 'name' }, 400);
     let manifest: DatasetManifest;
@@ -64,7 +68,7 @@ export const datasets = new Hono<App>()
     await c.env.DATA.put(datasetNameKey(name), manifest.id);
     return c.json({ id: manifest.id, name, stored: !existing }, existing ? 200 : 201);
   })
-  .get('/:name', async (c) => {
+  .get('/:name', anyWorker, async (c) => {
     const manifest = await findManifest(c.env.DATA, c.req.param('name'));
     if (!manifest) return c.json<ErrorBody>({ error: `dataset '${c.req.param('name').slice(0, 80)}' is not prepared`, reason: 'unknown-dataset' }, 404);
     return c.json(manifest);

@@ -18,10 +18,11 @@ export const errorBody = (f: Pick<Failure, 'error' | 'reason'>, issues?: readonl
 });
 
 export function failure(c: Context, f: Failure) {
+  if (f.retryMs !== undefined) c.header('retry-after', String(Math.ceil(f.retryMs / 1000)));
   return c.json(errorBody(f), f.status);
 }
 
-type RpcMethods = 'create' | 'cancel' | 'status' | 'spec' | 'metrics' | 'params' | 'model' | 'lease' | 'heartbeat' | 'submitGradient' | 'submitEval';
+type RpcMethods = 'create' | 'cancel' | 'resume' | 'status' | 'spec' | 'metrics' | 'params' | 'model' | 'lease' | 'heartbeat' | 'submitGradient' | 'submitEval';
 
 /** The coordinator as the API sees it through a Durable Object stub: every method async. */
 export type CoordinatorRpc = {

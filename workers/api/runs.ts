@@ -3,7 +3,8 @@ import { Hono, type Context } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import { zValidator } from '@hono/zod-validator';
 import { z } from 'zod';
-import { runRequestSchema, resolveRunConfig, type FieldIssue, type LeaseReply, type RunStatus, type RunSummary, type SubmitReply } from '../../shared/protocol';
+import { leaseToken, signingKey, workerToken } from '../../shared/auth';
+import { runRequestSchema, resolveRunConfig, type FieldIssue, type LeaseReply, type RunCreated, type RunStatus, type RunSummary, type SubmitReply } from '../../shared/protocol';
 import { RUN_INDEX_PREFIX } from '../../shared/storage-keys';
 import type { Env } from '../env';
 import { TEXT_DIM } from '../../shared/models/heads';
@@ -11,9 +12,11 @@ import { findHead, type ModelConfig } from '../../shared/models/presets';
 import { CAPTIONS_PREFIX, precomputeCaptionSet, type CaptionSetEntry } from '../../shared/text/caption-store';
 import { IMAGE_CAPTIONS_PREFIX, type ImageCaptionIndex } from '../../shared/text/image-captions';
 import { placeholderCaptionSet } from '../../shared/training/captions';
+import { requireAccess, requireLeaseToken, workerIdOf } from './auth';
 import { kvCaptionStore, kvHead } from './captions';
 import { findManifest } from './datasets';
-import { coordinator, failure, runIdError, type ErrorBody } from './respond';
+import type { Outcome } from '../../coordinator/outcome';
+import { coordinator, failure, runIdError, type CoordinatorRpc, type ErrorBody } from './respond';
 
 type App = { Bindings: Env };
 
@@ -43,7 +46,7 @@ const runRequest = zValidator('json', runRequestSchema, (result, c) => {
   if (!result.success) return c.json<ErrorBody>({ error: 'invalid run config', reason: 'config', issues: issuesOf(result.error) }, 400);
 });
 
-const workerBody = zValidator('json', z.object({ worker: z.string().min(1).max(128) }).strict(), (result, c) => {
+const workerBody = zValidator('json', z.object({ worker: z.string().regex(/^[A-Za-z0-9._:-]{1,128}$/, "1–128 letters, digits, '.', '_', ':' or '-'") }).strict(), (result, c) => {
   if (!result.success) return c.json<ErrorBody>({ error: 'invalid lease request', reason: 'body', issues: issuesOf(result.error) }, 400);
 });
 
@@ -65,10 +68,23 @@ function runStub(c: Context<App>) {
   return bad ? { bad } : { stub: coordinator(c.env.COORDINATOR, id) };
 }
 
-const workerId = (c: Context<App>) => (c.req.header('x-worker-id') ?? 'anonymous').slice(0, 128);
+const LEASE_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+const runWorkerToken = async (c: Context<App>, runId: string) => workerToken(await signingKey(c.env.API_TOKEN!), runId);
+
+/** Starts `count` gradient-worker invocations on a run through the work queue (deployed topology). */
+async function fanOut(c: Context<App>, runId: string, count: number): Promise<void> {
+  if (!c.env.WORK) return;
+  const token = await runWorkerToken(c, runId);
+  await c.env.WORK.sendBatch(Array.from({ length: count }, () => ({ body: { runId, token } })));
+}
+
+const control = requireAccess('control');
+const read = requireAccess('read');
+const runWorker = requireAccess('run-worker');
 
 export const runs = new Hono<App>()
-  .post('/', tooLarge(JSON_LIMIT), runRequest, async (c) => {
+  .post('/', control, tooLarge(JSON_LIMIT), runRequest, async (c) => {
     const resolved = resolveRunConfig(c.req.valid('json'));
     if (!resolved.ok) return c.json<ErrorBody>({ error: 'invalid run config', reason: 'config', issues: resolved.issues }, 400);
     let { config } = resolved;
@@ -108,10 +124,10 @@ export const runs = new Hono<App>()
     const runId = newRunId();
     const created = await coordinator(c.env.COORDINATOR, runId).create(runId, config, manifest);
     if (!created.ok) return failure(c, created);
-    if (c.env.WORK) await c.env.WORK.sendBatch(Array.from({ length: config.cluster.workers }, () => ({ body: { runId } })));
-    return c.json<RunStatus>(created.value, 201);
+    await fanOut(c, runId, config.cluster.workers);
+    return c.json<RunCreated>({ ...created.value, workerToken: await runWorkerToken(c, runId) }, 201);
   })
-  .get('/', async (c) => {
+  .get('/', read, async (c) => {
     const list = await c.env.KV.list<RunSummary>({ prefix: RUN_INDEX_PREFIX });
     const summaries = await Promise.all(
       list.keys.map(async (k) => k.metadata ?? ((await c.env.KV.get<RunSummary>(k.name, 'json')) as RunSummary | null)),
@@ -119,38 +135,52 @@ export const runs = new Hono<App>()
     const runs = summaries.filter((s): s is RunSummary => s !== null).sort((a, b) => b.createdAt - a.createdAt);
     return c.json({ runs });
   })
-  .get('/:id', async (c) => {
+  .get('/:id', read, async (c) => {
     const { bad, stub } = runStub(c);
     if (bad) return c.json(bad, 400);
     const r = await stub.status();
     return r.ok ? c.json<RunStatus>(r.value) : failure(c, r);
   })
-  .get('/:id/metrics', sinceQuery, async (c) => {
+  .get('/:id/metrics', read, sinceQuery, async (c) => {
     const { bad, stub } = runStub(c);
     if (bad) return c.json(bad, 400);
     const r = await stub.metrics(c.req.valid('query').since ?? -1);
     return r.ok ? c.json(r.value) : failure(c, r);
   })
-  .post('/:id/cancel', async (c) => {
+  .post('/:id/cancel', control, async (c) => {
     const { bad, stub } = runStub(c);
     if (bad) return c.json(bad, 400);
     const r = await stub.cancel();
     return r.ok ? c.json<RunStatus>(r.value) : failure(c, r);
   })
-  .get('/:id/model.onnx', async (c) => {
+  .post('/:id/resume', control, async (c) => {
+    const { bad, stub } = runStub(c);
+    if (bad) return c.json(bad, 400);
+    const r = await stub.resume();
+    if (!r.ok) return failure(c, r);
+    await fanOut(c, r.value.runId, r.value.config.cluster.workers);
+    return c.json<RunStatus>(r.value);
+  })
+  .get('/:id/worker-token', control, async (c) => {
+    const { bad, stub } = runStub(c);
+    if (bad) return c.json(bad, 400);
+    const r = await stub.status();
+    return r.ok ? c.json({ runId: r.value.runId, token: await runWorkerToken(c, r.value.runId) }) : failure(c, r);
+  })
+  .get('/:id/model.onnx', control, async (c) => {
     const { bad, stub } = runStub(c);
     if (bad) return c.json(bad, 400);
     const r = await stub.model();
     if (!r.ok) return failure(c, r);
     return c.body(r.value, 200, { 'content-type': 'application/octet-stream', 'content-disposition': `attachment; filename="${c.req.param('id')}.onnx"` });
   })
-  .get('/:id/spec', async (c) => {
+  .get('/:id/spec', runWorker, async (c) => {
     const { bad, stub } = runStub(c);
     if (bad) return c.json(bad, 400);
     const r = await stub.spec();
     return r.ok ? c.json(r.value) : failure(c, r);
   })
-  .get('/:id/params/:version', async (c) => {
+  .get('/:id/params/:version', runWorker, async (c) => {
     const { bad, stub } = runStub(c);
     if (bad) return c.json(bad, 400);
     const version = Number(c.req.param('version'));
@@ -160,28 +190,38 @@ export const runs = new Hono<App>()
     // A version's parameters never change: workers and caches may keep them.
     return c.body(r.value, 200, { 'content-type': 'application/octet-stream', 'cache-control': 'public, max-age=31536000, immutable' });
   })
-  .post('/:id/leases', tooLarge(JSON_LIMIT), workerBody, async (c) => {
+  .post('/:id/leases', runWorker, tooLarge(JSON_LIMIT), workerBody, async (c) => {
     const { bad, stub } = runStub(c);
     if (bad) return c.json(bad, 400);
-    const r = await stub.lease(c.req.valid('json').worker);
-    return r.ok ? c.json<LeaseReply>(r.value) : failure(c, r);
+    const { worker } = c.req.valid('json');
+    const r = await stub.lease(worker);
+    if (!r.ok) return failure(c, r);
+    if (r.value.type !== 'lease') return c.json<LeaseReply>(r.value);
+    const lease = r.value.lease;
+    const token = await leaseToken(await signingKey(c.env.API_TOKEN!), lease.runId, lease.leaseId, worker);
+    return c.json<LeaseReply>({ type: 'lease', lease: { ...lease, token } });
   })
-  .post('/:id/leases/:lease/heartbeat', async (c) => {
-    const { bad, stub } = runStub(c);
-    if (bad) return c.json(bad, 400);
-    const r = await stub.heartbeat(c.req.param('lease'));
-    return r.ok ? c.json(r.value) : failure(c, r);
+  .post('/:id/leases/:lease/heartbeat', runWorker, (c) => leaseCall(c, (stub, lease, worker) => stub.heartbeat(lease, worker)))
+  .post('/:id/leases/:lease/gradient', runWorker, tooLarge(FRAME_LIMIT), async (c) => {
+    // The body is read before any refusal: answering first resets the connection under a large upload.
+    const body = await c.req.arrayBuffer();
+    return leaseCall(c, (stub, lease, worker) => stub.submitGradient(lease, body, worker));
   })
-  .post('/:id/leases/:lease/gradient', tooLarge(FRAME_LIMIT), (c) => submit(c, 'gradient'))
-  .post('/:id/leases/:lease/eval', tooLarge(JSON_LIMIT), (c) => submit(c, 'eval'));
+  .post('/:id/leases/:lease/eval', runWorker, tooLarge(JSON_LIMIT), async (c) => {
+    const body = await c.req.arrayBuffer();
+    return leaseCall(c, (stub, lease, worker) => stub.submitEval(lease, body, worker));
+  });
 
-async function submit(c: Context<App>, kind: 'gradient' | 'eval') {
-  // The body is read before any refusal: answering first resets the connection under a large upload.
-  const body = await c.req.arrayBuffer();
+/** A call on one lease: run id, lease id, worker id and lease token checked before the coordinator sees it. */
+async function leaseCall<T extends SubmitReply | { deadline: number }>(c: Context<App>, call: (stub: CoordinatorRpc, lease: string, worker: string) => Promise<Outcome<T>>) {
   const { bad, stub } = runStub(c);
   if (bad) return c.json(bad, 400);
   const lease = c.req.param('lease') ?? '';
-  const r = kind === 'gradient' ? await stub.submitGradient(lease, body, workerId(c)) : await stub.submitEval(lease, body, workerId(c));
-  if (!r.ok) return failure(c, r);
-  return c.json<SubmitReply>(r.value);
+  if (!LEASE_ID.test(lease)) return c.json<ErrorBody>({ error: `lease id '${lease.slice(0, 80)}' is malformed: a UUID as the lease carried it`, reason: 'lease-id' }, 400);
+  const worker = workerIdOf(c);
+  if (worker instanceof Response) return worker;
+  const denied = await requireLeaseToken(c, c.req.param('id')!, lease, worker);
+  if (denied) return denied;
+  const r = await call(stub, lease, worker);
+  return r.ok ? c.json(r.value) : failure(c, r);
 }

@@ -3,7 +3,7 @@ import { hc } from 'hono/client';
 import type { DatasetManifest } from '../../shared/data/blocks';
 import { CAPTIONS_PREFIX, type CaptionSetEntry, type CaptionStore, type ClassCaptions } from '../../shared/text/caption-store';
 import type { ImageCaptionIndex, ImageCaptionStore } from '../../shared/text/image-captions';
-import type { LeaseReply, RunMetrics, RunRequest, RunSpec, RunStatus, SubmitReply } from '../../shared/protocol';
+import type { Lease, LeaseReply, RunCreated, RunMetrics, RunRequest, RunSpec, RunStatus, SubmitReply } from '../../shared/protocol';
 import { decodeParams, type ParameterSet } from '../../shared/wire';
 import type { AppType } from '../api/app';
 import type { ErrorBody } from '../api/respond';
@@ -38,41 +38,86 @@ function floatsToBase64(vectors: Float32Array): string {
   return btoa(binary);
 }
 
+const leaseParams = (lease: Lease) => ({ param: { id: lease.runId, lease: lease.leaseId } });
+const leaseInit = (lease: Lease, body?: Uint8Array<ArrayBuffer>) => ({ headers: { 'x-lease-token': lease.token }, ...(body ? { init: { body } } : {}) });
+
 const json = async <T>(res: Response): Promise<T> => (await (await expectOk(res)).json()) as T;
 const bytes = async (res: Response): Promise<Uint8Array> => new Uint8Array(await (await expectOk(res)).arrayBuffer());
 
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
 /**
- * Retries a request once when the connection was found closed before any response (a pooled keep-alive
- * socket the server had already dropped, seen after the client's event loop was blocked by a compute
- * step). Every body this client sends is a buffer or string, so it can be sent again.
+ * Sends a request again when no answer came back: at once, once, when a pooled keep-alive socket turned
+ * out closed (seen after the client's event loop was blocked by a compute step); with backoff for up to
+ * `retryForMs` when the API is unreachable or answers 502/503/504 (a coordinator restarting) or 429
+ * (rate-limited, after its Retry-After). Every body this client sends is a buffer or string, so it can
+ * be sent again; the coordinator counts a repeated submission once.
  */
-function retryingStaleSockets(fetch: Fetch): Fetch {
+function retrying(fetch: Fetch, retryForMs: number): Fetch {
   return async (input, init) => {
-    try {
-      return await fetch(input, init);
-    } catch (e) {
-      const code = (e as { cause?: { code?: string } }).cause?.code;
-      if (code !== 'UND_ERR_SOCKET' && code !== 'ECONNRESET') throw e;
-      return fetch(input, init);
+    const until = Date.now() + retryForMs;
+    let staleRetried = false;
+    for (let attempt = 0; ; attempt++) {
+      const backoff = Math.min(2000, 100 * 2 ** attempt);
+      let res: Response;
+      try {
+        res = await fetch(input, init);
+      } catch (e) {
+        const code = (e as { cause?: { code?: string } }).cause?.code;
+        if (!staleRetried && (code === 'UND_ERR_SOCKET' || code === 'ECONNRESET')) {
+          staleRetried = true;
+          continue;
+        }
+        if ((e as Error).name === 'AbortError' || Date.now() + backoff > until) throw e;
+        await sleep(backoff);
+        continue;
+      }
+      const wait = res.status === 429 ? Number(res.headers.get('retry-after') ?? 1) * 1000 : [502, 503, 504].includes(res.status) ? backoff : 0;
+      if (!wait || Date.now() + wait > until) return res;
+      await res.body?.cancel();
+      await sleep(wait);
     }
   };
+}
+
+export interface ApiClientOptions {
+  /** Sent as x-worker-id: who the coordinator counts leases and answers against. */
+  readonly workerId?: string;
+  /** The API token (operator) or a run's worker token, sent as a bearer token. */
+  readonly token?: string;
+  readonly fetch?: Fetch;
+  /** How long to keep retrying while the API is unreachable or restarting (default 0: fail at once). */
+  readonly retryForMs?: number;
 }
 
 export class ApiClient {
   private readonly client: ReturnType<typeof hc<AppType>>;
   private readonly fetch: Fetch;
+  readonly workerId: string;
+  private readonly headers: Record<string, string>;
 
   constructor(
     readonly baseUrl: string,
-    readonly workerId = 'client',
-    fetch: Fetch = (input, init) => globalThis.fetch(input, init),
+    opts: ApiClientOptions = {},
   ) {
-    this.fetch = retryingStaleSockets(fetch);
-    this.client = hc<AppType>(baseUrl, { fetch: this.fetch, headers: { 'x-worker-id': workerId } });
+    const fetch = opts.fetch ?? ((input, init) => globalThis.fetch(input, init));
+    this.fetch = retrying(fetch, opts.retryForMs ?? 0);
+    this.workerId = opts.workerId ?? 'client';
+    this.headers = { 'x-worker-id': this.workerId, ...(opts.token ? { authorization: `Bearer ${opts.token}` } : {}) };
+    this.client = hc<AppType>(baseUrl, { fetch: this.fetch, headers: this.headers });
   }
 
-  createRun(request: RunRequest): Promise<RunStatus> {
-    return this.client.v1.runs.$post({ json: request }).then((r) => json<RunStatus>(r));
+  createRun(request: RunRequest): Promise<RunCreated> {
+    return this.client.v1.runs.$post({ json: request }).then((r) => json<RunCreated>(r));
+  }
+
+  resume(id: string): Promise<RunStatus> {
+    return this.client.v1.runs[':id'].resume.$post({ param: { id } }).then((r) => json<RunStatus>(r));
+  }
+
+  /** The token a run's workers authenticate with (needs the API token). */
+  workerToken(id: string): Promise<string> {
+    return this.client.v1.runs[':id']['worker-token'].$get({ param: { id } }).then((r) => json<{ token: string }>(r)).then((r) => r.token);
   }
 
   listRuns() {
@@ -107,17 +152,17 @@ export class ApiClient {
     return this.client.v1.runs[':id'].leases.$post({ param: { id }, json: { worker: this.workerId } }).then((r) => json<LeaseReply>(r));
   }
 
-  heartbeat(id: string, lease: string): Promise<{ deadline: number }> {
-    return this.client.v1.runs[':id'].leases[':lease'].heartbeat.$post({ param: { id, lease } }).then((r) => json<{ deadline: number }>(r));
+  heartbeat(lease: Lease): Promise<{ deadline: number }> {
+    return this.client.v1.runs[':id'].leases[':lease'].heartbeat.$post(leaseParams(lease), leaseInit(lease)).then((r) => json<{ deadline: number }>(r));
   }
 
   /** Posts a gradient frame; resolves to the coordinator's reply, rejects with ApiError on refusal. */
-  submitGradient(id: string, lease: string, frame: Uint8Array<ArrayBuffer>): Promise<SubmitReply> {
-    return this.client.v1.runs[':id'].leases[':lease'].gradient.$post({ param: { id, lease } }, { init: { body: frame } }).then((r) => json<SubmitReply>(r));
+  submitGradient(lease: Lease, frame: Uint8Array<ArrayBuffer>): Promise<SubmitReply> {
+    return this.client.v1.runs[':id'].leases[':lease'].gradient.$post(leaseParams(lease), leaseInit(lease, frame)).then((r) => json<SubmitReply>(r));
   }
 
-  submitEval(id: string, lease: string, frame: Uint8Array<ArrayBuffer>): Promise<SubmitReply> {
-    return this.client.v1.runs[':id'].leases[':lease'].eval.$post({ param: { id, lease } }, { init: { body: frame } }).then((r) => json<SubmitReply>(r));
+  submitEval(lease: Lease, frame: Uint8Array<ArrayBuffer>): Promise<SubmitReply> {
+    return this.client.v1.runs[':id'].leases[':lease'].eval.$post(leaseParams(lease), leaseInit(lease, frame)).then((r) => json<SubmitReply>(r));
   }
 
   /** A caption set's stored vectors (an embeddings frame). */
@@ -127,14 +172,14 @@ export class ApiClient {
 
   /** The response headers of a HEAD request, or undefined when the resource is not there (404). */
   private async head(url: URL): Promise<Headers | undefined> {
-    const res = await this.fetch(url, { method: 'HEAD' });
+    const res = await this.fetch(url, { method: 'HEAD', headers: this.headers });
     if (res.status === 404) return undefined;
     return (await expectOk(res)).headers;
   }
 
   /** PUTs a JSON body (hono's client has no typed JSON body for routes that parse it themselves). */
   private putJson<T>(url: URL, body: unknown): Promise<T> {
-    return this.fetch(url, { method: 'PUT', headers: { 'content-type': 'application/json', 'x-worker-id': this.workerId }, body: JSON.stringify(body) }).then((r) => json<T>(r));
+    return this.fetch(url, { method: 'PUT', headers: { ...this.headers, 'content-type': 'application/json' }, body: JSON.stringify(body) }).then((r) => json<T>(r));
   }
 
   /** A stored set's manifest entry (a HEAD request), or undefined. */

@@ -23,8 +23,11 @@ export interface WorkOptions {
 }
 
 export interface WorkReport {
-  /** 'done': the run is over; 'budget': time to hand over to a fresh invocation; 'stopped': aborted. */
-  readonly reason: 'done' | 'budget' | 'stopped';
+  /**
+   * 'done': the run is over; 'budget': time to hand over to a fresh invocation; 'stopped': aborted;
+   * 'excluded': the coordinator excluded this worker after bad submissions.
+   */
+  readonly reason: 'done' | 'budget' | 'stopped' | 'excluded';
   readonly state?: RunState;
   readonly leases: number;
   readonly accepted: number;
@@ -82,12 +85,22 @@ export async function workLoop(o: WorkOptions): Promise<WorkReport> {
   let slowest = 0;
   const ms: PhaseTimes = { lease: 0, params: 0, data: 0, compute: 0, submit: 0 };
   const report = (reason: WorkReport['reason'], state?: RunState): WorkReport => ({ reason, state, leases, accepted, rejected, ms });
+  const excluded = (e: ApiError) => {
+    o.log?.(`stopping: ${e.body.error}`);
+    return report('excluded');
+  };
 
   for (;;) {
     if (o.signal?.aborted) return report('stopped');
     if (Date.now() - started + slowest > o.budgetMs) return report('budget');
     let t = Date.now();
-    const reply = await o.api.lease(o.runId);
+    let reply;
+    try {
+      reply = await o.api.lease(o.runId);
+    } catch (e) {
+      if (isExclusion(e)) return excluded(e);
+      throw e;
+    }
     ms.lease += Date.now() - t;
     if (reply.type === 'done') return report('done', reply.state);
     if (reply.type === 'wait') continue; // the coordinator already held the request for a while
@@ -101,10 +114,12 @@ export async function workLoop(o: WorkOptions): Promise<WorkReport> {
       if (ok) accepted++;
       else rejected++;
     } catch (e) {
-      // A lease overtaken by the run (a newer version, a finished run) is dropped; anything else is fatal.
-      if (!(e instanceof ApiError) || ![404, 409, 410].includes(e.status)) throw e;
+      // A lease overtaken by the run (a newer version, a finished run) or whose answer was refused (the
+      // coordinator has freed its shard) is dropped; exclusion ends the loop; anything else is fatal.
+      if (isExclusion(e)) return excluded(e);
+      if (!(e instanceof ApiError) || ![400, 404, 409, 410, 422].includes(e.status)) throw e;
       rejected++;
-      o.log?.(`lease ${lease.leaseId} (step ${lease.step}, shard ${lease.shard}) dropped: ${e.body.error}`);
+      o.log?.(`lease ${lease.leaseId} (step ${lease.step}, shard ${lease.shard}) dropped: HTTP ${e.status}: ${e.body.error}`);
     }
     slowest = Math.max(slowest, Date.now() - t0);
   }
@@ -117,7 +132,7 @@ async function compute(o: WorkOptions, spec: RunSpec, lease: Lease, params: Para
   const target = lease.dann ? await o.cache.examples(spec.dataset, lease.split, lease.dann.indices, fetchBlock) : undefined;
   const data = { examples, target, captions: await imageCaptions?.rows(lease.split, lease.indices, (chunk) => o.api.captionChunk(chunk)) };
   ms.data += Date.now() - t;
-  const beat = o.heartbeat ? setInterval(() => void o.api.heartbeat(o.runId, lease.leaseId).catch(() => undefined), spec.config.cluster.leaseMs / 3) : undefined;
+  const beat = o.heartbeat ? heartbeats(o.api, lease) : undefined;
   try {
     const base = { leaseId: lease.leaseId, version: lease.version, step: lease.step, shard: lease.shard, count: lease.indices.length };
     if (lease.kind === 'train') {
@@ -126,16 +141,40 @@ async function compute(o: WorkOptions, spec: RunSpec, lease: Lease, params: Para
       const computed = Date.now();
       ms.compute += computed - t;
       t = computed;
-      const reply = await o.api.submitGradient(o.runId, lease.leaseId, encodeGradient({ ...base, loss: r.loss, correct: r.correct, grads: r.grads, stats: r.stats }));
+      const reply = await o.api.submitGradient(lease, encodeGradient({ ...base, loss: r.loss, correct: r.correct, grads: r.grads, stats: r.stats }));
       ms.submit += Date.now() - t;
       return reply.accepted;
     }
     t = Date.now();
     const r = await o.computer.evaluate(lease, params.params, params.buffers, data);
-    const reply = await o.api.submitEval(o.runId, lease.leaseId, encodeEval({ ...base, lossSum: r.lossSum, correct: r.correct }));
+    const reply = await o.api.submitEval(lease, encodeEval({ ...base, lossSum: r.lossSum, correct: r.correct }));
     ms.compute += Date.now() - t;
     return reply.accepted;
   } finally {
-    if (beat) clearInterval(beat);
+    beat?.stop();
   }
+}
+
+const isExclusion = (e: unknown): e is ApiError => e instanceof ApiError && e.status === 403 && e.body.reason === 'excluded';
+
+/** Extends a lease while it is computed: each heartbeat a third of the way to the current deadline. */
+function heartbeats(api: ApiClient, lease: Lease): { stop(): void } {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  let stopped = false;
+  const schedule = (deadline: number) => {
+    if (stopped) return;
+    timer = setTimeout(() => {
+      api.heartbeat(lease).then(
+        (r) => schedule(r.deadline),
+        () => undefined, // the lease is gone (answered elsewhere, expired past its limit): stop beating
+      );
+    }, Math.max(50, (deadline - Date.now()) / 3));
+  };
+  schedule(lease.deadline);
+  return {
+    stop() {
+      stopped = true;
+      clearTimeout(timer);
+    },
+  };
 }

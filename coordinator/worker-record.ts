@@ -1,0 +1,47 @@
+// What the coordinator knows of each worker of its run: when it was last seen, its accepted and
+// refused submissions, its current run of bad ones, and whether that run got it excluded.
+import type { SqlStorage } from '@cloudflare/workers-types/index';
+import type { WorkerSummary } from '../shared/protocol';
+
+/** Consecutive bad submissions (undecodable, mismatched, non-finite, absurd) that exclude a worker. */
+export const EXCLUDE_AFTER = 3;
+
+export function touchWorker(sql: SqlStorage, worker: string): void {
+  sql.exec('INSERT INTO workers (worker, last_seen) VALUES (?, ?) ON CONFLICT (worker) DO UPDATE SET last_seen = excluded.last_seen', worker, Date.now());
+}
+
+export function recordAccepted(sql: SqlStorage, worker: string): void {
+  touchWorker(sql, worker);
+  sql.exec('UPDATE workers SET accepted = accepted + 1, bad_streak = 0 WHERE worker = ?', worker);
+}
+
+/** Counts a refusal; `bad` ones extend the worker's streak. True when this refusal excluded it. */
+export function recordRejected(sql: SqlStorage, worker: string, bad: boolean, why: string): boolean {
+  touchWorker(sql, worker);
+  sql.exec('UPDATE workers SET rejected = rejected + 1, bad_streak = bad_streak + ? WHERE worker = ?', bad ? 1 : 0, worker);
+  const w = sql.exec<{ bad_streak: number; excluded_at: number | null }>('SELECT bad_streak, excluded_at FROM workers WHERE worker = ?', worker).one();
+  if (w.excluded_at !== null || w.bad_streak < EXCLUDE_AFTER) return false;
+  sql.exec('UPDATE workers SET excluded_at = ?, excluded_reason = ? WHERE worker = ?', Date.now(), `${EXCLUDE_AFTER} bad submissions in a row; the last: ${why}`, worker);
+  return true;
+}
+
+/** Why a worker is excluded, or undefined when it is not. */
+export function exclusionOf(sql: SqlStorage, worker: string): string | undefined {
+  return sql.exec<{ excluded_reason: string | null }>('SELECT excluded_reason FROM workers WHERE worker = ? AND excluded_at IS NOT NULL', worker).toArray()[0]?.excluded_reason ?? undefined;
+}
+
+export function workerSummaries(sql: SqlStorage, activeSince: number): WorkerSummary[] {
+  return sql
+    .exec<{ worker: string; last_seen: number; accepted: number; rejected: number; excluded_reason: string | null }>(
+      'SELECT worker, last_seen, accepted, rejected, excluded_reason FROM workers ORDER BY worker',
+    )
+    .toArray()
+    .map((w) => ({
+      worker: w.worker,
+      lastSeen: w.last_seen,
+      accepted: w.accepted,
+      rejected: w.rejected,
+      active: w.last_seen > activeSince && w.excluded_reason === null,
+      ...(w.excluded_reason ? { excluded: w.excluded_reason } : {}),
+    }));
+}
