@@ -6,12 +6,14 @@ import { CAPTIONS_USAGE, captionsCommand } from './captions';
 import { PREPARE_USAGE, prepareCommand } from './prepare';
 import { START_USAGE, startCommand } from './start';
 import { TRAIN_USAGE, trainCommand } from './train';
+import { WORKER_USAGE, workerCommand } from './worker';
 import { loadOrt } from '../workers/ort/node';
 
 const COMMANDS: Record<string, { usage: string; run: (argv: string[]) => Promise<number> }> = {
   start: { usage: START_USAGE, run: async (argv) => ((await startCommand(argv)).state === 'completed' ? 0 : 1) },
   prepare: { usage: PREPARE_USAGE, run: async (argv) => (await prepareCommand(argv), 0) },
   captions: { usage: CAPTIONS_USAGE, run: async (argv) => (await captionsCommand(argv), 0) },
+  worker: { usage: WORKER_USAGE, run: async (argv) => ({ done: 0, stopped: 130, budget: 0, excluded: 3 })[(await workerCommand(argv)).reason] },
   train: { usage: TRAIN_USAGE, run: async (argv) => (await trainCommand(argv), 0) },
   gradcheck: {
     usage: 'edgetrain gradcheck   every gradient rule and preset against central finite differences',

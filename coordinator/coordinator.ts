@@ -287,7 +287,8 @@ export class TrainingCoordinator extends DurableObject<Env> {
     if (!lease || lease.state !== 'active' || lease.deadline <= now) return fail(409, `lease ${leaseId} is not active (answered, expired or unknown)`, 'unknown-lease');
     if (lease.worker !== worker) return fail(403, `lease ${leaseId} was issued to another worker`, 'not-yours');
     const { leaseMs } = run.spec.config.cluster;
-    const deadline = Math.max(lease.deadline, Math.min(now + this.leaseWindow.millis(lease.kind, leaseMs), lease.issued_at + leaseMs));
+    const window = this.leaseWindow.millis(lease.kind, this.leaseExamples(run, lease.kind), leaseMs);
+    const deadline = Math.max(lease.deadline, Math.min(now + window, lease.issued_at + leaseMs));
     this.sql.exec('UPDATE leases SET deadline = ? WHERE lease_id = ?', deadline, leaseId);
     return ok({ deadline });
   }
@@ -363,12 +364,23 @@ export class TrainingCoordinator extends DurableObject<Env> {
     const now = Date.now();
     const kind = row.phase;
     const shards = kind === 'train' ? run.trainShards : run.evalShards;
+    // A shard is busy while answered, or while a lease on it is within the adaptive window. A lease
+    // kept alive past the window by heartbeats gets one backup lease for another worker (whichever
+    // answers first counts), so a straggler that heartbeats but never answers costs one window.
+    const { leaseMs } = run.spec.config.cluster;
+    const windowMs = this.leaseWindow.millis(kind, this.leaseExamples(run, kind), leaseMs);
     const busy = new Set<number>(kind === 'train' ? run.sum.shards : []);
+    const open = new Map<number, number>();
     let soonest = Infinity;
-    for (const l of this.sql.exec<{ shard: number; deadline: number; state: string }>('SELECT shard, deadline, state FROM leases WHERE kind = ? AND step = ?', kind, row.step)) {
-      if (l.state === 'done' || (l.state === 'active' && l.deadline > now)) busy.add(l.shard);
-      if (l.state === 'active' && l.deadline > now) soonest = Math.min(soonest, l.deadline);
+    for (const l of this.sql.exec<{ shard: number; deadline: number; state: string; issued_at: number }>('SELECT shard, deadline, state, issued_at FROM leases WHERE kind = ? AND step = ?', kind, row.step)) {
+      if (l.state === 'done') busy.add(l.shard);
+      if (l.state !== 'active' || l.deadline <= now) continue;
+      open.set(l.shard, (open.get(l.shard) ?? 0) + 1);
+      const backupAt = Math.min(l.deadline, l.issued_at + windowMs);
+      if (backupAt > now) busy.add(l.shard);
+      soonest = Math.min(soonest, backupAt > now ? backupAt : l.deadline);
     }
+    for (const [s, n] of open) if (n >= 2) busy.add(s);
     let shard = 0;
     while (shard < shards && busy.has(shard)) shard++;
     if (shard === shards) return { type: 'wait', retryMs: Math.max(10, Math.min(LONG_POLL_MS, soonest - now)) };
@@ -376,7 +388,7 @@ export class TrainingCoordinator extends DurableObject<Env> {
     if (row.state === 'created') this.setState(run, 'training');
     const { cluster } = run.spec.config;
     const leaseId = crypto.randomUUID();
-    const deadline = now + this.leaseWindow.millis(kind, cluster.leaseMs);
+    const deadline = now + windowMs;
     this.sql.exec("INSERT INTO leases (lease_id, kind, step, shard, worker, issued_at, deadline, state) VALUES (?, ?, ?, ?, ?, ?, ?, 'active')", leaseId, kind, row.step, shard, worker, now, deadline);
     const base = { leaseId, runId: row.run_id, kind, step: row.step, shard, version: row.step, deadline };
     if (kind === 'train') {
@@ -436,8 +448,14 @@ export class TrainingCoordinator extends DurableObject<Env> {
   /** Marks a lease answered, and its answer time as a sample for the adaptive deadline. */
   private answered(leaseId: string, lease: LeaseRow, worker: string): void {
     this.sql.exec("UPDATE leases SET state = 'done' WHERE lease_id = ?", leaseId);
-    this.leaseWindow.record(lease.kind as LeaseKind, Date.now() - lease.issued_at);
+    const kind = lease.kind as LeaseKind;
+    this.leaseWindow.record(kind, Date.now() - lease.issued_at, this.leaseExamples(this.run!, kind));
     recordAccepted(this.sql, worker);
+  }
+
+  /** Examples in a lease of `kind` (the last eval shard may have fewer; the window errs long). */
+  private leaseExamples(run: Loaded, kind: LeaseKind): number {
+    return kind === 'train' ? run.spec.config.cluster.microBatch : run.spec.config.train.evalBatch;
   }
 
   private evalRange(run: Loaded, shard: number): { first: number; count: number } {

@@ -20,6 +20,8 @@ export interface WorkOptions {
   readonly heartbeat?: boolean;
   readonly signal?: AbortSignal;
   readonly log?: (line: string) => void;
+  /** Called with each lease as it is taken (progress displays, fault-injection tests). */
+  readonly onLease?: (lease: Lease) => void;
 }
 
 export interface WorkReport {
@@ -105,6 +107,7 @@ export async function workLoop(o: WorkOptions): Promise<WorkReport> {
     if (reply.type === 'done') return report('done', reply.state);
     if (reply.type === 'wait') continue; // the coordinator already held the request for a while
     const lease = reply.lease;
+    o.onLease?.(lease);
     const t0 = (t = Date.now());
     leases++;
     try {

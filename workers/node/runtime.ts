@@ -8,7 +8,7 @@ import { BlockCache } from '../gradient/block-cache';
 import type { ApiClient } from '../gradient/client';
 import type { LeaseComputer } from '../gradient/computer';
 import type { LeaseExamples } from '../gradient/engine';
-import { workLoop, type WorkReport } from '../gradient/loop';
+import { workLoop, type WorkOptions, type WorkReport } from '../gradient/loop';
 import type { ThreadOptions } from './thread';
 
 export interface NodeWorkerOptions extends ThreadOptions {
@@ -36,7 +36,7 @@ export class NodeWorker {
   }
 
   /** Works on a run until it ends (or `signal` aborts). */
-  run(api: ApiClient, runId: string, signal?: AbortSignal): Promise<WorkReport> {
+  run(api: ApiClient, runId: string, signal?: AbortSignal, observe: Pick<WorkOptions, 'log' | 'onLease'> = {}): Promise<WorkReport> {
     const remote = this.remote;
     // Inputs are copied to the thread (the parameters stay cached here for the next shard).
     const computer: LeaseComputer = {
@@ -44,7 +44,7 @@ export class NodeWorker {
       train: (lease: Lease, params: Float32Array, buffers: Float32Array, data: LeaseExamples) => remote.train(lease, params, buffers, data),
       evaluate: (lease: Lease, params: Float32Array, buffers: Float32Array, data: LeaseExamples) => remote.evaluate(lease, params, buffers, data),
     };
-    return workLoop({ api, runId, computer, cache: this.cache, budgetMs: Number.POSITIVE_INFINITY, heartbeat: true, signal });
+    return workLoop({ api, runId, computer, cache: this.cache, budgetMs: Number.POSITIVE_INFINITY, heartbeat: true, signal, ...observe });
   }
 
   async dispose(): Promise<void> {
