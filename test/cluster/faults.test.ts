@@ -347,6 +347,31 @@ describe('fault injection: the run survives and learns exactly what a fault-free
     expect(summary?.accepted).toBe(0);
   }, 240_000);
 
+  it('cancel keeps the last checkpoint (committing steps past the last commit); resume continues from it', async () => {
+    const run = await startRun({ commitEvery: 3 });
+    while ((await api.status(run.runId)).step < 5) await sleep(10);
+    const cancelled = await api.cancel(run.runId);
+    expect(cancelled.state).toBe('cancelled');
+    // Workers notice the run ended and stop; nothing is accepted meanwhile.
+    await sleep(500);
+    const after = await api.status(run.runId);
+    expect([after.state, after.step]).toEqual(['cancelled', cancelled.step]);
+    const bucket = await coordinator.mf.getR2Bucket('DATA');
+    let checkpoint: TrainerState | undefined;
+    for (let tries = 0; tries < 100 && !checkpoint; tries++) {
+      const object = await bucket.get(snapshotKey(run.runId, cancelled.step));
+      if (object) checkpoint = decodeCheckpoint(new Uint8Array(await object.arrayBuffer()));
+      else await sleep(50);
+    }
+    expect(checkpoint?.step).toBe(cancelled.step);
+    // The committed parameters are the checkpoint's: what the API serves for that version.
+    if (cancelled.phase === 'train') expect(bytesOf((await api.params(run.runId, cancelled.step)).params).equals(bytesOf(checkpoint!.params))).toBe(true);
+    const resumed = await api.resume(run.runId);
+    expect([resumed.state, resumed.step]).toEqual(['training', cancelled.step]);
+    for (const w of workers) await w.start(run.runId, run.workerToken);
+    await expectSameAsReference(run.runId);
+  }, 240_000);
+
   it('5. stalled workers holding leases, one silent and one heartbeating forever, cost a lease window, not leaseMs', async () => {
     const run = await startRun({ leaseMs: 60_000 });
     const stall = (id: string) => new ApiClient(proxy.url, { workerId: id, token: run.workerToken });
