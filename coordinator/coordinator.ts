@@ -187,14 +187,7 @@ export class TrainingCoordinator extends DurableObject<Env> {
   async cancel(): Promise<Outcome<RunStatus>> {
     const run = this.run;
     if (!run) return notFound();
-    if (!FINAL_STATES.includes(run.row.state)) {
-      this.ctx.storage.transactionSync(() => {
-        if (run.committedStep < run.row.step) this.commit(run);
-        this.setState(run, 'cancelled');
-      });
-      this.snapshot(run);
-      await this.indexRun();
-    }
+    if (!FINAL_STATES.includes(run.row.state)) await this.end(run, 'cancelled');
     return ok(this.statusOf(run));
   }
 
@@ -424,6 +417,13 @@ export class TrainingCoordinator extends DurableObject<Env> {
     if (!run) return notFound();
     const refused = this.gate(worker);
     if (refused) return refused;
+    // First whether the lease can take an answer at all (nothing about the body counts against the
+    // worker then), then the body.
+    if (FINAL_STATES.includes(run.row.state)) return this.reject(worker, fail(409, `run is ${run.row.state}; nothing more is accepted`, 'finished'));
+    const lease = this.sql.exec<LeaseRow>('SELECT kind, step, shard, worker, state, issued_at FROM leases WHERE lease_id = ?', leaseId).toArray()[0];
+    if (!lease) return this.reject(worker, fail(409, `lease ${leaseId} is unknown (expired and replaced, or from before a restart)`, 'unknown-lease'));
+    if (lease.worker !== worker) return fail(403, `lease ${leaseId} was issued to another worker`, 'not-yours');
+    if (lease.state === 'rejected') return this.reject(worker, fail(409, `lease ${leaseId} already had an answer refused; take a new lease`, 'unknown-lease'));
     let frame: F;
     try {
       frame = decode(new Uint8Array(body));
@@ -431,10 +431,9 @@ export class TrainingCoordinator extends DurableObject<Env> {
       return this.reject(worker, wireFailure(e), leaseId);
     }
     if (frame.leaseId !== leaseId) return this.reject(worker, fail(400, `the frame is for lease ${frame.leaseId}, posted to lease ${leaseId}`, 'mismatch'), leaseId);
-    const lease = this.sql.exec<LeaseRow>('SELECT kind, step, shard, worker, state, issued_at FROM leases WHERE lease_id = ?', leaseId).toArray()[0];
-    const check = this.checkSubmission(run, leaseId, lease, kind, worker, frame.version, frame.step, frame.shard);
+    const check = this.checkFrame(run, leaseId, lease, kind, frame.version, frame.step, frame.shard);
     if (check) return check.ok ? check : this.reject(worker, check, leaseId);
-    return { run, frame, lease: lease! };
+    return { run, frame, lease };
   }
 
   /** Refuses an excluded or rate-limited worker before anything else is read. */
@@ -464,26 +463,13 @@ export class TrainingCoordinator extends DurableObject<Env> {
     return { first, count: Math.max(0, Math.min(size, run.spec.dataset.test.count - first)) };
   }
 
-  /** Undefined when the submission may be counted; a duplicate answers ok without counting. */
-  private checkSubmission(
-    run: Loaded,
-    leaseId: string,
-    lease: LeaseRow | undefined,
-    kind: LeaseKind,
-    worker: string,
-    version: number,
-    step: number,
-    shard: number,
-  ): Outcome<SubmitReply> | undefined {
-    if (FINAL_STATES.includes(run.row.state)) return fail(409, `run is ${run.row.state}; nothing more is accepted`, 'finished');
+  /** A frame against its (answerable) lease: undefined when it may be counted; a duplicate answers ok without counting. */
+  private checkFrame(run: Loaded, leaseId: string, lease: LeaseRow, kind: LeaseKind, version: number, step: number, shard: number): Outcome<SubmitReply> | undefined {
     const current = run.row.step;
-    if (!lease) return fail(409, `lease ${leaseId} is unknown (expired and replaced, or from before a restart)`, 'unknown-lease');
-    if (lease.worker !== worker) return fail(403, `lease ${leaseId} was issued to another worker`, 'not-yours');
     if (lease.kind !== kind) return fail(400, `lease ${leaseId} is a ${lease.kind} lease, not ${kind}`, 'kind');
     if (lease.step !== step || lease.shard !== shard) return fail(400, `submission says step ${step} shard ${shard}; lease ${leaseId} is step ${lease.step} shard ${lease.shard}`, 'mismatch');
     // A lease's parameter version is its step: a frame claiming another was not computed for it.
     if (version !== lease.step) return fail(400, `submission computed at parameter version ${version}; lease ${leaseId} is for version ${lease.step}`, 'version');
-    if (lease.state === 'rejected') return fail(409, `lease ${leaseId} already had an answer refused; take a new lease`, 'unknown-lease');
     const counted =
       lease.state === 'done' ||
       (kind === 'train'
@@ -506,7 +492,15 @@ export class TrainingCoordinator extends DurableObject<Env> {
     this.nonFinite.set(key, leases);
     if (leases.size < DIVERGENCE_REPORTS) return;
     const where = kind === 'train' ? `step ${run.row.step + 1}` : `the evaluation at step ${run.row.step}`;
-    this.setState(run, 'failed', `training diverged at ${where} (shard ${shard}: ${what}, from ${leases.size} leases); parameters are those of version ${run.row.step}`);
+    await this.end(run, 'failed', `training diverged at ${where} (shard ${shard}: ${what}, from ${leases.size} leases); parameters are those of version ${run.row.step}`);
+  }
+
+  /** Ends a run early (cancelled, failed): the last applied step is committed and checkpointed first. */
+  private async end(run: Loaded, state: 'cancelled' | 'failed', error: string | null = null): Promise<void> {
+    this.ctx.storage.transactionSync(() => {
+      if (run.committedStep < run.row.step) this.commit(run);
+      this.setState(run, state, error);
+    });
     this.snapshot(run);
     await this.indexRun();
   }
@@ -519,8 +513,8 @@ export class TrainingCoordinator extends DurableObject<Env> {
   private reject(worker: string, failure: Failure, leaseId?: string): Failure {
     if (failure.status === 403) return failure;
     const bad = failure.status === 400 || failure.status === 422;
-    if (bad && leaseId) this.sql.exec("UPDATE leases SET state = 'rejected' WHERE lease_id = ? AND worker = ? AND state = 'active'", leaseId, worker);
-    if (recordRejected(this.sql, worker, bad, failure.error)) this.sql.exec("UPDATE leases SET state = 'rejected' WHERE worker = ? AND state = 'active'", worker);
+    if (bad && leaseId) this.sql.exec("UPDATE leases SET state = 'rejected' WHERE lease_id = ? AND worker = ? AND state IN ('active', 'expired')", leaseId, worker);
+    if (recordRejected(this.sql, worker, bad, failure.error)) this.sql.exec("UPDATE leases SET state = 'rejected' WHERE worker = ? AND state IN ('active', 'expired')", worker);
     if (bad) this.wake();
     return failure;
   }

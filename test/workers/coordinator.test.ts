@@ -1,8 +1,10 @@
 // The TrainingCoordinator through the real Worker bundle in Miniflare (SQLite Durable Object, KV, R2),
 // driven over HTTP with the typed ApiClient. Most tests act as hand-driven gradient workers: they take
 // leases and post frames with known gradients, so every applied update, duplicate and rejection can be
-// checked exactly. Only the queue fan-out test runs ORT: a real workerd gradient worker fed by a real
-// queue. The second describe pins guards added after review: non-finite results refused and, when one
+// checked exactly; every call carries the API token, and lease calls the lease's token. A refused
+// answer spends its lease, so a retry takes a new one. Only the queue fan-out test runs ORT: a real
+// workerd gradient worker fed by a real queue. The fault-handling guards (worker exclusion, norm
+// guard, rate limit, adaptive deadlines, resume) are in guards.test.ts. The second describe pins guards added after review: non-finite results refused and, when one
 // shard keeps diverging, the run failed; finished runs, answered eval shards, the run index, unknown
 // config fields, future parameter versions and repeated dataset preparation.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -11,6 +13,7 @@ import { prepareDataset, type PrepareReport } from '../../cli/prepare';
 import { buildDatasetBlocks } from '../../shared/data/blocks';
 import { assembleCifar10, type Cifar10 } from '../../shared/data/cifar';
 import { FINAL_STATES, type Lease, type RunRequest, type RunSpec, type RunStatus, type RunSummary, type SubmitReply } from '../../shared/protocol';
+import { leaseToken, signingKey } from '../../shared/auth';
 import { runIndexKey, snapshotKey } from '../../shared/storage-keys';
 import { decodeCheckpoint } from '../../shared/training/checkpoint';
 import { encodeEval, encodeGradient } from '../../shared/wire';
@@ -373,25 +376,47 @@ describe('TrainingCoordinator over the HTTP API (Miniflare: real DO, KV, R2)', (
     const v1 = await paramsAt(runId, 1);
     const before = await api.status(runId);
 
-    // A gradient computed with the previous parameter version for the current step.
+    // A frame claiming another parameter version than its lease's was not computed for it: bad data
+    // (400 'version'), not stale; nothing is counted and the lease is spent.
     const a = await leaseOrFail(w, runId);
-    const old = await refusal(w.submitGradient(a, gradientFrame(a, spec, 50.0, { version: 0 })));
-    expect(statusAndReason(old)).toEqual({ status: 409, reason: 'stale' });
-    expect(old.body.error).toMatch(/version 0.*version 1/);
+    const wrong = await refusal(w.submitGradient(a, gradientFrame(a, spec, 50.0, { version: 0 })));
+    expect(statusAndReason(wrong)).toEqual({ status: 400, reason: 'version' });
+    expect(wrong.body.error).toMatch(/version 0.*version 1/);
     expect(await api.status(runId)).toMatchObject({ step: before.step, version: before.version, loss: before.loss });
     expect(mismatches((await paramsAt(runId, 1)).params, (i) => v1.params[i])).toEqual([]);
 
-    // The run continues: the same lease answers with the right version and the step applies once.
+    // The run continues: the refused lease answers 409, a new lease for the shard answers with the
+    // right version, and the step applies once.
+    const a2 = await leaseOrFail(w, runId);
     const b = await leaseOrFail(w, runId);
-    expect(await w.submitGradient(a, gradientFrame(a, spec, 1.0))).toEqual({ accepted: true, version: 1 });
+    expect([a2.shard, b.shard, a2.step]).toEqual([0, 1, 1]);
+    expect(statusAndReason(await refusal(w.submitGradient(a, gradientFrame(a, spec, 1.0))))).toEqual({ status: 409, reason: 'unknown-lease' });
+    expect(await w.submitGradient(a2, gradientFrame(a2, spec, 1.0))).toEqual({ accepted: true, version: 1 });
     expect(await w.submitGradient(b, gradientFrame(b, spec, 3.0))).toEqual({ accepted: true, version: 2 });
-    expect(mismatches((await paramsAt(runId, 2)).params, (i) => v1.params[i] - 0.5 * 2.0)).toEqual([]);
+    const v2 = await paramsAt(runId, 2);
+    expect(mismatches(v2.params, (i) => v1.params[i] - 0.5 * 2.0)).toEqual([]);
+
+    // A lease of a step the run has moved past: its (otherwise good) answer is stale (409), nothing changes.
+    const late = await leaseOrFail(w, runId);
+    const other = worker('w-other');
+    const r1 = await leaseOrFail(other, runId);
+    const r0 = await leaseOrFail(other, runId); // long-polls until `late` expires
+    expect([late.shard, late.step, r1.shard, r0.shard, r0.step]).toEqual([0, 2, 1, 0, 2]);
+    await other.submitGradient(r0, gradientFrame(r0, spec, 0));
+    await other.submitGradient(r1, gradientFrame(r1, spec, 0));
+    const stale = await refusal(w.submitGradient(late, gradientFrame(late, spec, 50.0)));
+    expect(statusAndReason(stale)).toEqual({ status: 409, reason: 'stale' });
+    expect(stale.body.error).toMatch(/version 2.*version 3/);
+    expect(await api.status(runId)).toMatchObject({ step: 3, version: 3, state: 'training' });
+    expect(mismatches((await paramsAt(runId, 3)).params, (i) => v2.params[i])).toEqual([]);
 
     // Two steps on, the step-1 lease is forgotten: its frame is refused as an unknown lease (409).
-    await trainStep(runId, spec, 0);
-    const forgotten = await refusal(w.submitGradient(a, gradientFrame(a, spec, 1.0)));
+    const forgotten = await refusal(w.submitGradient(a2, gradientFrame(a2, spec, 1.0)));
     expect(statusAndReason(forgotten)).toEqual({ status: 409, reason: 'unknown-lease' });
     expect(await api.status(runId)).toMatchObject({ step: 3, state: 'training' });
+    // Four refusals recorded, but the 409s are no bad data: the worker is not excluded.
+    const me = (await api.status(runId)).workers.find((x) => x.worker === 'w');
+    expect([me?.accepted, me?.rejected, me?.excluded]).toEqual([2, 4, undefined]);
   });
 
   it('rejects invalid run configs with 400 and one issue per bad field, creating nothing', async () => {
@@ -441,12 +466,17 @@ describe('TrainingCoordinator over the HTTP API (Miniflare: real DO, KV, R2)', (
     expect((await api.listRuns()).runs.length).toBe(runsBefore);
   });
 
+  // A refused answer spends its lease (the shard is leased again at once) and counts against its
+  // worker, three in a row excluding it: each refusal below comes from a worker of its own.
   it('rejects malformed frames, mismatched leases and unknown runs without changing the run', async () => {
-    const { runId, spec } = await createRun({ optimizer: SGD });
-    const w = worker('w');
+    const { runId, spec } = await createRun({ optimizer: SGD, cluster: { leaseMs: 60_000 } });
     const v0 = await paramsAt(runId, 0);
-    const a = await leaseOrFail(w, runId);
-    const b = await leaseOrFail(w, runId);
+    let n = 0;
+    /** A fresh worker and its lease (a refused lease's shard is free again at once). */
+    const fresh = async () => {
+      const client = worker(`mal-w${n++}`);
+      return { client, lease: await leaseOrFail(client, runId) };
+    };
     /** The run exactly as it was: step 0, nothing counted, parameters untouched. */
     const unchanged = async () => {
       expect(await api.status(runId)).toMatchObject({ state: 'training', step: 0, version: 0, loss: null });
@@ -457,25 +487,42 @@ describe('TrainingCoordinator over the HTTP API (Miniflare: real DO, KV, R2)', (
       await unchanged();
       return statusAndReason(e);
     };
-    const submit = (lease: Lease, frame: Uint8Array<ArrayBuffer>) => refused(w.submitGradient(lease, frame));
+    /** `frame(lease)` submitted by a fresh worker on a fresh lease. */
+    const submit = async (frame: (lease: Lease) => Uint8Array<ArrayBuffer>) => {
+      const { client, lease } = await fresh();
+      return refused(client.submitGradient(lease, frame(lease)));
+    };
 
-    expect(await submit(a, gradientFrame(a, spec, 1.0, { gradLength: spec.paramCount - 1 }))).toEqual({ status: 400, reason: 'length' });
-    expect(await submit(a, gradientFrame(a, spec, 1.0, { stats: new Float32Array(spec.bufferCount + 3) }))).toEqual({ status: 400, reason: 'length' });
-    expect(await submit(a, gradientFrame(a, spec, 1.0, { count: 31 }))).toEqual({ status: 400, reason: 'count' });
-    expect(await submit(a, gradientFrame(a, spec, 1.0, { loss: Number.NaN }))).toEqual({ status: 422, reason: 'non-finite' });
-    const corrupt = gradientFrame(a, spec, 1.0);
-    corrupt[corrupt.length >> 1] ^= 0x40;
-    expect(await submit(a, corrupt)).toEqual({ status: 400, reason: 'checksum' });
-    expect(await submit(a, gradientFrame(a, spec, 1.0).slice(0, 10))).toEqual({ status: 400, reason: 'truncated' });
-    expect(await submit(a, evalFrame(a, 1, 1))).toEqual({ status: 400, reason: 'magic' });
+    expect(await submit((a) => gradientFrame(a, spec, 1.0, { gradLength: spec.paramCount - 1 }))).toEqual({ status: 400, reason: 'length' });
+    expect(await submit((a) => gradientFrame(a, spec, 1.0, { stats: new Float32Array(spec.bufferCount + 3) }))).toEqual({ status: 400, reason: 'length' });
+    expect(await submit((a) => gradientFrame(a, spec, 1.0, { count: 31 }))).toEqual({ status: 400, reason: 'count' });
+    expect(await submit((a) => gradientFrame(a, spec, 1.0, { loss: Number.NaN }))).toEqual({ status: 422, reason: 'non-finite' });
+    const corrupt = (a: Lease) => {
+      const f = gradientFrame(a, spec, 1.0);
+      f[f.length >> 1] ^= 0x40;
+      return f;
+    };
+    expect(await submit(corrupt)).toEqual({ status: 400, reason: 'checksum' });
+    expect(await submit((a) => gradientFrame(a, spec, 1.0).slice(0, 10))).toEqual({ status: 400, reason: 'truncated' });
+    expect(await submit((a) => evalFrame(a, 1, 1))).toEqual({ status: 400, reason: 'magic' });
     // A's frame posted to B's lease, and a frame naming the wrong shard for its lease.
-    expect(await submit(b, gradientFrame(a, spec, 1.0))).toEqual({ status: 400, reason: 'mismatch' });
-    expect(await submit(a, gradientFrame(a, spec, 1.0, { shard: 1 }))).toEqual({ status: 400, reason: 'mismatch' });
-    // A lease id the coordinator never issued.
+    const { client: w, lease: a } = await fresh();
+    const b = await leaseOrFail(w, runId);
+    expect([a.shard, b.shard]).toEqual([0, 1]);
+    expect(await refused(w.submitGradient(b, gradientFrame(a, spec, 1.0)))).toEqual({ status: 400, reason: 'mismatch' });
+    expect(await refused(w.submitGradient(a, gradientFrame(a, spec, 1.0, { shard: 1 })))).toEqual({ status: 400, reason: 'mismatch' });
+    // A lease id the coordinator never issued: with a lease token of another lease the API refuses it
+    // (403); with a token signed for it (as only the API can) the coordinator does not know it (409).
+    // A lease id that is no UUID is refused before either.
     const ghost = { ...a, leaseId: '00000000-0000-4000-8000-000000000000' };
-    expect(await submit(ghost, gradientFrame(ghost, spec, 1.0))).toEqual({ status: 409, reason: 'unknown-lease' });
+    expect(await refused(w.submitGradient(ghost, gradientFrame(ghost, spec, 1.0)))).toEqual({ status: 403, reason: 'forbidden' });
+    const signed = { ...ghost, token: await leaseToken(await signingKey(coordinator.token), runId, ghost.leaseId, w.workerId) };
+    expect(await refused(w.submitGradient(signed, gradientFrame(signed, spec, 1.0)))).toEqual({ status: 409, reason: 'unknown-lease' });
+    const notUuid = { ...a, leaseId: 'not-a-lease' };
+    expect(await refused(w.submitGradient(notUuid, gradientFrame(notUuid, spec, 1.0)))).toEqual({ status: 400, reason: 'lease-id' });
     // An eval frame for a train lease.
-    expect(await refused(w.submitEval(a, evalFrame(a, 1, 1)))).toEqual({ status: 400, reason: 'kind' });
+    const { client: k, lease: t } = await fresh();
+    expect(await refused(k.submitEval(t, evalFrame(t, 1, 1)))).toEqual({ status: 400, reason: 'kind' });
 
     // Unknown and malformed run ids; a malformed parameter version; a malformed lease request.
     expect(await refused(api.status('r-no-such-run'))).toEqual({ status: 404, reason: 'unknown-run' });
@@ -485,10 +532,13 @@ describe('TrainingCoordinator over the HTTP API (Miniflare: real DO, KV, R2)', (
     const badLeaseBody = await fetch(`${coordinator.url}/v1/runs/${runId}/leases`, { method: 'POST', headers: { authorization: `Bearer ${coordinator.token}`, 'content-type': 'application/json' }, body: '{"who":"x"}' });
     expect([badLeaseBody.status, ((await badLeaseBody.json()) as { reason: string }).reason]).toEqual([400, 'body']);
 
-    // Nothing was counted: the leases still work and the step applies exactly once.
+    // Nothing was counted and no worker excluded: new leases answer and the step applies exactly once.
     await unchanged();
-    expect(await w.submitGradient(a, gradientFrame(a, spec, 1.0))).toEqual({ accepted: true, version: 0 });
-    expect(await w.submitGradient(b, gradientFrame(b, spec, 3.0))).toEqual({ accepted: true, version: 1 });
+    expect((await api.status(runId)).workers.filter((x) => x.excluded !== undefined)).toEqual([]);
+    const [c, d] = [await fresh(), await fresh()];
+    expect([c.lease.shard, d.lease.shard]).toEqual([0, 1]);
+    expect(await c.client.submitGradient(c.lease, gradientFrame(c.lease, spec, 1.0))).toEqual({ accepted: true, version: 0 });
+    expect(await d.client.submitGradient(d.lease, gradientFrame(d.lease, spec, 3.0))).toEqual({ accepted: true, version: 1 });
     expect(mismatches((await paramsAt(runId, 1)).params, (i) => v0.params[i] - 0.5 * 2.0)).toEqual([]);
   });
 
@@ -600,6 +650,10 @@ describe('TrainingCoordinator over the HTTP API (Miniflare: real DO, KV, R2)', (
     ]);
     const short = evals[3];
     expect(statusAndReason(await refusal(worker('ev3').submitEval(short, evalFrame(short, 30, 1, 30))))).toEqual({ status: 400, reason: 'count' });
+    // The refused lease is spent; its shard is leased again at once.
+    const again = await leaseOrFail(worker('ev3'), runId);
+    expect([again.shard, again.indices.length, again.indices[0]]).toEqual([3, 10, 90]);
+    evals[3] = again;
     for (const l of evals) await worker(`ev${l.shard}`).submitEval(l, evalFrame(l, 0.5 * l.indices.length, l.shard));
     expect(await api.status(runId)).toMatchObject({ state: 'completed', step: 4, epoch: 2, testLoss: 0.5, testAccuracy: 0.06 });
 
@@ -637,10 +691,14 @@ describe('TrainingCoordinator over the HTTP API (Miniflare: real DO, KV, R2)', (
     expect([ck.step, ck.epoch]).toEqual([1, 0]);
     expect(mismatches(ck.params, (i) => v1.params[i])).toEqual([]);
     expect(await kvSummary(runId)).toMatchObject({ state: 'cancelled' });
+    // Only the worker list moved: the refused submission is recorded against its worker.
+    const settled = await api.status(runId);
+    expect(settled).toEqual({ ...cancelled, workers: settled.workers });
+    expect(settled.workers.find((x) => x.worker === 'w')).toMatchObject({ accepted: 0, rejected: 1 });
 
     // Again: same answer, nothing rewritten.
     const again = await api.cancel(runId);
-    expect(again).toEqual(cancelled);
+    expect(again).toEqual(settled);
     expect(await checkpointKeys(runId)).toEqual([key]);
 
     // A completed run stays completed when cancelled.
@@ -686,7 +744,8 @@ describe('TrainingCoordinator over the HTTP API (Miniflare: real DO, KV, R2)', (
 // Guards added after review. Each comment names the behaviour pinned and what went wrong without it.
 describe('TrainingCoordinator: guards found in review', () => {
   // One NaN or infinite gradient or statistics value averaged into a step would make every later
-  // parameter version NaN: such a submission is refused (422) and the shard stays open.
+  // parameter version NaN: such a submission is refused (422), its lease spent and the shard open
+  // for a new lease.
   it('refuses non-finite gradients and statistics with 422, keeping the step open and the parameters finite', async () => {
     const { runId, spec } = await createRun({ model: { preset: 'res-cnn' }, optimizer: SGD });
     expect(spec.paramCount).toBeGreaterThan(12345);
@@ -699,9 +758,13 @@ describe('TrainingCoordinator: guards found in review', () => {
 
     const nanGradient = await refusal(w2.submitGradient(b, gradientFrame(b, spec, (i) => (i === 12345 ? Number.NaN : 3.0), { stats: 3.0 })));
     expect({ ...statusAndReason(nanGradient), error: nanGradient.body.error }).toEqual({ status: 422, reason: 'non-finite', error: 'gradient value 12345 is NaN' });
+    // The refused lease is spent (409); the shard is leased again at once.
+    expect(statusAndReason(await refusal(w2.submitGradient(b, gradientFrame(b, spec, 3.0, { stats: 3.0 }))))).toEqual({ status: 409, reason: 'unknown-lease' });
+    const b2 = await leaseOrFail(w2, runId);
+    expect([b2.shard, b2.step]).toEqual([1, 0]);
     const stats = new Float32Array(spec.bufferCount).fill(3.0);
     stats[spec.bufferCount - 1] = Number.POSITIVE_INFINITY;
-    const infStats = await refusal(w2.submitGradient(b, gradientFrame(b, spec, 3.0, { stats })));
+    const infStats = await refusal(w2.submitGradient(b2, gradientFrame(b2, spec, 3.0, { stats })));
     expect({ ...statusAndReason(infStats), error: infStats.body.error }).toEqual({ status: 422, reason: 'non-finite', error: `statistics value ${spec.bufferCount - 1} is Infinity` });
 
     // Nothing was counted: still step 0, parameters and buffers as initialised.
@@ -712,8 +775,10 @@ describe('TrainingCoordinator: guards found in review', () => {
     expect(mismatches(still.params, (i) => v0.params[i])).toEqual([]);
     expect(mismatches(still.buffers, (i) => v0.buffers[i])).toEqual([]);
 
-    // The same lease answered with finite values completes the step exactly once.
-    expect(await w2.submitGradient(b, gradientFrame(b, spec, 3.0, { stats: 3.0 }))).toEqual({ accepted: true, version: 1 });
+    // A new lease for the shard answered with finite values completes the step exactly once.
+    const b3 = await leaseOrFail(w2, runId);
+    expect([b3.shard, b3.step]).toEqual([1, 0]);
+    expect(await w2.submitGradient(b3, gradientFrame(b3, spec, 3.0, { stats: 3.0 }))).toEqual({ accepted: true, version: 1 });
     const v1 = await paramsAt(runId, 1);
     expect(mismatches(v1.params, (i) => v0.params[i] - 0.5 * 2.0)).toEqual([]);
     expect(v1.buffers.every(Number.isFinite)).toBe(true);
@@ -741,7 +806,7 @@ describe('TrainingCoordinator: guards found in review', () => {
     expect([a0.shard, b0.shard]).toEqual([0, 1]);
     expect(await worker('dv-w2').submitGradient(b0, gradientFrame(b0, spec, 1.0))).toEqual({ accepted: true, version: 0 });
     expect(await refusedNonFinite(worker('dv-w1'), a0, nan(a0))).toEqual({ status: 422, reason: 'non-finite' });
-    const a1 = await leaseOrFail(worker('dv-w3'), runId); // shard 0 again, once a0 has expired
+    const a1 = await leaseOrFail(worker('dv-w3'), runId); // shard 0 again: a0's refusal freed it
     expect([a1.shard, a1.step]).toEqual([0, 0]);
     expect(await refusedNonFinite(worker('dv-w3'), a1, gradientFrame(a1, spec, 1.0, { loss: Number.POSITIVE_INFINITY }))).toEqual({ status: 422, reason: 'non-finite' });
     await training(0);
@@ -758,7 +823,7 @@ describe('TrainingCoordinator: guards found in review', () => {
     expect([c0.shard, c1.shard, c0.step]).toEqual([0, 1, 1]);
     expect(await refusedNonFinite(worker('dv-w1'), c0, nan(c0))).toEqual({ status: 422, reason: 'non-finite' });
     expect(await refusedNonFinite(worker('dv-w2'), c1, nan(c1))).toEqual({ status: 422, reason: 'non-finite' });
-    const d0 = await leaseOrFail(worker('dv-w3'), runId); // both expired: re-issued in shard order
+    const d0 = await leaseOrFail(worker('dv-w3'), runId); // both refused, so free: re-issued in shard order
     const d1 = await leaseOrFail(worker('dv-w4'), runId);
     expect([d0.shard, d1.shard, d0.step, d1.step]).toEqual([0, 1, 1, 1]);
     expect(await refusedNonFinite(worker('dv-w3'), d0, nan(d0))).toEqual({ status: 422, reason: 'non-finite' });
@@ -821,8 +886,13 @@ describe('TrainingCoordinator: guards found in review', () => {
     const finished = { status: 409, reason: 'finished' };
     expect(statusAndReason(await refusal(worker('fin-e1').submitEval(e1, evalFrame(e1, 50, 30))))).toEqual(finished);
     expect(statusAndReason(await refusal(worker('fin-t1').submitGradient(t1, lastTrain)))).toEqual(finished);
+    // A lease id never issued: with another lease's token the API refuses it (403) before the
+    // coordinator sees it; with a token signed for it, the coordinator answers 'finished' before any
+    // lease lookup.
     const ghost = { ...t1, leaseId: '00000000-0000-4000-8000-000000000000' };
-    expect(statusAndReason(await refusal(w.submitGradient(ghost, gradientFrame(ghost, spec, 0))))).toEqual(finished);
+    expect(statusAndReason(await refusal(w.submitGradient(ghost, gradientFrame(ghost, spec, 0))))).toEqual({ status: 403, reason: 'forbidden' });
+    const signed = { ...ghost, token: await leaseToken(await signingKey(coordinator.token), runId, ghost.leaseId, w.workerId) };
+    expect(statusAndReason(await refusal(w.submitGradient(signed, gradientFrame(signed, spec, 0))))).toEqual(finished);
     expect(await api.status(runId)).toMatchObject({ state: 'completed', step: 2, testLoss: 1.5, testAccuracy: 0.4 });
   });
 

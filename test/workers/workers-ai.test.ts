@@ -26,6 +26,8 @@ export class FakeAi extends WorkerEntrypoint {
 export default { fetch: () => new Response('fake Workers AI') };
 `;
 
+const TOKEN = 'workers-ai-test-token';
+
 describe('POST /v1/captions with Workers AI (fake binding)', () => {
   let mf: Miniflare;
 
@@ -40,6 +42,7 @@ describe('POST /v1/captions with Workers AI (fake binding)', () => {
           kvNamespaces: ['KV'],
           r2Buckets: ['DATA'],
           serviceBindings: { AI: { name: 'fake-ai', entrypoint: 'FakeAi' } },
+          bindings: { API_TOKEN: TOKEN },
         },
         { name: 'fake-ai', modules: [{ type: 'ESModule', path: 'fake-ai.mjs', contents: FAKE_AI }], compatibilityDate: COMPATIBILITY_DATE },
       ],
@@ -51,7 +54,8 @@ describe('POST /v1/captions with Workers AI (fake binding)', () => {
     await mf?.dispose();
   });
 
-  const post = (body: unknown) => mf.dispatchFetch('http://api/v1/captions', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+  const post = (body: unknown) =>
+    mf.dispatchFetch('http://api/v1/captions', { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${TOKEN}` }, body: JSON.stringify(body) });
 
   it('embeds the CIFAR-10 caption set once with the AI binding and stores it in KV; a repeat is a hit', async () => {
     const first = await post({ name: 'cifar10-v1', classes: CIFAR10_CAPTIONS });

@@ -1,5 +1,6 @@
 // The HTTP API: one Hono app chained from its sub-apps, whose type the typed client (`hc`) shares.
 import { Hono } from 'hono';
+import { HTTPException } from 'hono/http-exception';
 import type { Env } from '../env';
 import { captions } from './captions';
 import { datasets } from './datasets';
@@ -13,6 +14,8 @@ export const app = new Hono<{ Bindings: Env }>()
   .route('/v1/captions', captions)
   .notFound((c) => c.json<ErrorBody>({ error: `no route ${c.req.method} ${new URL(c.req.url).pathname}`, reason: 'route' }, 404))
   .onError((e, c) => {
+    // Hono's own refusals (a JSON body that does not parse, say) keep their 4xx status.
+    if (e instanceof HTTPException && e.status < 500) return c.json<ErrorBody>({ error: e.message || 'bad request', reason: 'body' }, e.status);
     console.error(e);
     return c.json<ErrorBody>({ error: `internal error: ${e instanceof Error ? e.message : String(e)}`, reason: 'internal' }, 500);
   });
