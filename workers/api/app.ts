@@ -1,5 +1,6 @@
 // The HTTP API: one Hono app chained from its sub-apps, whose type the typed client (`hc`) shares.
 import { Hono } from 'hono';
+import { cors } from 'hono/cors';
 import { HTTPException } from 'hono/http-exception';
 import type { Env } from '../env';
 import { captions } from './captions';
@@ -8,6 +9,17 @@ import type { ErrorBody } from './respond';
 import { runs } from './runs';
 
 export const app = new Hono<{ Bindings: Env }>()
+  // Browser workers and dashboards on other origins call the API with bearer tokens, never cookies:
+  // any origin may, and nothing ambient rides along.
+  .use(
+    '/v1/*',
+    cors({
+      origin: '*',
+      allowHeaders: ['authorization', 'content-type', 'x-worker-id', 'x-lease-token'],
+      exposeHeaders: ['retry-after', 'x-caption-set', 'x-caption-dim'],
+      maxAge: 600,
+    }),
+  )
   .get('/v1/health', (c) => c.json({ ok: true }))
   .route('/v1/runs', runs)
   .route('/v1/datasets', datasets)
