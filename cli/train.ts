@@ -90,7 +90,7 @@ export async function trainCommand(argv: string[], log: (s: string) => void = co
       },
     });
     const modelFile = path.join(outDir, 'model.onnx');
-    await writeAtomic(modelFile, inferenceModelBytes(config.model, state.params, state.buffers));
+    await writeAtomic(modelFile, inferenceModelBytes(config.model, config.normalization, state.params, state.buffers));
     const last = state.history[state.history.length - 1];
     log(`final test accuracy ${last ? pct(last.testAccuracy) : 'n/a'}; checkpoint ${checkpointFile}; inference model ${modelFile}`);
     return state;

@@ -236,7 +236,7 @@ export class TrainingCoordinator extends DurableObject<Env> {
       if (!stored) return fail(409, `caption set ${hash} is no longer in KV; the model cannot be exported without it`, 'captions');
       captions = captionsForModel(new Uint8Array(stored), train.model, TEXT_DIM, hash);
     }
-    return ok(inferenceModelBytes(train.model, run.params, run.buffers, captions).slice().buffer);
+    return ok(inferenceModelBytes(train.model, train.normalization, run.params, run.buffers, captions).slice().buffer);
   }
 
   // ---------- the worker protocol ----------

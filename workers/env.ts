@@ -6,6 +6,8 @@ export interface WorkMessage {
   readonly runId: string;
   /** The run's worker token: what the invocation authenticates with. */
   readonly token: string;
+  /** Invocations of this worker chain that failed in a row. */
+  readonly failures?: number;
 }
 
 export interface Env {

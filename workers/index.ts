@@ -33,12 +33,26 @@ function apiFor(env: Env, ctx: ExecutionContext, token: string): ApiClient {
   return new ApiClient(env.API_URL ?? 'http://edgetrain.internal', { workerId: `worker-${crypto.randomUUID().slice(0, 8)}`, token, fetch, retryForMs: RETRY_MS });
 }
 
+/** Invocations in a row that may fail before a worker chain gives up (its leases are re-issued anyway). */
+const MAX_FAILURES = 3;
+
+/**
+ * One gradient worker's invocation. It hands over to a fresh invocation when its budget is spent, and
+ * also when it fails (an exception, a CPU limit): the chain of invocations is the run's worker, so a
+ * failure must not cost the run that worker for good. Only repeated failures in a row end the chain.
+ */
 async function work(message: WorkMessage, env: Env, ctx: ExecutionContext): Promise<void> {
   const api = apiFor(env, ctx, message.token);
   cache ??= new BlockCache(Number(env.DATA_CACHE_MB ?? DEFAULT_CACHE_MB) * 1024 * 1024);
-  const report = await workLoop({ api, runId: message.runId, computer, cache, budgetMs: Number(env.WORKER_BUDGET_MS ?? DEFAULT_BUDGET_MS), log: console.log });
-  console.log(`gradient worker: ${JSON.stringify(report)}`);
-  if (report.reason === 'budget') await env.WORK?.send(message);
+  try {
+    const report = await workLoop({ api, runId: message.runId, computer, cache, budgetMs: Number(env.WORKER_BUDGET_MS ?? DEFAULT_BUDGET_MS), log: console.log });
+    console.log(`gradient worker: ${JSON.stringify(report)}`);
+    if (report.reason === 'budget') await env.WORK?.send({ runId: message.runId, token: message.token });
+  } catch (e) {
+    const failures = (message.failures ?? 0) + 1;
+    console.error(`gradient worker failed (${failures} in a row): ${e instanceof Error ? e.stack : String(e)}`);
+    if (failures < MAX_FAILURES) await env.WORK?.send({ ...message, failures });
+  }
 }
 
 export default {

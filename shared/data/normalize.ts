@@ -112,8 +112,8 @@ export function fillBatch(
   }
 }
 
-/** 3 × 256 table: normalised value of each byte value per channel. */
-function normalizationTable(norm: Normalization): Float32Array {
+/** 3 × 256 table: normalised value of each byte value per channel (the inference model bakes it in too). */
+export function normalizationTable(norm: Normalization): Float32Array {
   const lut = new Float32Array(3 * 256);
   for (let c = 0; c < 3; c++) {
     if (!(norm.std[c] > 0)) throw new Error(`fillBatch: std[${c}] must be positive, got ${norm.std[c]}`);

@@ -38,7 +38,11 @@ interface Forward {
   domainLoss: Value | null;
 }
 
-function forward(config: ModelConfig, batch: number, mode: GraphMode, name: string): Forward {
+/**
+ * `pixels`: instead of the normalised `image`, the graph takes raw byte values (0–255, as float32) as
+ * `pixels` and normalises them itself through this 3 × 256 table, exactly as the data feeder does.
+ */
+function forward(config: ModelConfig, batch: number, mode: GraphMode, name: string, pixels?: Float32Array): Forward {
   checkModelConfig(config);
   const backbone = findBackbone(config.preset);
   const head = findHead(config.head);
@@ -49,7 +53,7 @@ function forward(config: ModelConfig, batch: number, mode: GraphMode, name: stri
     dataInputs.push({ name: n, dtype, shape });
     return b.input(n, dtype, shape);
   };
-  const image = input('image', 'float32', [batch, 3, 32, 32]);
+  const image = pixels ? normalizePixels(b, input('pixels', 'float32', [batch, 3, 32, 32]), pixels) : input('image', 'float32', [batch, 3, 32, 32]);
   const label = input('label', 'int64', [batch]);
   const headShape = { batch, classes: config.classes, captionsPerClass: config.captionsPerClass };
   const textSpec = head.textInput(headShape);
@@ -126,14 +130,25 @@ export interface InferenceWeights {
   readonly buffers: Float32Array;
   /** Class caption embeddings to bake in (align/attention heads), by input name. */
   readonly text?: ReadonlyMap<string, Float32Array>;
+  /** The training normalisation as a 3 × 256 table: the model then takes raw `pixels`. */
+  readonly pixels?: Float32Array;
+}
+
+/** The table lookup the data feeder does: byte value v of channel c → table[c·256 + v]. */
+function normalizePixels(b: GraphBuilder, pixels: Value, table: Float32Array): Value {
+  if (table.length !== 3 * 256) throw new Error(`pixel normalisation table: ${table.length} values, expected 768`);
+  const offsets = b.constant(new BigInt64Array([0n, 256n, 512n]), [1, 3, 1, 1]);
+  return op.gather(b, b.constant(table, [768]), op.add(b, op.cast(b, pixels, 'int64'), offsets));
 }
 
 /**
- * A self-contained model: input `image` [batch,3,32,32] (normalised as in training; plus `caption`
- * for the concat head), outputs `logits` and `probabilities`. Weights and class captions are baked in.
+ * A self-contained model: input `image` [batch,3,32,32] normalised as in training, or with
+ * `weights.pixels` raw `pixels` (byte values 0–255 as float32, channel-major as in the CIFAR-10
+ * records), plus `caption` for the concat head; outputs `logits` and `probabilities`. Weights, class
+ * captions and the normalisation are baked in.
  */
 export function buildInferenceModel(config: ModelConfig, weights: InferenceWeights, batch = 1): Uint8Array {
-  const { m, logits } = forward({ ...config, dann: false }, batch, 'eval', graphName(config, 'inference', batch));
+  const { m, logits } = forward({ ...config, dann: false }, batch, 'eval', graphName(config, 'inference', batch), weights.pixels);
   const b = m.b;
   b.output(logits, 'logits');
   b.output(op.softmax(b, logits, -1), 'probabilities');

@@ -10,7 +10,8 @@ import { captionFeed } from './captions';
 import type { TrainConfig } from './config';
 import type { DataFeeds } from './step';
 
-const NORMALIZATION: Record<TrainConfig['normalization'], Normalization> = { seed: SEED_NORMALIZATION, cifar: CIFAR10_NORMALIZATION };
+/** The normalisation a config names. */
+export const NORMALIZATION: Record<TrainConfig['normalization'], Normalization> = { seed: SEED_NORMALIZATION, cifar: CIFAR10_NORMALIZATION };
 
 /** DANN's reversal strength schedule (Ganin et al.): 2 / (1 + e^(−10p)) − 1 over progress p ∈ [0, 1]. */
 export const dannLambda = (progress: number) => 2 / (1 + Math.exp(-10 * progress)) - 1;

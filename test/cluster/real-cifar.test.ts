@@ -1,5 +1,10 @@
 // Real CIFAR-10 through the local cluster: the same test accuracy as the single-process trainer for the
-// same preset, config and epochs.
+// same preset, config and epochs, and the same again from the exported model run by onnxruntime alone.
+import { execFile } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import { loadCifar10 } from '../../cli/dataset';
 import { startCoordinator, startWorkerdWorker } from '../../cli/cluster/local';
@@ -12,6 +17,8 @@ import { ApiClient } from '../../workers/gradient/client';
 import { loadOrt } from '../../workers/ort/node';
 import { HAS_REAL_CIFAR10, REAL_CIFAR10 } from '../support/cifar-fixture';
 
+const run_ = promisify(execFile);
+
 if (!HAS_REAL_CIFAR10) console.warn(`real-cifar.test.ts: real CIFAR-10 checks skipped: ${REAL_CIFAR10} is absent`);
 
 const CONFIG: TrainConfig = {
@@ -23,7 +30,7 @@ const CONFIG: TrainConfig = {
 };
 
 describe.skipIf(!HAS_REAL_CIFAR10)('real CIFAR-10 through the local cluster', () => {
-  it('one epoch on 5,000 images: cluster and single-process test accuracy agree within 1 point, well above chance', async () => {
+  it('one epoch on 5,000 images: cluster and single-process test accuracy agree within 1 point, well above chance; the exported model reproduces the cluster\'s', async () => {
     const data = await loadCifar10({ path: REAL_CIFAR10 });
     const reference = await train({ ort: await loadOrt('web', 1), data, config: CONFIG });
     const single = reference.history[0].testAccuracy;
@@ -45,6 +52,18 @@ describe.skipIf(!HAS_REAL_CIFAR10)('real CIFAR-10 through the local cluster', ()
       expect(status.state).toBe('completed');
       expect(single).toBeGreaterThan(0.3);
       expect(Math.abs(cluster - single)).toBeLessThanOrEqual(0.01);
+
+      // The exported model, run by onnxruntime alone (examples/classify.mjs imports nothing of ours) on
+      // the official test_batch.bin, reproduces the test accuracy the run reported.
+      const dir = await mkdtemp(path.join(tmpdir(), 'edgetrain-export-'));
+      await writeFile(path.join(dir, 'model.onnx'), await api.model(run.runId));
+      await run_('tar', ['-xzf', REAL_CIFAR10, '-C', dir, 'cifar-10-batches-bin/test_batch.bin']);
+      const { stdout } = await run_(process.execPath, ['examples/classify.mjs', path.join(dir, 'model.onnx'), path.join(dir, 'cifar-10-batches-bin', 'test_batch.bin'), '--all']);
+      console.log(`[real CIFAR-10] exported model with onnxruntime: ${stdout.trim()}; the run reported ${cluster.toFixed(4)}`);
+      const [, correct, total] = /\((\d+) of (\d+) images\)/.exec(stdout)!;
+      expect(Number(total)).toBe(10_000);
+      expect(Number(correct)).toBe(Math.round(cluster * 10_000));
+      await rm(dir, { recursive: true, force: true });
     } finally {
       for (const w of workers) await w.dispose();
       await coordinator.dispose();

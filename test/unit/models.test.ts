@@ -3,6 +3,7 @@ import { buildEvalGraph, buildInferenceModel, buildTrainingGraph, graphHash } fr
 import { flatLayout, initBuffers, initParameters } from '../../shared/models/params';
 import { DEFAULT_MODEL_CONFIG, HEAD_NAMES, PRESET_NAMES, checkModelConfig, type ModelConfig } from '../../shared/models/presets';
 import { randomFeeds } from '../../shared/models/random-feeds';
+import { CIFAR10_NORMALIZATION, normalizationTable } from '../../shared/data/normalize';
 import { runOnce } from '../support/ort';
 
 const config = (over: Partial<ModelConfig>): ModelConfig => ({ ...DEFAULT_MODEL_CONFIG, ...over });
@@ -61,6 +62,22 @@ describe('model presets', () => {
       expect(probs.subarray(0, 10).reduce((a, v) => a + v, 0)).toBeCloseTo(1, 5);
     },
   );
+
+  it('an inference model with the normalisation baked in takes raw pixels and equals the eval graph on normalised images', async () => {
+    const c = config({ head: 'align' });
+    const evalGraph = buildEvalGraph(c, 2);
+    const feeds = randomFeeds(evalGraph, c.classes, 5);
+    const table = normalizationTable(CIFAR10_NORMALIZATION);
+    const pixels = Float32Array.from({ length: 2 * 3 * 1024 }, (_, i) => (i * 37) % 256);
+    const image = pixels.map((v, i) => table[Math.floor(i / 1024) % 3 * 256 + v]);
+    const params = initParameters(evalGraph.params, 5);
+    const text = new Map<string, Float32Array>();
+    for (const d of evalGraph.dataInputs) if (d.name === 'class_text' || d.name === 'class_texts') text.set(d.name, feeds[d.name].data as Float32Array);
+    const model = buildInferenceModel(c, { params, buffers: initBuffers(evalGraph.buffers), text, pixels: table }, 2);
+    const fromPixels = (await runOnce(model, { pixels: { data: pixels, dims: [2, 3, 32, 32] } })).logits as Float32Array;
+    const reference = (await runOnce(evalGraph.bytes, { ...feeds, image: { data: image, dims: [2, 3, 32, 32] } })).logits as Float32Array;
+    expect(Math.max(...fromPixels.map((v, i) => Math.abs(v - reference[i])))).toBeLessThan(1e-5);
+  });
 
   it('unknown preset or head names the valid choices', () => {
     expect(() => checkModelConfig(config({ preset: 'vgg' }))).toThrow(`preset: 'vgg' is not one of ${PRESET_NAMES.join(', ')}`);

@@ -94,8 +94,8 @@ describe('edgetrain train (CLI)', () => {
     await trainCommand([...base, '--epochs', '1', '--out', out], quiet);
     const checkpoint = readFileSync(path.join(out, 'checkpoint.bin'));
     expect(decodeCheckpoint(checkpoint).epoch).toBe(1);
-    // The inference model carries the weights and the align head's class captions: image in, probabilities out.
-    const inference = await runOnce(readFileSync(path.join(out, 'model.onnx')), { image: { data: new Float32Array(3 * 32 * 32).fill(0.1), dims: [1, 3, 32, 32] } });
+    // The inference model carries the weights, the align head's class captions and the normalisation: raw pixels in, probabilities out.
+    const inference = await runOnce(readFileSync(path.join(out, 'model.onnx')), { pixels: { data: new Float32Array(3 * 32 * 32).fill(128), dims: [1, 3, 32, 32] } });
     const probabilities = inference.probabilities as Float32Array;
     expect(probabilities).toHaveLength(10);
     expect(probabilities.reduce((a, v) => a + v, 0)).toBeCloseTo(1, 5);
