@@ -127,9 +127,11 @@ export class TrainingCoordinator extends DurableObject<Env> {
       { step: row.optimizer_step, slots: Array.from({ length: slotCount(train.optimizer) }, (_, i) => readTensor(this.sql, `optimizer.${i}`, spec.paramCount)) },
       spec.paramCount,
     );
-    // A restart loses the partial sum of the step in progress and any steps after the last commit:
-    // their shards are leased again and recompute to the same values.
-    this.sql.exec('DELETE FROM leases WHERE kind = ? AND step >= ?', 'train', row.step);
+    // A restart (a process restart, or the runtime evicting an idle object while workers compute)
+    // loses the partial sum of the step in progress and any steps after the last commit: their counted
+    // shards are leased again and recompute to the same values. Leases of the committed step still out
+    // stay valid: their answers are not counted yet and are still welcome.
+    this.sql.exec("DELETE FROM leases WHERE kind = 'train' AND (step > ? OR (step = ? AND state <> 'active'))", row.step, row.step);
     this.sql.exec('DELETE FROM step_metrics WHERE step > ?', row.step);
     return this.loaded(row, spec, readTensor(this.sql, 'params', spec.paramCount), readTensor(this.sql, 'buffers', spec.bufferCount), optimizer, decayMask(layout.params));
   }

@@ -1,7 +1,7 @@
 // Bundles a Worker entry the way wrangler does (esbuild, `.wasm` imports as precompiled modules,
 // `cloudflare:*` external) for Miniflare; cached in the temp dir while its inputs are unchanged.
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
@@ -44,9 +44,13 @@ function cachedBundle(dir: string, file: string): WorkerBundle | undefined {
   }
 }
 
-/** Bundles `entry` (relative to the project root) into `<tmp>/edgetrain-bundles/<name>/`. */
+/**
+ * Bundles `entry` (relative to the project root) into `<tmp>/edgetrain-bundles/<checkout>/<name>/`:
+ * one cache per checkout, since the cache is validated against this checkout's files (two clones
+ * side by side must not serve each other's bundles).
+ */
 export async function bundleWorker(entry: string, name: string): Promise<WorkerBundle> {
-  const dir = join(tmpdir(), 'edgetrain-bundles', name);
+  const dir = join(tmpdir(), 'edgetrain-bundles', createHash('sha256').update(ROOT).digest('hex').slice(0, 12), name);
   const file = join(dir, `${name}.mjs`);
   const hit = cachedBundle(dir, file);
   if (hit) return hit;
@@ -85,8 +89,14 @@ export async function bundleWorker(entry: string, name: string): Promise<WorkerB
     if (existsSync(path)) inputs[path] = sha256(path);
   }
   mkdirSync(dir, { recursive: true });
-  writeFileSync(file, code);
-  writeFileSync(join(dir, 'meta.json'), JSON.stringify({ esbuild: esbuildVersion, inputs, wasm } satisfies BundleMeta));
+  // Written aside and renamed into place: processes bundling at once never read half a file.
+  const atomically = (path: string, text: string) => {
+    const part = `${path}.${process.pid}.part`;
+    writeFileSync(part, text);
+    renameSync(part, path);
+  };
+  atomically(file, code);
+  atomically(join(dir, 'meta.json'), JSON.stringify({ esbuild: esbuildVersion, inputs, wasm } satisfies BundleMeta));
   return { dir, file, code, wasm, cached: false };
 }
 

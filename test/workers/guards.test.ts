@@ -493,4 +493,25 @@ describe('TrainingCoordinator fault handling (Miniflare: real DO, KV, R2)', () =
     expect(await api.cancel(fresh.runId)).toMatchObject({ state: 'cancelled', step: 0 });
     expect(await api.resume(fresh.runId)).toMatchObject({ state: 'created', step: 0, version: 0 });
   });
+
+  it('keeps leases out across the coordinator object being evicted while idle; a counted shard is recomputed, once', async () => {
+    const { runId, spec } = await createRun({ optimizer: SGD });
+    const v0 = await paramsAt(runId, 0);
+    const [w1, w2] = [worker('evict-w1'), worker('evict-w2')];
+    const a = await leaseOrFail(w1, runId);
+    const b = await leaseOrFail(w2, runId);
+    expect(await w1.submitGradient(a, gradientFrame(a, spec, 1.0))).toEqual({ accepted: true, version: 0 });
+    // No request reaches the object for longer than workerd keeps an idle Durable Object (~10 s):
+    // it is evicted, and the next request constructs it again from SQLite.
+    await sleep(12_000);
+    // w2's lease, out while the object was gone, is still good; the half-summed step was in memory
+    // only, so shard 0 (counted before) is leased again and recomputed rather than lost.
+    expect((await w2.heartbeat(b)).deadline).toBeGreaterThan(Date.now());
+    expect(await w2.submitGradient(b, gradientFrame(b, spec, 3.0))).toEqual({ accepted: true, version: 0 });
+    const again = await leaseOrFail(w1, runId);
+    expect([again.step, again.shard]).toEqual([0, 0]);
+    expect(await w1.submitGradient(again, gradientFrame(again, spec, 1.0))).toEqual({ accepted: true, version: 1 });
+    const v1 = sgd(v0, 2.0);
+    expect(mismatches(await paramsAt(runId, 1), (i) => v1[i])).toEqual([]);
+  }, 60_000);
 });

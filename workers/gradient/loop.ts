@@ -160,7 +160,13 @@ async function compute(o: WorkOptions, spec: RunSpec, lease: Lease, params: Para
 
 const isExclusion = (e: unknown): e is ApiError => e instanceof ApiError && e.status === 403 && e.body.reason === 'excluded';
 
-/** Extends a lease while it is computed: each heartbeat a third of the way to the current deadline. */
+/**
+ * At most this long between heartbeats: a coordinator that hears nothing for ~10 s may be evicted
+ * from memory, and a slow lease (a software WebGPU adapter takes seconds) should not be why.
+ */
+const HEARTBEAT_MAX_MS = 5000;
+
+/** Extends a lease while it is computed: each heartbeat a third of the way to the current deadline, or sooner. */
 function heartbeats(api: ApiClient, lease: Lease): { stop(): void } {
   let timer: ReturnType<typeof setTimeout> | undefined;
   let stopped = false;
@@ -171,7 +177,7 @@ function heartbeats(api: ApiClient, lease: Lease): { stop(): void } {
         (r) => schedule(r.deadline),
         () => undefined, // the lease is gone (answered elsewhere, expired past its limit): stop beating
       );
-    }, Math.max(50, (deadline - Date.now()) / 3));
+    }, Math.max(50, Math.min(HEARTBEAT_MAX_MS, (deadline - Date.now()) / 3)));
   };
   schedule(lease.deadline);
   return {
