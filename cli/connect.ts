@@ -1,14 +1,15 @@
-// How a command reaches the API: a deployed or running one (--url, token from EDGETRAIN_TOKEN), or a
-// local coordinator started on a state directory whose token is kept beside its state.
+// How a data command (prepare, captions) reaches the API: the target of cli/target.ts when a URL is
+// given (--url, $EDGETRAIN_URL, a config file) or a local cluster serves the state; otherwise a local
+// coordinator of its own, started on the state folder, whose token is kept beside its state.
 import { randomBytes } from 'node:crypto';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { ApiClient } from '../workers/gradient/client';
+import type { ApiClient } from '../workers/gradient/client';
 import { UsageError } from './args';
 import { startCoordinator, type LocalCoordinator } from './cluster/local';
+import { TOKEN_ENV, apiFor, noteTarget, resolveTarget } from './target';
 
-export const DEFAULT_STATE = path.join('.edgetrain', 'state');
-export const TOKEN_ENV = 'EDGETRAIN_TOKEN';
+export { DEFAULT_STATE, TOKEN_ENV } from './target';
 
 /**
  * The API token of a local state directory: EDGETRAIN_TOKEN when set, else the one in <state>/api-token,
@@ -38,15 +39,21 @@ export interface Connection {
   close(): Promise<void>;
 }
 
-/** The API named by --url (token from EDGETRAIN_TOKEN), or a local coordinator on --state. */
+/**
+ * The API a URL names (--url, $EDGETRAIN_URL or a config file; token as cli/target.ts resolves it), the
+ * local cluster serving --state (`edgetrain start`; a second coordinator must not open the same
+ * state), or else a coordinator of this command's own on --state.
+ */
 export async function connect(flags: { url?: string; state?: string }, workerId: string): Promise<Connection> {
-  if (flags.url) {
-    const token = process.env[TOKEN_ENV];
-    if (!token) throw new UsageError(`--url ${flags.url}: set ${TOKEN_ENV} to the deployment's API token (the API_TOKEN secret)`);
-    return { api: new ApiClient(flags.url, { workerId, token }), close: async () => undefined };
+  const target = await resolveTarget(flags);
+  if (target.urlSource !== 'default') {
+    if (!target.token) {
+      throw new UsageError(`${target.url} (from ${target.urlFrom}) needs a token: set ${TOKEN_ENV} to the deployment's API token (the API_TOKEN secret) or put "token" in .edgetrain/config.json`);
+    }
+    return { api: apiFor(target, workerId, 600_000), close: async () => undefined };
   }
-  const state = path.resolve(flags.state ?? DEFAULT_STATE);
-  const token = await localToken(state);
-  const local = await startCoordinator({ persistDir: state, token });
-  return { api: new ApiClient(local.url, { workerId, token }), local, close: () => local.dispose() };
+  const token = await localToken(target.state);
+  const local = await startCoordinator({ persistDir: target.state, token });
+  noteTarget({ ...target, url: local.url, token, tokenFrom: path.join(target.state, 'api-token') });
+  return { api: apiFor({ ...target, url: local.url, token }, workerId, 600_000), local, close: () => local.dispose() };
 }

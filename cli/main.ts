@@ -1,50 +1,150 @@
 #!/usr/bin/env node
-// The `edgetrain` command.
-import { runGradcheck } from './gradcheck';
-import { UsageError } from './args';
-import { CAPTIONS_USAGE, captionsCommand } from './captions';
-import { PREPARE_USAGE, prepareCommand } from './prepare';
-import { START_USAGE, startCommand } from './start';
-import { TRAIN_USAGE, trainCommand } from './train';
-import { WORKER_USAGE, workerCommand } from './worker';
-import { loadOrt } from '../workers/ort/node';
+// The `edgetrain` command: a table of commands, each loaded only when it runs (so `status` does not
+// load ORT or Miniflare), `--help` at every level, and one place (cli/errors.ts) that turns any error
+// into a short message and an exit code.
+import { readFileSync } from 'node:fs';
+import { UsageError, closest } from './args';
+import { processOutput, type Command, type CommandContext } from './command';
+import { EXIT, EXIT_CODES_USAGE, debugEnabled, explain, stackOf } from './errors';
+import { lastTarget } from './target';
 
-const COMMANDS: Record<string, { usage: string; run: (argv: string[]) => Promise<number> }> = {
-  start: { usage: START_USAGE, run: async (argv) => ((await startCommand(argv)).state === 'completed' ? 0 : 1) },
-  prepare: { usage: PREPARE_USAGE, run: async (argv) => (await prepareCommand(argv), 0) },
-  captions: { usage: CAPTIONS_USAGE, run: async (argv) => (await captionsCommand(argv), 0) },
-  worker: { usage: WORKER_USAGE, run: async (argv) => ({ done: 0, stopped: 130, budget: 0, excluded: 3 })[(await workerCommand(argv)).reason] },
-  train: { usage: TRAIN_USAGE, run: async (argv) => (await trainCommand(argv), 0) },
-  gradcheck: {
-    usage: 'edgetrain gradcheck   every gradient rule and preset against central finite differences',
-    run: async () => {
-      const results = await runGradcheck(await loadOrt('web', 1), console.log);
-      const failed = results.filter((r) => !(r.error <= r.tolerance));
-      console.log(failed.length ? `gradcheck FAILED: ${failed.length} of ${results.length} checks above tolerance` : `gradcheck passed: ${results.length} checks`);
-      return failed.length ? 1 : 0;
+interface Entry {
+  readonly group: string;
+  readonly summary: string;
+  load(): Promise<Command>;
+}
+
+const COMMANDS: Record<string, Entry> = {
+  start: {
+    group: 'local cluster and data',
+    summary: 'the local cluster and one run, followed to the end (--serve: the cluster only, until Ctrl-C)',
+    load: async () => {
+      const { START_USAGE, startCommand } = await import('./start');
+      return { usage: START_USAGE, run: async (argv, ctx) => ((await startCommand(argv, ctx.out.line)).state === 'completed' ? EXIT.ok : EXIT.failed) };
     },
+  },
+  prepare: {
+    group: 'local cluster and data',
+    summary: 'upload CIFAR-10 as dataset blocks (once; a re-run uploads nothing)',
+    load: async () => {
+      const { PREPARE_USAGE, prepareCommand } = await import('./prepare');
+      return { usage: PREPARE_USAGE, run: async (argv, ctx) => (await prepareCommand(argv, ctx.out.line), EXIT.ok) };
+    },
+  },
+  captions: {
+    group: 'local cluster and data',
+    summary: 'embed a caption set once with BERT and store it in KV; prints its hash',
+    load: async () => {
+      const { CAPTIONS_USAGE, captionsCommand } = await import('./captions');
+      return { usage: CAPTIONS_USAGE, run: async (argv, ctx) => (await captionsCommand(argv, ctx.out.line), EXIT.ok) };
+    },
+  },
+  run: { group: 'runs', summary: 'create a run on the API (--watch follows it); prints how to add workers', load: async () => (await import('./run')).runCommand },
+  runs: { group: 'runs', summary: 'the runs, newest first: id, state, created, model', load: async () => (await import('./runs')).runsCommand },
+  status: { group: 'runs', summary: "a run's progress: epoch/step, loss, accuracy, images/s, workers, ETA (--watch: live)", load: async () => (await import('./status')).statusCommand },
+  metrics: { group: 'runs', summary: 'per-step loss/accuracy/step time and per-epoch evaluation (--follow)', load: async () => (await import('./metrics')).metricsCommand },
+  cancel: { group: 'runs', summary: 'cancel a run (its last step is committed and checkpointed)', load: async () => (await import('./control')).cancelCommand },
+  resume: { group: 'runs', summary: 'continue a cancelled run', load: async () => (await import('./control')).resumeCommand },
+  export: { group: 'runs', summary: "write a run's inference model (ONNX)", load: async () => (await import('./export')).exportCommand },
+  browser: { group: 'runs', summary: 'serve the browser gradient-worker page (WebGPU or WASM); --run prints its URL for a run', load: async () => (await import('./browser')).browserCommand },
+  worker: { group: 'runs', summary: 'join a run as a gradient worker from this machine', load: async () => (await import('./worker')).workerCommand },
+  train: {
+    group: 'one process',
+    summary: 'the single-process trainer (the reference the cluster must equal)',
+    load: async () => {
+      const { TRAIN_USAGE, trainCommand } = await import('./train');
+      return { usage: TRAIN_USAGE, run: async (argv, ctx) => (await trainCommand(argv, ctx.out.line), EXIT.ok) };
+    },
+  },
+  gradcheck: {
+    group: 'one process',
+    summary: 'every gradient rule and preset against central finite differences',
+    load: async () => ({
+      usage: 'edgetrain gradcheck   every gradient rule and preset against central finite differences; exit 1 above tolerance',
+      run: async (argv, ctx) => {
+        if (argv.length) throw new UsageError(`gradcheck: takes no options ('${argv[0]}')`);
+        const [{ runGradcheck }, { loadOrt }] = await Promise.all([import('./gradcheck'), import('../workers/ort/node')]);
+        const results = await runGradcheck(await loadOrt('web', 1), ctx.out.line);
+        const failed = results.filter((r) => !(r.error <= r.tolerance));
+        ctx.out.line(failed.length ? `gradcheck FAILED: ${failed.length} of ${results.length} checks above tolerance` : `gradcheck passed: ${results.length} checks`);
+        return failed.length ? EXIT.failed : EXIT.ok;
+      },
+    }),
   },
 };
 
-async function main(argv: string[]): Promise<number> {
-  const [name, ...rest] = argv;
-  const command = name ? COMMANDS[name] : undefined;
-  if (!command || rest.includes('--help')) {
-    const usage = Object.values(COMMANDS).map((c) => c.usage).join('\n\n');
-    if (name && !command) {
-      console.error(`unknown command '${name}'; commands: ${Object.keys(COMMANDS).join(', ')}\n\n${usage}`);
-      return 2;
-    }
-    console.log(usage);
-    return name ? 0 : 2;
+function version(): string {
+  try {
+    return (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+  } catch {
+    return 'unknown';
   }
-  return command.run(rest);
 }
 
-main(process.argv.slice(2)).then(
-  (code) => process.exit(code),
-  (e: unknown) => {
-    console.error(e instanceof UsageError || e instanceof Error ? `error: ${e.message}` : e);
-    process.exit(e instanceof UsageError ? 2 : 1);
-  },
-);
+function overview(): string {
+  const width = Math.max(...Object.keys(COMMANDS).map((n) => n.length)) + 2;
+  const groups = new Map<string, string[]>();
+  for (const [name, c] of Object.entries(COMMANDS)) groups.set(c.group, [...(groups.get(c.group) ?? []), `  ${name.padEnd(width)}${c.summary}`]);
+  return `edgetrain ${version()}: distributed training of ONNX training graphs on Cloudflare Workers
+
+usage: edgetrain COMMAND [options]        edgetrain COMMAND --help (or edgetrain help COMMAND) for its options
+
+${[...groups].map(([group, lines]) => `${group}\n${lines.join('\n')}`).join('\n\n')}
+
+The run commands talk to --url, else $EDGETRAIN_URL, else "url" in .edgetrain/config.json or
+~/.config/edgetrain/config.json, else the local cluster at http://127.0.0.1:8787 (\`edgetrain start --serve\`).
+Token: $EDGETRAIN_TOKEN, else "token" in the config file, else (local URL) .edgetrain/state/api-token.
+--debug (or EDGETRAIN_DEBUG=1) prints stack traces.
+${EXIT_CODES_USAGE}`;
+}
+
+function unknownCommand(name: string): UsageError {
+  if (name.startsWith('-')) return new UsageError(`'${name}' before a command: options go after it, as in edgetrain COMMAND [options]`);
+  const guess = closest(name, Object.keys(COMMANDS));
+  return new UsageError(`unknown command '${name}'${guess ? ` (did you mean '${guess}'?)` : ''}`);
+}
+
+async function main(argv: readonly string[], ctx: CommandContext): Promise<number> {
+  const [name, ...rest] = argv.filter((a) => a !== '--debug');
+  if (name === undefined) {
+    ctx.out.note(overview());
+    return EXIT.usage;
+  }
+  if (name === '--help' || name === '-h' || (name === 'help' && rest.length === 0)) {
+    ctx.out.line(overview());
+    return EXIT.ok;
+  }
+  if (name === '--version' || name === 'version') {
+    ctx.out.line(version());
+    return EXIT.ok;
+  }
+  if (name === 'help') {
+    const entry = COMMANDS[rest[0]];
+    if (!entry || rest.length > 1) throw rest.length > 1 ? new UsageError(`help takes one command, not '${rest.join(' ')}'`) : unknownCommand(rest[0]);
+    ctx.out.line((await entry.load()).usage);
+    return EXIT.ok;
+  }
+  const entry = COMMANDS[name];
+  if (!entry) throw unknownCommand(name);
+  ctx.command = name;
+  const command = await entry.load();
+  if (rest.includes('--help') || rest.includes('-h')) {
+    ctx.out.line(command.usage);
+    return EXIT.ok;
+  }
+  return command.run(rest, ctx);
+}
+
+const argv = process.argv.slice(2);
+const ctx: CommandContext = { out: processOutput() };
+const fail = (e: unknown) => {
+  const { message, code } = explain(e, { command: ctx.command, target: ctx.target ?? lastTarget(), runId: ctx.runId });
+  console.error(message);
+  if (debugEnabled(argv)) console.error(stackOf(e));
+  process.exit(code);
+};
+process.on('unhandledRejection', fail);
+process.on('uncaughtException', fail);
+// Output piped into a reader that stopped (`edgetrain runs | head -1`) is not an error.
+process.stdout.on('error', (e: NodeJS.ErrnoException) => (e.code === 'EPIPE' ? process.exit(EXIT.ok) : fail(e)));
+main(argv, ctx).then((code) => process.exit(code), fail);

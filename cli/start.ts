@@ -1,34 +1,39 @@
 // `edgetrain start`: the local cluster. API + coordinator in workerd with persistent state, K gradient
 // workers in processes of their own, the dataset prepared if missing, one run triggered over HTTP and
-// followed to the end.
+// followed to the end. `--serve`: the cluster only, serving until Ctrl-C; it launches its workers on
+// every run created on it (`edgetrain run`), as `--keep` does after its run.
 import { mkdir, writeFile } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import path from 'node:path';
-import { FINAL_STATES, type RunRequest, type RunStatus } from '../shared/protocol';
-import type { TrainConfig } from '../shared/training/config';
+import type { RunStatus } from '../shared/protocol';
 import { ApiClient } from '../workers/gradient/client';
 import { NodeWorker } from '../workers/node/runtime';
-import { choiceFlag, numberFlag, parseFlags } from './args';
+import { choiceFlag, intFlag, parseFlags, UsageError } from './args';
 import { startCoordinator, startWorkerdWorker } from './cluster/local';
 import { DEFAULT_STATE, TOKEN_ENV, localToken } from './connect';
 import { CONFIG_FLAGS, CONFIG_USAGE, trainConfigFromValues } from './config-flags';
 import { loadCifar10 } from './dataset';
+import { pct, progressLine as statusLine } from './display';
+import { CliError } from './errors';
 import { prepareDataset } from './prepare';
+import { CLUSTER_FLAGS, CLUSTER_USAGE, DEFAULT_CLUSTER_CONFIG, clusterFromValues, runRequestOf as requestOf } from './run-flags';
+import { removeServerFile, servingUrl, writeServerFile } from './target';
+import { endLine, watchRun } from './watch';
+
+/** Kept here for the tests and benches that build run requests from a training config. */
+export const runRequestOf = requestOf;
+export const progressLine = statusLine;
 
 const FLAGS = {
   ...CONFIG_FLAGS,
-  workers: { type: 'string' },
+  ...CLUSTER_FLAGS,
   runtime: { type: 'string' },
-  'micro-batch': { type: 'string' },
-  'graph-batch': { type: 'string' },
-  'lease-ms': { type: 'string' },
-  'commit-every': { type: 'string' },
-  'snapshot-every': { type: 'string' },
   port: { type: 'string' },
   state: { type: 'string' },
   data: { type: 'string' },
   out: { type: 'string' },
   keep: { type: 'boolean' },
+  serve: { type: 'boolean' },
   run: { type: 'string' },
   captions: { type: 'string' },
   'image-captions': { type: 'string' },
@@ -36,64 +41,62 @@ const FLAGS = {
   verbose: { type: 'boolean' },
 } as const;
 
+/** The flags that describe the run `start` creates; --serve creates none. */
+const RUN_ONLY = [...Object.keys(CONFIG_FLAGS), 'micro-batch', 'graph-batch', 'lease-ms', 'commit-every', 'snapshot-every', 'data', 'out', 'keep', 'run', 'captions', 'image-captions'];
+
+/** How often a serving cluster looks for runs to launch its workers on. */
+const LAUNCH_POLL_MS = 2000;
+
 export const START_USAGE = `edgetrain start [options]   a training run on the local cluster (API + coordinator + gradient workers)
+edgetrain start --serve [--workers N] [--port N] [--state DIR]   the local cluster only, until Ctrl-C
 ${CONFIG_USAGE}
   --workers N            gradient-worker processes (default: one per core)
   --runtime workerd|node workerd: the Worker's own code in workerd (default); node: ORT in a worker thread
-  --micro-batch N (32)   examples per lease      --graph-batch N   examples per graph run inside a lease (accumulated)
-  --lease-ms N (30000)  --commit-every N (1)  --snapshot-every N (100)
+${CLUSTER_USAGE}
   --port N (8787)        where the API listens (0 = any free port)
   --state DIR            persistent Durable Object, KV and R2 state (default .edgetrain/state)
   --data PATH            CIFAR-10 .tar.gz or folder, used if the dataset is not prepared yet
   --out DIR              where the model and metrics go (default .edgetrain/runs/<run id>)
-  --keep                 keep the cluster serving after the run (Ctrl-C to stop)
+  --keep                 keep the cluster serving after the run (Ctrl-C to stop), as --serve
+  --serve                start the cluster without a run and serve until Ctrl-C: create runs with
+                         \`edgetrain run\`; the cluster's workers join every run in state created or training
   --captions HASH        the class caption set (from \`edgetrain captions\`) the heads read; default: seeded placeholders
   --image-captions HASH  per-image captions for the concat head (from \`edgetrain captions --images\`)
   --run ID               continue an existing run of this --state (e.g. after Ctrl-C) instead of creating one
-  --verbose              show the workerd processes' own output (coordinator and workers)`;
-
-export const runRequestOf = (c: TrainConfig): RunRequest => ({
-  model: c.model,
-  optimizer: { ...c.optimizer },
-  schedule: { ...c.schedule },
-  epochs: c.epochs,
-  batch: c.batch,
-  evalBatch: c.evalBatch,
-  seed: c.seed,
-  augment: c.augment,
-  normalization: c.normalization,
-  bnMomentum: c.bnMomentum,
-  trainLimit: c.trainLimit,
-  shuffleBlock: c.shuffleBlock,
-});
-
-const pct = (x: number | null) => (x === null ? '—' : `${(100 * x).toFixed(2)}%`);
-const duration = (s: number | null) => (s === null ? '—' : s >= 90 ? `${Math.floor(s / 60)}m${String(Math.round(s % 60)).padStart(2, '0')}s` : `${Math.round(s)}s`);
-
-export function progressLine(s: RunStatus): string {
-  const epoch = Math.min(s.epoch + 1, s.epochs);
-  return `${s.state} · epoch ${epoch}/${s.epochs} · step ${s.step}/${s.totalSteps}${s.phase === 'eval' ? ' (evaluating)' : ''} · loss ${s.loss?.toFixed(4) ?? '—'} · train ${pct(s.trainAccuracy)} · test ${pct(s.testAccuracy)} · ${s.imagesPerSecond?.toFixed(0) ?? '—'} img/s · ${s.activeWorkers} workers · ETA ${duration(s.etaSeconds)}`;
-}
+  --verbose              show the workerd processes' own output (coordinator and workers)
+exit codes: 0 the run completed · 1 it failed or was cancelled, or the cluster could not start · 2 usage · 130 Ctrl-C`;
 
 interface Cluster {
   readonly api: ApiClient;
   readonly url: string;
+  readonly workers: number;
   /** Starts the gradient workers on a run, authenticated with its worker token. */
   launch(runId: string, workerToken: string): Promise<void>;
   dispose(): Promise<void>;
 }
 
 async function startCluster(opts: { workers: number; runtime: 'workerd' | 'node'; port: number; state: string; verbose: boolean }, log: (s: string) => void): Promise<Cluster> {
+  const serving = servingUrl(opts.state);
+  const answers = serving && (await fetch(`${serving}/v1/health`, { signal: AbortSignal.timeout(2000) }).then((r) => r.ok, () => false));
+  if (serving && answers) throw new CliError(`a local cluster already serves ${opts.state} at ${serving}: use it (\`edgetrain run\`, \`edgetrain status\`), or stop it first`, 1);
   const token = await localToken(opts.state);
-  const coordinator = await startCoordinator({ persistDir: opts.state, port: opts.port, token, verbose: opts.verbose });
+  const coordinator = await startCoordinator({ persistDir: opts.state, port: opts.port, token, verbose: opts.verbose }).catch((e: unknown) => {
+    if (/EADDRINUSE|address already in use/i.test(String((e as Error)?.message ?? e))) {
+      throw new CliError(`port ${opts.port} is already in use (another \`edgetrain start\`?): pass --port N, or --port 0 for any free port`, 1);
+    }
+    throw e;
+  });
   log(`API and coordinator at ${coordinator.url} (state in ${opts.state}; API token in ${path.join(opts.state, 'api-token')} unless ${TOKEN_ENV} is set)`);
+  log(`  dashboard: ${coordinator.url}/#token=${token}`);
   const api = new ApiClient(coordinator.url, { workerId: 'edgetrain-cli', token });
+  const removeOnExit = () => removeServerFile(opts.state);
   const disposers: (() => Promise<void>)[] = [];
   let launch: Cluster['launch'];
   try {
     if (opts.runtime === 'workerd') {
       const workers = await Promise.all(Array.from({ length: opts.workers }, (_, index) => startWorkerdWorker({ index, apiUrl: coordinator.url, verbose: opts.verbose })));
       disposers.push(...workers.map((w) => () => w.dispose()));
+      // Each workerd worker takes its queue's messages one at a time: a second run waits for the first.
       launch = async (runId, workerToken) => {
         for (const w of workers) await w.start(runId, workerToken);
       };
@@ -101,15 +104,26 @@ async function startCluster(opts: { workers: number; runtime: 'workerd' | 'node'
       const workers = Array.from({ length: opts.workers }, () => NodeWorker.start({ runtime: 'web', threads: 1 }));
       const stop = new AbortController();
       disposers.push(async () => stop.abort(), ...workers.map((w) => () => w.dispose()));
+      // One run at a time per worker thread, in the order they were launched.
+      const queues = workers.map(() => Promise.resolve());
       launch = async (runId, workerToken) => {
-        workers.forEach((w, i) =>
-          w
-            .run(new ApiClient(coordinator.url, { workerId: `node-worker-${i}`, token: workerToken, retryForMs: 60_000 }), runId, stop.signal)
-            .catch((e: unknown) => log(`node worker ${i} stopped: ${e instanceof Error ? e.message : String(e)}`)),
-        );
+        workers.forEach((w, i) => {
+          queues[i] = queues[i].then(() =>
+            w
+              .run(new ApiClient(coordinator.url, { workerId: `node-worker-${i}`, token: workerToken, retryForMs: 60_000 }), runId, stop.signal)
+              .then(
+                () => undefined,
+                (e: unknown) => log(`node worker ${i} stopped: ${e instanceof Error ? e.message : String(e)}`),
+              ),
+          );
+        });
       };
     }
+    await writeServerFile(opts.state, coordinator.url);
+    // Miniflare's own SIGINT/SIGTERM hook exits the process before an async dispose could finish.
+    process.on('exit', removeOnExit);
   } catch (e) {
+    removeOnExit();
     for (const d of disposers) await d();
     await coordinator.dispose();
     throw e;
@@ -118,33 +132,87 @@ async function startCluster(opts: { workers: number; runtime: 'workerd' | 'node'
   return {
     api,
     url: coordinator.url,
+    workers: opts.workers,
     launch: (runId, workerToken) => launch(runId, workerToken),
     async dispose() {
+      process.off('exit', removeOnExit);
+      removeOnExit();
       for (const d of disposers) await d().catch(() => undefined);
       await coordinator.dispose();
     },
   };
 }
 
+/**
+ * Launches the cluster's workers on every run in state created or training it has not launched them on
+ * (polling the run list); a run that ends and is resumed later is launched again. Returns a stop function.
+ */
+export function autoLaunch(cluster: Pick<Cluster, 'api' | 'launch' | 'workers'>, log: (s: string) => void, intervalMs = LAUNCH_POLL_MS): () => void {
+  const launched = new Set<string>();
+  let stopped = false;
+  let timer: NodeJS.Timeout | undefined;
+  let lastError = '';
+  const tick = async () => {
+    try {
+      const { runs } = await cluster.api.listRuns();
+      for (const r of [...runs].reverse()) {
+        if (stopped) return;
+        if (r.state === 'created' || r.state === 'training') {
+          if (launched.has(r.runId)) continue;
+          await cluster.launch(r.runId, await cluster.api.workerToken(r.runId));
+          launched.add(r.runId);
+          log(`run ${r.runId} (${r.state}): ${cluster.workers} gradient worker(s) launched`);
+        } else if (launched.delete(r.runId)) log(`run ${r.runId} ${r.state}`);
+      }
+      lastError = '';
+    } catch (e) {
+      const message = e instanceof Error ? e.message : String(e);
+      if (message !== lastError) log(`looking for runs to launch workers on: ${message}`);
+      lastError = message;
+    }
+    if (!stopped) timer = setTimeout(() => void tick(), intervalMs);
+  };
+  void tick();
+  return () => {
+    stopped = true;
+    clearTimeout(timer);
+  };
+}
+
+/** Serves until the process is stopped (Ctrl-C), launching workers on every run created on the cluster. */
+async function serveForever(local: Cluster, state: string, log: (s: string) => void): Promise<never> {
+  const tokenFile = path.join(state, 'api-token');
+  const defaultState = path.resolve(DEFAULT_STATE) === state;
+  const stateFlag = defaultState ? '' : ` --state ${path.relative(process.cwd(), state) || '.'}`;
+  const prepared = !!(await local.api.manifest('cifar10'));
+  log(`serving at ${local.url} until Ctrl-C; the cluster's ${local.workers} worker(s) join every run created on it`);
+  log(`  token: ${process.env[TOKEN_ENV] ? `$${TOKEN_ENV}` : tokenFile}`);
+  log(`  create a run:   edgetrain run${stateFlag} --epochs 2 --watch   (from this folder: the URL and token are found through the state)`);
+  log(`  from elsewhere: EDGETRAIN_URL=${local.url} EDGETRAIN_TOKEN=$(cat ${tokenFile}) edgetrain run …`);
+  if (!prepared) log(`  dataset cifar10 is not prepared here yet: \`edgetrain prepare${stateFlag}\` uploads it (once)`);
+  autoLaunch(local, log);
+  return new Promise<never>(() => undefined);
+}
+
 export async function startCommand(argv: string[], log: (s: string) => void = console.log): Promise<RunStatus> {
   const flags = parseFlags(argv, FLAGS, 'start');
+  if (flags.serve) {
+    const given = RUN_ONLY.filter((k) => (flags as Record<string, unknown>)[k] !== undefined);
+    if (given.length) throw new UsageError(`start: --serve starts no run, so --${given[0]} has no use: give run options to \`edgetrain run\``);
+  }
   const config = trainConfigFromValues(flags);
-  const workers = numberFlag('workers', flags.workers, availableParallelism());
+  const workers = intFlag('workers', flags.workers, availableParallelism(), 1);
   const runtime = choiceFlag('runtime', flags.runtime, ['workerd', 'node'] as const, 'workerd');
-  const cluster = {
-    microBatch: numberFlag('micro-batch', flags['micro-batch'], 32),
-    graphBatch: numberFlag('graph-batch', flags['graph-batch'], 0),
-    leaseMs: numberFlag('lease-ms', flags['lease-ms'], 30_000),
-    commitEvery: numberFlag('commit-every', flags['commit-every'], 1),
-    snapshotEvery: numberFlag('snapshot-every', flags['snapshot-every'], 100),
-    workers,
-  };
+  const cluster = clusterFromValues(flags, { ...DEFAULT_CLUSTER_CONFIG, workers });
+  const port = intFlag('port', flags.port, 8787, 0);
   const state = path.resolve(flags.state ?? DEFAULT_STATE);
   await mkdir(state, { recursive: true });
-  const local = await startCluster({ workers, runtime, port: numberFlag('port', flags.port, 8787), state, verbose: !!flags.verbose }, log);
+  const local = await startCluster({ workers, runtime, port, state, verbose: !!flags.verbose }, log);
   const stop = () => void local.dispose().finally(() => process.exit(130));
   process.once('SIGINT', stop);
+  process.once('SIGTERM', stop);
   try {
+    if (flags.serve) return await serveForever(local, state, log);
     if (!(await local.api.manifest('cifar10'))) {
       log('dataset cifar10 is not prepared in this cluster yet: preparing it once');
       const data = await loadCifar10({ path: flags.data, log });
@@ -157,23 +225,30 @@ export async function startCommand(argv: string[], log: (s: string) => void = co
     const runId = created.runId;
     const c = created.config;
     log(`run ${runId}${flags.run ? ` (continued at step ${created.step}, ${created.state})` : ''}: ${c.train.model.preset}/${c.train.model.head}${c.train.model.dann ? '+dann' : ''}, ${c.train.epochs} epoch(s) of ${created.totalSteps / c.train.epochs} steps, global batch ${c.train.batch} in shards of ${c.cluster.microBatch}`);
-    log(`  status: ${local.url}/v1/runs/${runId}`);
+    log(`  status: ${local.url}/v1/runs/${runId}  (\`edgetrain status ${runId}\` from this folder)`);
     await local.launch(runId, await local.api.workerToken(runId));
-    const final = await follow(local.api, runId, !flags.quiet && process.stderr.isTTY, log);
+    const live = !flags.quiet && !!process.stderr.isTTY;
+    const final = await watchRun(local.api, runId, {
+      live,
+      write: (s) => void process.stderr.write(s),
+      line: log,
+      // Off a terminal: a line per epoch, and one every 15 s.
+      changeKey: (s) => `${s.state}|${s.epoch}`,
+      quietMs: 15_000,
+    });
     const out = path.resolve(flags.out ?? path.join('.edgetrain', 'runs', runId));
     await mkdir(out, { recursive: true });
     const metrics = await local.api.metrics(runId);
     await writeFile(path.join(out, 'metrics.json'), JSON.stringify(metrics));
     await writeFile(path.join(out, 'model.onnx'), await local.api.model(runId));
     for (const e of metrics.evals) log(`epoch ${e.epoch}: test loss ${e.loss.toFixed(4)}, test accuracy ${pct(e.accuracy)}`);
+    if (final.state !== 'completed') log(endLine(final));
     log(`run ${runId} ${final.state}: final test accuracy ${pct(final.testAccuracy)}; inference model ${path.join(out, 'model.onnx')}; metrics ${path.join(out, 'metrics.json')}`);
-    if (flags.keep) {
-      log(`the cluster keeps serving at ${local.url} (Ctrl-C to stop)`);
-      await new Promise(() => undefined);
-    }
+    if (flags.keep) await serveForever(local, state, log);
     return final;
   } finally {
     process.off('SIGINT', stop);
+    process.off('SIGTERM', stop);
     await local.dispose();
   }
 }
@@ -182,25 +257,4 @@ export async function startCommand(argv: string[], log: (s: string) => void = co
 async function continueRun(api: ApiClient, runId: string): Promise<RunStatus> {
   const status = await api.status(runId);
   return status.state === 'cancelled' ? api.resume(runId) : status;
-}
-
-/** Polls the run's status until it ends, with a one-line progress display on a terminal. */
-async function follow(api: ApiClient, runId: string, live: boolean, log: (s: string) => void): Promise<RunStatus> {
-  let lastLogged = 0;
-  let lastEpoch = -1;
-  for (;;) {
-    const s = await api.status(runId);
-    const line = progressLine(s);
-    if (live) process.stderr.write(`\r\x1b[K${line}`);
-    else if (Date.now() - lastLogged > 15_000 || s.epoch !== lastEpoch) {
-      log(line);
-      lastLogged = Date.now();
-      lastEpoch = s.epoch;
-    }
-    if (FINAL_STATES.includes(s.state)) {
-      if (live) process.stderr.write('\n');
-      return s;
-    }
-    await new Promise((r) => setTimeout(r, 1000));
-  }
 }

@@ -52,6 +52,8 @@ interface StepSum {
   readonly grads: Float64Array;
   readonly stats: Float64Array;
   readonly shards: Set<number>;
+  /** Which worker's answer was counted for each shard (shard → worker id). */
+  readonly counted: Map<number, string>;
   loss: number;
   correct: number;
   firstLeaseAt: number;
@@ -314,6 +316,7 @@ export class TrainingCoordinator extends DurableObject<Env> {
     sum.loss += s.loss;
     sum.correct += s.correct;
     sum.shards.add(s.shard);
+    sum.counted.set(s.shard, worker);
     sum.aggregateMs += performance.now() - t0;
     this.answered(s.leaseId, lease, worker);
     if (sum.shards.size === run.trainShards) await this.applyStep(run);
@@ -541,9 +544,9 @@ export class TrainingCoordinator extends DurableObject<Env> {
       if (epochEnd || step % spec.config.cluster.commitEvery === 0) this.commit(run);
       this.sql.exec('DELETE FROM leases WHERE kind = ? AND step < ?', 'train', step - 1);
       this.sql.exec(
-        'INSERT OR REPLACE INTO step_metrics (step, epoch, loss, accuracy, images, step_ms, coordinator_ms, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
+        'INSERT OR REPLACE INTO step_metrics (step, epoch, loss, accuracy, images, step_ms, coordinator_ms, at, workers) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)',
         step, Math.floor((step - 1) / run.plan.stepsPerEpoch), sum.loss * scale, sum.correct / train.batch, train.batch,
-        now - sum.firstLeaseAt, 0, now,
+        now - sum.firstLeaseAt, 0, now, JSON.stringify(shardsPerWorker(sum.counted)),
       );
     });
     this.sql.exec('UPDATE step_metrics SET coordinator_ms = ? WHERE step = ?', sum.aggregateMs + performance.now() - t0, step);
@@ -643,7 +646,15 @@ export class TrainingCoordinator extends DurableObject<Env> {
 }
 
 function emptySum(step: number, spec: RunSpec): StepSum {
-  return { step, grads: new Float64Array(spec.paramCount), stats: new Float64Array(spec.bufferCount), shards: new Set(), loss: 0, correct: 0, firstLeaseAt: 0, aggregateMs: 0 };
+  return { step, grads: new Float64Array(spec.paramCount), stats: new Float64Array(spec.bufferCount), shards: new Set(), counted: new Map(), loss: 0, correct: 0, firstLeaseAt: 0, aggregateMs: 0 };
+}
+
+/** How many of a step's shards each worker's answers were counted for: `{workerId: shards}`. */
+function shardsPerWorker(counted: ReadonlyMap<number, string>): Record<string, number> {
+  // No prototype: a worker may call itself '__proto__'.
+  const out: Record<string, number> = Object.create(null);
+  for (const worker of counted.values()) out[worker] = (out[worker] ?? 0) + 1;
+  return out;
 }
 
 function firstNonFinite(values: Float32Array, what: string): string | undefined {

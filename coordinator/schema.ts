@@ -42,6 +42,10 @@ const MIGRATIONS: readonly (readonly string[])[] = [
     `ALTER TABLE workers ADD COLUMN excluded_at INTEGER`,
     `ALTER TABLE workers ADD COLUMN excluded_reason TEXT`,
   ],
+  [
+    // Which workers' answers each step counted: JSON {workerId: shards}; NULL for steps before this.
+    `ALTER TABLE step_metrics ADD COLUMN workers TEXT`,
+  ],
 ];
 
 export function migrate(sql: SqlStorage): void {

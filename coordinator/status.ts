@@ -8,9 +8,33 @@ const RATE_WINDOW = 50;
 
 export function stepMetrics(sql: SqlStorage, sinceStep: number, limit = 10_000): StepMetric[] {
   return sql
-    .exec<Record<string, number>>('SELECT * FROM step_metrics WHERE step > ? ORDER BY step LIMIT ?', sinceStep, limit)
+    .exec<Record<string, number | string | null>>('SELECT * FROM step_metrics WHERE step > ? ORDER BY step LIMIT ?', sinceStep, limit)
     .toArray()
-    .map((r) => ({ step: r.step, epoch: r.epoch, loss: r.loss, accuracy: r.accuracy, images: r.images, stepMs: r.step_ms, coordinatorMs: r.coordinator_ms, at: r.at }));
+    .map((r) => {
+      const workers = contributions(r.workers);
+      return {
+        step: r.step as number,
+        epoch: r.epoch as number,
+        loss: r.loss as number,
+        accuracy: r.accuracy as number,
+        images: r.images as number,
+        stepMs: r.step_ms as number,
+        coordinatorMs: r.coordinator_ms as number,
+        at: r.at as number,
+        ...(workers ? { workers } : {}),
+      };
+    });
+}
+
+/** The step_metrics.workers column ({workerId: shards} as JSON); absent (NULL, rows from before migration 3) → undefined. */
+function contributions(column: number | string | null | undefined): Record<string, number> | undefined {
+  if (typeof column !== 'string') return undefined;
+  try {
+    const parsed: unknown = JSON.parse(column);
+    return parsed && typeof parsed === 'object' && !Array.isArray(parsed) ? (parsed as Record<string, number>) : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 export function evalMetrics(sql: SqlStorage): EvalMetric[] {

@@ -251,6 +251,8 @@ export interface StepMetric {
   /** The coordinator's own time for the step: aggregation, optimizer and storage. */
   readonly coordinatorMs: number;
   readonly at: number;
+  /** Whose answers the step counted: worker id → shards (absent for steps recorded before this was kept). */
+  readonly workers?: Readonly<Record<string, number>>;
 }
 
 export interface EvalMetric {

@@ -4,6 +4,7 @@ import { cors } from 'hono/cors';
 import { HTTPException } from 'hono/http-exception';
 import type { Env } from '../env';
 import { captions } from './captions';
+import { dashboard } from './dashboard';
 import { datasets } from './datasets';
 import type { ErrorBody } from './respond';
 import { runs } from './runs';
@@ -24,6 +25,7 @@ export const app = new Hono<{ Bindings: Env }>()
   .route('/v1/runs', runs)
   .route('/v1/datasets', datasets)
   .route('/v1/captions', captions)
+  .route('/', dashboard)
   .notFound((c) => c.json<ErrorBody>({ error: `no route ${c.req.method} ${new URL(c.req.url).pathname}`, reason: 'route' }, 404))
   .onError((e, c) => {
     // Hono's own refusals (a JSON body that does not parse, say) keep their 4xx status.

@@ -1,0 +1,40 @@
+// `edgetrain browser`: serves the browser worker page (workers/browser/) on this machine; with --run,
+// prints the page's URL for that run (API, run, worker token in the fragment), ready to open.
+import { ApiClient } from '../workers/gradient/client';
+import { isWorkerToken } from '../shared/auth';
+import { numberFlag, parseFlags } from './args';
+import { TARGET_FLAGS, TARGET_USAGE, type Command } from './command';
+import { serveBrowserWorker } from './cluster/browser';
+import { EXIT } from './errors';
+import { resolveTarget } from './target';
+
+const FLAGS = { ...TARGET_FLAGS, run: { type: 'string' }, port: { type: 'string' }, ep: { type: 'string' } } as const;
+
+const USAGE = `edgetrain browser [--run ID] [options]   serve the browser gradient-worker page (WebGPU when the browser offers it, else WASM)
+  --run ID               print the page's URL for this run (its worker token in the URL fragment)
+  --ep auto|webgpu|wasm  the execution provider the page should use (default auto)
+  --port N (8788)        where the page is served (0 = any free port)
+${TARGET_USAGE}
+Without --run the page asks for the API URL, run id and worker token. Ctrl-C stops serving.`;
+
+export const browserCommand: Command = {
+  usage: USAGE,
+  async run(argv, ctx) {
+    const flags = parseFlags(argv, FLAGS, 'browser');
+    const served = await serveBrowserWorker({ port: numberFlag('port', flags.port, 8788) });
+    let url = served.url;
+    if (flags.run) {
+      ctx.runId = flags.run;
+      const target = (ctx.target = await resolveTarget(flags));
+      const token = target.token && isWorkerToken(target.token) ? target.token : await new ApiClient(target.url, { token: target.token }).workerToken(flags.run);
+      const fragment = new URLSearchParams({ api: target.url, run: flags.run, token, ep: flags.ep ?? 'auto' });
+      url = `${served.url}#${fragment}`;
+    }
+    ctx.out.line(`browser worker page: ${url}`);
+    if (!flags.run) ctx.out.line('  (the page asks for the API URL, the run id and its worker token; `edgetrain run` prints the token)');
+    ctx.out.line('serving until Ctrl-C');
+    await new Promise<void>((resolve) => process.once('SIGINT', resolve));
+    await served.close();
+    return EXIT.interrupted;
+  },
+};

@@ -1,0 +1,81 @@
+// The flags that describe a run (training config + how it is spread over workers + its data), shared by
+// `start` (the local cluster) and `run` (any API).
+import { DEFAULT_CLUSTER_CONFIG, type ClusterConfig, type RunRequest } from '../shared/protocol';
+import type { TrainConfig } from '../shared/training/config';
+import { intFlag } from './args';
+import { CONFIG_FLAGS, CONFIG_USAGE, trainConfigFromValues } from './config-flags';
+
+export const CLUSTER_FLAGS = {
+  'micro-batch': { type: 'string' },
+  'graph-batch': { type: 'string' },
+  'lease-ms': { type: 'string' },
+  'commit-every': { type: 'string' },
+  'snapshot-every': { type: 'string' },
+  workers: { type: 'string' },
+} as const;
+
+export const CLUSTER_USAGE = `  --micro-batch N (32)   examples per lease      --graph-batch N   examples per graph run inside a lease (accumulated)
+  --lease-ms N (30000)  --commit-every N (1)  --snapshot-every N (100)`;
+
+export const RUN_FLAGS = {
+  ...CONFIG_FLAGS,
+  ...CLUSTER_FLAGS,
+  dataset: { type: 'string' },
+  captions: { type: 'string' },
+  'image-captions': { type: 'string' },
+} as const;
+
+export const RUN_DATA_USAGE = `  --captions HASH        the class caption set (from \`edgetrain captions\`) the heads read; default: seeded placeholders
+  --image-captions HASH  per-image captions for the concat head (from \`edgetrain captions --images\`)`;
+
+export { CONFIG_USAGE };
+
+type Values = { [K in keyof typeof RUN_FLAGS]?: (typeof RUN_FLAGS)[K]['type'] extends 'boolean' ? boolean : string };
+
+/** The run request body of a training config (every field explicit). */
+export const runRequestOf = (c: TrainConfig): RunRequest => ({
+  model: c.model,
+  optimizer: { ...c.optimizer },
+  schedule: { ...c.schedule },
+  epochs: c.epochs,
+  batch: c.batch,
+  evalBatch: c.evalBatch,
+  seed: c.seed,
+  augment: c.augment,
+  normalization: c.normalization,
+  bnMomentum: c.bnMomentum,
+  trainLimit: c.trainLimit,
+  shuffleBlock: c.shuffleBlock,
+});
+
+/** The cluster flags given, over `defaults` (pass DEFAULT_CLUSTER_CONFIG for a complete config). */
+export function clusterFromValues(v: Values, defaults: Partial<ClusterConfig> = {}): Partial<ClusterConfig> {
+  const fields: [keyof typeof CLUSTER_FLAGS, keyof ClusterConfig, number][] = [
+    ['micro-batch', 'microBatch', 1],
+    ['graph-batch', 'graphBatch', 0],
+    ['lease-ms', 'leaseMs', 1],
+    ['commit-every', 'commitEvery', 1],
+    ['snapshot-every', 'snapshotEvery', 1],
+    ['workers', 'workers', 1],
+  ];
+  const cluster: Partial<Record<keyof ClusterConfig, number>> = { ...defaults };
+  for (const [flag, field, min] of fields) {
+    if (v[flag] !== undefined) cluster[field] = intFlag(flag, v[flag], 0, min);
+  }
+  return cluster;
+}
+
+/** The run request the flags describe: the training config (validated here), cluster, dataset, captions. */
+export function runRequestFromValues(v: Values, clusterDefaults: Partial<ClusterConfig> = {}): RunRequest {
+  const config = trainConfigFromValues(v);
+  const cluster = clusterFromValues(v, clusterDefaults);
+  return {
+    ...runRequestOf(config),
+    ...(Object.keys(cluster).length ? { cluster } : {}),
+    ...(v.dataset ? { dataset: v.dataset } : {}),
+    ...(v.captions ? { captions: v.captions } : {}),
+    ...(v['image-captions'] ? { imageCaptions: v['image-captions'] } : {}),
+  };
+}
+
+export { DEFAULT_CLUSTER_CONFIG };
