@@ -13,6 +13,7 @@ import { CIFAR10_CAPTIONS, CIFAR10_CAPTION_SET_NAME } from '../shared/text/cifar
 import type { CaptionEncoder } from '../shared/text/encoder';
 import { WordPieceTokenizer } from '../shared/text/wordpiece';
 import { ApiClient } from '../workers/gradient/client';
+import { median } from '../shared/stats';
 
 const LAYERS = 2;
 const HIDDEN = 768;
@@ -23,7 +24,6 @@ const PRECOMPUTE_BATCH = 16;
 const RUNS = 3;
 const TARGET_CAPTIONS = 256;
 
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const ms = (t0: number) => +(performance.now() - t0).toFixed(1);
 const round = (x: number, digits = 2) => +x.toFixed(digits);
 

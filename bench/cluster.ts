@@ -12,6 +12,7 @@ import { train } from '../shared/training/trainer';
 import { encodeGradient, encodeParams } from '../shared/wire';
 import { ApiClient } from '../workers/gradient/client';
 import { loadOrt } from '../workers/ort/node';
+import { median } from '../shared/stats';
 
 interface ClusterCase {
   readonly batch: number;
@@ -29,7 +30,6 @@ const CASES: readonly ClusterCase[] = [
   { batch: 512, microBatch: 256, graphBatch: 64, commitEvery: 10 },
 ];
 const WARMUP_STEPS = 3;
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
 function syntheticSplit(count: number, seed: number): CifarSplit {
   const rng = mulberry32(seed);

@@ -9,6 +9,7 @@ import { randomFeeds } from '../shared/models/random-feeds';
 import { GraphSession } from '../shared/onnx/session';
 import { loadOrt, ortWebHeapBytes, type OrtRuntime } from '../workers/ort/node';
 import { startOrtWorkerd } from '../test/support/workerd';
+import { median } from '../shared/stats';
 
 interface StepCase {
   readonly preset: string;
@@ -30,7 +31,6 @@ const FORMULATIONS: readonly { label: string; options: AutodiffOptions }[] = [
 
 const RUNS = 5;
 const WARMUP = 2;
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const MiB = (bytes: number | undefined) => (bytes === undefined ? undefined : +(bytes / 2 ** 20).toFixed(1));
 
 const modelOf = (c: StepCase): ModelConfig => ({ ...DEFAULT_MODEL_CONFIG, preset: c.preset, head: c.head });

@@ -1,6 +1,7 @@
 // Caption vectors from a BERT ONNX model (a Hugging Face/Optimum export of bert-base-uncased, or the
 // random model of bert-graph.ts) run with onnxruntime: tokenise a batch, run it, pool each row.
 import { GraphSession, type OrtApi } from '../onnx/session';
+import { protoFields } from '../onnx/proto-read';
 import type { CaptionEncoder, Pooling } from './encoder';
 
 /** One padded batch of token ids, row-major [batch, length] (what WordPieceTokenizer.encodeBatch returns). */
@@ -145,20 +146,20 @@ export function embeddingRows(model: Uint8Array): number | undefined {
 }
 
 function findEmbeddingRows(model: Uint8Array): number | undefined {
-  const graph = fields(model).find((f) => f.field === 7 && f.bytes);
+  const graph = protoFields(model).find((f) => f.field === 7 && f.bytes);
   if (!graph?.bytes) return undefined;
   let table: string | undefined;
   const dims = new Map<string, number[]>();
-  for (const f of fields(graph.bytes)) {
+  for (const f of protoFields(graph.bytes)) {
     if (f.field === 1 && f.bytes) {
-      const node = fields(f.bytes);
+      const node = protoFields(f.bytes);
       const inputs = node.filter((n) => n.field === 1 && n.bytes).map((n) => text(n.bytes as Uint8Array));
       const opType = node.find((n) => n.field === 4 && n.bytes);
       if (opType?.bytes && text(opType.bytes) === 'Gather' && inputs[1] === 'input_ids') table = inputs[0];
     } else if (f.field === 5 && f.bytes) {
-      const tensor = fields(f.bytes);
+      const tensor = protoFields(f.bytes);
       const name = tensor.find((n) => n.field === 8 && n.bytes);
-      const d = tensor.flatMap((n) => (n.field !== 1 ? [] : n.bytes ? fields(n.bytes, true).map((p) => p.value) : [n.value]));
+      const d = tensor.flatMap((n) => (n.field !== 1 ? [] : n.bytes ? protoFields(n.bytes, true).map((p) => p.value) : [n.value]));
       if (name?.bytes) dims.set(text(name.bytes), d);
     }
   }
@@ -169,42 +170,3 @@ function findEmbeddingRows(model: Uint8Array): number | undefined {
 const utf8 = new TextDecoder();
 const text = (bytes: Uint8Array) => utf8.decode(bytes);
 
-interface Field {
-  field: number;
-  value: number;
-  bytes?: Uint8Array;
-}
-
-/** The top-level fields of a protobuf message (length-delimited ones as views); `packed` reads bare varints. */
-function fields(buf: Uint8Array, packed = false): Field[] {
-  const out: Field[] = [];
-  let at = 0;
-  const varint = (): number => {
-    let v = 0;
-    let mul = 1;
-    for (;;) {
-      const byte = buf[at++];
-      if (byte === undefined) throw new Error('embeddingRows: truncated protobuf');
-      v += (byte & 0x7f) * mul;
-      if (byte < 0x80) return v;
-      mul *= 128;
-    }
-  };
-  while (at < buf.length) {
-    if (packed) {
-      out.push({ field: 1, value: varint() });
-      continue;
-    }
-    const key = varint();
-    const field = Math.floor(key / 8);
-    const wire = key & 7;
-    if (wire === 0) out.push({ field, value: varint() });
-    else if (wire === 1 || wire === 5) at += wire === 1 ? 8 : 4;
-    else if (wire === 2) {
-      const len = varint();
-      out.push({ field, value: len, bytes: buf.subarray(at, at + len) });
-      at += len;
-    } else throw new Error(`embeddingRows: unsupported protobuf wire type ${wire}`);
-  }
-  return out;
-}

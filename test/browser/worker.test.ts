@@ -28,6 +28,7 @@ import { loadOrt } from '../../workers/ort/node';
 import { HAS_CHROMIUM, NO_CHROMIUM, launchChromium } from '../support/chromium';
 import { fixtureFiles } from '../support/cifar-fixture';
 import { startFaultProxy, type FaultProxy } from '../support/fault-proxy';
+import { median } from '../../shared/stats';
 
 if (!HAS_CHROMIUM) console.log(NO_CHROMIUM);
 
@@ -94,7 +95,6 @@ function compare(a: Float32Array, b: Float32Array, slices: readonly TensorSlice[
 const describeComparison = (r: { step: number; shard: number; loss: number; nodeLoss: number; grads: Comparison }) =>
   `step ${r.step} shard ${r.shard}: rel ${r.grads.rel.toExponential(2)}, L2 ${r.grads.l2.toExponential(2)} (${r.grads.differing} values differ${r.grads.worst ? `; largest at ${r.grads.worst}` : ''}), loss ${r.loss} / ${r.nodeLoss}`;
 
-const median = (xs: readonly number[]) => (xs.length ? [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] : NaN);
 
 describe.skipIf(!HAS_CHROMIUM)('browser worker page in headless Chromium', () => {
   let coordinator: LocalCoordinator;

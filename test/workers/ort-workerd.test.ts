@@ -10,6 +10,7 @@ import { decodeRunRequest, encodeRunRequest } from '../../shared/onnx/feeds-code
 import { GraphSession, type Feed, type OrtApi } from '../../shared/onnx/session';
 import { loadOrt } from '../../workers/ort/node';
 import { startOrtWorkerd, type OrtWorkerd } from '../support/workerd';
+import { median } from '../../shared/stats';
 
 /** A graph to run on both sides: model bytes, every feed, the outputs to compare. */
 export interface GraphCase {
@@ -40,7 +41,6 @@ afterAll(async () => {
   await workerd?.dispose();
 });
 
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
 /**
  * Runs `graph` in Node (onnxruntime-web, one thread) and in workerd and asserts every output

@@ -9,6 +9,7 @@
 // .wasm from `wasmPaths`, where the page's server puts them (cli/cluster/browser.ts). One thread: no
 // SharedArrayBuffer, so no cross-origin isolation is needed; no proxy worker (this already runs in one).
 import type { OrtApi, SessionOptions } from '../../shared/onnx/session';
+import { onnxNodes } from '../../shared/onnx/proto-read';
 
 export type BrowserEp = 'webgpu' | 'wasm';
 
@@ -79,71 +80,4 @@ export function webGpuProvider(model: Uint8Array | undefined): { name: 'webgpu';
     .filter((n) => n.opType === 'MaxPool' && (n.outputs[1] ?? '') !== '')
     .map((n) => n.name);
   return forced.length ? { name: 'webgpu', forceCpuNodeNames: forced } : { name: 'webgpu' };
-}
-
-// The nodes of a serialised ONNX model (ModelProto → graph → node: name, op type, inputs, outputs),
-// read straight from the protobuf bytes without a schema: enough to choose per-node execution
-// providers before a session is created. Nodes of subgraphs and functions are not listed.
-
-export interface OnnxNodeInfo {
-  readonly name: string;
-  readonly opType: string;
-  readonly domain: string;
-  readonly inputs: readonly string[];
-  readonly outputs: readonly string[];
-}
-
-const utf8 = new TextDecoder();
-
-/** Calls `visit` with each top-level field of a message: varints as numbers, length-delimited ones as views. */
-function eachField(buf: Uint8Array, visit: (field: number, value: number, bytes?: Uint8Array) => void): void {
-  let at = 0;
-  const varint = (): number => {
-    let v = 0;
-    let mul = 1;
-    for (;;) {
-      const byte = buf[at++];
-      if (byte === undefined) throw new Error('onnxNodes: truncated protobuf');
-      v += (byte & 0x7f) * mul;
-      if (byte < 0x80) return v;
-      mul *= 128;
-    }
-  };
-  while (at < buf.length) {
-    const key = varint();
-    const field = Math.floor(key / 8);
-    const wire = key & 7;
-    if (wire === 0) visit(field, varint());
-    else if (wire === 1) at += 8;
-    else if (wire === 5) at += 4;
-    else if (wire === 2) {
-      const len = varint();
-      if (at + len > buf.length) throw new Error('onnxNodes: truncated protobuf');
-      visit(field, len, buf.subarray(at, at + len));
-      at += len;
-    } else throw new Error(`onnxNodes: unsupported protobuf wire type ${wire}`);
-  }
-}
-
-// ModelProto.graph = 7; GraphProto.node = 1; NodeProto: input 1, output 2, name 3, op_type 4, domain 7.
-export function onnxNodes(model: Uint8Array): OnnxNodeInfo[] {
-  const nodes: OnnxNodeInfo[] = [];
-  eachField(model, (field, _, graph) => {
-    if (field !== 7 || !graph) return;
-    eachField(graph, (gField, __, node) => {
-      if (gField !== 1 || !node) return;
-      const n = { name: '', opType: '', domain: '', inputs: [] as string[], outputs: [] as string[] };
-      eachField(node, (nField, ___, bytes) => {
-        if (!bytes) return;
-        const s = utf8.decode(bytes);
-        if (nField === 1) n.inputs.push(s);
-        else if (nField === 2) n.outputs.push(s);
-        else if (nField === 3) n.name = s;
-        else if (nField === 4) n.opType = s;
-        else if (nField === 7) n.domain = s;
-      });
-      nodes.push(n);
-    });
-  });
-  return nodes;
 }
