@@ -12,9 +12,9 @@ import { assembleCifar10 } from '../../shared/data/cifar';
 import type { Lease, RunRequest, RunSpec, RunStatus, WorkerSummary } from '../../shared/protocol';
 import { snapshotKey } from '../../shared/storage-keys';
 import { decodeCheckpoint } from '../../shared/training/checkpoint';
-import { encodeEval, encodeGradient } from '../../shared/wire';
-import { ApiClient, ApiError } from '../../workers/gradient/client';
+import { ApiClient } from '../../workers/gradient/client';
 import { fixtureFiles } from '../support/cifar-fixture';
+import { evalFrame, gradientFrame, leaseOrFail, mismatches, refusal, statusAndReason } from '../support/hand-worker';
 
 const DATASET = 'fixture';
 /** 500 train / 100 test images; trainLimit 128 with batch 64 gives 2 steps per epoch of 2 shards each. */
@@ -48,39 +48,8 @@ async function createRun(overrides: RunRequest = {}): Promise<{ runId: string; s
   return { runId: created.runId, spec: await api.spec(created.runId) };
 }
 
-/** A lease for `client`, asking again on 'wait'; fails on 'done' or after `timeoutMs`. */
-async function leaseOrFail(client: ApiClient, runId: string, timeoutMs = 5000): Promise<Lease> {
-  const until = Date.now() + timeoutMs;
-  for (;;) {
-    const reply = await client.lease(runId);
-    if (reply.type === 'lease') return reply.lease;
-    if (reply.type === 'done' || Date.now() > until) throw new Error(`expected a lease, got ${JSON.stringify(reply)}`);
-  }
-}
 
-interface FrameOptions {
-  version?: number;
-  count?: number;
-  gradLength?: number;
-}
 
-/** A gradient frame for `lease` with every gradient `value` (or value(i)). */
-function gradientFrame(lease: Lease, spec: RunSpec, value: number | ((i: number) => number), o: FrameOptions = {}): Uint8Array<ArrayBuffer> {
-  const grads = new Float32Array(o.gradLength ?? spec.paramCount);
-  if (typeof value === 'number') grads.fill(value);
-  else for (let i = 0; i < grads.length; i++) grads[i] = value(i);
-  return encodeGradient({
-    leaseId: lease.leaseId,
-    version: o.version ?? lease.version,
-    step: lease.step,
-    shard: lease.shard,
-    count: o.count ?? lease.indices.length,
-    loss: 2.3,
-    correct: 3,
-    grads,
-    stats: new Float32Array(spec.bufferCount),
-  });
-}
 
 /** A gradient frame with one flipped bit in the middle: its checksum fails. */
 function corruptFrame(lease: Lease, spec: RunSpec): Uint8Array<ArrayBuffer> {
@@ -92,22 +61,8 @@ function corruptFrame(lease: Lease, spec: RunSpec): Uint8Array<ArrayBuffer> {
 /** A gradient frame with gradient value 7 NaN. */
 const nanFrame = (lease: Lease, spec: RunSpec) => gradientFrame(lease, spec, (i) => (i === 7 ? Number.NaN : 1.0));
 
-function evalFrame(lease: Lease, lossSum: number, correct: number): Uint8Array<ArrayBuffer> {
-  return encodeEval({ leaseId: lease.leaseId, version: lease.version, step: lease.step, shard: lease.shard, count: lease.indices.length, lossSum, correct });
-}
 
-/** The refusal of `p` (an ApiError); fails when `p` succeeds. */
-async function refusal(p: Promise<unknown>): Promise<ApiError> {
-  try {
-    await p;
-  } catch (e) {
-    if (e instanceof ApiError) return e;
-    throw e;
-  }
-  throw new Error('expected the API to refuse the request, but it succeeded');
-}
 
-const statusAndReason = (e: ApiError) => ({ status: e.status, reason: e.body.reason });
 const refused = async (p: Promise<unknown>) => statusAndReason(await refusal(p));
 
 /** The parameters of a version, copied out of the response. */
@@ -117,15 +72,6 @@ async function paramsAt(runId: string, version: number): Promise<Float32Array> {
   return p.params.slice();
 }
 
-/** Up to 5 indices where `actual` differs from `expected(i)` (exact float32 equality); [] when equal. */
-function mismatches(actual: Float32Array, expected: (i: number) => number): { i: number; actual: number; expected: number }[] {
-  const out: { i: number; actual: number; expected: number }[] = [];
-  for (let i = 0; i < actual.length && out.length < 5; i++) {
-    const e = Math.fround(expected(i));
-    if (!Object.is(actual[i], e)) out.push({ i, actual: actual[i], expected: e });
-  }
-  return out;
-}
 
 /** `params` after one SGD step (lr 0.5) with every gradient `mean`, rounded to float32 as the coordinator does. */
 const sgd = (params: Float32Array, mean: number) => Float32Array.from(params, (p) => p - 0.5 * mean);
