@@ -300,12 +300,16 @@ export class TrainingCoordinator extends DurableObject<Env> {
     if (s.grads.length !== spec.paramCount) return reject(fail(400, `gradient has ${s.grads.length} values; the model has ${spec.paramCount} parameters`, 'length'));
     if (s.stats.length !== spec.bufferCount) return reject(fail(400, `statistics have ${s.stats.length} values; the model has ${spec.bufferCount} buffer values`, 'length'));
     if (s.count !== spec.config.cluster.microBatch) return reject(fail(400, `shard of ${s.count} examples; leases are ${spec.config.cluster.microBatch}`, 'count'));
-    const nonFinite = !Number.isFinite(s.loss) ? `loss is ${s.loss}` : firstNonFinite(s.grads, 'gradient') ?? firstNonFinite(s.stats, 'statistics');
+    // One pass over the gradient in the common case: a finite norm means finite values; only a
+    // non-finite norm is searched for the value to name (a norm that overflowed is left to the norm check).
+    const norm = l2Norm(s.grads);
+    const nonFinite = !Number.isFinite(s.loss)
+      ? `loss is ${s.loss}`
+      : (Number.isFinite(norm) ? undefined : firstNonFinite(s.grads, 'gradient')) ?? firstNonFinite(s.stats, 'statistics');
     if (nonFinite) {
       await this.noteNonFinite(run, 'train', s.shard, s.leaseId, nonFinite);
       return reject(fail(422, nonFinite, 'non-finite'));
     }
-    const norm = l2Norm(s.grads);
     const absurd = this.norms.check(s.step, s.shard, worker, norm);
     if (absurd) return reject(fail(422, absurd, 'norm'));
     this.norms.accepted(norm);

@@ -7,7 +7,7 @@ import { runRequestOf } from '../../cli/start';
 import { assembleCifar10, type Cifar10 } from '../../shared/data/cifar';
 import { FINAL_STATES, type RunStatus } from '../../shared/protocol';
 import { decodeCheckpoint } from '../../shared/training/checkpoint';
-import { SEED_TRAIN_CONFIG, type TrainConfig } from '../../shared/training/config';
+import type { TrainConfig } from '../../shared/training/config';
 import { train } from '../../shared/training/trainer';
 import { snapshotKey } from '../../shared/storage-keys';
 import { ApiClient } from '../../workers/gradient/client';
@@ -15,17 +15,9 @@ import { NodeWorker } from '../../workers/node/runtime';
 import { loadOrt } from '../../workers/ort/node';
 import { fixtureFiles } from '../support/cifar-fixture';
 import { relativeError } from '../support/compare';
+import { tinyTrainConfig } from '../support/tiny-run';
 
-const CONFIG: TrainConfig = {
-  ...SEED_TRAIN_CONFIG,
-  optimizer: { ...SEED_TRAIN_CONFIG.optimizer, lr: 1e-3 },
-  epochs: 2,
-  batch: 64,
-  evalBatch: 50,
-  trainLimit: 192,
-  shuffleBlock: 128,
-  augment: true,
-};
+const CONFIG: TrainConfig = tinyTrainConfig(192);
 const MICRO_BATCH = 32;
 const STEPS = 2 * (192 / 64);
 

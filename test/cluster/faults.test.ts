@@ -22,22 +22,14 @@ import { assembleCifar10 } from '../../shared/data/cifar';
 import { FINAL_STATES, type Lease, type LeaseReply, type RunCreated, type RunRequest, type RunStatus } from '../../shared/protocol';
 import { snapshotKey } from '../../shared/storage-keys';
 import { decodeCheckpoint, type TrainerState } from '../../shared/training/checkpoint';
-import { SEED_TRAIN_CONFIG, type TrainConfig } from '../../shared/training/config';
+import type { TrainConfig } from '../../shared/training/config';
 import { decodeGradient, encodeGradient } from '../../shared/wire';
 import { ApiClient } from '../../workers/gradient/client';
 import { fixtureFiles } from '../support/cifar-fixture';
 import { json, startFaultProxy, type FaultHook, type FaultProxy, type ProxiedRequest, type ProxiedResponse } from '../support/fault-proxy';
+import { tinyTrainConfig } from '../support/tiny-run';
 
-const CONFIG: TrainConfig = {
-  ...SEED_TRAIN_CONFIG,
-  optimizer: { ...SEED_TRAIN_CONFIG.optimizer, lr: 1e-3 },
-  epochs: 2,
-  batch: 64,
-  evalBatch: 50,
-  trainLimit: 256,
-  shuffleBlock: 128,
-  augment: true,
-};
+const CONFIG: TrainConfig = tinyTrainConfig(256);
 const STEPS = 8;
 const request = (cluster: RunRequest['cluster'] = {}): RunRequest => ({ ...runRequestOf(CONFIG), dataset: 'fixture', cluster: { microBatch: 32, leaseMs: 60_000, ...cluster } });
 

@@ -75,3 +75,14 @@ export function mismatches(actual: Float32Array, expected: (i: number) => number
   }
   return out;
 }
+
+/** Polls `read` every 25 ms until `done` holds (returns the value) or `timeoutMs` passes (throws). */
+export async function waitFor<T>(read: () => Promise<T>, done: (v: T) => boolean, timeoutMs = 5000, what = 'condition'): Promise<T> {
+  const until = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await read();
+    if (done(v)) return v;
+    if (Date.now() > until) throw new Error(`timed out waiting for ${what}; last value: ${JSON.stringify(v)?.slice(0, 500)}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}

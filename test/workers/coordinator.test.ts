@@ -18,7 +18,7 @@ import { runIndexKey, snapshotKey } from '../../shared/storage-keys';
 import { decodeCheckpoint } from '../../shared/training/checkpoint';
 import { ApiClient, type Fetch } from '../../workers/gradient/client';
 import { fixtureFiles } from '../support/cifar-fixture';
-import { evalFrame, gradientFrame, leaseOrFail, mismatches, refusal, statusAndReason, type FrameOptions } from '../support/hand-worker';
+import { evalFrame, gradientFrame, leaseOrFail, mismatches, refusal, statusAndReason, waitFor, type FrameOptions } from '../support/hand-worker';
 
 const DATASET = 'fixture';
 /** 500 train / 100 test images; trainLimit 128 with batch 64 gives 2 steps per epoch of 2 shards each. */
@@ -58,24 +58,11 @@ async function createRun(overrides: RunRequest = {}): Promise<{ runId: string; s
   return { runId: json.runId, status: json, spec: await api.spec(json.runId) };
 }
 
-
 /** Parameters and buffers of a version, copied out of the response. */
 async function paramsAt(runId: string, version: number): Promise<{ params: Float32Array; buffers: Float32Array }> {
   const p = await api.params(runId, version);
   expect(p.version).toBe(version);
   return { params: p.params.slice(), buffers: p.buffers.slice() };
-}
-
-
-/** Polls `read` every 25 ms until `done` holds (returns the value) or `timeoutMs` passes (throws). */
-async function waitFor<T>(read: () => Promise<T>, done: (v: T) => boolean, timeoutMs = 5000, what = 'condition'): Promise<T> {
-  const until = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await read();
-    if (done(v)) return v;
-    if (Date.now() > until) throw new Error(`timed out waiting for ${what}; last value: ${JSON.stringify(v)?.slice(0, 500)}`);
-    await sleep(25);
-  }
 }
 
 async function checkpointKeys(runId: string): Promise<string[]> {

@@ -14,7 +14,7 @@ import { snapshotKey } from '../../shared/storage-keys';
 import { decodeCheckpoint } from '../../shared/training/checkpoint';
 import { ApiClient } from '../../workers/gradient/client';
 import { fixtureFiles } from '../support/cifar-fixture';
-import { evalFrame, gradientFrame, leaseOrFail, mismatches, refusal, statusAndReason } from '../support/hand-worker';
+import { evalFrame, gradientFrame, leaseOrFail, mismatches, refusal, statusAndReason, waitFor } from '../support/hand-worker';
 
 const DATASET = 'fixture';
 /** 500 train / 100 test images; trainLimit 128 with batch 64 gives 2 steps per epoch of 2 shards each. */
@@ -48,9 +48,6 @@ async function createRun(overrides: RunRequest = {}): Promise<{ runId: string; s
   return { runId: created.runId, spec: await api.spec(created.runId) };
 }
 
-
-
-
 /** A gradient frame with one flipped bit in the middle: its checksum fails. */
 function corruptFrame(lease: Lease, spec: RunSpec): Uint8Array<ArrayBuffer> {
   const f = gradientFrame(lease, spec, 1.0);
@@ -61,8 +58,6 @@ function corruptFrame(lease: Lease, spec: RunSpec): Uint8Array<ArrayBuffer> {
 /** A gradient frame with gradient value 7 NaN. */
 const nanFrame = (lease: Lease, spec: RunSpec) => gradientFrame(lease, spec, (i) => (i === 7 ? Number.NaN : 1.0));
 
-
-
 const refused = async (p: Promise<unknown>) => statusAndReason(await refusal(p));
 
 /** The parameters of a version, copied out of the response. */
@@ -72,7 +67,6 @@ async function paramsAt(runId: string, version: number): Promise<Float32Array> {
   return p.params.slice();
 }
 
-
 /** `params` after one SGD step (lr 0.5) with every gradient `mean`, rounded to float32 as the coordinator does. */
 const sgd = (params: Float32Array, mean: number) => Float32Array.from(params, (p) => p - 0.5 * mean);
 
@@ -81,17 +75,6 @@ async function workerOf(runId: string, id: string): Promise<WorkerSummary> {
   const w = (await api.status(runId)).workers.find((x) => x.worker === id);
   if (!w) throw new Error(`run ${runId} lists no worker ${id}`);
   return w;
-}
-
-/** Polls `read` every 25 ms until `done` holds (returns the value) or `timeoutMs` passes (throws). */
-async function waitFor<T>(read: () => Promise<T>, done: (v: T) => boolean, timeoutMs = 5000, what = 'condition'): Promise<T> {
-  const until = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await read();
-    if (done(v)) return v;
-    if (Date.now() > until) throw new Error(`timed out waiting for ${what}; last value: ${JSON.stringify(v)?.slice(0, 500)}`);
-    await sleep(25);
-  }
 }
 
 /** Leases the current step's shards one by one, each answered at once with gradient `value`. */

@@ -73,9 +73,8 @@ const LEASE_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$
 const runWorkerToken = async (c: Context<App>, runId: string) => workerToken(await signingKey(c.env.API_TOKEN!), runId);
 
 /** Starts `count` gradient-worker invocations on a run through the work queue (deployed topology). */
-async function fanOut(c: Context<App>, runId: string, count: number): Promise<void> {
+async function fanOut(c: Context<App>, runId: string, count: number, token: string): Promise<void> {
   if (!c.env.WORK) return;
-  const token = await runWorkerToken(c, runId);
   await c.env.WORK.sendBatch(Array.from({ length: count }, () => ({ body: { runId, token } })));
 }
 
@@ -124,8 +123,9 @@ export const runs = new Hono<App>()
     const runId = newRunId();
     const created = await coordinator(c.env.COORDINATOR, runId).create(runId, config, manifest);
     if (!created.ok) return failure(c, created);
-    await fanOut(c, runId, config.cluster.workers);
-    return c.json<RunCreated>({ ...created.value, workerToken: await runWorkerToken(c, runId) }, 201);
+    const workerToken = await runWorkerToken(c, runId);
+    await fanOut(c, runId, config.cluster.workers, workerToken);
+    return c.json<RunCreated>({ ...created.value, workerToken }, 201);
   })
   .get('/', read, async (c) => {
     const list = await c.env.KV.list<RunSummary>({ prefix: RUN_INDEX_PREFIX });
@@ -158,7 +158,7 @@ export const runs = new Hono<App>()
     if (bad) return c.json(bad, 400);
     const r = await stub.resume();
     if (!r.ok) return failure(c, r);
-    await fanOut(c, r.value.runId, r.value.config.cluster.workers);
+    await fanOut(c, r.value.runId, r.value.config.cluster.workers, await runWorkerToken(c, r.value.runId));
     return c.json<RunStatus>(r.value);
   })
   .get('/:id/worker-token', control, async (c) => {
