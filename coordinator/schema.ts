@@ -56,28 +56,3 @@ export function migrate(sql: SqlStorage): void {
     sql.exec('INSERT INTO migrations (version, applied_at) VALUES (?, ?)', applied + i + 1, Date.now());
   });
 }
-
-/** SQLite rows must stay below ~2 MB; 1 MiB chunks leave room. */
-const CHUNK_BYTES = 1 << 20;
-
-export function writeTensor(sql: SqlStorage, name: string, data: Float32Array): void {
-  const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
-  const chunks = Math.ceil(bytes.byteLength / CHUNK_BYTES);
-  for (let c = 0; c < chunks; c++) {
-    const part = bytes.slice(c * CHUNK_BYTES, Math.min(bytes.byteLength, (c + 1) * CHUNK_BYTES));
-    sql.exec('INSERT OR REPLACE INTO tensors (name, chunk, data) VALUES (?, ?, ?)', name, c, part.buffer);
-  }
-  sql.exec('DELETE FROM tensors WHERE name = ? AND chunk >= ?', name, chunks);
-}
-
-export function readTensor(sql: SqlStorage, name: string, length: number): Float32Array {
-  const out = new Float32Array(length);
-  const bytes = new Uint8Array(out.buffer);
-  let at = 0;
-  for (const row of sql.exec<{ data: ArrayBuffer }>('SELECT data FROM tensors WHERE name = ? ORDER BY chunk', name)) {
-    bytes.set(new Uint8Array(row.data), at);
-    at += row.data.byteLength;
-  }
-  if (at !== bytes.byteLength) throw new Error(`stored tensor ${name}: ${at} bytes, expected ${bytes.byteLength}`);
-  return out;
-}

@@ -1,7 +1,8 @@
 // Read models of a run: its status (with throughput and ETA) and its metric series.
 import type { SqlStorage } from '@cloudflare/workers-types/index';
-import type { EvalMetric, LeaseKind, RunSpec, RunState, RunStatus, StepMetric, WorkerSummary } from '../shared/protocol';
-import type { RunPlan } from '../shared/training/plan';
+import { FINAL_STATES, type EvalMetric, type RunStatus, type StepMetric, type WorkerSummary } from '../shared/protocol';
+import type { Position, RunRecord } from './run-store';
+import type { ShardPlan } from './shard-plan';
 
 /** Steps whose timing estimates throughput and ETA. */
 const RATE_WINDOW = 50;
@@ -41,17 +42,10 @@ export function evalMetrics(sql: SqlStorage): EvalMetric[] {
   return sql.exec<Record<string, number>>('SELECT * FROM eval_metrics ORDER BY epoch').toArray().map((r) => ({ epoch: r.epoch, step: r.step, loss: r.loss, accuracy: r.accuracy, at: r.at }));
 }
 
-interface RunFields {
-  run_id: string;
-  state: RunState;
-  error: string | null;
-  step: number;
-  phase: LeaseKind;
-  created_at: number;
-  updated_at: number;
-}
-
-export function runStatus(sql: SqlStorage, spec: RunSpec, row: RunFields, plan: RunPlan, workers: readonly WorkerSummary[]): RunStatus {
+/** `position`: the live one (ahead of the committed one between commits). */
+export function runStatus(sql: SqlStorage, record: RunRecord, position: Position, shards: ShardPlan, workers: readonly WorkerSummary[]): RunStatus {
+  const { spec } = record;
+  const { plan } = shards;
   const recent = sql.exec<Record<string, number>>('SELECT step, loss, accuracy, images, at FROM step_metrics ORDER BY step DESC LIMIT ?', RATE_WINDOW).toArray();
   const last = recent[0];
   const lastEval = sql.exec<Record<string, number>>('SELECT loss, accuracy FROM eval_metrics ORDER BY epoch DESC LIMIT 1').toArray()[0];
@@ -64,22 +58,22 @@ export function runStatus(sql: SqlStorage, spec: RunSpec, row: RunFields, plan: 
       const steps = last.step - first.step;
       imagesPerSecond = (steps * spec.config.train.batch) / seconds;
       // Evaluation time is inside the window whenever an epoch ended in it.
-      etaSeconds = ((plan.totalSteps - row.step) * seconds) / steps;
+      etaSeconds = ((plan.totalSteps - position.step) * seconds) / steps;
     }
   }
-  const final = row.state === 'completed' || row.state === 'failed' || row.state === 'cancelled';
+  const final = FINAL_STATES.includes(record.state);
   return {
-    runId: row.run_id,
-    state: row.state,
-    ...(row.error ? { error: row.error } : {}),
-    createdAt: row.created_at,
-    updatedAt: row.updated_at,
-    step: row.step,
+    runId: record.runId,
+    state: record.state,
+    ...(record.error ? { error: record.error } : {}),
+    createdAt: record.createdAt,
+    updatedAt: record.updatedAt,
+    step: position.step,
     totalSteps: plan.totalSteps,
-    epoch: Math.floor(row.step / plan.stepsPerEpoch) - (row.phase === 'eval' ? 1 : 0),
+    epoch: shards.epochsDone(position.step, position.phase),
     epochs: spec.config.train.epochs,
-    version: row.step,
-    phase: row.phase,
+    version: position.step,
+    phase: position.phase,
     loss: last?.loss ?? null,
     trainAccuracy: last?.accuracy ?? null,
     testLoss: lastEval?.loss ?? null,

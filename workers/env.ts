@@ -1,5 +1,7 @@
 // The bindings of the edgetrain Worker (wrangler.toml) and the messages its queue carries.
-import type { DurableObjectNamespace, KVNamespace, Queue, R2Bucket } from '@cloudflare/workers-types/index';
+import type { DurableObjectNamespace, Queue } from '@cloudflare/workers-types/index';
+import type { TrainingCoordinator } from '../coordinator/coordinator';
+import type { CoordinatorEnv } from '../coordinator/env';
 import type { AiBinding } from '../shared/text/workers-ai-encoder';
 
 export interface WorkMessage {
@@ -10,13 +12,10 @@ export interface WorkMessage {
   readonly failures?: number;
 }
 
-export interface Env {
+/** DATA (R2): dataset blocks and manifests, checkpoint snapshots; KV: the run index and caption sets. */
+export interface Env extends CoordinatorEnv {
   /** One TrainingCoordinator per run, addressed by idFromName(runId). */
-  readonly COORDINATOR: DurableObjectNamespace;
-  /** Dataset blocks and manifests, checkpoint snapshots. */
-  readonly DATA: R2Bucket;
-  /** The run index (`runs/<id>`) and caption embedding sets (`captions/<hash>`). */
-  readonly KV: KVNamespace;
+  readonly COORDINATOR: DurableObjectNamespace<TrainingCoordinator>;
   /** Workers AI, for embedding captions on Cloudflare (absent locally). */
   readonly AI?: AiBinding;
   /** Fan-out of gradient work: each message starts one worker invocation that loops over leases. */

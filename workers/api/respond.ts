@@ -1,6 +1,6 @@
 // Turning coordinator outcomes and validation failures into HTTP responses with JSON error bodies.
 import type { Context } from 'hono';
-import type { DurableObjectNamespace } from '@cloudflare/workers-types/index';
+import type { DurableObjectNamespace, DurableObjectStub } from '@cloudflare/workers-types/index';
 import type { TrainingCoordinator } from '../../coordinator/coordinator';
 import type { Failure } from '../../coordinator/outcome';
 import type { FieldIssue } from '../../shared/protocol';
@@ -22,17 +22,13 @@ export function failure(c: Context, f: Failure) {
   return c.json(errorBody(f), f.status);
 }
 
-type RpcMethods = 'create' | 'cancel' | 'resume' | 'status' | 'spec' | 'metrics' | 'params' | 'model' | 'lease' | 'heartbeat' | 'submitGradient' | 'submitEval';
-
-/** The coordinator as the API sees it through a Durable Object stub: every method async. */
-export type CoordinatorRpc = {
-  [K in RpcMethods]: (...args: Parameters<TrainingCoordinator[K]>) => Promise<Awaited<ReturnType<TrainingCoordinator[K]>>>;
-};
+/** The coordinator as the API sees it: a Durable Object stub typed from the class (every method async). */
+export type CoordinatorRpc = DurableObjectStub<TrainingCoordinator>;
 
 export const RUN_ID = /^[a-z0-9][a-z0-9-]{0,63}$/;
 
-export function coordinator(ns: DurableObjectNamespace, runId: string): CoordinatorRpc {
-  return ns.get(ns.idFromName(runId)) as unknown as CoordinatorRpc;
+export function coordinator(ns: DurableObjectNamespace<TrainingCoordinator>, runId: string): CoordinatorRpc {
+  return ns.get(ns.idFromName(runId));
 }
 
 /** A run id in the path: validated before any Durable Object is addressed. */

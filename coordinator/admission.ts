@@ -1,0 +1,146 @@
+// Whether an answer may be counted: the worker's standing (rate limit, exclusion), the lease it names,
+// the frame against that lease and the run's position, the values it carries. The checks return
+// decisions; the coordinator acts on them (a refusal spends the lease, an exclusion frees the worker's
+// leases, divergence ends the run).
+import type { SqlStorage } from '@cloudflare/workers-types/index';
+import { FINAL_STATES, type LeaseKind, type RunSpec, type RunState, type SubmitReply } from '../shared/protocol';
+import type { EvalSubmission, GradientSubmission } from '../shared/wire';
+import { WireError } from '../shared/wire';
+import type { LeaseRow } from './lease-scheduler';
+import { NormGuard } from './norm-guard';
+import { fail, ok, type Failure, type Outcome } from './outcome';
+import type { Position } from './run-store';
+import { RateLimiter } from './rate-limit';
+import { exclusionOf, recordAccepted, recordRejected, touchWorker } from './worker-record';
+
+/** Non-finite results for one shard, from distinct leases, that make a run fail as diverged. */
+export const DIVERGENCE_REPORTS = 3;
+
+/** The fields of a frame that tie it to a lease. */
+export type FrameHead = Pick<GradientSubmission, 'leaseId' | 'version' | 'step' | 'shard'>;
+
+/**
+ * The lease an answer names, if it can take an answer at all; else the refusal. Checked before the
+ * body is read, so nothing in the body counts against the worker.
+ */
+export function answerableLease(lease: LeaseRow | undefined, leaseId: string, worker: string, runState: RunState): LeaseRow | Failure {
+  if (FINAL_STATES.includes(runState)) return fail(409, `run is ${runState}; nothing more is accepted`, 'finished');
+  if (!lease) return fail(409, `lease ${leaseId} is unknown (expired and replaced, or from before a restart)`, 'unknown-lease');
+  if (lease.worker !== worker) return fail(403, `lease ${leaseId} was issued to another worker`, 'not-yours');
+  if (lease.state === 'rejected') return fail(409, `lease ${leaseId} already had an answer refused; take a new lease`, 'unknown-lease');
+  return lease;
+}
+
+/**
+ * A decoded frame against its (answerable) lease and the run: undefined when it may be counted; a
+ * duplicate (already counted: `counted`) answers ok without counting.
+ */
+export function frameVerdict(lease: LeaseRow, kind: LeaseKind, frame: FrameHead, counted: boolean, position: Position): Outcome<SubmitReply> | undefined {
+  const { leaseId } = lease;
+  if (frame.leaseId !== leaseId) return fail(400, `the frame is for lease ${frame.leaseId}, posted to lease ${leaseId}`, 'mismatch');
+  if (lease.kind !== kind) return fail(400, `lease ${leaseId} is a ${lease.kind} lease, not ${kind}`, 'kind');
+  if (lease.step !== frame.step || lease.shard !== frame.shard) return fail(400, `submission says step ${frame.step} shard ${frame.shard}; lease ${leaseId} is step ${lease.step} shard ${lease.shard}`, 'mismatch');
+  // A lease's parameter version is its step: a frame claiming another was not computed for it.
+  if (frame.version !== lease.step) return fail(400, `submission computed at parameter version ${frame.version}; lease ${leaseId} is for version ${lease.step}`, 'version');
+  if (lease.state === 'done' || counted) return ok({ accepted: false, reason: 'duplicate', version: position.step });
+  if (frame.step !== position.step || position.phase !== kind) {
+    return fail(409, `submission for version ${frame.version} (step ${frame.step}, ${kind}); the run is at version ${position.step} (${position.phase})`, 'stale');
+  }
+  return undefined;
+}
+
+export function wireFailure(e: unknown): Failure {
+  if (e instanceof WireError) return fail(400, e.message, e.reason);
+  return fail(400, `undecodable submission: ${e instanceof Error ? e.message : String(e)}`, 'format');
+}
+
+/** A gradient frame's sizes against the run. */
+export function gradientShapeProblem(s: GradientSubmission, spec: RunSpec): Failure | undefined {
+  if (s.grads.length !== spec.paramCount) return fail(400, `gradient has ${s.grads.length} values; the model has ${spec.paramCount} parameters`, 'length');
+  if (s.stats.length !== spec.bufferCount) return fail(400, `statistics have ${s.stats.length} values; the model has ${spec.bufferCount} buffer values`, 'length');
+  if (s.count !== spec.config.cluster.microBatch) return fail(400, `shard of ${s.count} examples; leases are ${spec.config.cluster.microBatch}`, 'count');
+  return undefined;
+}
+
+/**
+ * What is not finite in a gradient frame, or undefined. `norm` is the gradient's L2 norm: a finite
+ * norm means finite values, so the values are searched only when it is not (one pass in the common
+ * case; a norm that overflowed is left to the norm check).
+ */
+export function nonFiniteIn(s: GradientSubmission, norm: number): string | undefined {
+  if (!Number.isFinite(s.loss)) return `loss is ${s.loss}`;
+  return (Number.isFinite(norm) ? undefined : firstNonFinite(s.grads, 'gradient')) ?? firstNonFinite(s.stats, 'statistics');
+}
+
+/** An eval frame's count and values against its shard. */
+export function evalProblem(s: EvalSubmission, expectedCount: number): Failure | undefined {
+  if (s.count !== expectedCount) return fail(400, `eval shard of ${s.count} examples; shard ${s.shard} has ${expectedCount}`, 'count');
+  if (!Number.isFinite(s.lossSum)) return fail(422, `loss is ${s.lossSum}`, 'non-finite');
+  if (s.correct > s.count || s.lossSum < 0) return fail(422, `eval answer of ${s.correct} correct of ${s.count} with loss sum ${s.lossSum} is impossible`, 'range');
+  return undefined;
+}
+
+function firstNonFinite(values: Float32Array, what: string): string | undefined {
+  for (let i = 0; i < values.length; i++) if (!Number.isFinite(values[i])) return `${what} value ${i} is ${values[i]}`;
+  return undefined;
+}
+
+/** What a refusal costs: the lease it answered, and (on a long enough streak) the worker's place in the run. */
+export interface RefusalEffect {
+  /** Bad data (400, 422): the lease is spent and its shard free for another worker at once. */
+  readonly spendLease: boolean;
+  /** This refusal excluded the worker: its other leases are spent too. */
+  readonly excluded: boolean;
+}
+
+/** The guards with memory: rate limits, the norm guard, divergence reports, and each worker's record (SQL). */
+export class Admission {
+  private readonly limiter = new RateLimiter();
+  readonly norms = new NormGuard();
+  /** Leases that answered non-finite, per "kind:step:shard" of the current step or evaluation. */
+  private readonly nonFinite = new Map<string, Set<string>>();
+
+  constructor(private readonly sql: SqlStorage) {}
+
+  /** Refuses an excluded or rate-limited worker before anything else is read. */
+  gate(worker: string): Failure | undefined {
+    const waitMs = this.limiter.take(worker);
+    if (waitMs > 0) return { ...fail(429, `worker ${worker} is over the request rate limit; retry in ${waitMs} ms`, 'rate-limited'), retryMs: waitMs };
+    const excluded = exclusionOf(this.sql, worker);
+    return excluded ? fail(403, `worker ${worker} is excluded from this run: ${excluded}`, 'excluded') : undefined;
+  }
+
+  seen(worker: string): void {
+    touchWorker(this.sql, worker);
+  }
+
+  accepted(worker: string): void {
+    recordAccepted(this.sql, worker);
+  }
+
+  /** Counts a refusal against the worker (a 403 is not the worker's doing and counts nothing). */
+  refused(worker: string, failure: Failure): RefusalEffect {
+    if (failure.status === 403) return { spendLease: false, excluded: false };
+    const bad = failure.status === 400 || failure.status === 422;
+    return { spendLease: bad, excluded: recordRejected(this.sql, worker, bad, failure.error) };
+  }
+
+  /**
+   * Records a non-finite result for a shard; returns how many distinct leases reported one. A shard
+   * that keeps coming back non-finite is divergence, not a faulty worker (the data order is
+   * deterministic). A lease repeating its answer counts once.
+   */
+  reportNonFinite(kind: LeaseKind, step: number, shard: number, leaseId: string): number {
+    const key = `${kind}:${step}:${shard}`;
+    const leases = this.nonFinite.get(key) ?? new Set<string>();
+    leases.add(leaseId);
+    this.nonFinite.set(key, leases);
+    return leases.size;
+  }
+
+  /** A step was applied: its suspect reports are over. */
+  nextStep(): void {
+    this.nonFinite.clear();
+    this.norms.nextStep();
+  }
+}

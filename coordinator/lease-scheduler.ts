@@ -1,0 +1,178 @@
+// Leases: which shard a worker gets next (with backups for stragglers), lease deadlines and their
+// expiry by the object's one alarm, and the long-polling lease requests waiting for a shard to free up.
+// The choice of shard is a pure function (`pickShard`); the rest keeps the `leases` table.
+import type { SqlStorage } from '@cloudflare/workers-types/index';
+import type { LeaseKind } from '../shared/protocol';
+import { LeaseWindow } from './lease-window';
+
+export type LeaseState = 'active' | 'done' | 'rejected' | 'expired';
+
+export interface LeaseRow {
+  readonly leaseId: string;
+  readonly kind: LeaseKind;
+  readonly step: number;
+  readonly shard: number;
+  readonly worker: string;
+  readonly state: LeaseState;
+  readonly issuedAt: number;
+  readonly deadline: number;
+}
+
+/** How long a lease request waits for a shard to free up before answering "wait". */
+export const LONG_POLL_MS = 2000;
+
+export type ShardChoice = { readonly shard: number } | { readonly retryMs: number };
+
+/**
+ * The first shard of `shards` that is free: not counted, not answered, and not covered by a lease
+ * still within its window. A lease kept alive past the window by heartbeats gets one backup lease
+ * for another worker (whichever answers first counts), so a straggler that heartbeats but never
+ * answers costs one window. With none free: when to ask again.
+ */
+export function pickShard(leases: readonly LeaseRow[], counted: ReadonlySet<number>, shards: number, now: number, windowMs: number): ShardChoice {
+  const busy = new Set(counted);
+  const open = new Map<number, number>();
+  let soonest = Infinity;
+  for (const l of leases) {
+    if (l.state === 'done') busy.add(l.shard);
+    if (l.state !== 'active' || l.deadline <= now) continue;
+    open.set(l.shard, (open.get(l.shard) ?? 0) + 1);
+    const backupAt = Math.min(l.deadline, l.issuedAt + windowMs);
+    if (backupAt > now) busy.add(l.shard);
+    soonest = Math.min(soonest, backupAt > now ? backupAt : l.deadline);
+  }
+  for (const [shard, n] of open) if (n >= 2) busy.add(shard);
+  for (let shard = 0; shard < shards; shard++) if (!busy.has(shard)) return { shard };
+  return { retryMs: Math.max(10, Math.min(LONG_POLL_MS, soonest - now)) };
+}
+
+/** The object's alarm, as the scheduler uses it. */
+export interface AlarmClock {
+  get(): Promise<number | null>;
+  set(at: number): Promise<void>;
+}
+
+interface Row extends Record<string, string | number> {
+  lease_id: string;
+  kind: LeaseKind;
+  step: number;
+  shard: number;
+  worker: string;
+  state: LeaseState;
+  issued_at: number;
+  deadline: number;
+}
+
+const toLease = (r: Row): LeaseRow => ({ leaseId: r.lease_id, kind: r.kind, step: r.step, shard: r.shard, worker: r.worker, state: r.state, issuedAt: r.issued_at, deadline: r.deadline });
+
+export class LeaseScheduler {
+  /** Recent answer times: the adaptive lease window. */
+  readonly window = new LeaseWindow();
+  private readonly waiters = new Set<() => void>();
+  /** When the alarm is due (null: none); undefined until read from storage. */
+  private alarmAt: number | null | undefined;
+
+  constructor(
+    private readonly sql: SqlStorage,
+    private readonly alarm: AlarmClock,
+  ) {}
+
+  find(leaseId: string): LeaseRow | undefined {
+    const row = this.sql.exec<Row>('SELECT * FROM leases WHERE lease_id = ?', leaseId).toArray()[0];
+    return row && toLease(row);
+  }
+
+  /** The leases of one step's (or evaluation's) work. */
+  leasesOf(kind: LeaseKind, step: number): LeaseRow[] {
+    return this.sql.exec<Row>('SELECT * FROM leases WHERE kind = ? AND step = ?', kind, step).toArray().map(toLease);
+  }
+
+  /** Records a new active lease; returns its id. */
+  issue(kind: LeaseKind, step: number, shard: number, worker: string, now: number, deadline: number): string {
+    const leaseId = crypto.randomUUID();
+    this.sql.exec("INSERT INTO leases (lease_id, kind, step, shard, worker, issued_at, deadline, state) VALUES (?, ?, ?, ?, ?, ?, ?, 'active')", leaseId, kind, step, shard, worker, now, deadline);
+    return leaseId;
+  }
+
+  /** A heartbeat's new deadline: the adaptive window from now, never past issue + leaseMs nor before the current one. */
+  extend(lease: LeaseRow, examples: number, leaseMs: number, now: number): number {
+    const window = this.window.millis(lease.kind, examples, leaseMs);
+    const deadline = Math.max(lease.deadline, Math.min(now + window, lease.issuedAt + leaseMs));
+    this.sql.exec('UPDATE leases SET deadline = ? WHERE lease_id = ?', deadline, lease.leaseId);
+    return deadline;
+  }
+
+  /** Marks a lease answered; its answer time becomes a sample of the adaptive window. */
+  answered(lease: LeaseRow, examples: number, now: number): void {
+    this.sql.exec("UPDATE leases SET state = 'done' WHERE lease_id = ?", lease.leaseId);
+    this.window.record(lease.kind, now - lease.issuedAt, examples);
+  }
+
+  /** Spends a lease whose answer was refused (its shard is free for another worker at once). */
+  refuse(leaseId: string, worker: string): void {
+    this.sql.exec("UPDATE leases SET state = 'rejected' WHERE lease_id = ? AND worker = ? AND state IN ('active', 'expired')", leaseId, worker);
+  }
+
+  /** Spends every open lease of an excluded worker. */
+  refuseAllOf(worker: string): void {
+    this.sql.exec("UPDATE leases SET state = 'rejected' WHERE worker = ? AND state IN ('active', 'expired')", worker);
+  }
+
+  /** Leases of steps before `step` − 1 are no longer needed to recognise late duplicates. */
+  forgetTrainBefore(step: number): void {
+    this.sql.exec("DELETE FROM leases WHERE kind = 'train' AND step < ?", step - 1);
+  }
+
+  forgetEval(): void {
+    this.sql.exec("DELETE FROM leases WHERE kind = 'eval'");
+  }
+
+  forgetAll(): void {
+    this.sql.exec('DELETE FROM leases');
+  }
+
+  /**
+   * After a restart (a process restart, or the runtime evicting an idle object while workers
+   * compute): the partial sum of the step in progress is lost, and any steps after the last commit.
+   * Their counted shards are leased again and recompute to the same values. Leases of the committed
+   * step still out stay valid: their answers are not counted yet and are still welcome.
+   */
+  forgetAfterRestart(committedStep: number): void {
+    this.sql.exec("DELETE FROM leases WHERE kind = 'train' AND (step > ? OR (step = ? AND state <> 'active'))", committedStep, committedStep);
+  }
+
+  /** Holds a lease request until a shard may have freed up (`wake`) or `ms` pass. */
+  waitForChange(ms: number): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const wake = () => {
+        clearTimeout(timer);
+        this.waiters.delete(wake);
+        resolve();
+      };
+      const timer = setTimeout(wake, ms);
+      this.waiters.add(wake);
+    });
+  }
+
+  /** Wakes every waiting lease request. */
+  wake(): void {
+    for (const w of [...this.waiters]) w();
+  }
+
+  /** Sets the alarm when none is due before `deadline`; the due time is kept here, not read per lease. */
+  async armFor(deadline: number): Promise<void> {
+    if (this.alarmAt === undefined) this.alarmAt = await this.alarm.get();
+    if (this.alarmAt === null || this.alarmAt > deadline) {
+      await this.alarm.set(deadline);
+      this.alarmAt = deadline;
+    }
+  }
+
+  /** The alarm fired: expires due leases, wakes the waiting requests, returns the next deadline (null: none). */
+  expireDue(now: number): number | null {
+    this.alarmAt = null;
+    this.sql.exec("UPDATE leases SET state = 'expired' WHERE state = 'active' AND deadline <= ?", now);
+    this.wake();
+    return this.sql.exec<{ d: number | null }>("SELECT MIN(deadline) AS d FROM leases WHERE state = 'active'").one().d;
+  }
+}

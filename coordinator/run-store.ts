@@ -1,0 +1,207 @@
+// The run's durable state in the Durable Object's SQLite (tables in coordinator/schema.ts): the one
+// run row, the parameter/buffer/optimizer tensors, step and evaluation metrics. The run row has one
+// writer, `writeRun`; everything here is synchronous, so a caller's writes with no `await` between
+// them commit together (and `transaction` makes that explicit where it matters).
+import type { DurableObjectStorage, SqlStorage } from '@cloudflare/workers-types/index';
+import type { LeaseKind, RunSpec, RunState } from '../shared/protocol';
+import { migrate } from './schema';
+
+/** A run as the API knows it: identity, spec and lifecycle state. */
+export interface RunRecord {
+  readonly runId: string;
+  readonly spec: RunSpec;
+  readonly createdAt: number;
+  state: RunState;
+  error: string | null;
+  updatedAt: number;
+}
+
+/** Where training stands: steps applied (the parameter version), and whether that step's evaluation is due. */
+export interface Position {
+  readonly step: number;
+  readonly phase: LeaseKind;
+  /** The optimizer's own step count (bias correction), stored with its slots. */
+  readonly optimizerStep: number;
+}
+
+/** Parameters, batch-norm running statistics and optimizer slots, flat. */
+export interface Tensors {
+  readonly params: Float32Array;
+  readonly buffers: Float32Array;
+  readonly slots: readonly Float32Array[];
+}
+
+export interface StoredRun {
+  readonly record: RunRecord;
+  /** The committed position: the tensors are those of this step. */
+  readonly position: Position;
+  readonly tensors: Tensors;
+}
+
+/** One row of step_metrics as the coordinator writes it. */
+export interface StepRecord {
+  readonly step: number;
+  readonly epoch: number;
+  readonly loss: number;
+  readonly accuracy: number;
+  readonly images: number;
+  readonly stepMs: number;
+  readonly at: number;
+  /** Whose answers the step counted: worker id → shards. */
+  readonly workers: Readonly<Record<string, number>>;
+}
+
+export interface EvalTotals {
+  readonly parts: number;
+  readonly lossSum: number;
+  readonly correct: number;
+  readonly count: number;
+}
+
+/** Training loss/accuracy averaged over each evaluated epoch, beside its test figures (checkpoint history). */
+export interface EpochHistory {
+  readonly epoch: number;
+  readonly trainLoss: number;
+  readonly trainAccuracy: number;
+  readonly testLoss: number;
+  readonly testAccuracy: number;
+}
+
+interface RunRow extends Record<string, string | number | null> {
+  run_id: string;
+  spec: string;
+  state: RunState;
+  error: string | null;
+  step: number;
+  phase: LeaseKind;
+  optimizer_step: number;
+  created_at: number;
+  updated_at: number;
+}
+
+/** SQLite rows must stay below ~2 MB; 1 MiB chunks leave room. */
+const CHUNK_BYTES = 1 << 20;
+
+export class RunStore {
+  constructor(private readonly storage: DurableObjectStorage) {}
+
+  /** Creates or upgrades the tables (coordinator/schema.ts); call once, before anything else. */
+  migrate(): void {
+    migrate(this.sql);
+  }
+
+  get sql(): SqlStorage {
+    return this.storage.sql;
+  }
+
+  transaction<T>(writes: () => T): T {
+    return this.storage.transactionSync(writes);
+  }
+
+  /** The run kept here, or undefined before `create`; `slots`: how many optimizer slots its spec has. */
+  load(slots: (spec: RunSpec) => number): StoredRun | undefined {
+    const row = this.sql.exec<RunRow>('SELECT * FROM run WHERE id = 1').toArray()[0];
+    if (!row) return undefined;
+    const spec = JSON.parse(row.spec) as RunSpec;
+    return {
+      record: { runId: row.run_id, spec, createdAt: row.created_at, state: row.state, error: row.error, updatedAt: row.updated_at },
+      position: { step: row.step, phase: row.phase, optimizerStep: row.optimizer_step },
+      tensors: {
+        params: this.readTensor('params', spec.paramCount),
+        buffers: this.readTensor('buffers', spec.bufferCount),
+        slots: Array.from({ length: slots(spec) }, (_, i) => this.readTensor(`optimizer.${i}`, spec.paramCount)),
+      },
+    };
+  }
+
+  /** The one writer of the run row: its lifecycle state with the committed position. */
+  writeRun(record: RunRecord, committed: Position): void {
+    this.sql.exec(
+      `INSERT INTO run (id, run_id, spec, state, error, step, phase, optimizer_step, created_at, updated_at) VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+       ON CONFLICT (id) DO UPDATE SET state = excluded.state, error = excluded.error, step = excluded.step, phase = excluded.phase,
+         optimizer_step = excluded.optimizer_step, updated_at = excluded.updated_at`,
+      record.runId, JSON.stringify(record.spec), record.state, record.error, committed.step, committed.phase, committed.optimizerStep, record.createdAt, record.updatedAt,
+    );
+  }
+
+  writeTensors(t: Tensors): void {
+    this.writeTensor('params', t.params);
+    this.writeTensor('buffers', t.buffers);
+    t.slots.forEach((slot, i) => this.writeTensor(`optimizer.${i}`, slot));
+  }
+
+  /**
+   * After a restart: metrics of steps past the committed one are dropped (those steps are trained
+   * again and recorded anew).
+   */
+  forgetStepsAfter(step: number): void {
+    this.sql.exec('DELETE FROM step_metrics WHERE step > ?', step);
+  }
+
+  recordStep(m: StepRecord): void {
+    this.sql.exec(
+      'INSERT OR REPLACE INTO step_metrics (step, epoch, loss, accuracy, images, step_ms, coordinator_ms, at, workers) VALUES (?, ?, ?, ?, ?, ?, 0, ?, ?)',
+      m.step, m.epoch, m.loss, m.accuracy, m.images, m.stepMs, m.at, JSON.stringify(m.workers),
+    );
+  }
+
+  /** The coordinator's own time on a step, known only once its commit is done. */
+  recordCoordinatorMs(step: number, ms: number): void {
+    this.sql.exec('UPDATE step_metrics SET coordinator_ms = ? WHERE step = ?', ms, step);
+  }
+
+  addEvalPart(step: number, shard: number, lossSum: number, correct: number, count: number): void {
+    this.sql.exec('INSERT INTO eval_parts (step, shard, loss_sum, correct, count) VALUES (?, ?, ?, ?, ?)', step, shard, lossSum, correct, count);
+  }
+
+  hasEvalPart(step: number, shard: number): boolean {
+    return this.sql.exec('SELECT 1 FROM eval_parts WHERE step = ? AND shard = ?', step, shard).toArray().length > 0;
+  }
+
+  evalTotals(step: number): EvalTotals {
+    const t = this.sql
+      .exec<{ n: number; loss: number | null; correct: number | null; count: number | null }>(
+        'SELECT COUNT(*) AS n, SUM(loss_sum) AS loss, SUM(correct) AS correct, SUM(count) AS count FROM eval_parts WHERE step = ?',
+        step,
+      )
+      .one();
+    return { parts: t.n, lossSum: t.loss ?? 0, correct: t.correct ?? 0, count: t.count ?? 0 };
+  }
+
+  recordEval(epoch: number, step: number, loss: number, accuracy: number, at: number): void {
+    this.sql.exec('INSERT OR REPLACE INTO eval_metrics (epoch, step, loss, accuracy, at) VALUES (?, ?, ?, ?, ?)', epoch, step, loss, accuracy, at);
+  }
+
+  /** Every evaluated epoch with the mean training loss and accuracy of its steps. */
+  epochHistory(): EpochHistory[] {
+    return this.sql
+      .exec<{ epoch: number; test_loss: number; test_accuracy: number; train_loss: number | null; train_accuracy: number | null }>(
+        `SELECT e.epoch, e.loss AS test_loss, e.accuracy AS test_accuracy, AVG(s.loss) AS train_loss, AVG(s.accuracy) AS train_accuracy
+         FROM eval_metrics e LEFT JOIN step_metrics s ON s.epoch = e.epoch - 1 GROUP BY e.epoch ORDER BY e.epoch`,
+      )
+      .toArray()
+      .map((r) => ({ epoch: r.epoch, trainLoss: r.train_loss ?? NaN, trainAccuracy: r.train_accuracy ?? NaN, testLoss: r.test_loss, testAccuracy: r.test_accuracy }));
+  }
+
+  private writeTensor(name: string, data: Float32Array): void {
+    const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+    const chunks = Math.ceil(bytes.byteLength / CHUNK_BYTES);
+    for (let c = 0; c < chunks; c++) {
+      const part = bytes.slice(c * CHUNK_BYTES, Math.min(bytes.byteLength, (c + 1) * CHUNK_BYTES));
+      this.sql.exec('INSERT OR REPLACE INTO tensors (name, chunk, data) VALUES (?, ?, ?)', name, c, part.buffer);
+    }
+    this.sql.exec('DELETE FROM tensors WHERE name = ? AND chunk >= ?', name, chunks);
+  }
+
+  private readTensor(name: string, length: number): Float32Array {
+    const out = new Float32Array(length);
+    const bytes = new Uint8Array(out.buffer);
+    let at = 0;
+    for (const row of this.sql.exec<{ data: ArrayBuffer }>('SELECT data FROM tensors WHERE name = ? ORDER BY chunk', name)) {
+      bytes.set(new Uint8Array(row.data), at);
+      at += row.data.byteLength;
+    }
+    if (at !== bytes.byteLength) throw new Error(`stored tensor ${name}: ${at} bytes, expected ${bytes.byteLength}`);
+    return out;
+  }
+}
