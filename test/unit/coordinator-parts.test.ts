@@ -1,0 +1,201 @@
+// The coordinator's pure parts, without Miniflare: the step aggregator (float64 sums, the mean the
+// optimizer applies), the shard choice (backups, waits), the admission checks, the shard plan. The
+// Durable Object that wires them is tested through the API in test/workers/.
+import { describe, expect, it } from 'vitest';
+import { answerableLease, evalProblem, frameVerdict, gradientShapeProblem, nonFiniteIn } from '../../coordinator/admission';
+import { LONG_POLL_MS, pickShard, type LeaseRow } from '../../coordinator/lease-scheduler';
+import { l2Norm } from '../../coordinator/norm-guard';
+import type { Failure } from '../../coordinator/outcome';
+import type { Position } from '../../coordinator/run-store';
+import { ShardPlan } from '../../coordinator/shard-plan';
+import { StepAggregator, type ShardResult } from '../../coordinator/step-aggregator';
+import { mulberry32 } from '../../shared/data/shuffle';
+import { createOptimizer } from '../../shared/optim/optimizer';
+import { DEFAULT_CLUSTER_CONFIG, type RunSpec } from '../../shared/protocol';
+import { SEED_TRAIN_CONFIG } from '../../shared/training/config';
+import { applyUpdate } from '../../shared/training/update';
+import type { EvalSubmission, GradientSubmission } from '../../shared/wire';
+
+const f32 = (...v: number[]) => Float32Array.from(v);
+const shard = (n: number, grads: Float32Array, over: Partial<ShardResult> = {}): ShardResult => ({ shard: n, worker: `w${n}`, loss: 1, correct: 0, grads, stats: new Float32Array(0), ...over });
+const bits = (a: Float32Array) => Buffer.from(a.buffer, a.byteOffset, a.byteLength).toString('hex');
+
+function permutations<T>(xs: readonly T[]): T[][] {
+  if (xs.length <= 1) return [xs.slice()];
+  return xs.flatMap((x, i) => permutations([...xs.slice(0, i), ...xs.slice(i + 1)]).map((p) => [x, ...p]));
+}
+
+describe('StepAggregator', () => {
+  it('averages gradients, statistics and loss over the shards, sums correct, and names whose answers counted', () => {
+    const agg = new StepAggregator(4, 3, 2, 1);
+    agg.add(shard(0, f32(1, 2), { stats: f32(0.5), loss: 1, correct: 3, worker: 'a' }));
+    agg.add(shard(2, f32(3, 4), { stats: f32(1.5), loss: 2, correct: 4, worker: '__proto__' }));
+    expect(agg.complete).toBe(false);
+    expect(() => agg.mean()).toThrow(/2 of 3 shards/);
+    agg.add(shard(1, f32(5, 6), { stats: f32(1), loss: 3, correct: 5, worker: 'a' }));
+    const mean = agg.mean();
+    expect(Array.from(mean.grads)).toEqual([3, 4]);
+    expect(Array.from(mean.stats)).toEqual([1]);
+    expect(mean.loss).toBe(2);
+    expect(mean.correct).toBe(12);
+    expect({ ...mean.workers }).toEqual({ a: 2, ['__proto__']: 1 });
+    expect(Object.getPrototypeOf(mean.workers)).toBe(null);
+  });
+
+  it('gives the same bits whatever order four shards arrive in (float32 sums would not)', () => {
+    // Cancelling magnitudes: in float32, (1e8 + 1) − 1e8 loses the 1; the float64 sum keeps it.
+    const rng = mulberry32(3);
+    const n = 257;
+    const grads = [0, 1, 2, 3].map((s) => Float32Array.from({ length: n }, (_, i) => (i === 0 ? [1e8, 1, -1e8, 1][s] : (rng() - 0.5) * 10 ** Math.floor(rng() * 8 - 4))));
+    const means = new Set<string>();
+    for (const order of permutations([0, 1, 2, 3])) {
+      const agg = new StepAggregator(0, 4, n, 0);
+      for (const s of order) agg.add(shard(s, grads[s]));
+      means.add(bits(agg.mean().grads));
+    }
+    expect(means.size).toBe(1);
+    const agg = new StepAggregator(0, 4, n, 0);
+    for (const s of [0, 1, 2, 3]) agg.add(shard(s, grads[s]));
+    expect(agg.mean().grads[0]).toBe(0.5);
+  });
+
+  it('refuses a shard counted twice, a shard outside the step and a gradient of the wrong length', () => {
+    const agg = new StepAggregator(0, 2, 2, 0);
+    agg.add(shard(0, f32(1, 1)));
+    expect(() => agg.add(shard(0, f32(1, 1)))).toThrow(/already counted/);
+    expect(() => agg.add(shard(2, f32(1, 1)))).toThrow(/outside 0..1/);
+    expect(() => agg.add(shard(1, f32(1)))).toThrow(/1 gradient/);
+    expect([...agg.countedShards]).toEqual([0]);
+  });
+
+  it('feeds the update both trainers apply: SGD new = old − lr · mean, running statistics blended by bnMomentum', () => {
+    const agg = new StepAggregator(0, 2, 3, 2);
+    agg.add(shard(0, f32(1, 0, -2), { stats: f32(2, 4) }));
+    agg.add(shard(1, f32(3, 2, 0), { stats: f32(4, 8) }));
+    const mean = agg.mean();
+    const params = f32(1, 1, 1);
+    const buffers = f32(0, 1);
+    const config = { ...SEED_TRAIN_CONFIG, optimizer: { kind: 'sgd' as const, lr: 0.5, momentum: 0, nesterov: false, weightDecay: 0 }, bnMomentum: 0.25 };
+    applyUpdate({ params, buffers, optimizer: createOptimizer(config.optimizer, 3), mask: new Uint8Array(3) }, mean.grads, mean.stats, 0, config);
+    expect(Array.from(params)).toEqual([0, 0.5, 1.5]);
+    expect(Array.from(buffers)).toEqual([0.75, 0.75 + 0.25 * 6]);
+  });
+});
+
+const lease = (over: Partial<LeaseRow>): LeaseRow => ({ leaseId: 'l', kind: 'train', step: 0, shard: 0, worker: 'w', state: 'active', issuedAt: 0, deadline: 10_000, ...over });
+
+describe('pickShard', () => {
+  const none = new Set<number>();
+
+  it('takes the first shard that is neither counted, answered nor leased within its window', () => {
+    expect(pickShard([], none, 3, 100, 1000)).toEqual({ shard: 0 });
+    expect(pickShard([lease({ shard: 0 })], new Set([1]), 3, 100, 1000)).toEqual({ shard: 2 });
+    expect(pickShard([lease({ shard: 0, state: 'done', deadline: 0 })], none, 2, 100, 1000)).toEqual({ shard: 1 });
+  });
+
+  it('frees the shard of an expired, refused or lapsed lease', () => {
+    for (const l of [lease({ deadline: 100 }), lease({ state: 'rejected' }), lease({ state: 'expired' })]) expect(pickShard([l], none, 1, 100, 1000)).toEqual({ shard: 0 });
+  });
+
+  it('gives one backup lease for a lease kept alive past its window, and no second one', () => {
+    const heartbeating = lease({ issuedAt: 0, deadline: 50_000 });
+    expect(pickShard([heartbeating], none, 1, 500, 1000)).toEqual({ retryMs: 500 });
+    expect(pickShard([heartbeating], none, 1, 1500, 1000)).toEqual({ shard: 0 });
+    expect(pickShard([heartbeating, lease({ leaseId: 'backup', issuedAt: 1500, deadline: 2500 })], none, 1, 1600, 1000)).toEqual({ retryMs: 900 });
+  });
+
+  it('answers wait until the soonest window ends, at least 10 ms and at most the long poll', () => {
+    expect(pickShard([lease({ deadline: 105 })], none, 1, 100, 1000)).toEqual({ retryMs: 10 });
+    expect(pickShard([lease({ deadline: 60_000 })], none, 1, 100, 30_000)).toEqual({ retryMs: LONG_POLL_MS });
+  });
+});
+
+const failureOf = (x: unknown) => x as Failure;
+
+describe('admission checks', () => {
+  const position: Position = { step: 3, phase: 'train', optimizerStep: 3 };
+  const issued = lease({ leaseId: 'l1', step: 3, shard: 1, worker: 'w' });
+  const head = { leaseId: 'l1', version: 3, step: 3, shard: 1 };
+
+  it('refuses answers to finished runs, unknown, refused and other workers\' leases before reading the body', () => {
+    expect(answerableLease(issued, 'l1', 'w', 'training')).toBe(issued);
+    expect(failureOf(answerableLease(issued, 'l1', 'w', 'cancelled'))).toMatchObject({ status: 409, reason: 'finished' });
+    expect(failureOf(answerableLease(undefined, 'l1', 'w', 'training'))).toMatchObject({ status: 409, reason: 'unknown-lease' });
+    expect(failureOf(answerableLease(issued, 'l1', 'other', 'training'))).toMatchObject({ status: 403, reason: 'not-yours' });
+    expect(failureOf(answerableLease({ ...issued, state: 'rejected' }, 'l1', 'w', 'training'))).toMatchObject({ status: 409, reason: 'unknown-lease' });
+  });
+
+  it('counts a frame that matches its lease and the run, answers a counted one as a duplicate, and names each mismatch', () => {
+    expect(frameVerdict(issued, 'train', head, false, position)).toBeUndefined();
+    expect(frameVerdict(issued, 'train', head, true, position)).toEqual({ ok: true, value: { accepted: false, reason: 'duplicate', version: 3 } });
+    expect(frameVerdict({ ...issued, state: 'done' }, 'train', head, false, position)).toMatchObject({ ok: true });
+    const cases: [Partial<typeof head>, string, number][] = [
+      [{ leaseId: 'l2' }, 'mismatch', 400],
+      [{ shard: 0 }, 'mismatch', 400],
+      [{ version: 2 }, 'version', 400],
+    ];
+    for (const [over, reason, status] of cases) expect(frameVerdict(issued, 'train', { ...head, ...over }, false, position)).toMatchObject({ ok: false, status, reason });
+    expect(frameVerdict(issued, 'eval', head, false, position)).toMatchObject({ status: 400, reason: 'kind' });
+    expect(frameVerdict(issued, 'train', head, false, { ...position, step: 4 })).toMatchObject({ status: 409, reason: 'stale' });
+    expect(frameVerdict(issued, 'train', head, false, { ...position, phase: 'eval' })).toMatchObject({ status: 409, reason: 'stale' });
+  });
+
+  const spec = { paramCount: 3, bufferCount: 1, config: { cluster: { ...DEFAULT_CLUSTER_CONFIG, microBatch: 32 } } } as RunSpec;
+  const frame = (over: Partial<GradientSubmission> = {}): GradientSubmission => ({ ...head, count: 32, loss: 1, correct: 0, grads: f32(1, 2, 3), stats: f32(0), ...over });
+
+  it('checks a gradient frame\'s sizes and finds what is not finite (one pass when the norm is finite)', () => {
+    expect(gradientShapeProblem(frame(), spec)).toBeUndefined();
+    expect(gradientShapeProblem(frame({ grads: f32(1) }), spec)).toMatchObject({ status: 400, reason: 'length' });
+    expect(gradientShapeProblem(frame({ stats: f32() }), spec)).toMatchObject({ status: 400, reason: 'length' });
+    expect(gradientShapeProblem(frame({ count: 31 }), spec)).toMatchObject({ status: 400, reason: 'count' });
+    const check = (f: GradientSubmission) => nonFiniteIn(f, l2Norm(f.grads));
+    expect(check(frame())).toBeUndefined();
+    expect(check(frame({ loss: NaN }))).toBe('loss is NaN');
+    expect(check(frame({ grads: f32(1, Infinity, 0) }))).toBe('gradient value 1 is Infinity');
+    expect(check(frame({ stats: f32(NaN) }))).toBe('statistics value 0 is NaN');
+  });
+
+  it('checks an eval answer against its shard: count, finite loss, possible values', () => {
+    const answer = (over: Partial<EvalSubmission>): EvalSubmission => ({ ...head, count: 50, lossSum: 10, correct: 20, ...over });
+    expect(evalProblem(answer({}), 50)).toBeUndefined();
+    expect(evalProblem(answer({ count: 49 }), 50)).toMatchObject({ status: 400, reason: 'count' });
+    expect(evalProblem(answer({ lossSum: Infinity }), 50)).toMatchObject({ status: 422, reason: 'non-finite' });
+    expect(evalProblem(answer({ correct: 51, count: 50 }), 50)).toMatchObject({ status: 422, reason: 'range' });
+    expect(evalProblem(answer({ lossSum: -1 }), 50)).toMatchObject({ status: 422, reason: 'range' });
+  });
+});
+
+describe('ShardPlan', () => {
+  const manifest = { train: { count: 256 }, test: { count: 120 } };
+  const spec = {
+    runId: 'r1',
+    paramCount: 1,
+    bufferCount: 0,
+    dataset: manifest,
+    config: { train: { ...SEED_TRAIN_CONFIG, batch: 96, evalBatch: 50, epochs: 2, schedule: { ...SEED_TRAIN_CONFIG.schedule, totalSteps: 4 } }, cluster: { ...DEFAULT_CLUSTER_CONFIG, microBatch: 32 }, dataset: 'fixture' },
+  } as unknown as RunSpec;
+  const plan = new ShardPlan(spec);
+
+  it('splits a step into batch / microBatch shards and an evaluation into evalBatch shards with a short last one', () => {
+    expect([plan.trainShards, plan.evalShards]).toEqual([3, 3]);
+    expect([0, 1, 2].map((s) => plan.evalRange(s))).toEqual([{ first: 0, count: 50 }, { first: 50, count: 50 }, { first: 100, count: 20 }]);
+    expect([plan.examplesPerLease('train'), plan.examplesPerLease('eval')]).toEqual([32, 50]);
+  });
+
+  it('leases shard k of a step as examples [32k, 32k + 32) of the step\'s batch, and eval shards as test indices', () => {
+    const whole = plan.plan.examples(1);
+    const parts = [0, 1, 2].map((k) => plan.lease('train', { leaseId: 'x', step: 1, shard: k, deadline: 9 }));
+    expect(parts.flatMap((p) => p.indices)).toEqual(Array.from(whole.indices));
+    expect(parts.map((p) => p.firstPosition)).toEqual([96, 128, 160]);
+    expect(parts[2]).toMatchObject({ runId: 'r1', kind: 'train', step: 1, version: 1, shard: 2, split: 'train', epoch: 0, deadline: 9 });
+    const evalLease = plan.lease('eval', { leaseId: 'y', step: 2, shard: 2, deadline: 9 });
+    expect(evalLease).toMatchObject({ split: 'test', epoch: 0, firstPosition: 100 });
+    expect(evalLease.indices).toEqual(Array.from({ length: 20 }, (_, i) => 100 + i));
+  });
+
+  it('counts epochs done, an evaluation still due counting its epoch as not done', () => {
+    expect(plan.plan.stepsPerEpoch).toBe(2);
+    expect([plan.epochsDone(2, 'eval'), plan.epochsDone(2, 'train'), plan.epochsDone(3, 'train')]).toEqual([0, 1, 1]);
+    expect([plan.endsEpoch(2), plan.endsEpoch(3)]).toEqual([true, false]);
+  });
+});
