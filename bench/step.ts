@@ -8,7 +8,7 @@ import { DEFAULT_MODEL_CONFIG, type ModelConfig } from '../shared/models/presets
 import { randomFeeds } from '../shared/models/random-feeds';
 import { GraphSession } from '../shared/onnx/session';
 import { loadOrt, ortWebHeapBytes, type OrtRuntime } from '../workers/ort/node';
-import { startOrtWorkerd } from '../test/support/workerd';
+import { startOrtWorkerd } from '../cli/cluster/ort-probe';
 import { median } from '../shared/stats';
 
 interface StepCase {

@@ -4,9 +4,9 @@ import { mkdir, readFile, rename, writeFile, appendFile } from 'node:fs/promises
 import path from 'node:path';
 import { DEFAULT_AUTODIFF_OPTIONS, type AutodiffOptions } from '../shared/autodiff/rule';
 import { inferenceModelBytes } from '../shared/training/export';
-import { decodeCheckpoint, encodeCheckpoint, type TrainerState } from '../shared/training/checkpoint';
+import { decodeCheckpoint, encodeCheckpoint, type EpochReport, type TrainerState } from '../shared/training/checkpoint';
 import type { TrainConfig } from '../shared/training/config';
-import { NonFiniteLossError, train, type EpochReport } from '../shared/training/trainer';
+import { NonFiniteLossError, train } from '../shared/training/trainer';
 import { loadOrt } from '../workers/ort/node';
 import { choiceFlag, numberFlag, parseFlags, UsageError } from './args';
 import { CONFIG_FLAGS, CONFIG_USAGE, trainConfigFromValues } from './config-flags';

@@ -2,7 +2,17 @@
 // slots). Pure, so the coordinator can write the same format to R2 later.
 import type { OptimizerState } from '../optim/optimizer';
 import type { TrainConfig } from './config';
-import type { EpochReport } from './trainer';
+
+export interface EpochReport {
+  readonly epoch: number;
+  readonly trainLoss: number;
+  readonly trainAccuracy: number;
+  readonly testLoss: number;
+  readonly testAccuracy: number;
+  /** Wall seconds of the epoch (training + evaluation). */
+  readonly seconds: number;
+  readonly trainImagesPerSecond: number;
+}
 
 const MAGIC = 0x4b435445; // "ETCK" little-endian
 const VERSION = 1;

@@ -7,23 +7,12 @@ import { decayMask, initBuffers, initParameters } from '../models/params';
 import type { OrtApi, SessionOptions } from '../onnx/session';
 import { createOptimizer, restoreOptimizer } from '../optim/optimizer';
 import { placeholderCaptions } from './captions';
-import type { TrainerState } from './checkpoint';
+import type { EpochReport, TrainerState } from './checkpoint';
 import { checkTrainConfig, type TrainConfig } from './config';
 import { BatchFeeder } from './feeder';
 import { RunPlan } from './plan';
 import { GraphRunner, type RunLayout } from './step';
 import { applyUpdate, type ModelState } from './update';
-
-export interface EpochReport {
-  readonly epoch: number;
-  readonly trainLoss: number;
-  readonly trainAccuracy: number;
-  readonly testLoss: number;
-  readonly testAccuracy: number;
-  /** Wall seconds of the epoch (training + evaluation). */
-  readonly seconds: number;
-  readonly trainImagesPerSecond: number;
-}
 
 export interface StepProgress {
   readonly epoch: number;

@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GraphSession, type Feed } from '../../shared/onnx/session';
 import { buildRandomBert } from '../../shared/text/bert-graph';
 import { webOrt } from '../support/ort';
-import { startOrtWorkerd, type OrtWorkerd } from '../support/workerd';
+import { startOrtWorkerd, type OrtWorkerd } from '../../cli/cluster/ort-probe';
 
 const SMALL = { hidden: 64, heads: 4, intermediate: 128, vocab: 1000, layers: 2, maxPosition: 64, seed: 7 };
 

@@ -9,7 +9,7 @@ import { randomFeeds } from '../../shared/models/random-feeds';
 import { decodeRunRequest, encodeRunRequest } from '../../shared/onnx/feeds-codec';
 import { GraphSession, type Feed, type OrtApi } from '../../shared/onnx/session';
 import { loadOrt } from '../../workers/ort/node';
-import { startOrtWorkerd, type OrtWorkerd } from '../support/workerd';
+import { startOrtWorkerd, type OrtWorkerd } from '../../cli/cluster/ort-probe';
 import { median } from '../../shared/stats';
 
 /** A graph to run on both sides: model bytes, every feed, the outputs to compare. */

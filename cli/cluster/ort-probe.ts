@@ -1,6 +1,6 @@
 // Runs workers/ort/probe-worker.ts inside workerd (Miniflare) for tests and benchmarks.
 import { Miniflare } from 'miniflare';
-import { COMPATIBILITY_DATE, bundleModules, bundleWorker } from '../../cli/cluster/bundle';
+import { COMPATIBILITY_DATE, bundleModules, bundleWorker } from './bundle';
 import { decodeOutputs, encodeRunRequest } from '../../shared/onnx/feeds-codec';
 import type { Feed } from '../../shared/onnx/session';
 

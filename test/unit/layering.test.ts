@@ -1,0 +1,66 @@
+// The codebase's layering, read from its import graph: every module imports only from its own layer
+// or lower ones, and no modules import each other in a cycle (type-only imports included).
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
+import { cycles, readImportGraph, upwardEdges, type ImportGraph } from '../support/import-graph';
+
+/**
+ * Lowest first. shared/ is pure code for every runtime, itself layered from the graph builder up to
+ * the training loop, with the contract modules (shared/*.ts: protocol, auth, …) on top; then the
+ * coordinator, the Worker entry points (API, gradient workers, ORT loading), the CLI, the benches and
+ * the tests. `examples/` imports only onnxruntime.
+ */
+export const LAYERS = [
+  'shared/onnx',
+  'shared/wire',
+  'shared/data',
+  'shared/optim',
+  'shared/autodiff',
+  'shared/models',
+  'shared/text',
+  'shared/training',
+  'shared',
+  'coordinator',
+  'workers',
+  'cli',
+  'bench',
+  'examples',
+  'test',
+  'vitest.config.ts',
+];
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+
+describe('layering of the import graph', () => {
+  const graph = readImportGraph(ROOT);
+
+  it('reads the whole project: every folder of the layout, hundreds of edges', () => {
+    const files = [...graph.keys()];
+    for (const folder of ['shared/', 'coordinator/', 'workers/', 'cli/', 'bench/', 'test/']) expect(files.some((f) => f.startsWith(folder)), folder).toBe(true);
+    expect([...graph.values()].reduce((n, t) => n + t.length, 0)).toBeGreaterThan(300);
+    expect(graph.get('coordinator/coordinator.ts')).toContain('coordinator/run-store.ts');
+  });
+
+  it('has no import from a lower layer to a higher one', () => {
+    expect(upwardEdges(graph, LAYERS)).toEqual([]);
+  });
+
+  it('has no import cycle', () => {
+    expect(cycles(graph)).toEqual([]);
+  });
+
+  it('the checks find an upward edge, a file outside the layers and a cycle in a made-up graph', () => {
+    const bad: ImportGraph = new Map([
+      ['shared/onnx/graph.ts', ['shared/training/trainer.ts']],
+      ['shared/training/trainer.ts', ['shared/training/checkpoint.ts']],
+      ['shared/training/checkpoint.ts', ['shared/training/trainer.ts']],
+      ['scripts/x.ts', []],
+    ]);
+    expect(upwardEdges(bad, LAYERS)).toEqual([
+      'shared/onnx/graph.ts (shared/onnx) imports shared/training/trainer.ts (shared/training), a higher layer',
+      'scripts/x.ts is in no layer',
+    ]);
+    expect(cycles(bad)).toEqual([['shared/training/checkpoint.ts', 'shared/training/trainer.ts']]);
+  });
+});
