@@ -51,17 +51,6 @@ export function parseCifarBatch(bytes: Uint8Array, fileName: string): CifarSplit
   return split;
 }
 
-export function concatSplits(splits: readonly CifarSplit[]): CifarSplit {
-  const out = emptySplit(splits.reduce((n, s) => n + s.count, 0));
-  let at = 0;
-  for (const s of splits) {
-    out.images.set(s.images.subarray(0, s.count * IMAGE_BYTES), at * IMAGE_BYTES);
-    out.labels.set(s.labels.subarray(0, s.count), at);
-    at += s.count;
-  }
-  return out;
-}
-
 /**
  * Builds the dataset from batch files keyed by base name (`data_batch_1.bin` … `data_batch_5.bin`,
  * `test_batch.bin`, optionally `batches.meta.txt`). `source` (a path or URL) prefixes error messages.

@@ -1,6 +1,6 @@
 /**
- * Deterministic data order: a seeded PRNG, per-epoch permutations, global batches and their split into
- * shards (micro-batches). Everything is a pure function of its arguments so the coordinator, any worker
+ * Deterministic data order: a seeded PRNG, per-epoch permutations and per-example random sources (the
+ * batches and shards are cut from them by training/plan.ts). Everything is a pure function of its arguments so the coordinator, any worker
  * and a single-process reference run agree on which examples form each step.
  */
 
@@ -60,43 +60,6 @@ export function epochOrder(n: number, seed: number, epoch: number, block = 0): U
  */
 export function exampleRng(seed: number, epoch: number, position: number): () => number {
   return mulberry32(fmix32(fmix32(seed ^ 0x2545f491) ^ Math.imul(epoch + 1, 0x9e3779b9) ^ Math.imul(position + 1, 0xc2b2ae35)));
-}
-
-/** Cuts `order` into consecutive batches (views into `order`); a short tail batch is kept only if !dropLast. */
-export function batches(order: Uint32Array, batchSize: number, dropLast = true): Uint32Array[] {
-  if (!Number.isInteger(batchSize) || batchSize < 1) {
-    throw new Error(`batches: batchSize must be a positive integer, got ${batchSize}`);
-  }
-  const out: Uint32Array[] = [];
-  for (let start = 0; start < order.length; start += batchSize) {
-    const end = start + batchSize;
-    if (end > order.length && dropLast) break;
-    out.push(order.subarray(start, end));
-  }
-  return out;
-}
-
-/**
- * Splits a global batch into `shardCount` contiguous micro-batches whose sizes differ by at most one
- * (the first `length % shardCount` shards are one longer). Shards are views into `batch`.
- */
-export function shardBatch(batch: Uint32Array, shardCount: number): Uint32Array[] {
-  if (!Number.isInteger(shardCount) || shardCount < 1) {
-    throw new Error(`shardBatch: shardCount must be a positive integer, got ${shardCount}`);
-  }
-  if (shardCount > batch.length) {
-    throw new Error(`shardBatch: cannot split a batch of ${batch.length} into ${shardCount} non-empty shards`);
-  }
-  const base = Math.floor(batch.length / shardCount);
-  const longer = batch.length % shardCount;
-  const shards: Uint32Array[] = [];
-  let start = 0;
-  for (let s = 0; s < shardCount; s++) {
-    const end = start + base + (s < longer ? 1 : 0);
-    shards.push(batch.subarray(start, end));
-    start = end;
-  }
-  return shards;
 }
 
 /** MurmurHash3's 32-bit finaliser: a bijective mix of all input bits. */

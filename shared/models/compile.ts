@@ -163,9 +163,3 @@ export function buildInferenceModel(config: ModelConfig, weights: InferenceWeigh
   for (const [name, data] of weights.text ?? []) bake.set(name, data);
   return b.serialize({ bake, docString: `edgetrain ${config.preset}/${config.head}: logits over ${config.classes} classes` });
 }
-
-/** Content hash of graph bytes: the graph's identity in caches. */
-export async function graphHash(bytes: Uint8Array): Promise<string> {
-  const digest = await crypto.subtle.digest('SHA-256', bytes as Uint8Array<ArrayBuffer>);
-  return Array.from(new Uint8Array(digest), (x) => x.toString(16).padStart(2, '0')).join('');
-}
