@@ -1,7 +1,8 @@
 /**
- * Deterministic data order: a seeded PRNG, per-epoch permutations and per-example random sources (the
- * batches and shards are cut from them by training/plan.ts). Everything is a pure function of its arguments so the coordinator, any worker
- * and a single-process reference run agree on which examples form each step.
+ * Deterministic data order: a seeded PRNG, per-epoch permutations and per-example random sources
+ * (training/plan.ts cuts steps and shards from them). Everything is a pure function of its arguments,
+ * so the coordinator, any worker and a single-process reference run agree on which examples form
+ * each step.
  */
 
 /** mulberry32: a small 32-bit-state PRNG; returns uniform numbers in [0, 1). */
