@@ -1,6 +1,6 @@
 // `npm run bench -- <name> [options]`: benchmarks print one JSON object per line on stdout.
 import { benchBundle } from './bundle';
-import { benchCaptions } from './captions';
+import { benchCaptions } from './caption-precompute';
 import { benchCluster } from './cluster';
 import { benchStep } from './step';
 

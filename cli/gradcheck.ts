@@ -1,7 +1,7 @@
 // `npm run gradcheck`: every gradient rule and every preset's training graph against finite differences.
 import { checkTensor, sample, type LossFn } from '../shared/autodiff/gradcheck';
 import { RULE_CASES, type RuleCase } from '../shared/autodiff/gradcheck-cases';
-import { differentiate } from '../shared/autodiff/engine';
+import { differentiate } from '../shared/autodiff/differentiate';
 import { DEFAULT_AUTODIFF_OPTIONS } from '../shared/autodiff/rule';
 import { mulberry32 } from '../shared/data/shuffle';
 import { GraphBuilder, numel } from '../shared/onnx/graph';

@@ -35,7 +35,7 @@ const COMMANDS: Record<string, Entry> = {
     group: 'local cluster and data',
     summary: 'embed a caption set once with BERT and store it in KV; prints its hash',
     load: async () => {
-      const { CAPTIONS_USAGE, captionsCommand } = await import('./captions');
+      const { CAPTIONS_USAGE, captionsCommand } = await import('./embed-captions');
       return { usage: CAPTIONS_USAGE, run: async (argv, ctx) => (await captionsCommand(argv, ctx.out.line), EXIT.ok) };
     },
   },

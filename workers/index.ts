@@ -10,7 +10,7 @@ import { app } from './api/app';
 import type { Env, WorkMessage } from './env';
 import { BlockCache } from './gradient/block-cache';
 import { ApiClient, type Fetch } from './gradient/client';
-import { LocalComputer } from './gradient/computer';
+import { LocalComputer } from './gradient/lease-computer';
 import { workLoop } from './gradient/loop';
 import { loadOrtWorkerd } from './ort/workerd';
 

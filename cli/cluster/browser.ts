@@ -16,7 +16,7 @@ const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 /** Where the built page lives. */
 export const BROWSER_WORKER_DIR = join(ROOT, '.edgetrain', 'browser-worker');
 const PAGE = join(ROOT, 'workers/browser/index.html');
-const ENTRIES = { main: join(ROOT, 'workers/browser/main.ts'), compute: join(ROOT, 'workers/browser/compute.ts') };
+const ENTRIES = { main: join(ROOT, 'workers/browser/main.ts'), compute: join(ROOT, 'workers/browser/compute-worker.ts') };
 
 interface BrowserBundleMeta {
   esbuild: string;

@@ -1,4 +1,4 @@
-import { differentiate } from '../autodiff/engine';
+import { differentiate } from '../autodiff/differentiate';
 import { DEFAULT_AUTODIFF_OPTIONS, type AutodiffOptions } from '../autodiff/rule';
 import { GraphBuilder, type DType, type Shape, type Value } from '../onnx/graph';
 import { matrixFlops } from '../onnx/flops';

@@ -3,7 +3,7 @@ import { buildEvalGraph, buildInferenceModel } from '../models/compile';
 import { TEXT_DIM } from '../models/heads';
 import { normalizationTable } from '../data/normalize';
 import type { ModelConfig } from '../models/presets';
-import { captionFeed, placeholderCaptions } from './captions';
+import { captionFeed, placeholderCaptions } from './caption-feed';
 import type { NormalizationName } from './config';
 import { NORMALIZATION } from './feeder';
 

@@ -6,7 +6,7 @@ import { exampleRng } from '../data/shuffle';
 import type { CompiledGraph, TensorSpec } from '../models/compile';
 import { numel } from '../onnx/graph';
 import type { Feed } from '../onnx/session';
-import { captionFeed } from './captions';
+import { captionFeed } from './caption-feed';
 import type { TrainConfig } from './config';
 import type { DataFeeds } from './step';
 

@@ -6,7 +6,7 @@ import { TEXT_DIM } from '../models/heads';
 import { decayMask, initBuffers, initParameters } from '../models/params';
 import type { OrtApi, SessionOptions } from '../onnx/session';
 import { createOptimizer, restoreOptimizer } from '../optim/optimizer';
-import { placeholderCaptions } from './captions';
+import { placeholderCaptions } from './caption-feed';
 import type { EpochReport, TrainerState } from './checkpoint';
 import { checkTrainConfig, type TrainConfig } from './config';
 import { BatchFeeder } from './feeder';

@@ -23,7 +23,7 @@ import { decodeGradient, decodeParams, type GradientSubmission, type ParameterSe
 import type { BrowserWorkerStatus } from '../../workers/browser/main';
 import { BlockCache } from '../../workers/gradient/block-cache';
 import { ApiClient } from '../../workers/gradient/client';
-import { LocalComputer } from '../../workers/gradient/computer';
+import { LocalComputer } from '../../workers/gradient/lease-computer';
 import { loadOrt } from '../../workers/ort/node';
 import { HAS_CHROMIUM, NO_CHROMIUM, launchChromium } from '../support/chromium';
 import { fixtureFiles } from '../support/cifar-fixture';

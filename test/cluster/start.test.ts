@@ -4,7 +4,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { DEV_VOCAB, captionsCommand } from '../../cli/captions';
+import { DEV_VOCAB, captionsCommand } from '../../cli/embed-captions';
 import { startCommand } from '../../cli/start';
 import { ApiError } from '../../workers/gradient/client';
 import { fixtureFiles, writeFolder } from '../support/cifar-fixture';

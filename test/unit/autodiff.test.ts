@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { differentiate, unbroadcast } from '../../shared/autodiff/engine';
+import { differentiate, unbroadcast } from '../../shared/autodiff/differentiate';
 import { GRAD_RULES } from '../../shared/autodiff/registry';
 import { RULE_CASES } from '../../shared/autodiff/gradcheck-cases';
 import { GraphBuilder } from '../../shared/onnx/graph';

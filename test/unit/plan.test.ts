@@ -8,7 +8,7 @@ import { buildTrainingGraph } from '../../shared/models/compile';
 import { TEXT_DIM } from '../../shared/models/heads';
 import { DEFAULT_MODEL_CONFIG, type ModelConfig } from '../../shared/models/presets';
 import type { Feed } from '../../shared/onnx/session';
-import { placeholderCaptions } from '../../shared/training/captions';
+import { placeholderCaptions } from '../../shared/training/caption-feed';
 import { SEED_TRAIN_CONFIG, type TrainConfig } from '../../shared/training/config';
 import { BatchFeeder, dannLambda } from '../../shared/training/feeder';
 import { RunPlan, type PlanConfig } from '../../shared/training/plan';

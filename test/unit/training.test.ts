@@ -8,7 +8,7 @@ import { decodeCheckpoint, encodeCheckpoint } from '../../shared/training/checkp
 import { SEED_TRAIN_CONFIG, trainConfigErrors, type TrainConfig } from '../../shared/training/config';
 import { dannLambda } from '../../shared/training/feeder';
 import { Evaluator, NonFiniteLossError, train } from '../../shared/training/trainer';
-import { placeholderCaptions } from '../../shared/training/captions';
+import { placeholderCaptions } from '../../shared/training/caption-feed';
 import { buildEvalGraph } from '../../shared/models/compile';
 import { TEXT_DIM } from '../../shared/models/heads';
 import { initBuffers } from '../../shared/models/params';

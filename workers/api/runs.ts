@@ -11,7 +11,7 @@ import { TEXT_DIM } from '../../shared/models/heads';
 import { findHead, type ModelConfig } from '../../shared/models/presets';
 import { CAPTIONS_PREFIX, precomputeCaptionSet, type CaptionSetEntry } from '../../shared/text/caption-store';
 import { IMAGE_CAPTIONS_PREFIX, type ImageCaptionIndex } from '../../shared/text/image-captions';
-import { placeholderCaptionSet } from '../../shared/training/captions';
+import { placeholderCaptionSet } from '../../shared/training/caption-feed';
 import { requireAccess, requireLeaseToken, workerIdOf } from './auth';
 import { kvCaptionStore, kvHead } from './captions';
 import { findManifest } from './datasets';

@@ -1,6 +1,6 @@
 // The browser worker page: joins a run as a gradient worker. The work loop, its API client and the
 // lease heartbeats run here in the main thread, exactly as every other worker runs them
-// (workers/gradient/loop.ts); ORT runs in a Web Worker behind comlink (compute.ts), on WebGPU when the
+// (workers/gradient/loop.ts); ORT runs in a Web Worker behind comlink (compute-worker.ts), on WebGPU when the
 // browser offers an adapter and ORT can run the training graph on it, on WASM otherwise.
 //
 //   index.html#api=<API url>&run=<run id>&token=<worker token>&id=<worker id>&ep=auto|webgpu|wasm
@@ -12,7 +12,7 @@ import { BlockCache } from '../gradient/block-cache';
 import { ApiClient } from '../gradient/client';
 import { workLoop, type WorkReport } from '../gradient/loop';
 import type { BrowserEp } from '../ort/browser';
-import { BrowserComputer, type EpChoice } from './computer';
+import { BrowserComputer, type EpChoice } from './browser-computer';
 
 export interface WorkerParams {
   readonly api: string;

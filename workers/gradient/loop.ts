@@ -6,7 +6,7 @@ import { captionsForModel } from '../../shared/text/caption-store';
 import { encodeEval, encodeGradient, type ParameterSet } from '../../shared/wire';
 import type { BlockCache } from './block-cache';
 import { ApiError, type ApiClient } from './client';
-import type { LeaseComputer } from './computer';
+import type { LeaseComputer } from './lease-computer';
 import { ImageCaptionCache } from './image-caption-cache';
 
 export interface WorkOptions {

@@ -6,8 +6,8 @@ import nodeEndpoint from 'comlink/dist/esm/node-adapter.mjs';
 import type { Lease, RunSpec } from '../../shared/protocol';
 import { BlockCache } from '../gradient/block-cache';
 import type { ApiClient } from '../gradient/client';
-import type { LeaseComputer } from '../gradient/computer';
-import type { LeaseExamples } from '../gradient/engine';
+import type { LeaseComputer } from '../gradient/lease-computer';
+import type { LeaseExamples } from '../gradient/gradient-engine';
 import { workLoop, type WorkOptions, type WorkReport } from '../gradient/loop';
 import type { ThreadOptions } from './thread';
 

@@ -4,8 +4,8 @@ import { parentPort, workerData } from 'node:worker_threads';
 import * as Comlink from 'comlink';
 import nodeEndpoint from 'comlink/dist/esm/node-adapter.mjs';
 import type { Lease, RunSpec } from '../../shared/protocol';
-import { LocalComputer, type LeaseComputer } from '../gradient/computer';
-import type { LeaseExamples } from '../gradient/engine';
+import { LocalComputer, type LeaseComputer } from '../gradient/lease-computer';
+import type { LeaseExamples } from '../gradient/gradient-engine';
 import { loadOrt, type OrtRuntime } from '../ort/node';
 
 export interface ThreadOptions {

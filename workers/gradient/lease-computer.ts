@@ -3,7 +3,7 @@
 import type { OrtApi } from '../../shared/onnx/session';
 import type { Lease, RunSpec } from '../../shared/protocol';
 import type { StepResult } from '../../shared/training/step';
-import { GradientEngine, type EvalResult, type LeaseExamples } from './engine';
+import { GradientEngine, type EvalResult, type LeaseExamples } from './gradient-engine';
 
 export interface LeaseComputer {
   /** Compiles the run's graphs (idempotent per run) with the run's caption vectors. */

@@ -1,14 +1,14 @@
-// The page's LeaseComputer: a comlink proxy to the Web Worker that runs ORT (compute.ts), on WebGPU
+// The page's LeaseComputer: a comlink proxy to the Web Worker that runs ORT (compute-worker.ts), on WebGPU
 // when the browser offers an adapter and ORT can run the training graph there, on WASM otherwise. A
 // WebGPU worker whose session creation or run fails (or whose answer is not finite) is replaced by a
 // WASM worker, which prepares the same run and computes the same call again; the reason is kept.
 import * as Comlink from 'comlink';
 import type { Lease, RunSpec } from '../../shared/protocol';
 import type { StepResult } from '../../shared/training/step';
-import type { LeaseComputer } from '../gradient/computer';
-import type { EvalResult, LeaseExamples } from '../gradient/engine';
+import type { LeaseComputer } from '../gradient/lease-computer';
+import type { EvalResult, LeaseExamples } from '../gradient/gradient-engine';
 import type { BrowserEp } from '../ort/browser';
-import type { BrowserCompute } from './compute';
+import type { BrowserCompute } from './compute-worker';
 
 /** 'auto': WebGPU when an adapter is offered and ORT runs the graph on it, else WASM; 'webgpu': WebGPU or fail; 'wasm': WASM. */
 export type EpChoice = 'auto' | BrowserEp;

@@ -3,8 +3,8 @@
 // The page's main thread keeps the work loop, its I/O and the lease heartbeats.
 import * as Comlink from 'comlink';
 import type { Lease, RunSpec } from '../../shared/protocol';
-import { LocalComputer, type LeaseComputer } from '../gradient/computer';
-import type { LeaseExamples } from '../gradient/engine';
+import { LocalComputer, type LeaseComputer } from '../gradient/lease-computer';
+import type { LeaseExamples } from '../gradient/gradient-engine';
 import { loadOrtBrowser, type BrowserEp } from '../ort/browser';
 
 export interface ComputeInit {

@@ -5,7 +5,7 @@
 // web, one thread, as `edgetrain captions` runs it); the random weights change nothing about speed.
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
-import { DEV_VOCAB, encoderFromFlags } from '../cli/captions';
+import { DEV_VOCAB, encoderFromFlags } from '../cli/embed-captions';
 import { startCoordinator, type LocalCoordinator } from '../cli/cluster/local';
 import { buildRandomBert } from '../shared/text/bert-graph';
 import { CAPTIONS_PREFIX, precomputeCaptionSet, type ClassCaptions, type PrecomputeReport } from '../shared/text/caption-store';
