@@ -34,7 +34,7 @@ import { RunStore, type Position, type RunRecord } from './run-store';
 import { ShardPlan } from './shard-plan';
 import { checkpointBytes, exportModel, indexRun } from './snapshots';
 import { evalMetrics, runStatus, stepMetrics } from './status';
-import { StepAggregator } from './step-aggregator';
+import { StepAggregator } from '../shared/training/step-aggregator';
 import { workerSummaries } from './worker-record';
 
 /** Workers seen within this window count as active. */

@@ -11,7 +11,8 @@ import type { EpochReport, TrainerState } from './checkpoint';
 import { checkTrainConfig, type TrainConfig } from './config';
 import { BatchFeeder } from './feeder';
 import { RunPlan } from './plan';
-import { GraphRunner, type RunLayout } from './step';
+import { GraphRunner, type RunLayout, type StepResult } from './step';
+import { StepAggregator, type StepMean } from './step-aggregator';
 import { applyUpdate, type ModelState } from './update';
 
 export interface StepProgress {
@@ -42,6 +43,14 @@ export interface TrainOptions {
   readonly captions?: Float32Array;
   readonly onEpoch?: (report: EpochReport, state: TrainerState) => void | Promise<void>;
   readonly onStep?: (p: StepProgress) => void;
+  /** Stop after this step (a checkpoint mid-epoch); default: the end of the run. */
+  readonly untilStep?: number;
+  /**
+   * Examples per graph run ("ghost batch"): each step is computed as the cluster computes it, in
+   * batch / ghostBatch slices of the step's examples whose gradients and batch-norm statistics are
+   * averaged in float64. Default: the whole batch in one graph run.
+   */
+  readonly ghostBatch?: number;
   readonly autodiff?: AutodiffOptions;
   readonly sessionOptions?: SessionOptions;
 }
@@ -105,10 +114,15 @@ export async function train(opts: TrainOptions): Promise<TrainerState> {
   const { stepsPerEpoch } = plan;
   const config = checkTrainConfig({ ...opts.config, schedule: plan.schedule });
   const split = trainSubset(opts.data, plan.trainCount);
-  const graph = buildTrainingGraph(config.model, config.batch, opts.autodiff);
+  const ghostBatch = opts.ghostBatch ?? config.batch;
+  if (!Number.isInteger(ghostBatch) || ghostBatch < 1 || config.batch % ghostBatch !== 0) {
+    throw new RangeError(`ghost batch ${ghostBatch} must divide the batch ${config.batch}`);
+  }
+  const untilStep = Math.min(opts.untilStep ?? plan.totalSteps, plan.totalSteps);
+  const graph = buildTrainingGraph(config.model, ghostBatch, opts.autodiff);
   const mask = decayMask(graph.params);
   const captions = opts.captions ?? placeholderCaptions(config.model.classes, config.model.captionsPerClass, TEXT_DIM);
-  const feeder = new BatchFeeder(graph, config, captions, config.batch);
+  const feeder = new BatchFeeder(graph, config, captions, ghostBatch);
   const runner = await GraphRunner.create(opts.ort, graph, opts.sessionOptions);
   const evaluator = await Evaluator.create(opts.ort, config, opts.data.test, captions, opts.sessionOptions, graph).catch(async (e: unknown) => {
     await runner.release();
@@ -123,32 +137,51 @@ export async function train(opts: TrainOptions): Promise<TrainerState> {
   const model: ModelState = { params, buffers, optimizer, mask };
   let state: TrainerState = opts.resume ?? { config, epoch: 0, step: 0, params, buffers, optimizer: optimizer.state, history: [] };
   let step = state.step;
+  const runSlice = (offset: number): Promise<StepResult> => {
+    const ex = plan.examples(step, offset, ghostBatch);
+    const dann = ex.dann && { split, indices: ex.dann.indices, lambda: ex.dann.lambda };
+    return runner.step(params, buffers, feeder.feeds({ split, ...ex }, config.augment, dann));
+  };
+  /** One step: the whole batch in one graph run, or ghost batches averaged as the coordinator averages shards. */
+  const computeStep = async (): Promise<Pick<StepMean, 'grads' | 'stats' | 'loss' | 'correct'>> => {
+    if (ghostBatch === config.batch) return runSlice(0);
+    const slices = new StepAggregator(step, config.batch / ghostBatch, params.length, buffers.length);
+    for (let slice = 0; slice < slices.shards; slice++) slices.add({ shard: slice, worker: 'trainer', ...(await runSlice(slice * ghostBatch)) });
+    return slices.mean();
+  };
   try {
-    for (let epoch = state.epoch; epoch < config.epochs; epoch++) {
+    // A resumed state may sit mid-epoch (a coordinator snapshot): the loop continues at its step.
+    for (let epoch = Math.floor(step / stepsPerEpoch); epoch < config.epochs && step < untilStep; epoch++) {
       const started = performance.now();
+      const firstStep = step;
       let lossSum = 0;
       let correct = 0;
-      for (let i = 0; i < stepsPerEpoch; i++) {
-        const ex = plan.examples(step);
-        const dann = ex.dann && { split, indices: ex.dann.indices, lambda: ex.dann.lambda };
-        const r = await runner.step(params, buffers, feeder.feeds({ split, ...ex }, config.augment, dann));
+      const epochEnd = Math.min((epoch + 1) * stepsPerEpoch, untilStep);
+      for (; step < epochEnd; ) {
+        const r = await computeStep();
         if (!Number.isFinite(r.loss)) throw new NonFiniteLossError(epoch, step, r.loss);
         applyUpdate(model, r.grads, r.stats, step, config);
         lossSum += r.loss;
         correct += r.correct;
         step++;
-        opts.onStep?.({ epoch, stepInEpoch: i + 1, stepsPerEpoch, loss: r.loss, params });
+        opts.onStep?.({ epoch, stepInEpoch: step - epoch * stepsPerEpoch, stepsPerEpoch, loss: r.loss, params });
       }
+      if (step < (epoch + 1) * stepsPerEpoch) {
+        // Stopped mid-epoch (untilStep): no evaluation, no report; the state records the step.
+        state = { ...state, config, step, params, buffers, optimizer: optimizer.state };
+        break;
+      }
+      const steps = step - firstStep;
       const trainSeconds = (performance.now() - started) / 1000;
       const test = await evaluator.evaluate(params, buffers);
       const report: EpochReport = {
         epoch: epoch + 1,
-        trainLoss: lossSum / stepsPerEpoch,
-        trainAccuracy: correct / (stepsPerEpoch * config.batch),
+        trainLoss: lossSum / steps,
+        trainAccuracy: correct / (steps * config.batch),
         testLoss: test.loss,
         testAccuracy: test.accuracy,
         seconds: (performance.now() - started) / 1000,
-        trainImagesPerSecond: (stepsPerEpoch * config.batch) / trainSeconds,
+        trainImagesPerSecond: (steps * config.batch) / trainSeconds,
       };
       state = { config, epoch: epoch + 1, step, params, buffers, optimizer: optimizer.state, history: [...state.history, report] };
       await opts.onEpoch?.(report, state);

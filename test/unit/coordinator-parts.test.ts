@@ -8,7 +8,7 @@ import { l2Norm } from '../../coordinator/norm-guard';
 import type { Failure } from '../../coordinator/outcome';
 import type { Position } from '../../coordinator/run-store';
 import { ShardPlan } from '../../coordinator/shard-plan';
-import { StepAggregator, type ShardResult } from '../../coordinator/step-aggregator';
+import { StepAggregator, type ShardResult } from '../../shared/training/step-aggregator';
 import { mulberry32 } from '../../shared/data/shuffle';
 import { createOptimizer } from '../../shared/optim/optimizer';
 import { DEFAULT_CLUSTER_CONFIG, type RunSpec } from '../../shared/protocol';

@@ -1,21 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import {
-  type AdamConfig,
-  clipGradNorm,
-  cloneOptimizerState,
-  createOptimizer,
-  defaultOptimizerConfig,
-  defaultScheduleConfig,
-  gradNorm,
-  learningRate,
-  type OptimizerConfig,
-  parseOptimizerConfig,
-  parseScheduleConfig,
-  restoreOptimizer,
-  type ScheduleConfig,
-  type SgdConfig,
-  validateOptimizerConfig,
-} from '../../shared/optim/index.js';
+import { defaultOptimizerConfig, parseOptimizerConfig, validateOptimizerConfig, type AdamConfig, type OptimizerConfig, type SgdConfig } from '../../shared/optim/config';
+import { cloneOptimizerState, createOptimizer, restoreOptimizer } from '../../shared/optim/optimizer';
+import { defaultScheduleConfig, learningRate, parseScheduleConfig, type ScheduleConfig } from '../../shared/optim/schedule';
 
 // Shared fixture: p = [1, -2, 3], constant g = [0.5, 0.5, -1], weight decay 0.1,
 // decay mask [1, 0, 1] (element 1 plays the role of a bias: never decayed).
@@ -211,26 +197,6 @@ describe('learningRate', () => {
   it('constant holds base after warm-up; default is constant without warm-up', () => {
     expect(learningRate(3, { ...cos, decay: 'constant' }, 1000)).toBe(3);
     expect(learningRate(3, defaultScheduleConfig(), 0)).toBe(3);
-  });
-});
-
-describe('clipGradNorm', () => {
-  it('returns the pre-clip norm and scales down to maxNorm', () => {
-    const g = new Float32Array([3, 4]);
-    expect(gradNorm(g)).toBe(5);
-    expect(clipGradNorm(g, 1)).toBe(5);
-    // factor 1 / (5 + 1e-6)
-    expectClose(g, [0.6, 0.8]);
-  });
-
-  it('leaves small or non-finite gradients untouched', () => {
-    const g = new Float32Array([3, 4]);
-    expect(clipGradNorm(g, 10)).toBe(5);
-    expect(Array.from(g)).toEqual([3, 4]);
-    const bad = new Float32Array([NaN, 1]);
-    expect(clipGradNorm(bad, 1)).toBeNaN();
-    expect(bad[1]).toBe(1);
-    expect(() => clipGradNorm(g, 0)).toThrow(/maxNorm/);
   });
 });
 

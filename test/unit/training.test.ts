@@ -43,6 +43,32 @@ describe('single-process trainer', () => {
     expect(resumed.history.map((h) => h.testAccuracy)).toEqual(straight.history.map((h) => h.testAccuracy));
   });
 
+  it('resumes from a mid-epoch checkpoint under a cosine schedule with warm-up (SGD, Nesterov momentum) bit-identically', async () => {
+    const cosine: TrainConfig = { ...small, schedule: { decay: 'cosine', warmupSteps: 2, totalSteps: 0, minLrFactor: 0 } };
+    const ort = await webOrt();
+    const straight = await train({ ort, data: fixture, config: cosine });
+    const midEpoch = straight.step / cosine.epochs + 2; // epoch 2's third step
+    const stopped = await train({ ort, data: fixture, config: cosine, untilStep: midEpoch });
+    expect([stopped.step, stopped.epoch, stopped.history.length]).toEqual([midEpoch, 1, 1]);
+    const resumed = await train({ ort, data: fixture, config: cosine, resume: decodeCheckpoint(encodeCheckpoint(stopped)) });
+    expect(resumed.step).toBe(straight.step);
+    expect(Buffer.from(resumed.params.buffer).equals(Buffer.from(straight.params.buffer))).toBe(true);
+    expect(resumed.optimizer.slots.map((x) => Buffer.from(x.buffer))).toEqual(straight.optimizer.slots.map((x) => Buffer.from(x.buffer)));
+    expect(resumed.history.at(-1)!.testAccuracy).toBe(straight.history.at(-1)!.testAccuracy);
+  });
+
+  it('computes a step in ghost batches when asked, and refuses one that does not divide the batch', async () => {
+    const ort = await webOrt();
+    const whole = await train({ ort, data: fixture, config: { ...small, epochs: 1 } });
+    const ghost = await train({ ort, data: fixture, config: { ...small, epochs: 1 }, ghostBatch: 8 });
+    // seed-cnn has no batch norm: two slices of 8 are the same mathematics as one of 16, up to rounding.
+    expect(Buffer.from(ghost.params.buffer).equals(Buffer.from(whole.params.buffer))).toBe(false);
+    let worst = 0;
+    for (let i = 0; i < whole.params.length; i++) worst = Math.max(worst, Math.abs(ghost.params[i] - whole.params[i]));
+    expect(worst).toBeLessThan(1e-5);
+    await expect(train({ ort, data: fixture, config: small, ghostBatch: 6 })).rejects.toThrow(/ghost batch 6 must divide the batch 16/);
+  });
+
   it('keeps batch-norm running statistics and evaluates with them (res-cnn)', async () => {
     const config: TrainConfig = { ...small, model: { ...small.model, preset: 'res-cnn' }, epochs: 1 };
     const state = await run(config);
