@@ -27,12 +27,12 @@ describe('API, coordinator and queue consumer in one Worker, as deployed', () =>
   it('a run created over HTTP is trained to completion by queue-fanned invocations that hand over to each other', async () => {
     const created = await api.createRun({ dataset: 'fixture', epochs: 2, batch: 64, evalBatch: 50, trainLimit: 256, cluster: { microBatch: 32, workers: 2 } });
     let status: RunStatus = created;
-    let mostWorkers = 0;
+    const workerIds = new Set<string>();
     const deadline = Date.now() + 150_000;
     while (!FINAL_STATES.includes(status.state) && Date.now() < deadline) {
       await new Promise((r) => setTimeout(r, 100));
       status = await api.status(created.runId);
-      mostWorkers = Math.max(mostWorkers, status.activeWorkers);
+      for (const w of status.workers) workerIds.add(w.worker);
     }
     expect(status.state).toBe('completed');
     expect(status.step).toBe(8);
@@ -40,7 +40,10 @@ describe('API, coordinator and queue consumer in one Worker, as deployed', () =>
     expect(metrics.steps).toHaveLength(8);
     expect(metrics.evals).toHaveLength(2);
     // Each invocation works under its own id: more ids than the two messages sent means invocations
-    // ran out of budget and re-enqueued themselves.
-    expect(mostWorkers).toBeGreaterThan(2);
+    // ran out of budget and re-enqueued themselves. Counted over the whole run, not the workers active
+    // at one poll, which depends on how the invocations happen to overlap.
+    for (const w of status.workers) workerIds.add(w.worker);
+    workerIds.delete('topology-test');
+    expect(workerIds.size).toBeGreaterThan(2);
   }, 180_000);
 });
