@@ -19,9 +19,17 @@ export const PRESET_TOLERANCE = 1e-2;
 export interface CheckResult {
   readonly name: string;
   readonly group: string;
+  /** The worst of the two below. */
   readonly error: number;
+  /** Worst over the directional checks (g/|g| and a random direction). */
+  readonly directionError: number;
+  /** Worst over the single-coordinate checks. */
+  readonly coordinateError: number;
   readonly tolerance: number;
 }
+
+/** For the harness's self-test: changes an analytic gradient before it is checked. */
+export type Tamper = (grad: Float32Array, input: number) => void;
 
 /** Composite losses, checked like rules. */
 export const LOSS_CASES: readonly RuleCase[] = [
@@ -33,7 +41,7 @@ export const LOSS_CASES: readonly RuleCase[] = [
   },
 ];
 
-export async function checkRuleCase(ort: OrtApi, c: RuleCase, seed: number): Promise<CheckResult> {
+export async function checkRuleCase(ort: OrtApi, c: RuleCase, seed: number, tamper?: Tamper): Promise<CheckResult> {
   const rng = mulberry32(seed);
   const b = new GraphBuilder('gradcheck');
   const xs = c.inputs.map((input, i) => b.input(`x${i}`, input.dtype ?? 'float32', input.shape));
@@ -58,12 +66,16 @@ export async function checkRuleCase(ort: OrtApi, c: RuleCase, seed: number): Pro
       for (let i = 0; i < out.length; i++) s += out[i] * weights[i];
       return s;
     };
-    let error = 0;
+    let directionError = 0;
+    let coordinateError = 0;
     for (const [i, x] of checked.entries()) {
-      const r = await checkTensor(lossFn, feeds, x.name, base[`g${i}`] as Float32Array, seed + i, c.scale ?? 1);
-      error = Math.max(error, r.error);
+      const grad = base[`g${i}`] as Float32Array;
+      tamper?.(grad, i);
+      const r = await checkTensor(lossFn, feeds, x.name, grad, seed + i, c.scale ?? 1);
+      directionError = Math.max(directionError, r.directionError);
+      coordinateError = Math.max(coordinateError, r.coordinateError);
     }
-    return { name: c.name, group: c.rule, error, tolerance: RULE_TOLERANCE };
+    return { name: c.name, group: c.rule, error: Math.max(directionError, coordinateError), directionError, coordinateError, tolerance: RULE_TOLERANCE };
   } finally {
     await session.release();
   }
@@ -91,8 +103,8 @@ export async function checkPreset(ort: OrtApi, config: ModelConfig, seed: number
     const label = presetLabel(config);
     const results: CheckResult[] = [];
     for (const [i, p] of graph.params.entries()) {
-      const r = await checkTensor(lossFn, feeds, p.name, base[gradOutputName(p.name)] as Float32Array, seed + i);
-      results.push({ name: `${label} ${p.name}`, group: label, error: r.error, tolerance: PRESET_TOLERANCE });
+      const r = await checkTensor(lossFn, feeds, p.name, base[gradOutputName(p.name)] as Float32Array, seed + i, 1, false);
+      results.push({ name: `${label} ${p.name}`, group: label, error: r.error, directionError: r.directionError, coordinateError: r.coordinateError, tolerance: PRESET_TOLERANCE });
     }
     return results;
   } finally {

@@ -99,11 +99,26 @@ describe('engine', () => {
 });
 
 describe('gradcheck harness', () => {
-  it('catches a wrong gradient: a Mul rule claimed to be twice the true derivative', async () => {
-    const mul = RULE_CASES.find((c) => c.rule === 'Mul')!;
-    const ok = await checkRuleCase(await webOrt(), mul, 3);
-    const wrong = await checkRuleCase(await webOrt(), { ...mul, scale: 2 }, 3);
+  const mul = () => RULE_CASES.find((c) => c.rule === 'Mul')!;
+
+  it('passes the true gradient and catches one claimed twice the true derivative', async () => {
+    const ok = await checkRuleCase(await webOrt(), mul(), 3);
+    const wrong = await checkRuleCase(await webOrt(), { ...mul(), scale: 2 }, 3);
     expect(ok.error).toBeLessThan(RULE_TOLERANCE);
     expect(wrong.error).toBeGreaterThan(0.4);
+  });
+
+  it('catches an error in a single element of one gradient', async () => {
+    // One element of the first input's gradient is off by its own size plus the tensor's typical one:
+    // a rule that mishandles one index (a broadcast edge, a tie, an off-by-one slice) looks like this.
+    const tamper = (grad: Float32Array, input: number) => {
+      if (input !== 0) return;
+      const rms = Math.sqrt(grad.reduce((s, g) => s + g * g, 0) / grad.length);
+      grad[5] += Math.abs(grad[5]) + rms;
+    };
+    const wrong = await checkRuleCase(await webOrt(), mul(), 3, tamper);
+    console.log(`[gradcheck] one wrong element of 24: direction error ${wrong.directionError.toExponential(2)}, coordinate error ${wrong.coordinateError.toExponential(2)}`);
+    expect(wrong.coordinateError).toBeGreaterThan(0.3);
+    expect(wrong.error).toBeGreaterThan(RULE_TOLERANCE);
   });
 });
