@@ -4,7 +4,8 @@
 // injects faults (test/support/fault-proxy.ts).
 //
 // Every scenario trains the same run as a fault-free reference (same seed, synchronous data parallelism,
-// two shards per step) and asserts that the final parameters, batch-norm buffers and Adam state (the
+// res-cnn with batch norm, three shards of 16 per step, whose answers arrive in whatever order the
+// faults leave them) and asserts that the final parameters, batch-norm buffers and Adam state (the
 // run's last R2 checkpoint) are bit-identical to the reference's: faults may cost time, never change
 // what is learned, lose an accepted gradient's contribution, or count one twice. Bit-identical holds
 // because every shard's gradient is a deterministic function of (seed, step, shard) in the same WASM
@@ -21,6 +22,8 @@ import { runRequestOf } from '../../cli/start';
 import { assembleCifar10 } from '../../shared/data/cifar';
 import { FINAL_STATES, type Lease, type LeaseReply, type RunCreated, type RunRequest, type RunStatus } from '../../shared/protocol';
 import { snapshotKey } from '../../shared/storage-keys';
+import { trainingLayout } from '../../shared/models/compile';
+import { initBuffers } from '../../shared/models/params';
 import { decodeCheckpoint, type TrainerState } from '../../shared/training/checkpoint';
 import type { TrainConfig } from '../../shared/training/config';
 import { decodeGradient, encodeGradient } from '../../shared/wire';
@@ -29,9 +32,12 @@ import { fixtureFiles } from '../support/cifar-fixture';
 import { json, startFaultProxy, type FaultHook, type FaultProxy, type ProxiedRequest, type ProxiedResponse } from '../support/fault-proxy';
 import { tinyTrainConfig } from '../support/tiny-run';
 
-const CONFIG: TrainConfig = tinyTrainConfig(256);
-const STEPS = 8;
-const request = (cluster: RunRequest['cluster'] = {}): RunRequest => ({ ...runRequestOf(CONFIG), dataset: 'fixture', cluster: { microBatch: 32, leaseMs: 60_000, ...cluster } });
+const TINY = tinyTrainConfig(192);
+/** A preset with batch norm, so that the running statistics the shards contribute are compared too. */
+const CONFIG: TrainConfig = { ...TINY, model: { ...TINY.model, preset: 'res-cnn' }, batch: 48 };
+const MICRO_BATCH = 16;
+const STEPS = 2 * (192 / 48);
+const request = (cluster: RunRequest['cluster'] = {}): RunRequest => ({ ...runRequestOf(CONFIG), dataset: 'fixture', cluster: { microBatch: MICRO_BATCH, leaseMs: 60_000, ...cluster } });
 
 let stateDir: string;
 let coordinator: LocalCoordinator;
@@ -144,6 +150,10 @@ beforeAll(async () => {
   const run = await startRun();
   await waitFinal(run.runId);
   reference = await finalState(run.runId);
+  // The comparison covers batch norm: there are running statistics, and training moved them.
+  const initial = initBuffers(trainingLayout(CONFIG.model).buffers);
+  expect(reference.buffers.length).toBeGreaterThan(0);
+  expect(bytesOf(reference.buffers).equals(bytesOf(initial))).toBe(false);
 }, 180_000);
 
 afterAll(async () => {
