@@ -1,4 +1,4 @@
-// `npm run bench -- step`: one training step per preset, batch and runtime; one JSON object per line.
+// `npm run bench -- step [--quick] [--preset NAME]`: one training step per preset, batch and runtime; one JSON object per line.
 // Each Node measurement runs in a fresh child process so the wasm heap it reports is that graph's own.
 import { execFileSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
@@ -91,10 +91,15 @@ function line(c: StepCase, runtime: string, t: StepTiming | { error: string }, f
   };
 }
 
+const PRESETS: readonly [preset: string, head: string][] = [['seed-cnn', 'align'], ['bn-cnn', 'align'], ['res-cnn', 'linear']];
+
+/** `--quick`: batch 64 only; `--preset NAME`: that preset only. */
 export async function benchStep(args: string[], print: (o: object) => void): Promise<void> {
   const quick = args.includes('--quick');
   const batches = quick ? [64] : [32, 64, 128];
-  const presets: [string, string][] = [['seed-cnn', 'align'], ['res-cnn', 'linear']];
+  const only = args.includes('--preset') ? args[args.indexOf('--preset') + 1] : undefined;
+  const presets = PRESETS.filter(([preset]) => !only || preset === only);
+  if (!presets.length) throw new Error(`--preset ${only}: one of ${PRESETS.map(([p]) => p).join(', ')}`);
   for (const [preset, head] of presets) {
     for (const batch of batches) {
       const c: StepCase = { preset, head, batch, ...DEFAULT_AUTODIFF_OPTIONS };

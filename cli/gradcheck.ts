@@ -84,6 +84,7 @@ export async function checkRuleCase(ort: OrtApi, c: RuleCase, seed: number, tamp
 export const PRESET_CHECKS: readonly ModelConfig[] = [
   ...['linear', 'concat', 'align', 'attention'].map((head) => ({ ...DEFAULT_MODEL_CONFIG, head, labelSmoothing: 0.1 })),
   { ...DEFAULT_MODEL_CONFIG, head: 'align', dann: true },
+  { ...DEFAULT_MODEL_CONFIG, preset: 'bn-cnn', head: 'linear' },
   { ...DEFAULT_MODEL_CONFIG, preset: 'res-cnn', head: 'linear' },
 ];
 

@@ -62,4 +62,22 @@ export const resCnn: Backbone = {
   },
 };
 
-export const BACKBONES: readonly Backbone[] = [seedCnn, resCnn];
+/**
+ * seed-cnn's shape with batch norm after each conv (no conv bias): the smallest preset with batch-norm
+ * buffers, so that cluster tests cover per-shard batch statistics at seed-cnn's cost.
+ */
+export const bnCnn: Backbone = {
+  name: 'bn-cnn',
+  description: 'seed-cnn with BN: conv 3→32 k3 p1, BN, maxpool 2, ReLU, conv 32→64 k3 p1, BN, maxpool 2, ReLU, FC 4096→128, ReLU',
+  featureDim: 128,
+  build: (m, image) => {
+    const b = m.b;
+    let x = batchNorm(m, 'conv1.bn', conv2d(m, 'conv1', image, 32, 3, { pad: 1, bias: false }));
+    x = op.relu(b, op.maxPool(b, x, { kernel: [2, 2] })[0]);
+    x = batchNorm(m, 'conv2.bn', conv2d(m, 'conv2', x, 64, 3, { pad: 1, bias: false }));
+    x = op.relu(b, op.maxPool(b, x, { kernel: [2, 2] })[0]);
+    return op.relu(b, linear(m, 'fc1', op.flatten(b, x, 1), 128));
+  },
+};
+
+export const BACKBONES: readonly Backbone[] = [seedCnn, bnCnn, resCnn];

@@ -33,6 +33,27 @@ describe('model presets', () => {
     expect(graph.buffers.length).toBeGreaterThan(0);
   });
 
+  it('bn-cnn is seed-cnn with batch norm after each conv: its parameters, 4 buffers of running statistics, and batch statistics that differ per batch', async () => {
+    const c = config({ preset: 'bn-cnn', head: 'linear' });
+    const graph = buildTrainingGraph(c, 4);
+    expect(graph.params.map((p) => p.name)).toEqual([
+      'conv1.weight', 'conv1.bn.weight', 'conv1.bn.bias', 'conv2.weight', 'conv2.bn.weight', 'conv2.bn.bias', 'fc1.weight', 'fc1.bias', 'classifier.weight', 'classifier.bias',
+    ]);
+    // seed-cnn's 545,098 less the two conv biases (32 + 64), plus γ and β per channel.
+    expect(flatLayout(graph.params).size).toBe(545_098 - 96 + 2 * 96);
+    expect(graph.buffers.map((b) => b.name)).toEqual(['conv1.bn.running_mean', 'conv1.bn.running_var', 'conv2.bn.running_mean', 'conv2.bn.running_var']);
+    const feeds = randomFeeds(graph, c.classes, 5);
+    const out = await runOnce(graph.bytes, feeds);
+    expect(Number.isFinite(out.loss[0])).toBe(true);
+    const mean = out['stat.conv1.bn.running_mean'] as Float32Array;
+    const variance = out['stat.conv1.bn.running_var'] as Float32Array;
+    expect(mean).toHaveLength(32);
+    expect(Math.max(...variance)).toBeGreaterThan(0);
+    // Statistics of the batch, not constants: another batch gives others.
+    const other = await runOnce(graph.bytes, randomFeeds(graph, c.classes, 6));
+    expect(Buffer.from((other['stat.conv1.bn.running_mean'] as Float32Array).buffer).equals(Buffer.from(mean.buffer))).toBe(false);
+  });
+
   it.each(HEAD_NAMES.flatMap((head) => [false, true].map((dann) => [head, dann] as const)))(
     'seed-cnn / %s (dann %s): training, eval and inference graphs run and agree',
     async (head, dann) => {
