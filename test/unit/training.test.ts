@@ -135,7 +135,7 @@ describe('edgetrain train (CLI)', () => {
   it('names unknown options, bad values and unknown presets with the valid choices', async () => {
     await expect(trainCommand(['--epoch', '3'], quiet)).rejects.toThrow(/Unknown option '--epoch'[\s\S]*valid options: --preset, --head/);
     await expect(trainCommand(['--optimizer', 'rmsprop'], quiet)).rejects.toThrow("--optimizer: 'rmsprop' is not one of sgd, adam, adamw");
-    await expect(trainCommand([...base, '--preset', 'vgg'], quiet)).rejects.toThrow("model.preset: 'vgg' is not one of seed-cnn, res-cnn");
+    await expect(trainCommand([...base, '--preset', 'vgg'], quiet)).rejects.toThrow("model.preset: 'vgg' is not one of seed-cnn, bn-cnn, res-cnn");
   });
 
   it('names a truncated dataset file and its record', async () => {
