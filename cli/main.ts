@@ -53,7 +53,7 @@ const COMMANDS: Record<string, Entry> = {
     summary: 'the single-process trainer (the reference the cluster must equal)',
     load: async () => {
       const { TRAIN_USAGE, trainCommand } = await import('./train');
-      return { usage: TRAIN_USAGE, run: async (argv, ctx) => (await trainCommand(argv, ctx.out.line), EXIT.ok) };
+      return { usage: TRAIN_USAGE, run: async (argv, ctx) => (await trainCommand(argv, ctx.out), EXIT.ok) };
     },
   },
   gradcheck: {

@@ -6,10 +6,12 @@ import { DEFAULT_AUTODIFF_OPTIONS, type AutodiffOptions } from '../shared/autodi
 import { inferenceModelBytes } from '../shared/training/export';
 import { decodeCheckpoint, encodeCheckpoint, type EpochReport, type TrainerState } from '../shared/training/checkpoint';
 import type { TrainConfig } from '../shared/training/config';
-import { NonFiniteLossError, train } from '../shared/training/trainer';
+import { NonFiniteLossError, train, type StepProgress } from '../shared/training/trainer';
 import { loadOrt } from '../workers/ort/node';
-import { choiceFlag, numberFlag, parseFlags, UsageError } from './args';
+import { choiceFlag, intFlag, numberFlag, parseFlags, UsageError } from './args';
+import { processOutput, type Output } from './command';
 import { CONFIG_FLAGS, CONFIG_USAGE, trainConfigFromValues } from './config-flags';
+import { duration } from './display';
 import { loadCifar10 } from './dataset';
 
 const FLAGS = {
@@ -21,6 +23,7 @@ const FLAGS = {
   data: { type: 'string' },
   out: { type: 'string' },
   resume: { type: 'boolean' },
+  'micro-batch': { type: 'string' },
   quiet: { type: 'boolean' },
 } as const;
 
@@ -30,7 +33,10 @@ ${CONFIG_USAGE}
   --conv-weight-grad conv|im2col (conv)  --conv-input-grad convTranspose|conv (convTranspose)
   --data PATH            CIFAR-10 .tar.gz or folder (default $EDGETRAIN_CIFAR10, ../shared/data, cache, download)
   --out DIR              run folder (default .edgetrain/runs/<preset>-<head>)
-  --resume               continue from DIR/checkpoint.bin`;
+  --resume               continue from DIR/checkpoint.bin (an epoch's end, or mid-epoch: a cluster snapshot)
+  --micro-batch N        run each step in shards of N examples as a cluster run with --micro-batch N does
+                         (batch-norm statistics per shard): reproduces such a run, resumed from its snapshot
+  --quiet                no progress line (shown only when stdout is a terminal)`;
 
 export function trainConfigFromFlags(argv: string[]): { config: TrainConfig; flags: ReturnType<typeof parseFlags<typeof FLAGS>> } {
   const flags = parseFlags(argv, FLAGS, 'train');
@@ -43,13 +49,48 @@ export function formatEpoch(r: EpochReport, epochs: number): string {
   return `epoch ${String(r.epoch).padStart(2)}/${epochs}  loss ${r.trainLoss.toFixed(4)}  train ${pct(r.trainAccuracy)}  test loss ${r.testLoss.toFixed(4)}  test ${pct(r.testAccuracy)}  ${r.seconds.toFixed(1)} s  (${r.trainImagesPerSecond.toFixed(0)} img/s)`;
 }
 
+/** The in-epoch progress line: step, loss, images/s over this epoch so far, the run's ETA (training steps only). */
+export function trainProgressLine(p: Pick<StepProgress, 'epoch' | 'stepInEpoch' | 'stepsPerEpoch' | 'loss'>, epochs: number, imagesPerSecond: number, batch: number): string {
+  const left = (epochs - p.epoch - 1) * p.stepsPerEpoch + (p.stepsPerEpoch - p.stepInEpoch);
+  const eta = imagesPerSecond > 0 ? (left * batch) / imagesPerSecond : null;
+  return `epoch ${p.epoch + 1}/${epochs} · step ${p.stepInEpoch}/${p.stepsPerEpoch} · loss ${p.loss.toFixed(4)} · ${imagesPerSecond.toFixed(0)} img/s · ETA ${duration(eta)}`;
+}
+
+/** Rewrites one terminal line per step (at most every 100 ms); `clear` before printing a full line. */
+function progressDisplay(out: Output, epochs: number, batch: number): { step: (p: StepProgress) => void; clear: () => void } {
+  let epochStart = { epoch: -1, at: 0, step: 0 };
+  let lastDrawn = 0;
+  let shown = false;
+  return {
+    step: (p) => {
+      const now = performance.now();
+      // Timed from the first step this call ran in the epoch (a resumed epoch starts mid-way).
+      if (p.epoch !== epochStart.epoch) epochStart = { epoch: p.epoch, at: now, step: p.stepInEpoch - 1 };
+      if (now - lastDrawn < 100 && p.stepInEpoch < p.stepsPerEpoch) return;
+      lastDrawn = now;
+      const seconds = (now - epochStart.at) / 1000;
+      // The first step's time includes graph warm-up; it still gives a rate.
+      const rate = seconds > 0 ? ((p.stepInEpoch - epochStart.step) * batch) / seconds : 0;
+      out.write(`\r\x1b[K${trainProgressLine(p, epochs, rate, batch)}`);
+      shown = true;
+    },
+    clear: () => {
+      if (shown) out.write('\r\x1b[K');
+      shown = false;
+    },
+  };
+}
+
 async function writeAtomic(file: string, bytes: Uint8Array | string): Promise<void> {
   await writeFile(`${file}.tmp`, bytes);
   await rename(`${file}.tmp`, file);
 }
 
-export async function trainCommand(argv: string[], log: (s: string) => void = console.log): Promise<TrainerState> {
+export async function trainCommand(argv: string[], out: Output = processOutput()): Promise<TrainerState> {
+  const log = out.line;
   const { config, flags } = trainConfigFromFlags(argv);
+  const microBatch = intFlag('micro-batch', flags['micro-batch'], config.batch, 1);
+  if (config.batch % microBatch !== 0) throw new UsageError(`--micro-batch ${microBatch} must divide --batch ${config.batch}`);
   const runtime = choiceFlag('runtime', flags.runtime, ['web', 'native'] as const, 'web');
   const threads = numberFlag('threads', flags.threads, 1);
   const autodiff: AutodiffOptions = {
@@ -69,7 +110,7 @@ export async function trainCommand(argv: string[], log: (s: string) => void = co
   const data = await loadCifar10({ path: flags.data, log });
   const ort = await loadOrt(runtime, threads);
   log(`training ${config.model.preset}/${config.model.head}${config.model.dann ? '+dann' : ''} for ${config.epochs} epochs, batch ${config.batch}, ${config.optimizer.kind} lr ${config.optimizer.lr}, ${runtime} runtime, ${threads} thread(s)`);
-  const progress = !flags.quiet && process.stderr.isTTY;
+  const progress = !flags.quiet && out.tty ? progressDisplay(out, config.epochs, config.batch) : undefined;
   try {
     const state = await train({
       ort,
@@ -77,13 +118,10 @@ export async function trainCommand(argv: string[], log: (s: string) => void = co
       config,
       resume: resume ? { ...resume, config } : undefined,
       autodiff,
-      onStep: progress
-        ? (p) => {
-            if (p.stepInEpoch % 20 === 0) process.stderr.write(`\r  epoch ${p.epoch + 1} step ${p.stepInEpoch}/${p.stepsPerEpoch} loss ${p.loss.toFixed(4)}  `);
-          }
-        : undefined,
+      microBatch,
+      onStep: progress?.step,
       onEpoch: async (report, s) => {
-        if (progress) process.stderr.write('\r\x1b[K');
+        progress?.clear();
         log(formatEpoch(report, config.epochs));
         await writeAtomic(checkpointFile, encodeCheckpoint(s));
         await appendFile(path.join(outDir, 'metrics.jsonl'), `${JSON.stringify(report)}\n`);
@@ -95,6 +133,7 @@ export async function trainCommand(argv: string[], log: (s: string) => void = co
     log(`final test accuracy ${last ? pct(last.testAccuracy) : 'n/a'}; checkpoint ${checkpointFile}; inference model ${modelFile}`);
     return state;
   } catch (e) {
+    progress?.clear();
     if (e instanceof NonFiniteLossError) {
       const kept = existsSync(checkpointFile) ? `the last good checkpoint is kept at ${checkpointFile}` : 'no epoch had completed, so there is no checkpoint';
       throw new UsageError(`${e.message}; ${kept}`);

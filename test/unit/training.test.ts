@@ -12,7 +12,8 @@ import { placeholderCaptions } from '../../shared/training/caption-feed';
 import { buildEvalGraph } from '../../shared/models/compile';
 import { TEXT_DIM } from '../../shared/models/heads';
 import { initBuffers } from '../../shared/models/params';
-import { trainCommand } from '../../cli/train';
+import type { Output } from '../../cli/command';
+import { trainCommand, trainProgressLine } from '../../cli/train';
 import { fixtureFiles, writeFolder } from '../support/cifar-fixture';
 import { runOnce, webOrt } from '../support/ort';
 
@@ -112,7 +113,7 @@ describe('single-process trainer', () => {
 describe('edgetrain train (CLI)', () => {
   const dataDir = mkdtempSync(path.join(tmpdir(), 'edgetrain-cli-'));
   writeFolder(dataDir, fixtureFiles(16));
-  const quiet = () => {};
+  const quiet: Output = { line: () => {}, write: () => {}, note: () => {}, tty: false };
   const base = ['--data', dataDir, '--batch', '16', '--eval-batch', '16', '--quiet'];
 
   it('writes a checkpoint, metrics and an inference model; a NaN run keeps the last good checkpoint', async () => {
@@ -132,10 +133,43 @@ describe('edgetrain train (CLI)', () => {
     expect(readFileSync(path.join(out, 'checkpoint.bin')).equals(checkpoint)).toBe(true);
   });
 
+  it('draws a \\r-rewritten progress line within an epoch on a terminal, and none off a terminal', async () => {
+    const capture = (tty: boolean) => {
+      const text = { lines: [] as string[], written: '' };
+      const out: Output = { line: (s) => text.lines.push(s), write: (s) => (text.written += s), note: () => {}, tty };
+      return { out, text };
+    };
+    const argv = ['--data', dataDir, '--batch', '16', '--eval-batch', '16', '--epochs', '1', '--out', path.join(dataDir, 'progress')];
+    const terminal = capture(true);
+    await trainCommand(argv, terminal.out);
+    const drawn = terminal.text.written.split('\r\x1b[K').filter(Boolean);
+    expect(drawn.length).toBeGreaterThanOrEqual(1);
+    // The last step is always drawn; the line is cleared before the epoch's line is printed.
+    expect(drawn.at(-1)).toMatch(/^epoch 1\/1 · step 5\/5 · loss \d+\.\d{4} · \d+ img\/s · ETA 0s$/);
+    expect(terminal.text.written.endsWith('\r\x1b[K')).toBe(true);
+    expect(terminal.text.lines.some((l) => l.startsWith('epoch  1/1'))).toBe(true);
+
+    const piped = capture(false);
+    await trainCommand(argv, piped.out);
+    expect(piped.text.written).toBe('');
+    expect(piped.text.lines.filter((l) => /step \d+\/|\r/.test(l))).toEqual([]);
+    expect(piped.text.lines.some((l) => l.startsWith('epoch  1/1'))).toBe(true);
+
+    const quietTerminal = capture(true);
+    await trainCommand([...argv, '--quiet'], quietTerminal.out);
+    expect(quietTerminal.text.written).toBe('');
+  });
+
+  it('formats the progress line with the run ETA from the rate', () => {
+    expect(trainProgressLine({ epoch: 0, stepInEpoch: 10, stepsPerEpoch: 100, loss: 2.30258 }, 2, 640, 64)).toBe('epoch 1/2 · step 10/100 · loss 2.3026 · 640 img/s · ETA 19s');
+    expect(trainProgressLine({ epoch: 0, stepInEpoch: 1, stepsPerEpoch: 100, loss: 2.3 }, 2, 0, 64)).toMatch(/ETA —$/);
+  });
+
   it('names unknown options, bad values and unknown presets with the valid choices', async () => {
     await expect(trainCommand(['--epoch', '3'], quiet)).rejects.toThrow(/Unknown option '--epoch'[\s\S]*valid options: --preset, --head/);
     await expect(trainCommand(['--optimizer', 'rmsprop'], quiet)).rejects.toThrow("--optimizer: 'rmsprop' is not one of sgd, adam, adamw");
     await expect(trainCommand([...base, '--preset', 'vgg'], quiet)).rejects.toThrow("model.preset: 'vgg' is not one of seed-cnn, bn-cnn, res-cnn");
+    await expect(trainCommand([...base, '--micro-batch', '6'], quiet)).rejects.toThrow('--micro-batch 6 must divide --batch 16');
   });
 
   it('names a truncated dataset file and its record', async () => {
