@@ -118,7 +118,7 @@ export async function trainCommand(argv: string[], out: Output = processOutput()
       config,
       resume: resume ? { ...resume, config } : undefined,
       autodiff,
-      microBatch,
+      ghostBatch: microBatch,
       onStep: progress?.step,
       onEpoch: async (report, s) => {
         progress?.clear();
