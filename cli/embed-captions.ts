@@ -17,7 +17,9 @@ import { ApiClient } from '../workers/gradient/client';
 import { loadOrt } from '../workers/ort/node';
 import { choiceFlag, numberFlag, parseFlags, UsageError } from './args';
 import { fetchHubModel, loadBertFolder } from './bert-model';
+import type { Command } from './command';
 import { connect } from './connect';
+import { EXIT } from './errors';
 
 /** The bert-base-uncased vocabulary shipped with the development data (for the test model). */
 export const DEV_VOCAB = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../shared/data/bert-base-uncased/vocab.txt');
@@ -95,7 +97,7 @@ export async function encoderFromFlags(
   };
 }
 
-export async function captionsCommand(argv: string[], log: (s: string) => void = console.log): Promise<PrecomputeReport | ImageCaptionReport> {
+export async function runCaptions(argv: string[], log: (s: string) => void = console.log): Promise<PrecomputeReport | ImageCaptionReport> {
   const flags = parseFlags(argv, FLAGS, 'captions');
   if (!!flags.images !== !!flags['test-images']) throw new UsageError('captions: --images and --test-images go together (the concat head needs a caption for every train and test image)');
   if (flags.images && flags.classes) throw new UsageError('captions: --classes (a class caption set) and --images (per-image captions) are different sets; give one');
@@ -130,3 +132,5 @@ async function imageCaptions(api: ApiClient, source: EncoderSource, flags: { ima
   log(`hash ${report.hash} — pass it as "imageCaptions" in a run config (concat head)`);
   return report;
 }
+
+export const captionsCommand: Command = { usage: CAPTIONS_USAGE, run: async (argv, ctx) => (await runCaptions(argv, ctx.out.line), EXIT.ok) };

@@ -11,6 +11,9 @@ import { buildTrainingGraph, gradOutputName } from '../shared/models/compile';
 import { crossEntropy } from '../shared/models/loss';
 import { randomFeeds } from '../shared/models/random-feeds';
 import { DEFAULT_MODEL_CONFIG, type ModelConfig } from '../shared/models/presets';
+import { UsageError } from './args';
+import type { Command } from './command';
+import { EXIT } from './errors';
 
 /** Worst error allowed: rules run tiny graphs in float64-summed form; presets sum in float32. */
 export const RULE_TOLERANCE = 1e-3;
@@ -126,3 +129,15 @@ export async function runGradcheck(ort: OrtApi, log: (line: string) => void, see
   }
   return results;
 }
+
+export const gradcheckCommand: Command = {
+  usage: 'edgetrain gradcheck   every gradient rule and preset against central finite differences; exit 1 above tolerance',
+  async run(argv, ctx) {
+    if (argv.length) throw new UsageError(`gradcheck: takes no options ('${argv[0]}')`);
+    const { loadOrt } = await import('../workers/ort/node');
+    const results = await runGradcheck(await loadOrt('web', 1), ctx.out.line);
+    const failed = results.filter((r) => !(r.error <= r.tolerance));
+    ctx.out.line(failed.length ? `gradcheck FAILED: ${failed.length} of ${results.length} checks above tolerance` : `gradcheck passed: ${results.length} checks`);
+    return failed.length ? EXIT.failed : EXIT.ok;
+  },
+};

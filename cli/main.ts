@@ -18,26 +18,17 @@ const COMMANDS: Record<string, Entry> = {
   start: {
     group: 'local cluster and data',
     summary: 'the local cluster and one run, followed to the end (--serve: the cluster only, until Ctrl-C)',
-    load: async () => {
-      const { START_USAGE, startCommand } = await import('./start');
-      return { usage: START_USAGE, run: async (argv, ctx) => ((await startCommand(argv, ctx.out.line)).state === 'completed' ? EXIT.ok : EXIT.failed) };
-    },
+    load: async () => (await import('./start')).startCommand,
   },
   prepare: {
     group: 'local cluster and data',
     summary: 'upload CIFAR-10 as dataset blocks (once; a re-run uploads nothing)',
-    load: async () => {
-      const { PREPARE_USAGE, prepareCommand } = await import('./prepare');
-      return { usage: PREPARE_USAGE, run: async (argv, ctx) => (await prepareCommand(argv, ctx.out.line), EXIT.ok) };
-    },
+    load: async () => (await import('./prepare')).prepareCommand,
   },
   captions: {
     group: 'local cluster and data',
     summary: 'embed a caption set once with BERT and store it in KV; prints its hash',
-    load: async () => {
-      const { CAPTIONS_USAGE, captionsCommand } = await import('./embed-captions');
-      return { usage: CAPTIONS_USAGE, run: async (argv, ctx) => (await captionsCommand(argv, ctx.out.line), EXIT.ok) };
-    },
+    load: async () => (await import('./embed-captions')).captionsCommand,
   },
   run: { group: 'runs', summary: 'create a run on the API (--watch follows it); prints how to add workers', load: async () => (await import('./run')).runCommand },
   runs: { group: 'runs', summary: 'the runs, newest first: id, state, created, model', load: async () => (await import('./runs')).runsCommand },
@@ -48,29 +39,8 @@ const COMMANDS: Record<string, Entry> = {
   export: { group: 'runs', summary: "write a run's inference model (ONNX)", load: async () => (await import('./export')).exportCommand },
   browser: { group: 'runs', summary: 'serve the browser gradient-worker page (WebGPU or WASM); --run prints its URL for a run', load: async () => (await import('./browser')).browserCommand },
   worker: { group: 'runs', summary: 'join a run as a gradient worker from this machine', load: async () => (await import('./worker')).workerCommand },
-  train: {
-    group: 'one process',
-    summary: 'the single-process trainer (the reference the cluster must equal)',
-    load: async () => {
-      const { TRAIN_USAGE, trainCommand } = await import('./train');
-      return { usage: TRAIN_USAGE, run: async (argv, ctx) => (await trainCommand(argv, ctx.out), EXIT.ok) };
-    },
-  },
-  gradcheck: {
-    group: 'one process',
-    summary: 'every gradient rule and preset against central finite differences',
-    load: async () => ({
-      usage: 'edgetrain gradcheck   every gradient rule and preset against central finite differences; exit 1 above tolerance',
-      run: async (argv, ctx) => {
-        if (argv.length) throw new UsageError(`gradcheck: takes no options ('${argv[0]}')`);
-        const [{ runGradcheck }, { loadOrt }] = await Promise.all([import('./gradcheck'), import('../workers/ort/node')]);
-        const results = await runGradcheck(await loadOrt('web', 1), ctx.out.line);
-        const failed = results.filter((r) => !(r.error <= r.tolerance));
-        ctx.out.line(failed.length ? `gradcheck FAILED: ${failed.length} of ${results.length} checks above tolerance` : `gradcheck passed: ${results.length} checks`);
-        return failed.length ? EXIT.failed : EXIT.ok;
-      },
-    }),
-  },
+  train: { group: 'one process', summary: 'the single-process trainer (the reference the cluster must equal)', load: async () => (await import('./train')).trainCommand },
+  gradcheck: { group: 'one process', summary: 'every gradient rule and preset against central finite differences', load: async () => (await import('./gradcheck')).gradcheckCommand },
 };
 
 function version(): string {

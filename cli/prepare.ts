@@ -4,8 +4,10 @@ import type { Cifar10 } from '../shared/data/cifar';
 import { buildDatasetBlocks, type DatasetManifest } from '../shared/data/blocks';
 import { ApiClient } from '../workers/gradient/client';
 import { numberFlag, parseFlags } from './args';
+import type { Command } from './command';
 import { connect } from './connect';
 import { loadCifar10 } from './dataset';
+import { EXIT } from './errors';
 
 /** Images per block: 5,000 records ≈ 15 MB, a shuffle block of the default order. */
 export const DEFAULT_BLOCK_IMAGES = 5000;
@@ -47,7 +49,7 @@ const FLAGS = {
   'block-images': { type: 'string' },
 } as const;
 
-export async function prepareCommand(argv: string[], log: (s: string) => void = console.log): Promise<PrepareReport> {
+export async function runPrepare(argv: string[], log: (s: string) => void = console.log): Promise<PrepareReport> {
   const flags = parseFlags(argv, FLAGS, 'prepare');
   const blockImages = numberFlag('block-images', flags['block-images'], DEFAULT_BLOCK_IMAGES);
   const data = await loadCifar10({ path: flags.data, log });
@@ -60,3 +62,5 @@ export async function prepareCommand(argv: string[], log: (s: string) => void = 
     await close();
   }
 }
+
+export const prepareCommand: Command = { usage: PREPARE_USAGE, run: async (argv, ctx) => (await runPrepare(argv, ctx.out.line), EXIT.ok) };

@@ -11,10 +11,11 @@ import { NodeWorker } from '../workers/node/runtime';
 import { choiceFlag, intFlag, parseFlags, UsageError } from './args';
 import { startCoordinator, startWorkerdWorker } from './cluster/local';
 import { DEFAULT_STATE, TOKEN_ENV, localToken } from './connect';
+import type { Command } from './command';
 import { CONFIG_FLAGS, CONFIG_USAGE, trainConfigFromValues } from './config-flags';
 import { loadCifar10 } from './dataset';
 import { pct, progressLine as statusLine } from './display';
-import { CliError } from './errors';
+import { CliError, EXIT } from './errors';
 import { prepareDataset } from './prepare';
 import { CLUSTER_FLAGS, CLUSTER_USAGE, DEFAULT_CLUSTER_CONFIG, clusterFromValues, runRequestOf as requestOf } from './run-flags';
 import { removeServerFile, servingUrl, writeServerFile } from './target';
@@ -194,7 +195,7 @@ async function serveForever(local: Cluster, state: string, log: (s: string) => v
   return new Promise<never>(() => undefined);
 }
 
-export async function startCommand(argv: string[], log: (s: string) => void = console.log): Promise<RunStatus> {
+export async function runStart(argv: string[], log: (s: string) => void = console.log): Promise<RunStatus> {
   const flags = parseFlags(argv, FLAGS, 'start');
   if (flags.serve) {
     const given = RUN_ONLY.filter((k) => (flags as Record<string, unknown>)[k] !== undefined);
@@ -258,3 +259,5 @@ async function continueRun(api: ApiClient, runId: string): Promise<RunStatus> {
   const status = await api.status(runId);
   return status.state === 'cancelled' ? api.resume(runId) : status;
 }
+
+export const startCommand: Command = { usage: START_USAGE, run: async (argv, ctx) => ((await runStart(argv, ctx.out.line)).state === 'completed' ? EXIT.ok : EXIT.failed) };

@@ -9,10 +9,11 @@ import type { TrainConfig } from '../shared/training/config';
 import { NonFiniteLossError, train, type StepProgress } from '../shared/training/trainer';
 import { loadOrt } from '../workers/ort/node';
 import { choiceFlag, intFlag, numberFlag, parseFlags, UsageError } from './args';
-import { processOutput, type Output } from './command';
+import { processOutput, type Command, type Output } from './command';
 import { CONFIG_FLAGS, CONFIG_USAGE, trainConfigFromValues } from './config-flags';
 import { duration } from './display';
 import { loadCifar10 } from './dataset';
+import { EXIT } from './errors';
 
 const FLAGS = {
   ...CONFIG_FLAGS,
@@ -86,7 +87,7 @@ async function writeAtomic(file: string, bytes: Uint8Array | string): Promise<vo
   await rename(`${file}.tmp`, file);
 }
 
-export async function trainCommand(argv: string[], out: Output = processOutput()): Promise<TrainerState> {
+export async function runTrain(argv: string[], out: Output = processOutput()): Promise<TrainerState> {
   const log = out.line;
   const { config, flags } = trainConfigFromFlags(argv);
   const microBatch = intFlag('micro-batch', flags['micro-batch'], config.batch, 1);
@@ -141,3 +142,5 @@ export async function trainCommand(argv: string[], out: Output = processOutput()
     throw e;
   }
 }
+
+export const trainCommand: Command = { usage: TRAIN_USAGE, run: async (argv, ctx) => (await runTrain(argv, ctx.out), EXIT.ok) };

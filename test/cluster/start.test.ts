@@ -4,8 +4,8 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { DEV_VOCAB, captionsCommand } from '../../cli/embed-captions';
-import { startCommand } from '../../cli/start';
+import { DEV_VOCAB, runCaptions } from '../../cli/embed-captions';
+import { runStart } from '../../cli/start';
 import { ApiError } from '../../workers/gradient/client';
 import { fixtureFiles, writeFolder } from '../support/cifar-fixture';
 
@@ -21,7 +21,7 @@ describe('edgetrain start', () => {
   it('prepares the data once, trains through the cluster and writes the model and metrics', async () => {
     const lines: string[] = [];
     const out = path.join(dir, 'run1');
-    const final = await startCommand([...base, '--epochs', '2', '--out', out], (s) => lines.push(s));
+    const final = await runStart([...base, '--epochs', '2', '--out', out], (s) => lines.push(s));
     expect(final.state).toBe('completed');
     expect(final.step).toBe(4);
     expect(lines.some((l) => l.includes('preparing it once'))).toBe(true);
@@ -32,26 +32,26 @@ describe('edgetrain start', () => {
 
     // The state persists: a second run finds the dataset prepared.
     const again: string[] = [];
-    const second = await startCommand([...base, '--epochs', '1', '--out', path.join(dir, 'run2'), '--runtime', 'node'], (s) => again.push(s));
+    const second = await runStart([...base, '--epochs', '1', '--out', path.join(dir, 'run2'), '--runtime', 'node'], (s) => again.push(s));
     expect(second.state).toBe('completed');
     expect(again.some((l) => l.includes('preparing it once'))).toBe(false);
   }, 240_000);
 
   it.skipIf(!existsSync(DEV_VOCAB))('embeds the CIFAR-10 captions with the test BERT into the cluster\'s KV once, and a run reads them', async () => {
     const state = ['--state', path.join(dir, 'state')];
-    const first = await captionsCommand(['--test-model', ...state], () => undefined);
-    const again = await captionsCommand(['--test-model', ...state], () => undefined);
+    const first = await runCaptions(['--test-model', ...state], () => undefined);
+    const again = await runCaptions(['--test-model', ...state], () => undefined);
     expect('hit' in first && first.hit).toBe(false);
     expect('hit' in again && again.hit).toBe(true);
     const hash = 'entry' in first ? first.entry.key.slice('captions/'.length) : '';
-    const final = await startCommand([...base, '--epochs', '1', '--head', 'attention', '--captions', hash, '--out', path.join(dir, 'run3')], () => undefined);
+    const final = await runStart([...base, '--epochs', '1', '--head', 'attention', '--captions', hash, '--out', path.join(dir, 'run3')], () => undefined);
     expect(final.state).toBe('completed');
     expect(final.config.captions).toBe(hash);
   }, 240_000);
 
   it('refuses a lease size that does not divide the batch, naming the field, and starts no run', async () => {
     const out = path.join(dir, 'bad');
-    const error = await startCommand([...base, '--epochs', '1', '--micro-batch', '48', '--out', out], () => undefined).catch((e: unknown) => e);
+    const error = await runStart([...base, '--epochs', '1', '--micro-batch', '48', '--out', out], () => undefined).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(ApiError);
     expect((error as ApiError).status).toBe(400);
     expect((error as ApiError).message).toContain('cluster.microBatch: 48 must divide the global batch (64)');

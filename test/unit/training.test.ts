@@ -13,7 +13,7 @@ import { buildEvalGraph } from '../../shared/models/compile';
 import { TEXT_DIM } from '../../shared/models/heads';
 import { initBuffers } from '../../shared/models/params';
 import type { Output } from '../../cli/command';
-import { trainCommand, trainProgressLine } from '../../cli/train';
+import { runTrain, trainProgressLine } from '../../cli/train';
 import { fixtureFiles, writeFolder } from '../support/cifar-fixture';
 import { runOnce, webOrt } from '../support/ort';
 
@@ -118,7 +118,7 @@ describe('edgetrain train (CLI)', () => {
 
   it('writes a checkpoint, metrics and an inference model; a NaN run keeps the last good checkpoint', async () => {
     const out = path.join(dataDir, 'run');
-    await trainCommand([...base, '--epochs', '1', '--out', out], quiet);
+    await runTrain([...base, '--epochs', '1', '--out', out], quiet);
     const checkpoint = readFileSync(path.join(out, 'checkpoint.bin'));
     expect(decodeCheckpoint(checkpoint).epoch).toBe(1);
     // The inference model carries the weights, the align head's class captions and the normalisation: raw pixels in, probabilities out.
@@ -128,7 +128,7 @@ describe('edgetrain train (CLI)', () => {
     expect(probabilities.reduce((a, v) => a + v, 0)).toBeCloseTo(1, 5);
     expect(readFileSync(path.join(out, 'metrics.jsonl'), 'utf8').trim().split('\n')).toHaveLength(1);
 
-    const nan = trainCommand([...base, '--epochs', '2', '--out', out, '--lr', '1e12', '--resume'], quiet);
+    const nan = runTrain([...base, '--epochs', '2', '--out', out, '--lr', '1e12', '--resume'], quiet);
     await expect(nan).rejects.toThrow(/loss became (NaN|Infinity|-Infinity) at epoch 2.*the last good checkpoint is kept at .*checkpoint\.bin/);
     expect(readFileSync(path.join(out, 'checkpoint.bin')).equals(checkpoint)).toBe(true);
   });
@@ -141,7 +141,7 @@ describe('edgetrain train (CLI)', () => {
     };
     const argv = ['--data', dataDir, '--batch', '16', '--eval-batch', '16', '--epochs', '1', '--out', path.join(dataDir, 'progress')];
     const terminal = capture(true);
-    await trainCommand(argv, terminal.out);
+    await runTrain(argv, terminal.out);
     const drawn = terminal.text.written.split('\r\x1b[K').filter(Boolean);
     expect(drawn.length).toBeGreaterThanOrEqual(1);
     // The last step is always drawn; the line is cleared before the epoch's line is printed.
@@ -150,13 +150,13 @@ describe('edgetrain train (CLI)', () => {
     expect(terminal.text.lines.some((l) => l.startsWith('epoch  1/1'))).toBe(true);
 
     const piped = capture(false);
-    await trainCommand(argv, piped.out);
+    await runTrain(argv, piped.out);
     expect(piped.text.written).toBe('');
     expect(piped.text.lines.filter((l) => /step \d+\/|\r/.test(l))).toEqual([]);
     expect(piped.text.lines.some((l) => l.startsWith('epoch  1/1'))).toBe(true);
 
     const quietTerminal = capture(true);
-    await trainCommand([...argv, '--quiet'], quietTerminal.out);
+    await runTrain([...argv, '--quiet'], quietTerminal.out);
     expect(quietTerminal.text.written).toBe('');
   });
 
@@ -166,10 +166,10 @@ describe('edgetrain train (CLI)', () => {
   });
 
   it('names unknown options, bad values and unknown presets with the valid choices', async () => {
-    await expect(trainCommand(['--epoch', '3'], quiet)).rejects.toThrow(/Unknown option '--epoch'[\s\S]*valid options: --preset, --head/);
-    await expect(trainCommand(['--optimizer', 'rmsprop'], quiet)).rejects.toThrow("--optimizer: 'rmsprop' is not one of sgd, adam, adamw");
-    await expect(trainCommand([...base, '--preset', 'vgg'], quiet)).rejects.toThrow("model.preset: 'vgg' is not one of seed-cnn, bn-cnn, res-cnn");
-    await expect(trainCommand([...base, '--micro-batch', '6'], quiet)).rejects.toThrow('--micro-batch 6 must divide --batch 16');
+    await expect(runTrain(['--epoch', '3'], quiet)).rejects.toThrow(/Unknown option '--epoch'[\s\S]*valid options: --preset, --head/);
+    await expect(runTrain(['--optimizer', 'rmsprop'], quiet)).rejects.toThrow("--optimizer: 'rmsprop' is not one of sgd, adam, adamw");
+    await expect(runTrain([...base, '--preset', 'vgg'], quiet)).rejects.toThrow("model.preset: 'vgg' is not one of seed-cnn, bn-cnn, res-cnn");
+    await expect(runTrain([...base, '--micro-batch', '6'], quiet)).rejects.toThrow('--micro-batch 6 must divide --batch 16');
   });
 
   it('names a truncated dataset file and its record', async () => {
@@ -177,7 +177,7 @@ describe('edgetrain train (CLI)', () => {
     const files = fixtureFiles(16);
     files.set('data_batch_3.bin', files.get('data_batch_3.bin')!.subarray(0, 3073 * 5 + 100));
     writeFolder(broken, files);
-    await expect(trainCommand(['--data', broken, '--quiet'], quiet)).rejects.toThrow(/data_batch_3\.bin: .* \(record 5 is truncated\)/);
+    await expect(runTrain(['--data', broken, '--quiet'], quiet)).rejects.toThrow(/data_batch_3\.bin: .* \(record 5 is truncated\)/);
   });
 });
 
