@@ -1,15 +1,16 @@
 // Synchronous data-parallel training through the local cluster equals the single-process reference
 // trainer computing each step as the cluster does (ghost batches of the lease size, averaged in
 // float64): same preset, seed and global batch. Compared per parameter tensor, relative to how far
-// training moved it, after every step, with Adam and with SGD; a coordinator snapshot taken mid-epoch
-// resumes in the trainer to the same parameters.
+// training moved it, after every step, with Adam and with SGD, and for the batch-norm presets (bn-cnn,
+// res-cnn) their running statistics too; a coordinator snapshot taken mid-epoch resumes in the trainer
+// to the same parameters.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startCoordinator, startWorkerdWorker, type LocalCoordinator } from '../../cli/cluster/local';
 import { prepareDataset } from '../../cli/prepare';
 import { runRequestOf } from '../../cli/start';
 import { assembleCifar10, type Cifar10 } from '../../shared/data/cifar';
 import { trainingLayout } from '../../shared/models/compile';
-import { initParameters } from '../../shared/models/params';
+import { initBuffers, initParameters } from '../../shared/models/params';
 import { FINAL_STATES, type RunStatus } from '../../shared/protocol';
 import { decodeCheckpoint, type TrainerState } from '../../shared/training/checkpoint';
 import type { TrainConfig } from '../../shared/training/config';
@@ -67,10 +68,10 @@ describe('distributed training equals the single-process trainer', () => {
     await coordinator?.dispose();
   });
 
-  const runRequest = (config: TrainConfig, graphBatch?: number) => ({
+  const runRequest = (config: TrainConfig, graphBatch?: number, microBatch = MICRO_BATCH) => ({
     ...runRequestOf(config),
     dataset: 'fixture',
-    cluster: { microBatch: MICRO_BATCH, snapshotEvery: 1, leaseMs: 60_000, ...(graphBatch ? { graphBatch } : {}) },
+    cluster: { microBatch, snapshotEvery: 1, leaseMs: 60_000, ...(graphBatch ? { graphBatch } : {}) },
   });
 
   async function snapshot(runId: string, step: number): Promise<TrainerState> {
@@ -83,24 +84,30 @@ describe('distributed training equals the single-process trainer', () => {
     throw new Error(`no snapshot of step ${step}`);
   }
 
-  /** A run on two workerd gradient-worker processes; the parameters of every step's snapshot. */
-  async function clusterRun(config: TrainConfig): Promise<{ runId: string; steps: Float32Array[] }> {
-    const run = await api.createRun(runRequest(config));
+  /** A run on two workerd gradient-worker processes; every step's snapshot. */
+  async function clusterRunStates(config: TrainConfig, microBatch = MICRO_BATCH): Promise<{ runId: string; states: TrainerState[] }> {
+    const steps = config.epochs * (config.trainLimit / config.batch);
+    const run = await api.createRun(runRequest(config, undefined, microBatch));
     const workers = await Promise.all([0, 1].map((index) => startWorkerdWorker({ index, apiUrl: coordinator.url })));
     try {
       for (const w of workers) await w.start(run.runId, run.workerToken);
       const final = await waitFinal(api, run.runId);
       expect(final.state).toBe('completed');
-      expect(final.step).toBe(STEPS);
+      expect(final.step).toBe(steps);
       const metrics = await api.metrics(run.runId);
-      expect(metrics.steps.map((s) => s.step)).toEqual(Array.from({ length: STEPS }, (_, i) => i + 1));
+      expect(metrics.steps.map((s) => s.step)).toEqual(Array.from({ length: steps }, (_, i) => i + 1));
       expect(metrics.evals).toHaveLength(config.epochs);
     } finally {
       for (const w of workers) await w.dispose();
     }
-    const steps: Float32Array[] = [];
-    for (let step = 1; step <= STEPS; step++) steps.push((await snapshot(run.runId, step)).params);
-    return { runId: run.runId, steps };
+    const states: TrainerState[] = [];
+    for (let step = 1; step <= steps; step++) states.push(await snapshot(run.runId, step));
+    return { runId: run.runId, states };
+  }
+
+  async function clusterRun(config: TrainConfig): Promise<{ runId: string; steps: Float32Array[] }> {
+    const { runId, states } = await clusterRunStates(config);
+    return { runId, steps: states.map((s) => s.params) };
   }
 
   function expectEqualSteps(label: string, cluster: Float32Array[], ref: Float32Array[], bound: number): void {
@@ -135,6 +142,30 @@ describe('distributed training equals the single-process trainer', () => {
     expect(resumed).toHaveLength(STEPS - midEpoch);
     expect(Buffer.from(resumed.at(-1)!.buffer).equals(Buffer.from(steps[STEPS - 1].buffer))).toBe(true);
   }, 60_000);
+
+  // Batch norm normalises each graph run over its own examples, so the cluster equals a reference that
+  // runs each step in the same shards (ghost batch norm), and the whole-batch reference is measurably off.
+  for (const preset of ['bn-cnn', 'res-cnn'] as const) {
+    it(`${preset} (batch norm), three shards of 16 per step: parameters and running statistics equal the ghost-batch reference bit for bit`, async () => {
+      const base = tinyTrainConfig(96);
+      const config: TrainConfig = { ...base, model: { ...base.model, preset }, batch: 48, epochs: preset === 'res-cnn' ? 1 : 2 };
+      const layout = trainingLayout(config.model);
+      const { states } = await clusterRunStates(config, 16);
+      const last = states.at(-1)!;
+      const ref = await train({ ort: await ort(), data, config, ghostBatch: 16 });
+      expect(ref.step).toBe(last.step);
+      const startBuffers = initBuffers(layout.buffers);
+      const params = worstTensorError(last.params, ref.params, initParameters(layout.params, config.seed), layout.params);
+      const buffers = worstTensorError(last.buffers, ref.buffers, startBuffers, layout.buffers);
+      const whole = await train({ ort: await ort(), data, config });
+      const wholeBuffers = worstTensorError(last.buffers, whole.buffers, startBuffers, layout.buffers);
+      console.log(`[equivalence] ${preset}: vs ghost-batch reference params ${params.error} (${params.tensor}), buffers ${buffers.error} (${buffers.tensor}); vs whole-batch reference buffers ${wholeBuffers.error.toExponential(2)} (${wholeBuffers.tensor})`);
+      expect(layout.buffers.length).toBeGreaterThan(0);
+      expect(params.error, params.tensor).toBe(0);
+      expect(buffers.error, buffers.tensor).toBe(0);
+      expect(wholeBuffers.error).toBeGreaterThan(ROUNDING);
+    }, 240_000);
+  }
 
   it('the Node runtime (ORT in worker threads behind comlink), accumulating two graph runs per lease, gives the same parameters', async () => {
     const run = await api.createRun(runRequest(ADAM, MICRO_BATCH / 2));

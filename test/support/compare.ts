@@ -17,11 +17,11 @@ export interface TensorError {
 }
 
 /**
- * The worst parameter tensor's ‖a − b‖ / ‖b − start‖: the disagreement relative to how far training
+ * The worst tensor's (parameters, or batch-norm buffers) ‖a − b‖ / ‖b − start‖: the disagreement relative to how far training
  * moved that tensor from `start`, so that neither a large tensor (logit_scale = 10) nor a large
  * initial value can hide a wrong update. A tensor that training did not move must agree exactly.
  */
-export function worstTensorError(a: Float32Array, b: Float32Array, start: Float32Array, params: readonly ParamSpec[]): TensorError {
+export function worstTensorError(a: Float32Array, b: Float32Array, start: Float32Array, params: readonly Pick<ParamSpec, 'name' | 'shape'>[]): TensorError {
   let worst: TensorError = { tensor: '', error: 0 };
   let offset = 0;
   for (const p of params) {
