@@ -7,7 +7,7 @@ import { optimizerPatchSchema, optimizerSchema, withOptimizerDefaults } from './
 import { scheduleFields, scheduleSchema } from './optim/schedule';
 import { int, strictObject } from './schema/fields';
 import { addIssues, whenValid, type FieldIssue } from './schema/issues';
-import { SEED_TRAIN_CONFIG, trainConfigFields, type TrainConfig } from './training/config';
+import { MAX_BATCH, SEED_TRAIN_CONFIG, trainConfigFields, type TrainConfig } from './training/config';
 
 export type { FieldIssue } from './schema/issues';
 
@@ -64,8 +64,8 @@ export interface RunConfig {
 }
 
 export const clusterConfigFields = strictObject({
-  microBatch: int(1, 4096),
-  graphBatch: int(0, 4096),
+  microBatch: int(1, MAX_BATCH),
+  graphBatch: int(0, MAX_BATCH),
   leaseMs: int(100, 3_600_000),
   commitEvery: int(1, 10_000),
   snapshotEvery: int(1, 1_000_000),

@@ -49,13 +49,16 @@ export const SEED_TRAIN_CONFIG: TrainConfig = {
   shuffleBlock: 5000,
 };
 
+/** The most examples in one optimizer step (a lease's shard is part of one). */
+export const MAX_BATCH = 4096;
+
 /** Every bound of a training config; the HTTP run request is built from these fields. */
 export const trainConfigFields = strictObject({
   model: modelConfigSchema,
   optimizer: optimizerSchema,
   schedule: scheduleSchema,
   epochs: int(1, 1000),
-  batch: int(1, 4096),
+  batch: int(1, MAX_BATCH),
   evalBatch: int(1, 10_000),
   seed: int(),
   augment: bool(),
