@@ -72,7 +72,8 @@ export const clusterConfigFields = strictObject({
   workers: int(1, 1000),
 }) satisfies z.ZodType<ClusterConfig>;
 
-const merged = (req: RunRequestFields) => ({
+/** What the rules across fields read, defaults filled in. */
+const withDefaults = (req: RunRequestFields) => ({
   batch: req.batch ?? SEED_TRAIN_CONFIG.batch,
   head: req.model?.head ?? DEFAULT_MODEL_CONFIG.head,
   cluster: { ...DEFAULT_CLUSTER_CONFIG, ...req.cluster },
@@ -112,7 +113,7 @@ export const runRequestSchema = runRequestFields
   )
   .superRefine(
     (req, ctx) => {
-      const { batch, cluster } = merged(req);
+      const { batch, cluster } = withDefaults(req);
       if (cluster.microBatch > batch || batch % cluster.microBatch !== 0) {
         ctx.addIssue({ code: 'custom', path: ['cluster', 'microBatch'], message: `${cluster.microBatch} must divide the global batch (${batch}) so every shard has the same size` });
       }
@@ -121,7 +122,7 @@ export const runRequestSchema = runRequestFields
   )
   .superRefine(
     (req, ctx) => {
-      const { cluster } = merged(req);
+      const { cluster } = withDefaults(req);
       if (cluster.graphBatch && cluster.microBatch % cluster.graphBatch !== 0) {
         ctx.addIssue({ code: 'custom', path: ['cluster', 'graphBatch'], message: `${cluster.graphBatch} must divide cluster.microBatch (${cluster.microBatch})` });
       }
@@ -130,7 +131,7 @@ export const runRequestSchema = runRequestFields
   )
   .superRefine(
     (req, ctx) => {
-      const { head } = merged(req);
+      const { head } = withDefaults(req);
       if (req.imageCaptions && head !== 'concat') ctx.addIssue({ code: 'custom', path: ['imageCaptions'], message: `per-image captions feed the concat head; this run's head is '${head}'` });
     },
     { when: whenValid('model', 'imageCaptions') },

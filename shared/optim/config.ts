@@ -25,10 +25,6 @@ export interface SgdConfig {
 
 export type OptimizerConfig = AdamConfig | SgdConfig;
 
-export function isOptimizerKind(value: unknown): value is OptimizerKind {
-  return (OPTIMIZER_KINDS as readonly unknown[]).includes(value);
-}
-
 export function defaultOptimizerConfig(kind: 'sgd'): SgdConfig;
 export function defaultOptimizerConfig(kind: 'adam' | 'adamw'): AdamConfig;
 export function defaultOptimizerConfig(kind: OptimizerKind): OptimizerConfig;
