@@ -1,5 +1,6 @@
 // Flag parsing shared by the CLI commands: unknown flags and bad values name the valid choices.
 import { parseArgs, type ParseArgsConfig } from 'node:util';
+import type { z } from 'zod';
 
 /**
  * A command line the CLI cannot act on (unknown flag, missing or bad value). The first line of the
@@ -87,6 +88,14 @@ export function numberFlag(name: string, raw: string | undefined, fallback: numb
 export function intFlag(name: string, raw: string | undefined, fallback: number, min = 0): number {
   const v = numberFlag(name, raw, fallback);
   if (!Number.isInteger(v) || v < min) throw new UsageError(`--${name}: '${raw}' is not an integer ≥ ${min}`);
+  return v;
+}
+
+/** A number flag held to a config field's schema, so the flag has the bounds the API and trainer have. */
+export function fieldFlag(name: string, raw: string | undefined, fallback: number, schema: z.ZodType<number>): number {
+  const v = numberFlag(name, raw, fallback);
+  const r = schema.safeParse(v);
+  if (!r.success) throw new UsageError(`--${name}: ${r.error.issues[0].message}`);
   return v;
 }
 

@@ -1,8 +1,8 @@
 // The flags that describe a run (training config + how it is spread over workers + its data), shared by
 // `start` (the local cluster) and `run` (any API).
-import { DEFAULT_CLUSTER_CONFIG, type ClusterConfig, type RunRequest } from '../shared/protocol';
+import { DEFAULT_CLUSTER_CONFIG, clusterConfigFields, type ClusterConfig, type RunRequest } from '../shared/protocol';
 import type { TrainConfig } from '../shared/training/config';
-import { intFlag } from './args';
+import { fieldFlag } from './args';
 import { CONFIG_FLAGS, CONFIG_USAGE, trainConfigFromValues } from './config-flags';
 
 export const CLUSTER_FLAGS = {
@@ -50,17 +50,17 @@ export const runRequestOf = (c: TrainConfig): RunRequest => ({
 
 /** The cluster flags given, over `defaults` (pass DEFAULT_CLUSTER_CONFIG for a complete config). */
 export function clusterFromValues(v: Values, defaults: Partial<ClusterConfig> = {}): Partial<ClusterConfig> {
-  const fields: [keyof typeof CLUSTER_FLAGS, keyof ClusterConfig, number][] = [
-    ['micro-batch', 'microBatch', 1],
-    ['graph-batch', 'graphBatch', 0],
-    ['lease-ms', 'leaseMs', 1],
-    ['commit-every', 'commitEvery', 1],
-    ['snapshot-every', 'snapshotEvery', 1],
-    ['workers', 'workers', 1],
+  const fields: [keyof typeof CLUSTER_FLAGS, keyof ClusterConfig][] = [
+    ['micro-batch', 'microBatch'],
+    ['graph-batch', 'graphBatch'],
+    ['lease-ms', 'leaseMs'],
+    ['commit-every', 'commitEvery'],
+    ['snapshot-every', 'snapshotEvery'],
+    ['workers', 'workers'],
   ];
   const cluster: Partial<Record<keyof ClusterConfig, number>> = { ...defaults };
-  for (const [flag, field, min] of fields) {
-    if (v[flag] !== undefined) cluster[field] = intFlag(flag, v[flag], 0, min);
+  for (const [flag, field] of fields) {
+    if (v[flag] !== undefined) cluster[field] = fieldFlag(flag, v[flag], 0, clusterConfigFields.shape[field]);
   }
   return cluster;
 }

@@ -2,10 +2,14 @@
 // with one message per bad field), leases, status and metrics.
 import { z } from 'zod';
 import type { DatasetManifest, Split } from './data/blocks';
-import { DEFAULT_MODEL_CONFIG, HEAD_NAMES, PRESET_NAMES } from './models/presets';
-import { parseOptimizerConfig } from './optim/config';
-import { parseScheduleConfig } from './optim/schedule';
-import { NORMALIZATIONS, SEED_TRAIN_CONFIG, trainConfigErrors, type TrainConfig } from './training/config';
+import { DEFAULT_MODEL_CONFIG, modelConfigSchema } from './models/presets';
+import { optimizerPatchSchema, optimizerSchema, withOptimizerDefaults } from './optim/config';
+import { scheduleFields, scheduleSchema } from './optim/schedule';
+import { int, strictObject } from './schema/fields';
+import { addIssues, whenValid, type FieldIssue } from './schema/issues';
+import { MAX_BATCH, SEED_TRAIN_CONFIG, trainConfigFields, type TrainConfig } from './training/config';
+
+export type { FieldIssue } from './schema/issues';
 
 export const RUN_STATES = ['created', 'training', 'completed', 'failed', 'cancelled'] as const;
 export type RunState = (typeof RUN_STATES)[number];
@@ -59,57 +63,80 @@ export interface RunConfig {
   readonly imageCaptions?: string;
 }
 
-const int = (min: number, max: number) => z.int().min(min).max(max);
-const oneOf = (values: readonly string[]) => z.enum(values as [string, ...string[]]);
+export const clusterConfigFields = strictObject({
+  microBatch: int(1, MAX_BATCH),
+  graphBatch: int(0, MAX_BATCH),
+  leaseMs: int(100, 3_600_000),
+  commitEvery: int(1, 10_000),
+  snapshotEvery: int(1, 1_000_000),
+  workers: int(1, 1000),
+}) satisfies z.ZodType<ClusterConfig>;
 
-/** The body of POST /v1/runs: every field optional, unknown fields rejected. */
-export const runRequestSchema = z
-  .object({
-    model: z
-      .object({
-        preset: oneOf(PRESET_NAMES),
-        head: oneOf(HEAD_NAMES),
-        dann: z.boolean(),
-        classes: int(2, 1000),
-        captionsPerClass: int(1, 64),
-        labelSmoothing: z.number().min(0).lt(1),
-      })
-      .partial()
-      .strict(),
-    optimizer: z.record(z.string(), z.unknown()),
-    schedule: z.record(z.string(), z.unknown()),
-    epochs: int(1, 1000),
-    batch: int(1, 4096),
-    evalBatch: int(1, 10_000),
-    seed: z.int(),
-    augment: z.boolean(),
-    normalization: z.enum(NORMALIZATIONS),
-    bnMomentum: z.number().gt(0).max(1),
-    trainLimit: int(0, 10_000_000),
-    shuffleBlock: int(0, 10_000_000),
-    cluster: z
-      .object({ microBatch: int(1, 4096), graphBatch: int(0, 4096), leaseMs: int(100, 3_600_000), commitEvery: int(1, 10_000), snapshotEvery: int(1, 1_000_000), workers: int(1, 1000) })
-      .partial()
-      .strict(),
+/** What the rules across fields read, defaults filled in. */
+const withDefaults = (req: RunRequestFields) => ({
+  batch: req.batch ?? SEED_TRAIN_CONFIG.batch,
+  head: req.model?.head ?? DEFAULT_MODEL_CONFIG.head,
+  cluster: { ...DEFAULT_CLUSTER_CONFIG, ...req.cluster },
+});
+
+const runRequestFields = trainConfigFields
+  .extend({
+    model: modelConfigSchema.partial(),
+    optimizer: optimizerPatchSchema,
+    schedule: scheduleFields.partial(),
+    cluster: clusterConfigFields.partial(),
     dataset: z.string().min(1).max(128),
     captions: z.string().regex(/^[0-9a-f]{64}$/, 'must be a caption set hash: 64 hex digits, as `edgetrain captions` prints it'),
     imageCaptions: z.string().regex(/^[0-9a-f]{64}$/, 'must be an image caption set hash: 64 hex digits, as `edgetrain captions --images` prints it'),
   })
-  .partial()
-  .strict();
+  .partial();
+type RunRequestFields = z.infer<typeof runRequestFields>;
+
+/**
+ * The body of POST /v1/runs: every field optional, unknown fields rejected. Built from the config
+ * schemas, so its bounds are theirs; the rules across fields check the request merged over the defaults.
+ */
+export const runRequestSchema = runRequestFields
+  .superRefine(
+    (req, ctx) => {
+      const r = req.optimizer && optimizerSchema.safeParse(withOptimizerDefaults(req.optimizer));
+      if (r && !r.success) addIssues(ctx, r.error, ['optimizer']);
+    },
+    { when: whenValid('optimizer') },
+  )
+  .superRefine(
+    (req, ctx) => {
+      const r = scheduleSchema.safeParse({ ...SEED_TRAIN_CONFIG.schedule, ...req.schedule });
+      if (!r.success) addIssues(ctx, r.error, ['schedule']);
+    },
+    { when: whenValid('schedule') },
+  )
+  .superRefine(
+    (req, ctx) => {
+      const { batch, cluster } = withDefaults(req);
+      if (cluster.microBatch > batch || batch % cluster.microBatch !== 0) {
+        ctx.addIssue({ code: 'custom', path: ['cluster', 'microBatch'], message: `${cluster.microBatch} must divide the global batch (${batch}) so every shard has the same size` });
+      }
+    },
+    { when: whenValid('batch', 'cluster') },
+  )
+  .superRefine(
+    (req, ctx) => {
+      const { cluster } = withDefaults(req);
+      if (cluster.graphBatch && cluster.microBatch % cluster.graphBatch !== 0) {
+        ctx.addIssue({ code: 'custom', path: ['cluster', 'graphBatch'], message: `${cluster.graphBatch} must divide cluster.microBatch (${cluster.microBatch})` });
+      }
+    },
+    { when: whenValid('cluster') },
+  )
+  .superRefine(
+    (req, ctx) => {
+      const { head } = withDefaults(req);
+      if (req.imageCaptions && head !== 'concat') ctx.addIssue({ code: 'custom', path: ['imageCaptions'], message: `per-image captions feed the concat head; this run's head is '${head}'` });
+    },
+    { when: whenValid('model', 'imageCaptions') },
+  );
 export type RunRequest = z.infer<typeof runRequestSchema>;
-
-export interface FieldIssue {
-  readonly path: string;
-  readonly message: string;
-}
-
-/** A schedule whose totalSteps may be 0 ("the whole run", resolved when the data size is known). */
-function parseRunSchedule(input: Record<string, unknown>): ReturnType<typeof parseScheduleConfig> {
-  const wholeRun = input.totalSteps === undefined || input.totalSteps === 0;
-  const parsed = parseScheduleConfig(wholeRun ? { ...input, totalSteps: Number.MAX_SAFE_INTEGER } : input);
-  return parsed.ok && wholeRun ? { ok: true, value: { ...parsed.value, totalSteps: 0 } } : parsed;
-}
 
 /** Messages of the form "path: problem" (the config checkers' form) as field issues. */
 export function fieldIssues(errors: readonly string[]): FieldIssue[] {
@@ -119,33 +146,18 @@ export function fieldIssues(errors: readonly string[]): FieldIssue[] {
   });
 }
 
-/** Merges a validated request with the defaults and checks what the schema cannot (cross-field rules). */
-export function resolveRunConfig(req: RunRequest): { ok: true; config: RunConfig } | { ok: false; issues: FieldIssue[] } {
-  const issues: FieldIssue[] = [];
-  const fromErrors = (errors: string[]) => issues.push(...fieldIssues(errors));
+/** A request the schema accepted, merged over the defaults. */
+export function resolveRunConfig(req: RunRequest): RunConfig {
   const s = SEED_TRAIN_CONFIG;
-  const optimizer = req.optimizer ? parseOptimizerConfig(req.optimizer) : { ok: true as const, value: s.optimizer };
-  const schedule = req.schedule ? parseRunSchedule(req.schedule) : { ok: true as const, value: s.schedule };
-  if (!optimizer.ok) fromErrors(optimizer.errors);
-  if (!schedule.ok) fromErrors(schedule.errors);
-  const { model, cluster: clusterReq, dataset, captions, imageCaptions, optimizer: _o, schedule: _s, ...rest } = req;
+  const { model, optimizer, schedule, cluster, dataset, captions, imageCaptions, ...rest } = req;
   const train: TrainConfig = {
     ...s,
     ...rest,
     model: { ...DEFAULT_MODEL_CONFIG, ...model },
-    optimizer: optimizer.ok ? optimizer.value : s.optimizer,
-    schedule: schedule.ok ? schedule.value : s.schedule,
+    optimizer: optimizer ? withOptimizerDefaults(optimizer) : s.optimizer,
+    schedule: { ...s.schedule, ...schedule },
   };
-  if (optimizer.ok && schedule.ok) fromErrors(trainConfigErrors(train));
-  const cluster = { ...DEFAULT_CLUSTER_CONFIG, ...clusterReq };
-  if (cluster.microBatch > train.batch || train.batch % cluster.microBatch !== 0) {
-    issues.push({ path: 'cluster.microBatch', message: `${cluster.microBatch} must divide the global batch (${train.batch}) so every shard has the same size` });
-  }
-  if (imageCaptions && train.model.head !== 'concat') issues.push({ path: 'imageCaptions', message: `per-image captions feed the concat head; this run's head is '${train.model.head}'` });
-  if (cluster.graphBatch && cluster.microBatch % cluster.graphBatch !== 0) {
-    issues.push({ path: 'cluster.graphBatch', message: `${cluster.graphBatch} must divide cluster.microBatch (${cluster.microBatch})` });
-  }
-  return issues.length ? { ok: false, issues } : { ok: true, config: { train, cluster, dataset: dataset ?? 'cifar10', ...(captions ? { captions } : {}), ...(imageCaptions ? { imageCaptions } : {}) } };
+  return { train, cluster: { ...DEFAULT_CLUSTER_CONFIG, ...cluster }, dataset: dataset ?? 'cifar10', ...(captions ? { captions } : {}), ...(imageCaptions ? { imageCaptions } : {}) };
 }
 
 /** Everything a worker needs to compute any lease of a run; fixed for the run's life. */

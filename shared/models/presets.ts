@@ -1,3 +1,6 @@
+import { z } from 'zod';
+import { bool, int, oneOfNames, real, strictObject } from '../schema/fields';
+import { schemaErrors } from '../schema/issues';
 import { BACKBONES, type Backbone } from './backbones';
 import { HEADS, type Head } from './heads';
 
@@ -36,21 +39,17 @@ export function findHead(name: string): Head {
   return found;
 }
 
-/** Every problem with a config, each naming the field and the allowed values. */
-export function modelConfigErrors(c: ModelConfig): string[] {
-  const errors: string[] = [];
-  if (!PRESET_NAMES.includes(c.preset)) errors.push(`preset: '${c.preset}' is not one of ${PRESET_NAMES.join(', ')}`);
-  if (!HEAD_NAMES.includes(c.head)) errors.push(`head: '${c.head}' is not one of ${HEAD_NAMES.join(', ')}`);
-  if (!Number.isInteger(c.classes) || c.classes < 2) errors.push(`classes: ${c.classes} must be an integer ≥ 2`);
-  if (!Number.isInteger(c.captionsPerClass) || c.captionsPerClass < 1 || c.captionsPerClass > 64) {
-    errors.push(`captionsPerClass: ${c.captionsPerClass} must be an integer in 1..64`);
-  }
-  if (!(c.labelSmoothing >= 0 && c.labelSmoothing < 1)) errors.push(`labelSmoothing: ${c.labelSmoothing} must be in [0, 1)`);
-  return errors;
-}
+export const modelConfigSchema = strictObject({
+  preset: oneOfNames(PRESET_NAMES),
+  head: oneOfNames(HEAD_NAMES),
+  dann: bool(),
+  classes: int(2, 1000),
+  captionsPerClass: int(1, 64),
+  labelSmoothing: real({ min: 0, lt: 1 }),
+}) satisfies z.ZodType<ModelConfig>;
 
 export function checkModelConfig(c: ModelConfig): ModelConfig {
-  const errors = modelConfigErrors(c);
+  const errors = schemaErrors(modelConfigSchema, c);
   if (errors.length) throw new Error(`invalid model config:\n  ${errors.join('\n  ')}`);
   return c;
 }

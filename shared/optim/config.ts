@@ -1,12 +1,5 @@
-import {
-  checkKnownFields,
-  checkNumber,
-  checkOneOf,
-  formatValue,
-  isRecord,
-  type ParseResult,
-  withDefaults,
-} from './validate.js';
+import { z } from 'zod';
+import { bool, formatValue, real, strictObject } from '../schema/fields';
 
 export const OPTIMIZER_KINDS = ['sgd', 'adam', 'adamw'] as const;
 export type OptimizerKind = (typeof OPTIMIZER_KINDS)[number];
@@ -32,13 +25,6 @@ export interface SgdConfig {
 
 export type OptimizerConfig = AdamConfig | SgdConfig;
 
-const ADAM_FIELDS = ['kind', 'lr', 'beta1', 'beta2', 'eps', 'weightDecay'] as const;
-const SGD_FIELDS = ['kind', 'lr', 'momentum', 'nesterov', 'weightDecay'] as const;
-
-export function isOptimizerKind(value: unknown): value is OptimizerKind {
-  return (OPTIMIZER_KINDS as readonly unknown[]).includes(value);
-}
-
 export function defaultOptimizerConfig(kind: 'sgd'): SgdConfig;
 export function defaultOptimizerConfig(kind: 'adam' | 'adamw'): AdamConfig;
 export function defaultOptimizerConfig(kind: OptimizerKind): OptimizerConfig;
@@ -54,41 +40,44 @@ export function defaultOptimizerConfig(kind: OptimizerKind): OptimizerConfig {
   }
 }
 
-/**
- * Range-checks every field of a config (which may come from untyped JSON).
- * Returns one message per bad field; empty when valid.
- */
-export function validateOptimizerConfig(config: OptimizerConfig, path = 'optimizer'): string[] {
-  const errors: string[] = [];
-  const c = config as unknown as Record<string, unknown>;
-  if (!checkOneOf(`${path}.kind`, c.kind, OPTIMIZER_KINDS, errors)) return errors;
-  checkNumber(`${path}.lr`, c.lr, { min: 0 }, errors);
-  checkNumber(`${path}.weightDecay`, c.weightDecay, { min: 0 }, errors);
-  if (c.kind === 'sgd') {
-    const momentumOk = checkNumber(`${path}.momentum`, c.momentum, { min: 0, max: 1, maxExclusive: true }, errors);
-    if (checkOneOf(`${path}.nesterov`, c.nesterov, [true, false], errors) && c.nesterov && momentumOk && c.momentum === 0) {
-      errors.push(`${path}.nesterov: true requires momentum > 0 (momentum is 0)`);
-    }
-  } else {
-    checkNumber(`${path}.beta1`, c.beta1, { min: 0, max: 1, maxExclusive: true }, errors);
-    checkNumber(`${path}.beta2`, c.beta2, { min: 0, max: 1, maxExclusive: true }, errors);
-    // eps = 0 would divide 0 by 0 for parameters whose gradient has always been zero.
-    checkNumber(`${path}.eps`, c.eps, { min: 0, minExclusive: true }, errors);
-  }
-  return errors;
-}
+const nonNegative = real({ min: 0 });
+const unitInterval = real({ min: 0, lt: 1 });
 
-/**
- * Parses an untyped value (e.g. JSON) into an optimizer config. `kind` is required;
- * other missing fields take `defaultOptimizerConfig(kind)`. Unknown fields are errors.
- */
-export function parseOptimizerConfig(input: unknown, path = 'optimizer'): ParseResult<OptimizerConfig> {
-  if (!isRecord(input)) return { ok: false, errors: [`${path}: ${formatValue(input)} is not an object`] };
-  const errors: string[] = [];
-  if (!checkOneOf(`${path}.kind`, input.kind, OPTIMIZER_KINDS, errors)) return { ok: false, errors };
-  const kind = input.kind as OptimizerKind;
-  checkKnownFields(path, input, kind === 'sgd' ? SGD_FIELDS : ADAM_FIELDS, errors, ` for ${kind}`);
-  const merged = withDefaults(defaultOptimizerConfig(kind), input) as unknown as OptimizerConfig;
-  errors.push(...validateOptimizerConfig(merged, path));
-  return errors.length === 0 ? { ok: true, value: merged } : { ok: false, errors };
+const sgdFields = strictObject({ kind: z.literal('sgd'), lr: nonNegative, momentum: unitInterval, nesterov: bool(), weightDecay: nonNegative });
+const adamFields = strictObject({
+  kind: z.enum(['adam', 'adamw']),
+  lr: nonNegative,
+  beta1: unitInterval,
+  beta2: unitInterval,
+  // eps = 0 would divide 0 by 0 for parameters whose gradient has always been zero.
+  eps: real({ gt: 0 }),
+  weightDecay: nonNegative,
+});
+
+const kindError = (issue: { input?: unknown }) => {
+  const input = issue.input;
+  const isObject = typeof input === 'object' && input !== null && !Array.isArray(input);
+  return isObject ? `${formatValue((input as { kind?: unknown }).kind)} is not one of ${OPTIMIZER_KINDS.join(', ')}` : `${formatValue(input)} is not an object`;
+};
+
+/** A complete optimizer config; the fields allowed depend on `kind`. */
+export const optimizerSchema = z.discriminatedUnion(
+  'kind',
+  [
+    sgdFields.refine((c) => !c.nesterov || c.momentum > 0, { path: ['nesterov'], message: 'true requires momentum > 0 (momentum is 0)' }),
+    adamFields,
+  ],
+  { error: kindError },
+);
+
+/** Some fields of a config over `defaultOptimizerConfig(kind)`: `kind` decides the others' defaults, so it is required. */
+export const optimizerPatchSchema = z.discriminatedUnion(
+  'kind',
+  [sgdFields.partial().required({ kind: true }), adamFields.partial().required({ kind: true })],
+  { error: kindError },
+);
+export type OptimizerPatch = z.infer<typeof optimizerPatchSchema>;
+
+export function withOptimizerDefaults(patch: OptimizerPatch): OptimizerConfig {
+  return { ...defaultOptimizerConfig(patch.kind), ...patch } as OptimizerConfig;
 }

@@ -1,5 +1,6 @@
 import { ADAM_SLOT_COUNT, adamStep } from './adam.js';
-import { type OptimizerConfig, validateOptimizerConfig } from './config.js';
+import { optimizerSchema, type OptimizerConfig } from './config.js';
+import { schemaErrors } from '../schema/issues';
 import { sgdSlotCount, sgdStep } from './sgd.js';
 
 /** Everything an optimizer needs to resume: completed step count and per-parameter buffers. */
@@ -24,7 +25,7 @@ export function slotCount(config: OptimizerConfig): number {
 }
 
 function assertValidConfig(config: OptimizerConfig): void {
-  const errors = validateOptimizerConfig(config);
+  const errors = schemaErrors(optimizerSchema, config, 'optimizer');
   if (errors.length > 0) throw new Error(`invalid optimizer config: ${errors.join('; ')}`);
 }
 

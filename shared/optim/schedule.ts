@@ -1,12 +1,4 @@
-import {
-  checkKnownFields,
-  checkNumber,
-  checkOneOf,
-  formatValue,
-  isRecord,
-  type ParseResult,
-  withDefaults,
-} from './validate.js';
+import { int, oneOf, real, strictObject } from '../schema/fields';
 
 export const DECAY_KINDS = ['constant', 'cosine', 'linear'] as const;
 export type DecayKind = (typeof DECAY_KINDS)[number];
@@ -15,12 +7,13 @@ export interface ScheduleConfig {
   /** Steps of linear warm-up from baseLr/warmupSteps up to baseLr. */
   warmupSteps: number;
   decay: DecayKind;
-  /** Step at which decay reaches baseLr * minLrFactor (ignored for 'constant'). */
+  /**
+   * Step at which decay reaches baseLr * minLrFactor (ignored for 'constant'). 0 in a run's config means
+   * the whole run, resolved by RunPlan once the data size is known.
+   */
   totalSteps: number;
   minLrFactor: number;
 }
-
-const SCHEDULE_FIELDS = ['warmupSteps', 'decay', 'totalSteps', 'minLrFactor'] as const;
 
 export function defaultScheduleConfig(): ScheduleConfig {
   return { warmupSteps: 0, decay: 'constant', totalSteps: 0, minLrFactor: 0 };
@@ -43,29 +36,11 @@ export function learningRate(baseLr: number, schedule: ScheduleConfig, step: num
   return baseLr * (minLrFactor + (1 - minLrFactor) * shape);
 }
 
-export function validateScheduleConfig(schedule: ScheduleConfig, path = 'schedule'): string[] {
-  const errors: string[] = [];
-  const c = schedule as unknown as Record<string, unknown>;
-  const warmupOk = checkNumber(`${path}.warmupSteps`, c.warmupSteps, { min: 0, integer: true }, errors);
-  const decayOk = checkOneOf(`${path}.decay`, c.decay, DECAY_KINDS, errors);
-  const totalOk = checkNumber(`${path}.totalSteps`, c.totalSteps, { min: 0, integer: true }, errors);
-  checkNumber(`${path}.minLrFactor`, c.minLrFactor, { min: 0, max: 1 }, errors);
-  if (warmupOk && decayOk && totalOk && c.decay !== 'constant') {
-    const total = c.totalSteps as number;
-    const warmup = c.warmupSteps as number;
-    if (total <= warmup) {
-      errors.push(`${path}.totalSteps: ${total} must be greater than warmupSteps (${warmup}) for ${c.decay} decay`);
-    }
-  }
-  return errors;
-}
+export const scheduleFields = strictObject({ warmupSteps: int(0), decay: oneOf(DECAY_KINDS), totalSteps: int(0), minLrFactor: real({ min: 0, max: 1 }) });
 
-/** Parses an untyped value into a schedule; missing fields take `defaultScheduleConfig()`. */
-export function parseScheduleConfig(input: unknown, path = 'schedule'): ParseResult<ScheduleConfig> {
-  if (!isRecord(input)) return { ok: false, errors: [`${path}: ${formatValue(input)} is not an object`] };
-  const errors: string[] = [];
-  checkKnownFields(path, input, SCHEDULE_FIELDS, errors);
-  const merged = withDefaults(defaultScheduleConfig(), input) as unknown as ScheduleConfig;
-  errors.push(...validateScheduleConfig(merged, path));
-  return errors.length === 0 ? { ok: true, value: merged } : { ok: false, errors };
-}
+/** A schedule; totalSteps 0 ("the whole run") passes, and is checked again once RunPlan resolves it. */
+export const scheduleSchema = scheduleFields.superRefine((c, ctx) => {
+  if (c.decay !== 'constant' && c.totalSteps !== 0 && c.totalSteps <= c.warmupSteps) {
+    ctx.addIssue({ code: 'custom', path: ['totalSteps'], input: c.totalSteps, message: `${c.totalSteps} must be greater than warmupSteps (${c.warmupSteps}) for ${c.decay} decay` });
+  }
+});

@@ -1,7 +1,10 @@
 // Everything that defines a training run, validated with one message per bad field.
-import { DEFAULT_MODEL_CONFIG, modelConfigErrors, type ModelConfig } from '../models/presets';
-import { defaultOptimizerConfig, validateOptimizerConfig, type OptimizerConfig } from '../optim/config';
-import { defaultScheduleConfig, validateScheduleConfig, type ScheduleConfig } from '../optim/schedule';
+import { z } from 'zod';
+import { DEFAULT_MODEL_CONFIG, modelConfigSchema, type ModelConfig } from '../models/presets';
+import { defaultOptimizerConfig, optimizerSchema, type OptimizerConfig } from '../optim/config';
+import { defaultScheduleConfig, scheduleSchema, type ScheduleConfig } from '../optim/schedule';
+import { bool, int, oneOf, real, strictObject } from '../schema/fields';
+import { schemaErrors } from '../schema/issues';
 
 export const NORMALIZATIONS = ['seed', 'cifar'] as const;
 export type NormalizationName = (typeof NORMALIZATIONS)[number];
@@ -46,26 +49,27 @@ export const SEED_TRAIN_CONFIG: TrainConfig = {
   shuffleBlock: 5000,
 };
 
-function positiveInt(errors: string[], field: string, v: number, max = Number.MAX_SAFE_INTEGER): void {
-  if (!Number.isInteger(v) || v < 1 || v > max) errors.push(`${field}: ${v} must be an integer in 1..${max}`);
-}
+/** The most examples in one optimizer step (a lease's shard is part of one). */
+export const MAX_BATCH = 4096;
 
-export function trainConfigErrors(c: TrainConfig): string[] {
-  const errors = modelConfigErrors(c.model).map((e) => `model.${e}`);
-  errors.push(...validateOptimizerConfig(c.optimizer));
-  // totalSteps 0 is resolved by the trainer once the data size is known; check the rest as if resolved.
-  const schedule = c.schedule.totalSteps === 0 ? { ...c.schedule, totalSteps: Number.MAX_SAFE_INTEGER } : c.schedule;
-  errors.push(...validateScheduleConfig(schedule));
-  positiveInt(errors, 'epochs', c.epochs, 1000);
-  positiveInt(errors, 'batch', c.batch, 4096);
-  positiveInt(errors, 'evalBatch', c.evalBatch, 10000);
-  if (!Number.isInteger(c.seed)) errors.push(`seed: ${c.seed} must be an integer`);
-  if (!NORMALIZATIONS.includes(c.normalization)) errors.push(`normalization: '${c.normalization}' is not one of ${NORMALIZATIONS.join(', ')}`);
-  if (!(c.bnMomentum > 0 && c.bnMomentum <= 1)) errors.push(`bnMomentum: ${c.bnMomentum} must be in (0, 1]`);
-  if (!Number.isInteger(c.trainLimit) || c.trainLimit < 0) errors.push(`trainLimit: ${c.trainLimit} must be an integer ≥ 0`);
-  if (!Number.isInteger(c.shuffleBlock) || c.shuffleBlock < 0) errors.push(`shuffleBlock: ${c.shuffleBlock} must be an integer ≥ 0 (0 = shuffle the whole set)`);
-  return errors;
-}
+/** Every bound of a training config; the HTTP run request is built from these fields. */
+export const trainConfigFields = strictObject({
+  model: modelConfigSchema,
+  optimizer: optimizerSchema,
+  schedule: scheduleSchema,
+  epochs: int(1, 1000),
+  batch: int(1, MAX_BATCH),
+  evalBatch: int(1, 10_000),
+  seed: int(),
+  augment: bool(),
+  normalization: oneOf(NORMALIZATIONS),
+  bnMomentum: real({ gt: 0, max: 1 }),
+  trainLimit: int(0, 10_000_000),
+  shuffleBlock: int(0, 10_000_000),
+}) satisfies z.ZodType<TrainConfig>;
+
+/** One "path: message" per bad field; empty when valid. */
+export const trainConfigErrors = (c: TrainConfig): string[] => schemaErrors(trainConfigFields, c);
 
 export function checkTrainConfig(c: TrainConfig): TrainConfig {
   const errors = trainConfigErrors(c);

@@ -1,7 +1,8 @@
 // Which examples form each step of a run: a pure function of the config and the data size, shared by
 // the reference trainer and the coordinator so both feed the same batches.
 import { epochOrder } from '../data/shuffle';
-import { validateScheduleConfig, type ScheduleConfig } from '../optim/schedule';
+import { scheduleSchema, type ScheduleConfig } from '../optim/schedule';
+import { schemaErrors } from '../schema/issues';
 import type { TrainConfig } from './config';
 import { dannLambda } from './feeder';
 
@@ -35,7 +36,7 @@ export class RunPlan {
     if (this.stepsPerEpoch === 0) throw new Error(`training set of ${this.trainCount} images is smaller than one batch of ${config.batch}`);
     this.totalSteps = this.stepsPerEpoch * config.epochs;
     this.schedule = config.schedule.totalSteps === 0 ? { ...config.schedule, totalSteps: this.totalSteps } : config.schedule;
-    const errors = validateScheduleConfig(this.schedule);
+    const errors = schemaErrors(scheduleSchema, this.schedule, 'schedule');
     if (errors.length) throw new Error(`for a run of ${this.totalSteps} steps: ${errors.join('; ')}`);
   }
 

@@ -430,7 +430,7 @@ function defuse(c: FuzzCase): FuzzCase {
     const parsed = runRequestSchema.safeParse(bodyJson());
     const resolved = parsed.success ? resolveRunConfig(parsed.data) : undefined;
     // Valid, on the prepared dataset, and with no caption set or the stored placeholder one: it would create a run.
-    const creates = resolved?.ok && [DATASET, manifest.id].includes(resolved.config.dataset) && [undefined, runA.config.captions].includes(resolved.config.captions) && !resolved.config.imageCaptions;
+    const creates = resolved && [DATASET, manifest.id].includes(resolved.dataset) && [undefined, runA.config.captions].includes(resolved.captions) && !resolved.imageCaptions;
     if (creates) {
       return { ...c, body: jsonBody({ ...parsed.data, zzDefused: true }), headers: { ...headers, 'content-type': 'application/json' }, note: `${c.note}; defused: unknown key added` };
     }

@@ -6,12 +6,13 @@ import { describe, expect, it } from 'vitest';
 import { cycles, readImportGraph, upwardEdges, type ImportGraph } from '../support/import-graph';
 
 /**
- * Lowest first. shared/ is pure code for every runtime, itself layered from the graph builder up to
- * the training loop, with the contract modules (shared/*.ts: protocol, auth, …) on top; then the
+ * Lowest first. shared/ is pure code for every runtime, itself layered from the schema builders (every
+ * config's bounds are written with them) and the graph builder up to the training loop, with the contract modules (shared/*.ts: protocol, auth, …) on top; then the
  * coordinator, the Worker entry points (API, gradient workers, ORT loading), the CLI, the benches and
  * the tests. `examples/` imports only onnxruntime.
  */
 export const LAYERS = [
+  'shared/schema',
   'shared/onnx',
   'shared/wire',
   'shared/data',

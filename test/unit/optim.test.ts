@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import { defaultOptimizerConfig, parseOptimizerConfig, validateOptimizerConfig, type AdamConfig, type OptimizerConfig, type SgdConfig } from '../../shared/optim/config';
+import { defaultOptimizerConfig, optimizerPatchSchema, optimizerSchema, withOptimizerDefaults, type AdamConfig, type OptimizerConfig, type SgdConfig } from '../../shared/optim/config';
 import { cloneOptimizerState, createOptimizer, restoreOptimizer } from '../../shared/optim/optimizer';
-import { defaultScheduleConfig, learningRate, parseScheduleConfig, type ScheduleConfig } from '../../shared/optim/schedule';
+import { defaultScheduleConfig, learningRate, scheduleSchema, type ScheduleConfig } from '../../shared/optim/schedule';
+import { schemaErrors } from '../../shared/schema/issues';
 
 // Shared fixture: p = [1, -2, 3], constant g = [0.5, 0.5, -1], weight decay 0.1,
 // decay mask [1, 0, 1] (element 1 plays the role of a bias: never decayed).
@@ -201,42 +202,37 @@ describe('learningRate', () => {
 });
 
 describe('config validation', () => {
+  const optimizerErrors = (c: unknown) => schemaErrors(optimizerSchema, c, 'optimizer');
+  const scheduleErrors = (c: unknown) => schemaErrors(scheduleSchema, c, 'schedule');
+
   it('names the bad kind and the allowed ones', () => {
-    const r = parseOptimizerConfig({ kind: 'rmsprop' });
-    expect(r).toEqual({ ok: false, errors: ["optimizer.kind: 'rmsprop' is not one of sgd, adam, adamw"] });
-    expect(parseOptimizerConfig(null)).toEqual({ ok: false, errors: ['optimizer: null is not an object'] });
+    expect(optimizerErrors({ kind: 'rmsprop' })).toEqual(["optimizer.kind: 'rmsprop' is not one of sgd, adam, adamw"]);
+    expect(optimizerErrors({ lr: 0.1 })).toEqual(['optimizer.kind: undefined is not one of sgd, adam, adamw']);
+    expect(optimizerErrors(null)).toEqual(['optimizer: null is not an object']);
   });
 
   it('reports every bad field', () => {
-    const r = parseOptimizerConfig({ kind: 'adam', beta1: 1.5, eps: 0, lr: 'fast', weight_decay: 0.1 });
-    expect(r.ok).toBe(false);
-    if (r.ok) return;
-    expect(r.errors).toEqual(expect.arrayContaining([
-      'optimizer.weight_decay: unknown field; allowed fields for adam: kind, lr, beta1, beta2, eps, weightDecay',
+    const errors = optimizerErrors({ ...adam('adam'), beta1: 1.5, eps: 0, lr: 'fast', weight_decay: 0.1 });
+    expect(errors).toEqual(expect.arrayContaining([
+      "optimizer.weight_decay: unknown field 'weight_decay'",
       "optimizer.lr: 'fast' is not a finite number >= 0",
       'optimizer.beta1: 1.5 is not a finite number in [0, 1)',
       'optimizer.eps: 0 is not a finite number > 0',
     ]));
-    expect(r.errors).toHaveLength(4);
+    expect(errors).toHaveLength(4);
+    // A field of another kind is unknown to this one.
+    expect(optimizerErrors({ ...sgd(), beta1: 0.9 })).toEqual(["optimizer.beta1: unknown field 'beta1'"]);
   });
 
   it('checks sgd fields, including nesterov without momentum', () => {
-    const r = parseOptimizerConfig({ kind: 'sgd', momentum: 0, nesterov: true });
-    expect(r).toEqual({ ok: false, errors: ['optimizer.nesterov: true requires momentum > 0 (momentum is 0)'] });
-    expect(validateOptimizerConfig({ ...sgd(), nesterov: 'yes' } as unknown as SgdConfig, 'cfg.opt'))
-      .toEqual(["cfg.opt.nesterov: 'yes' is not one of true, false"]);
+    expect(optimizerErrors({ ...sgd(), momentum: 0, nesterov: true })).toEqual(['optimizer.nesterov: true requires momentum > 0 (momentum is 0)']);
+    expect(schemaErrors(optimizerSchema, { ...sgd(), nesterov: 'yes' }, 'cfg.opt')).toEqual(["cfg.opt.nesterov: 'yes' is not one of true, false"]);
   });
 
   it('fills defaults', () => {
-    expect(parseOptimizerConfig({ kind: 'adam' })).toEqual({
-      ok: true, value: { kind: 'adam', lr: 1e-4, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0 },
-    });
-    expect(parseOptimizerConfig({ kind: 'adamw', lr: 3e-4 })).toEqual({
-      ok: true, value: { ...defaultOptimizerConfig('adamw'), lr: 3e-4 },
-    });
-    for (const kind of ['sgd', 'adam', 'adamw'] as const) {
-      expect(validateOptimizerConfig(defaultOptimizerConfig(kind))).toEqual([]);
-    }
+    expect(withOptimizerDefaults(optimizerPatchSchema.parse({ kind: 'adam' }))).toEqual({ kind: 'adam', lr: 1e-4, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0 });
+    expect(withOptimizerDefaults(optimizerPatchSchema.parse({ kind: 'adamw', lr: 3e-4 }))).toEqual({ ...defaultOptimizerConfig('adamw'), lr: 3e-4 });
+    for (const kind of ['sgd', 'adam', 'adamw'] as const) expect(optimizerErrors(defaultOptimizerConfig(kind))).toEqual([]);
   });
 
   it('createOptimizer refuses invalid configs', () => {
@@ -244,23 +240,21 @@ describe('config validation', () => {
   });
 
   it('validates schedules', () => {
-    const r = parseScheduleConfig({ warmupSteps: 2.5, decay: 'exp', minLrFactor: 2, total: 5 });
-    expect(r.ok).toBe(false);
-    if (r.ok) return;
-    expect(r.errors).toEqual(expect.arrayContaining([
-      'schedule.total: unknown field; allowed fields: warmupSteps, decay, totalSteps, minLrFactor',
+    const errors = scheduleErrors({ warmupSteps: 2.5, decay: 'exp', minLrFactor: 2, totalSteps: 0, total: 5 });
+    expect(errors).toEqual(expect.arrayContaining([
+      "schedule.total: unknown field 'total'",
       'schedule.warmupSteps: 2.5 is not an integer >= 0',
       "schedule.decay: 'exp' is not one of constant, cosine, linear",
       'schedule.minLrFactor: 2 is not a finite number in [0, 1]',
     ]));
-    expect(r.errors).toHaveLength(4);
+    expect(errors).toHaveLength(4);
 
-    expect(parseScheduleConfig({ decay: 'cosine', warmupSteps: 100, totalSteps: 100 })).toEqual({
-      ok: false, errors: ['schedule.totalSteps: 100 must be greater than warmupSteps (100) for cosine decay'],
-    });
-    expect(parseScheduleConfig({ decay: 'linear', totalSteps: 1000 })).toEqual({
-      ok: true, value: { warmupSteps: 0, decay: 'linear', totalSteps: 1000, minLrFactor: 0 },
-    });
+    expect(scheduleErrors({ warmupSteps: 100, decay: 'cosine', totalSteps: 100, minLrFactor: 0 })).toEqual([
+      'schedule.totalSteps: 100 must be greater than warmupSteps (100) for cosine decay',
+    ]);
+    expect(scheduleErrors({ warmupSteps: 0, decay: 'linear', totalSteps: 1000, minLrFactor: 0 })).toEqual([]);
+    // totalSteps 0 is "the whole run", checked again once the run's length resolves it (RunPlan).
+    expect(scheduleErrors({ warmupSteps: 100, decay: 'linear', totalSteps: 0, minLrFactor: 0 })).toEqual([]);
   });
 });
 

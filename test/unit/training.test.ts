@@ -97,7 +97,7 @@ describe('single-process trainer', () => {
     expect(errors).toEqual(
       expect.arrayContaining([
         'model.head: \'mlp\' is not one of linear, concat, align, attention',
-        'batch: 0 must be an integer in 1..4096',
+        'batch: 0 is not an integer in [1, 4096]',
         "normalization: 'imagenet' is not one of seed, cifar",
       ]),
     );

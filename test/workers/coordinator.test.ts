@@ -24,7 +24,7 @@ const DATASET = 'fixture';
 /** 500 train / 100 test images; trainLimit 128 with batch 64 gives 2 steps per epoch of 2 shards each. */
 const TINY: RunRequest = { dataset: DATASET, trainLimit: 128, batch: 64, evalBatch: 50, epochs: 1, cluster: { microBatch: 32, leaseMs: 1000 } };
 /** Plain SGD: new = old − lr · mean gradient, exactly (weight decay defaults to 0 for sgd). */
-const SGD = { kind: 'sgd', lr: 0.5, momentum: 0 };
+const SGD = { kind: 'sgd' as const, lr: 0.5, momentum: 0 };
 
 let coordinator: LocalCoordinator;
 /** The user's client (creates, polls, cancels). */

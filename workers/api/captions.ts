@@ -8,6 +8,8 @@ import { CAPTION_CHUNKS_PREFIX, CHUNK_ROWS, IMAGE_CAPTIONS_PREFIX, chunkHash, im
 import { WorkersAiEncoder } from '../../shared/text/workers-ai-encoder';
 import { embeddingsBytes, encodeEmbeddings } from '../../shared/wire/embeddings';
 import { fieldIssues } from '../../shared/protocol';
+import { int } from '../../shared/schema/fields';
+import { schemaErrors } from '../../shared/schema/issues';
 import type { Env } from '../env';
 import { requireAccess } from './auth';
 import type { ErrorBody } from './respond';
@@ -19,6 +21,7 @@ type App = { Bindings: Env };
 
 const HASH = /^[0-9a-f]{64}$/;
 const NAME = /^[\w.-]{1,64}$/;
+const EMBEDDING_DIM = int(1, 4096);
 const LIMIT = 16 * 1024 * 1024;
 const tooLarge = bodyLimit({ maxSize: LIMIT, onError: (c) => c.json<ErrorBody>({ error: `request body exceeds ${LIMIT} bytes`, reason: 'too-large' }, 413) });
 
@@ -100,7 +103,7 @@ export const captions = new Hono<App>()
     const errors = bodyErrors(body, ['encoder', 'dim', 'texts', 'vectors']);
     const b = (body ?? {}) as { encoder?: unknown; dim?: unknown; texts?: unknown; vectors?: unknown };
     if (typeof b.encoder !== 'string' || !b.encoder) errors.push('encoder: must name the encoder');
-    if (!Number.isInteger(b.dim) || (b.dim as number) < 1 || (b.dim as number) > 4096) errors.push('dim: must be an integer in 1..4096');
+    errors.push(...schemaErrors(EMBEDDING_DIM, b.dim, 'dim'));
     if (!Array.isArray(b.texts) || b.texts.length === 0 || b.texts.length > CHUNK_ROWS) errors.push(`texts: must list 1..${CHUNK_ROWS} captions`);
     else
       b.texts.forEach((t, i) => {
@@ -169,7 +172,7 @@ export const captions = new Hono<App>()
     const b = (body ?? {}) as { name?: unknown; encoder?: unknown; dim?: unknown; classes?: unknown; vectors?: unknown };
     errors.push(...nameErrors(b.name));
     if (typeof b.encoder !== 'string' || !b.encoder) errors.push('encoder: must name the encoder');
-    if (!Number.isInteger(b.dim) || (b.dim as number) < 1 || (b.dim as number) > 4096) errors.push('dim: must be an integer in 1..4096');
+    errors.push(...schemaErrors(EMBEDDING_DIM, b.dim, 'dim'));
     errors.push(...captionSetErrors(b.classes));
     const vectors = typeof b.vectors === 'string' ? base64ToFloats(b.vectors) : undefined;
     if (!vectors) errors.push('vectors: must be base64 of little-endian float32 values');

@@ -5,6 +5,7 @@ import { zValidator } from '@hono/zod-validator';
 import { z } from 'zod';
 import { leaseToken, signingKey, workerToken } from '../../shared/auth';
 import { runRequestSchema, resolveRunConfig, type FieldIssue, type LeaseReply, type RunCreated, type RunStatus, type RunSummary, type SubmitReply } from '../../shared/protocol';
+import { fieldIssuesOf } from '../../shared/schema/issues';
 import { RUN_INDEX_PREFIX } from '../../shared/storage-keys';
 import type { Env } from '../env';
 import { TEXT_DIM } from '../../shared/models/heads';
@@ -26,21 +27,8 @@ const FRAME_LIMIT = 64 * 1024 * 1024;
 
 const tooLarge = (limit: number) => bodyLimit({ maxSize: limit, onError: (c) => c.json<ErrorBody>({ error: `request body exceeds ${limit} bytes`, reason: 'too-large' }, 413) });
 
-interface SchemaIssue {
-  readonly path: readonly PropertyKey[];
-  readonly message: string;
-  readonly code?: string;
-  readonly keys?: readonly string[];
-}
-
 /** One issue per bad field; an unknown key is named in the path, not only the message. */
-function issuesOf(error: { issues: readonly SchemaIssue[] }): FieldIssue[] {
-  return error.issues.flatMap((i) => {
-    const path = i.path.map(String);
-    if (i.code === 'unrecognized_keys' && i.keys) return i.keys.map((k) => ({ path: [...path, k].join('.'), message: `unknown field '${k}'` }));
-    return [{ path: path.join('.') || '(body)', message: i.message }];
-  });
-}
+const issuesOf = (error: z.core.$ZodError): FieldIssue[] => fieldIssuesOf(error).map((i) => (i.path ? i : { ...i, path: '(body)' }));
 
 const runRequest = zValidator('json', runRequestSchema, (result, c) => {
   if (!result.success) return c.json<ErrorBody>({ error: 'invalid run config', reason: 'config', issues: issuesOf(result.error) }, 400);
@@ -84,9 +72,7 @@ const runWorker = requireAccess('run-worker');
 
 export const runs = new Hono<App>()
   .post('/', control, tooLarge(JSON_LIMIT), runRequest, async (c) => {
-    const resolved = resolveRunConfig(c.req.valid('json'));
-    if (!resolved.ok) return c.json<ErrorBody>({ error: 'invalid run config', reason: 'config', issues: resolved.issues }, 400);
-    let { config } = resolved;
+    let config = resolveRunConfig(c.req.valid('json'));
     const manifest = await findManifest(c.env.DATA, config.dataset);
     if (!manifest) {
       return c.json<ErrorBody>(
