@@ -7,7 +7,7 @@
 // training graph there — its gradients within float tolerance of Node's (see the last test) — and
 // where ORT cannot, the page must have fallen back to WASM with the reason recorded (logged as a
 // finding). The WebGPU page, slow on a software adapter, works alongside the WASM test.
-// Where Chromium is missing the suite says so (NO_CHROMIUM) and skips.
+// Where Chromium is missing the suite skips or fails: skipWithout(CHROMIUM).
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { browserBundleSizes, serveBrowserWorker, type BrowserWorkerServer } from '../../cli/cluster/browser';
@@ -25,12 +25,13 @@ import { BlockCache } from '../../workers/gradient/block-cache';
 import { ApiClient } from '../../workers/gradient/client';
 import { LocalComputer } from '../../workers/gradient/lease-computer';
 import { loadOrt } from '../../workers/ort/node';
-import { HAS_CHROMIUM, NO_CHROMIUM, launchChromium } from '../support/chromium';
+import { launchChromium } from '../support/chromium';
 import { fixtureFiles } from '../support/cifar-fixture';
+import { CHROMIUM, skipWithout } from '../support/prerequisites';
 import { startFaultProxy, type FaultProxy } from '../support/fault-proxy';
 import { median } from '../../shared/stats';
 
-if (!HAS_CHROMIUM) console.log(NO_CHROMIUM);
+const WITHOUT_CHROMIUM = skipWithout(CHROMIUM);
 
 /** 128 training images in 2 steps of two 32-image shards, then 100 test images in two eval shards. */
 const RUN: RunRequest = {
@@ -96,7 +97,7 @@ const describeComparison = (r: { step: number; shard: number; loss: number; node
   `step ${r.step} shard ${r.shard}: rel ${r.grads.rel.toExponential(2)}, L2 ${r.grads.l2.toExponential(2)} (${r.grads.differing} values differ${r.grads.worst ? `; largest at ${r.grads.worst}` : ''}), loss ${r.loss} / ${r.nodeLoss}`;
 
 
-describe.skipIf(!HAS_CHROMIUM)('browser worker page in headless Chromium', () => {
+describe.skipIf(WITHOUT_CHROMIUM)('browser worker page in headless Chromium', () => {
   let coordinator: LocalCoordinator;
   let api: ApiClient;
   let proxy: FaultProxy;
