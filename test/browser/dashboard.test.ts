@@ -5,7 +5,7 @@
 // API does not report; the test-accuracy points must be the epoch evaluations, and the workers table
 // must list the gradient workers with their accepted answers and recent contributions (shards counted
 // per step, from StepMetric.workers). A full-page screenshot goes to test-artifacts/dashboard.png.
-// Where Chromium is missing the suite says so (NO_CHROMIUM) and skips.
+// Where Chromium is missing the suite skips or fails: skipWithout(CHROMIUM).
 import { mkdirSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { Browser, Page } from 'playwright-core';
@@ -15,10 +15,11 @@ import { prepareDataset } from '../../cli/prepare';
 import { assembleCifar10 } from '../../shared/data/cifar';
 import type { RunCreated, RunRequest, RunStatus } from '../../shared/protocol';
 import { ApiClient } from '../../workers/gradient/client';
-import { HAS_CHROMIUM, NO_CHROMIUM, launchChromium } from '../support/chromium';
+import { launchChromium } from '../support/chromium';
 import { fixtureFiles } from '../support/cifar-fixture';
+import { CHROMIUM, skipWithout } from '../support/prerequisites';
 
-if (!HAS_CHROMIUM) console.warn(NO_CHROMIUM);
+const WITHOUT_CHROMIUM = skipWithout(CHROMIUM);
 
 const ARTIFACTS = resolve('test-artifacts');
 const SCREENSHOT = resolve(ARTIFACTS, 'dashboard.png');
@@ -51,7 +52,7 @@ function expectSeries(name: string, plotted: Point[], api: { step: number; value
   expect(plotted.map((p) => p.step), `${name}: the steps the API reports up to ${last}`).toEqual(api.filter((p) => p.step <= last).map((p) => p.step));
 }
 
-describe.skipIf(!HAS_CHROMIUM)('dashboard in headless Chromium during a live run', () => {
+describe.skipIf(WITHOUT_CHROMIUM)('dashboard in headless Chromium during a live run', () => {
   let coordinator: LocalCoordinator;
   let workers: WorkerdWorker[] = [];
   let browser: Browser;

@@ -1,8 +1,9 @@
 // Access control and input hardening of the HTTP API, against the real Worker bundle in Miniflare.
 //
-// 1. Every route, asked with no, malformed, wrong, forged or misplaced credentials, answers 401/403
-//    with a JSON error, and nothing in KV, R2 or any run changes (the refused requests carry bodies
-//    that would succeed with the right credentials: a valid run, block, manifest, caption set…).
+// 1. Every route the app lists (Hono's app.routes), asked with no, malformed, wrong, forged or
+//    misplaced credentials, answers 401/403 with a JSON error, and nothing in KV, R2 or any run
+//    changes (the refused requests carry bodies that would succeed with the right credentials: a
+//    valid run, block, manifest, caption set…). A route with no case in routeCases fails the test.
 // 2. A seeded fuzz of ≥ 1000 malformed requests (FUZZ_SEED=<n> to replay one) never gets a 5xx,
 //    every 4xx is a JSON error, and state is unchanged afterwards.
 // 3. PUBLIC_READS opens the status reads only.
@@ -16,6 +17,7 @@ import { assembleCifar10, type Cifar10 } from '../../shared/data/cifar';
 import { resolveRunConfig, runRequestSchema, type Lease, type RunCreated, type RunRequest } from '../../shared/protocol';
 import { CAPTIONS_PREFIX, captionSetKey, type ClassCaptions } from '../../shared/text/caption-store';
 import { chunkHash, imageCaptionHash } from '../../shared/text/image-captions';
+import { app } from '../../workers/api/app';
 import { ApiClient } from '../../workers/gradient/client';
 import { fixtureFiles } from '../support/cifar-fixture';
 import { errorBodyOf, inPool, preview, Rng, send, type HttpRequest, type HttpResponse } from '../support/fuzz';
@@ -133,23 +135,45 @@ const allRuns = () => [runA.runId, runB.runId, runC.runId];
 
 type Access = 'public' | 'control' | 'read' | 'run-worker' | 'any-worker';
 
-interface Route extends HttpRequest {
+/** How to call one route of the app, and who may. */
+interface RouteCase {
   readonly access: Access;
-  /** A lease route: also needs x-lease-token. */
-  readonly lease?: boolean;
+  /** Values of the pattern's parameters besides the defaults (:id run A, :lease w1's lease, :version 0). */
+  readonly params?: Readonly<Record<string, string>>;
+  readonly headers?: Readonly<Record<string, string>>;
+  readonly body?: Uint8Array<ArrayBuffer> | string;
   /** The answer with the API token where calling it changes nothing (reads); omitted for writes. */
   readonly okWith?: number;
   /** Run A's worker token may call it (A's read and run-worker routes, every any-worker route). */
   readonly workerOk?: boolean;
 }
 
+interface Route extends HttpRequest {
+  readonly access: Access;
+  /** A lease route (its pattern has :lease): also needs x-lease-token. */
+  readonly lease: boolean;
+  readonly okWith?: number;
+  readonly workerOk?: boolean;
+}
+
+/**
+ * Every route the app serves, as `METHOD /pattern`, from Hono's own list. `app.routes` has one entry
+ * per handler (validators, body limits…) and lists `use` middleware as method ALL: the app has no
+ * `all` routes, so those are left out.
+ */
+function appRoutes(): string[] {
+  return [...new Set(app.routes.filter((r) => r.method !== 'ALL').map((r) => `${r.method} ${r.path}`))];
+}
+
 const CLASSES: ClassCaptions = Array.from({ length: 10 }, (_, c) => [`class ${c}: a small photo`]);
 
-/** Every route with a concrete path on run A, and for writes a body that would succeed if allowed (the image index would answer 409: its chunk is not stored). */
-async function routeTable(): Promise<Route[]> {
-  const A = runA.runId;
+/**
+ * A case for each of `appRoutes()`, by `METHOD /pattern`, on run A, and for writes a body that would
+ * succeed if allowed (the image index would answer 409: its chunk is not stored). A route of the app
+ * with no case here fails the access test.
+ */
+async function routeCases(): Promise<Record<string, RouteCase>> {
   const json = { 'content-type': 'application/json' };
-  const lease = `/v1/runs/${A}/leases/${leaseW1.leaseId}`;
   const blockSha = manifest.train.blocks[0].sha256;
   const captionHash = runA.config.captions!;
   const newBlock = new TextEncoder().encode('a block nobody uploaded');
@@ -160,46 +184,54 @@ async function routeTable(): Promise<Route[]> {
   const chunkVectors = Buffer.from(new Float32Array(2 * 4).fill(0.25).buffer).toString('base64');
   const index = { name: 'evil', encoder: 'fake:v1', dim: 4, train: { count: 1, chunkRows: 1, chunks: [chunk] }, test: { count: 1, chunkRows: 1, chunks: [chunk] } };
   const indexHash = await imageCaptionHash(index);
-  const h = (p: string): Route => ({ access: 'any-worker', method: 'HEAD', path: p, okWith: 200, workerOk: true });
-  return [
-    { access: 'public', method: 'GET', path: '/v1/health', okWith: 200 },
+  const anyWorkerRead = (params: Record<string, string> = {}, okWith = 200): RouteCase => ({ access: 'any-worker', params, okWith, workerOk: true });
+  return {
+    'GET /v1/health': { access: 'public', okWith: 200 },
+    'GET /': { access: 'public', okWith: 200 },
     // control
-    { access: 'control', method: 'POST', path: '/v1/runs', headers: json, body: jsonBody(RUN) },
-    { access: 'control', method: 'POST', path: `/v1/runs/${A}/cancel` },
-    { access: 'control', method: 'POST', path: `/v1/runs/${A}/resume` },
-    { access: 'control', method: 'GET', path: `/v1/runs/${A}/worker-token`, okWith: 200 },
-    { access: 'control', method: 'GET', path: `/v1/runs/${A}/model.onnx`, okWith: 200 },
-    { access: 'control', method: 'PUT', path: `/v1/datasets/blocks/${sha256(newBlock)}`, body: newBlock },
-    { access: 'control', method: 'PUT', path: '/v1/datasets/evil', headers: json, body: jsonBody(manifest) },
-    { access: 'control', method: 'PUT', path: `/v1/captions/${captionKey.slice(CAPTIONS_PREFIX.length)}`, headers: json, body: jsonBody({ name: 'evil', encoder: 'fake:v1', dim: 4, classes: CLASSES, vectors }) },
-    { access: 'control', method: 'PUT', path: `/v1/captions/chunks/${chunk}`, headers: json, body: jsonBody({ encoder: 'fake:v1', dim: 4, texts, vectors: chunkVectors }) },
-    { access: 'control', method: 'PUT', path: `/v1/captions/images/${indexHash}`, headers: json, body: jsonBody(index) },
-    { access: 'control', method: 'POST', path: '/v1/captions', headers: json, body: jsonBody({ name: 'evil', classes: CLASSES }) },
+    'POST /v1/runs': { access: 'control', headers: json, body: jsonBody(RUN) },
+    'POST /v1/runs/:id/cancel': { access: 'control' },
+    'POST /v1/runs/:id/resume': { access: 'control' },
+    'GET /v1/runs/:id/worker-token': { access: 'control', okWith: 200 },
+    'GET /v1/runs/:id/model.onnx': { access: 'control', okWith: 200 },
+    'PUT /v1/datasets/blocks/:sha256': { access: 'control', params: { sha256: sha256(newBlock) }, body: newBlock },
+    'PUT /v1/datasets/:name': { access: 'control', params: { name: 'evil' }, headers: json, body: jsonBody(manifest) },
+    'PUT /v1/captions/:hash': { access: 'control', params: { hash: captionKey.slice(CAPTIONS_PREFIX.length) }, headers: json, body: jsonBody({ name: 'evil', encoder: 'fake:v1', dim: 4, classes: CLASSES, vectors }) },
+    'PUT /v1/captions/chunks/:hash': { access: 'control', params: { hash: chunk }, headers: json, body: jsonBody({ encoder: 'fake:v1', dim: 4, texts, vectors: chunkVectors }) },
+    'PUT /v1/captions/images/:hash': { access: 'control', params: { hash: indexHash }, headers: json, body: jsonBody(index) },
+    'POST /v1/captions': { access: 'control', headers: json, body: jsonBody({ name: 'evil', classes: CLASSES }) },
     // read
-    { access: 'read', method: 'GET', path: '/v1/runs', okWith: 200 },
-    { access: 'read', method: 'GET', path: `/v1/runs/${A}`, okWith: 200, workerOk: true },
-    { access: 'read', method: 'GET', path: `/v1/runs/${A}/metrics`, okWith: 200, workerOk: true },
+    'GET /v1/runs': { access: 'read', okWith: 200 },
+    'GET /v1/runs/:id': { access: 'read', okWith: 200, workerOk: true },
+    'GET /v1/runs/:id/metrics': { access: 'read', okWith: 200, workerOk: true },
     // run-worker
-    { access: 'run-worker', method: 'GET', path: `/v1/runs/${A}/spec`, okWith: 200, workerOk: true },
-    { access: 'run-worker', method: 'GET', path: `/v1/runs/${A}/params/0`, okWith: 200, workerOk: true },
-    { access: 'run-worker', method: 'POST', path: `/v1/runs/${A}/leases`, headers: json, body: jsonBody({ worker: 'w3' }) },
-    { access: 'run-worker', lease: true, method: 'POST', path: `${lease}/heartbeat` },
-    { access: 'run-worker', lease: true, method: 'POST', path: `${lease}/gradient`, body: new Uint8Array(256) },
-    { access: 'run-worker', lease: true, method: 'POST', path: `${lease}/eval`, body: new Uint8Array(64) },
-    // any-worker (and HEAD of each)
-    { access: 'any-worker', method: 'GET', path: `/v1/datasets/blocks/${blockSha}`, okWith: 200, workerOk: true },
-    { access: 'any-worker', method: 'GET', path: `/v1/datasets/${DATASET}`, okWith: 200, workerOk: true },
-    { access: 'any-worker', method: 'GET', path: '/v1/captions', okWith: 200, workerOk: true },
-    { access: 'any-worker', method: 'GET', path: `/v1/captions/${captionHash}`, okWith: 200, workerOk: true },
-    { access: 'any-worker', method: 'GET', path: `/v1/captions/chunks/${chunk}`, okWith: 404, workerOk: true },
-    { access: 'any-worker', method: 'GET', path: `/v1/captions/images/${indexHash}`, okWith: 404, workerOk: true },
-    h(`/v1/datasets/blocks/${blockSha}`),
-    h(`/v1/datasets/${DATASET}`),
-    h('/v1/captions'),
-    h(`/v1/captions/${captionHash}`),
-    { ...h(`/v1/captions/chunks/${chunk}`), okWith: 404 },
-    { ...h(`/v1/captions/images/${indexHash}`), okWith: 404 },
-  ];
+    'GET /v1/runs/:id/spec': { access: 'run-worker', okWith: 200, workerOk: true },
+    'GET /v1/runs/:id/params/:version': { access: 'run-worker', okWith: 200, workerOk: true },
+    'POST /v1/runs/:id/leases': { access: 'run-worker', headers: json, body: jsonBody({ worker: 'w3' }) },
+    'POST /v1/runs/:id/leases/:lease/heartbeat': { access: 'run-worker' },
+    'POST /v1/runs/:id/leases/:lease/gradient': { access: 'run-worker', body: new Uint8Array(256) },
+    'POST /v1/runs/:id/leases/:lease/eval': { access: 'run-worker', body: new Uint8Array(64) },
+    // any-worker (each also asked with HEAD)
+    'GET /v1/datasets/blocks/:sha256': anyWorkerRead({ sha256: blockSha }),
+    'GET /v1/datasets/:name': anyWorkerRead({ name: DATASET }),
+    'GET /v1/captions': anyWorkerRead(),
+    'GET /v1/captions/:hash': anyWorkerRead({ hash: captionHash }),
+    'GET /v1/captions/chunks/:hash': anyWorkerRead({ hash: chunk }, 404),
+    'GET /v1/captions/images/:hash': anyWorkerRead({ hash: indexHash }, 404),
+  };
+}
+
+/** The request(s) for one route: its pattern filled in, and for an any-worker GET the HEAD too (Hono answers HEAD with the GET route). */
+function requestsOf(route: string, c: RouteCase): Route[] {
+  const [method, pattern] = route.split(' ');
+  const params: Record<string, string> = { id: runA.runId, lease: leaseW1.leaseId, version: '0', ...c.params };
+  const path = pattern.replace(/:(\w+)/g, (_, name: string) => {
+    if (params[name] === undefined) throw new Error(`${route}: no value for :${name}`);
+    return params[name];
+  });
+  const { access, headers, body, okWith, workerOk } = c;
+  const request: Route = { access, lease: pattern.includes('/:lease/'), method, path, headers, body, okWith, workerOk };
+  return access === 'any-worker' && method === 'GET' ? [request, { ...request, method: 'HEAD' }] : [request];
 }
 
 /** What is wrong with a refusal (status, www-authenticate on 401, a JSON error body unless HEAD); [] when right. */
@@ -223,7 +255,11 @@ function forgedWorkerToken(runId: string, signatureOf = 'A'.repeat(43)): string 
 
 describe('access control of the HTTP API', () => {
   it('unauthorised and forged requests on every route → 401/403 and no state change', async () => {
-    const routes = await routeTable();
+    const cases = await routeCases();
+    const served = appRoutes();
+    expect(served.filter((r) => !(r in cases)), 'routes of the app with no case in routeCases (add each with its access class)').toEqual([]);
+    expect(Object.keys(cases).filter((r) => !served.includes(r)), 'cases in routeCases for routes the app does not serve').toEqual([]);
+    const routes = served.flatMap((r) => requestsOf(r, cases[r]));
     const A = runA.runId;
     const tokenA = runA.workerToken;
     const tokenB = runB.workerToken;

@@ -15,11 +15,11 @@ import { SEED_TRAIN_CONFIG, type TrainConfig } from '../../shared/training/confi
 import { train } from '../../shared/training/trainer';
 import { ApiClient } from '../../workers/gradient/client';
 import { loadOrt } from '../../workers/ort/node';
-import { HAS_REAL_CIFAR10, REAL_CIFAR10 } from '../support/cifar-fixture';
+import { REAL_CIFAR10, skipWithout } from '../support/prerequisites';
 
 const run_ = promisify(execFile);
 
-if (!HAS_REAL_CIFAR10) console.warn(`real-cifar.test.ts: real CIFAR-10 checks skipped: ${REAL_CIFAR10} is absent`);
+const WITHOUT_REAL_CIFAR10 = skipWithout(REAL_CIFAR10);
 
 const CONFIG: TrainConfig = {
   ...SEED_TRAIN_CONFIG,
@@ -29,9 +29,9 @@ const CONFIG: TrainConfig = {
   normalization: 'cifar',
 };
 
-describe.skipIf(!HAS_REAL_CIFAR10)('real CIFAR-10 through the local cluster', () => {
+describe.skipIf(WITHOUT_REAL_CIFAR10)('real CIFAR-10 through the local cluster', () => {
   it('one epoch on 5,000 images: cluster and single-process test accuracy agree within 1 point, well above chance; the exported model reproduces the cluster\'s', async () => {
-    const data = await loadCifar10({ path: REAL_CIFAR10 });
+    const data = await loadCifar10({ path: REAL_CIFAR10.path });
     const reference = await train({ ort: await loadOrt('web', 1), data, config: CONFIG });
     const single = reference.history[0].testAccuracy;
 
@@ -57,7 +57,7 @@ describe.skipIf(!HAS_REAL_CIFAR10)('real CIFAR-10 through the local cluster', ()
       // the official test_batch.bin, reproduces the test accuracy the run reported.
       const dir = await mkdtemp(path.join(tmpdir(), 'edgetrain-export-'));
       await writeFile(path.join(dir, 'model.onnx'), await api.model(run.runId));
-      await run_('tar', ['-xzf', REAL_CIFAR10, '-C', dir, 'cifar-10-batches-bin/test_batch.bin']);
+      await run_('tar', ['-xzf', REAL_CIFAR10.path, '-C', dir, 'cifar-10-batches-bin/test_batch.bin']);
       const { stdout } = await run_(process.execPath, ['examples/classify.mjs', path.join(dir, 'model.onnx'), path.join(dir, 'cifar-10-batches-bin', 'test_batch.bin'), '--all']);
       console.log(`[real CIFAR-10] exported model with onnxruntime: ${stdout.trim()}; the run reported ${cluster.toFixed(4)}`);
       const [, correct, total] = /\((\d+) of (\d+) images\)/.exec(stdout)!;

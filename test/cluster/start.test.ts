@@ -4,10 +4,11 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { DEV_VOCAB, runCaptions } from '../../cli/embed-captions';
+import { runCaptions } from '../../cli/embed-captions';
 import { runStart } from '../../cli/start';
 import { ApiError } from '../../workers/gradient/client';
 import { fixtureFiles, writeFolder } from '../support/cifar-fixture';
+import { BERT_VOCAB, skipWithout } from '../support/prerequisites';
 
 const dir = mkdtempSync(path.join(tmpdir(), 'edgetrain-start-'));
 const data = path.join(dir, 'cifar');
@@ -15,7 +16,7 @@ writeFolder(data, fixtureFiles(100));
 const base = ['--port', '0', '--state', path.join(dir, 'state'), '--data', data, '--workers', '2', '--train-limit', '128', '--eval-batch', '50', '--quiet'];
 
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
-if (!existsSync(DEV_VOCAB)) console.warn(`start.test.ts: the caption check is skipped: ${DEV_VOCAB} is absent`);
+const WITHOUT_VOCAB = skipWithout(BERT_VOCAB);
 
 describe('edgetrain start', () => {
   it('prepares the data once, trains through the cluster and writes the model and metrics', async () => {
@@ -37,7 +38,7 @@ describe('edgetrain start', () => {
     expect(again.some((l) => l.includes('preparing it once'))).toBe(false);
   }, 240_000);
 
-  it.skipIf(!existsSync(DEV_VOCAB))('embeds the CIFAR-10 captions with the test BERT into the cluster\'s KV once, and a run reads them', async () => {
+  it.skipIf(WITHOUT_VOCAB)('embeds the CIFAR-10 captions with the test BERT into the cluster\'s KV once, and a run reads them', async () => {
     const state = ['--state', path.join(dir, 'state')];
     const first = await runCaptions(['--test-model', ...state], () => undefined);
     const again = await runCaptions(['--test-model', ...state], () => undefined);

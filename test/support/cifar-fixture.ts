@@ -1,12 +1,7 @@
-// Synthetic CIFAR-10 batches in the official binary layout, and where the real archive lives.
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+// Synthetic CIFAR-10 batches in the official binary layout (the real archive: ./prerequisites).
+import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { CIFAR10_CLASSES, RECORD_BYTES } from '../../shared/data/cifar.js';
-
-/** The real CIFAR-10 tarball beside the repository (../shared/data), if present. */
-export const REAL_CIFAR10 = fileURLToPath(new URL('../../../shared/data/cifar-10-binary.tar.gz', import.meta.url));
-export const HAS_REAL_CIFAR10 = existsSync(REAL_CIFAR10);
 
 /** Record g (global index) has label g % 10 and pixel bytes that differ per record, channel and position. */
 export function pixel(g: number, channel: number, pos: number): number {

@@ -19,9 +19,10 @@ import {
 import { CIFAR10_NORMALIZATION, SEED_NORMALIZATION, fillBatch, type Augmentation } from '../../shared/data/normalize.js';
 import { epochOrder, exampleRng, mulberry32, permutation } from '../../shared/data/shuffle.js';
 import { TarReader, type TarEntry } from '../../shared/data/tar.js';
-import { BATCH_NAMES, HAS_REAL_CIFAR10 as HAS_REAL, concatBytes, PER_BATCH, pixel, REAL_CIFAR10 as REAL_ARCHIVE, fixtureFiles, makeBatch, writeFolder } from '../support/cifar-fixture';
+import { BATCH_NAMES, concatBytes, PER_BATCH, pixel, fixtureFiles, makeBatch, writeFolder } from '../support/cifar-fixture';
+import { REAL_CIFAR10, skipWithout } from '../support/prerequisites';
 
-if (!HAS_REAL) console.warn(`data.test.ts: real CIFAR-10 check skipped: ${REAL_ARCHIVE} is absent`);
+const WITHOUT_REAL_CIFAR10 = skipWithout(REAL_CIFAR10);
 
 // ---------- fixtures: a hand-written ustar writer and synthetic CIFAR batches ----------
 
@@ -465,8 +466,8 @@ describe('downloadFile', () => {
 // ---------- the real data set ----------
 
 describe('real CIFAR-10', () => {
-  it.skipIf(!HAS_REAL)('has 50,000 balanced train images, 10,000 test images and the measured channel means', async () => {
-    const data = await loadCifar10({ path: REAL_ARCHIVE });
+  it.skipIf(WITHOUT_REAL_CIFAR10)('has 50,000 balanced train images, 10,000 test images and the measured channel means', async () => {
+    const data = await loadCifar10({ path: REAL_CIFAR10.path });
     expect(data.train.count).toBe(50_000);
     expect(data.test.count).toBe(10_000);
     expect(data.classes).toEqual([...CIFAR10_CLASSES]);

@@ -1,15 +1,13 @@
-import { existsSync, readFileSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
+import { readFileSync } from 'node:fs';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { WordPieceTokenizer } from '../../shared/text/wordpiece';
 import { CIFAR10_CAPTIONS, CIFAR10_CAPTION_SET_NAME } from '../../shared/text/cifar10-captions';
 import { checkCaptionText, parseCaptionFile } from '../../shared/text/caption-file';
 import { CIFAR10_CLASSES } from '../../shared/data/cifar';
+import { BERT_VOCAB, skipWithout } from '../support/prerequisites';
 
-/** The real bert-base-uncased vocabulary beside the repository (../shared/data), if present. */
-const VOCAB_PATH = fileURLToPath(new URL('../../../shared/data/bert-base-uncased/vocab.txt', import.meta.url));
-const HAS_VOCAB = existsSync(VOCAB_PATH);
-if (!HAS_VOCAB) console.warn(`text.test: ${VOCAB_PATH} is absent; skipping the tests that need the real BERT vocabulary`);
+const VOCAB_PATH = BERT_VOCAB.path;
+const WITHOUT_VOCAB = skipWithout(BERT_VOCAB);
 
 const [PAD, UNK, CLS, SEP] = [0, 100, 101, 102];
 
@@ -82,7 +80,7 @@ describe('WordPieceTokenizer mechanics (tiny vocabulary)', () => {
   });
 });
 
-describe.skipIf(!HAS_VOCAB)('WordPieceTokenizer with the real bert-base-uncased vocabulary', () => {
+describe.skipIf(WITHOUT_VOCAB)('WordPieceTokenizer with the real bert-base-uncased vocabulary', () => {
   let tok: WordPieceTokenizer;
   beforeAll(() => {
     tok = WordPieceTokenizer.fromVocab(readFileSync(VOCAB_PATH, 'utf8'), VOCAB_PATH);
@@ -189,7 +187,7 @@ describe('CIFAR-10 class captions', () => {
     expect(offending).toEqual([]);
   });
 
-  it.skipIf(!HAS_VOCAB)('tokenizes each caption to at most 64 ids, none [UNK]', () => {
+  it.skipIf(WITHOUT_VOCAB)('tokenizes each caption to at most 64 ids, none [UNK]', () => {
     const tok = WordPieceTokenizer.fromVocab(readFileSync(VOCAB_PATH, 'utf8'), VOCAB_PATH);
     for (const caption of all) {
       const ids = tok.encode(caption);
