@@ -19,7 +19,8 @@ export const CIFAR10_ENV = 'EDGETRAIN_CIFAR10';
 const ARCHIVE_NAME = 'cifar-10-binary.tar.gz';
 const FOLDER_NAME = 'cifar-10-batches-bin';
 /** Where the project's development data sits relative to the repository root (the usual cwd). */
-const SHARED_ARCHIVE = path.join('..', 'shared', 'data', ARCHIVE_NAME);
+/** The project's copy beside the repository (relative to the working folder). */
+export const SHARED_ARCHIVE = path.join('..', 'shared', 'data', ARCHIVE_NAME);
 const DEFAULT_CACHE_DIR = path.join('.edgetrain', 'data');
 const WANTED = new Set<string>([...TRAIN_FILES, TEST_FILE, META_FILE]);
 

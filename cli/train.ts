@@ -3,12 +3,13 @@ import { existsSync } from 'node:fs';
 import { mkdir, readFile, rename, writeFile, appendFile } from 'node:fs/promises';
 import path from 'node:path';
 import { DEFAULT_AUTODIFF_OPTIONS, type AutodiffOptions } from '../shared/autodiff/rule';
+import { clusterConfigFields } from '../shared/protocol';
 import { inferenceModelBytes } from '../shared/training/export';
 import { decodeCheckpoint, encodeCheckpoint, type EpochReport, type TrainerState } from '../shared/training/checkpoint';
 import type { TrainConfig } from '../shared/training/config';
 import { NonFiniteLossError, train, type StepProgress } from '../shared/training/trainer';
 import { loadOrt } from '../workers/ort/node';
-import { choiceFlag, intFlag, numberFlag, parseFlags, UsageError } from './args';
+import { choiceFlag, fieldFlag, numberFlag, parseFlags, UsageError } from './args';
 import { processOutput, type Command, type Output } from './command';
 import { CONFIG_FLAGS, CONFIG_USAGE, trainConfigFromValues } from './config-flags';
 import { duration } from './display';
@@ -90,7 +91,7 @@ async function writeAtomic(file: string, bytes: Uint8Array | string): Promise<vo
 export async function runTrain(argv: string[], out: Output = processOutput()): Promise<TrainerState> {
   const log = out.line;
   const { config, flags } = trainConfigFromFlags(argv);
-  const microBatch = intFlag('micro-batch', flags['micro-batch'], config.batch, 1);
+  const microBatch = fieldFlag('micro-batch', flags['micro-batch'], config.batch, clusterConfigFields.shape.microBatch);
   if (config.batch % microBatch !== 0) throw new UsageError(`--micro-batch ${microBatch} must divide --batch ${config.batch}`);
   const runtime = choiceFlag('runtime', flags.runtime, ['web', 'native'] as const, 'web');
   const threads = numberFlag('threads', flags.threads, 1);

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { bool, int, oneOfNames, real, strictObject } from '../schema/fields';
-import { schemaErrors } from '../schema/issues';
+import { checked } from '../schema/issues';
 import { BACKBONES, type Backbone } from './backbones';
 import { HEADS, type Head } from './heads';
 
@@ -48,8 +48,4 @@ export const modelConfigSchema = strictObject({
   labelSmoothing: real({ min: 0, lt: 1 }),
 }) satisfies z.ZodType<ModelConfig>;
 
-export function checkModelConfig(c: ModelConfig): ModelConfig {
-  const errors = schemaErrors(modelConfigSchema, c);
-  if (errors.length) throw new Error(`invalid model config:\n  ${errors.join('\n  ')}`);
-  return c;
-}
+export const checkModelConfig = (c: ModelConfig): ModelConfig => checked(modelConfigSchema, c, 'model config');

@@ -1,6 +1,6 @@
 import { ADAM_SLOT_COUNT, adamStep } from './adam.js';
 import { optimizerSchema, type OptimizerConfig } from './config.js';
-import { schemaErrors } from '../schema/issues';
+import { checked } from '../schema/issues';
 import { sgdSlotCount, sgdStep } from './sgd.js';
 
 /** Everything an optimizer needs to resume: completed step count and per-parameter buffers. */
@@ -24,10 +24,6 @@ export function slotCount(config: OptimizerConfig): number {
   return config.kind === 'sgd' ? sgdSlotCount(config) : ADAM_SLOT_COUNT;
 }
 
-function assertValidConfig(config: OptimizerConfig): void {
-  const errors = schemaErrors(optimizerSchema, config, 'optimizer');
-  if (errors.length > 0) throw new Error(`invalid optimizer config: ${errors.join('; ')}`);
-}
 
 function assertSize(size: number): void {
   if (!Number.isInteger(size) || size < 0) throw new RangeError(`optimizer size: ${size} is not an integer >= 0`);
@@ -62,7 +58,7 @@ class FlatOptimizer implements Optimizer {
 
 /** A fresh optimizer for `size` parameters; throws if the config is invalid. */
 export function createOptimizer(config: OptimizerConfig, size: number): Optimizer {
-  assertValidConfig(config);
+  checked(optimizerSchema, config, 'optimizer config', 'optimizer');
   assertSize(size);
   const slots = Array.from({ length: slotCount(config) }, () => new Float32Array(size));
   return new FlatOptimizer(config, size, { step: 0, slots });
@@ -74,7 +70,7 @@ export function createOptimizer(config: OptimizerConfig, size: number): Optimize
  * for SGD without momentum, which has none.
  */
 export function restoreOptimizer(config: OptimizerConfig, state: OptimizerState, size?: number): Optimizer {
-  assertValidConfig(config);
+  checked(optimizerSchema, config, 'optimizer config', 'optimizer');
   const expectedSlots = slotCount(config);
   if (state.slots.length !== expectedSlots) {
     throw new Error(`optimizer state: has ${state.slots.length} slots, ${config.kind} config expects ${expectedSlots}`);

@@ -21,6 +21,13 @@ export function schemaErrors(schema: z.ZodType, value: unknown, prefix = ''): st
   return r.success ? [] : fieldIssuesOf(r.error, prefix).map((i) => (i.path ? `${i.path}: ${i.message}` : i.message));
 }
 
+/** `value` when it satisfies `schema`; else throws naming `what` and every bad field, one per line. */
+export function checked<T>(schema: z.ZodType, value: T, what: string, prefix = ''): T {
+  const errors = schemaErrors(schema, value, prefix);
+  if (errors.length) throw new Error(`invalid ${what}:\n  ${errors.join('\n  ')}`);
+  return value;
+}
+
 interface PendingIssue {
   readonly code: string;
   /** Unset while zod has not yet placed the issue (a root type error, unknown keys). */

@@ -4,7 +4,7 @@ import { DEFAULT_MODEL_CONFIG, modelConfigSchema, type ModelConfig } from '../mo
 import { defaultOptimizerConfig, optimizerSchema, type OptimizerConfig } from '../optim/config';
 import { defaultScheduleConfig, scheduleSchema, type ScheduleConfig } from '../optim/schedule';
 import { bool, int, oneOf, real, strictObject } from '../schema/fields';
-import { schemaErrors } from '../schema/issues';
+import { checked, schemaErrors } from '../schema/issues';
 
 export const NORMALIZATIONS = ['seed', 'cifar'] as const;
 export type NormalizationName = (typeof NORMALIZATIONS)[number];
@@ -71,8 +71,4 @@ export const trainConfigFields = strictObject({
 /** One "path: message" per bad field; empty when valid. */
 export const trainConfigErrors = (c: TrainConfig): string[] => schemaErrors(trainConfigFields, c);
 
-export function checkTrainConfig(c: TrainConfig): TrainConfig {
-  const errors = trainConfigErrors(c);
-  if (errors.length) throw new Error(`invalid training config:\n  ${errors.join('\n  ')}`);
-  return c;
-}
+export const checkTrainConfig = (c: TrainConfig): TrainConfig => checked(trainConfigFields, c, 'training config');

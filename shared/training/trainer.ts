@@ -112,7 +112,8 @@ function trainSubset(data: Cifar10, count: number): CifarSplit {
 export async function train(opts: TrainOptions): Promise<TrainerState> {
   const plan = new RunPlan(checkTrainConfig(opts.config), opts.data.train.count);
   const { stepsPerEpoch } = plan;
-  const config = checkTrainConfig({ ...opts.config, schedule: plan.schedule });
+  // RunPlan checked the schedule it resolved; the rest was checked above.
+  const config: TrainConfig = { ...opts.config, schedule: plan.schedule };
   const split = trainSubset(opts.data, plan.trainCount);
   const ghostBatch = opts.ghostBatch ?? config.batch;
   if (!Number.isInteger(ghostBatch) || ghostBatch < 1 || config.batch % ghostBatch !== 0) {

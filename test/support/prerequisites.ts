@@ -3,9 +3,9 @@
 // EDGETRAIN_REQUIRE_PREREQUISITES=1 (CI, .ci/run), the file fails naming what is missing and how to
 // provide it: a CI machine without Chromium or the data must not pass by skipping.
 import { existsSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
+import path from 'node:path';
 import { it } from 'vitest';
-import { CIFAR10_URL } from '../../cli/dataset';
+import { CIFAR10_URL, SHARED_ARCHIVE } from '../../cli/dataset';
 import { DEV_VOCAB } from '../../cli/embed-captions';
 
 export interface Prerequisite {
@@ -23,7 +23,7 @@ export const CHROMIUM: Prerequisite = {
 
 export const REAL_CIFAR10: Prerequisite = {
   name: 'the real CIFAR-10 tarball',
-  path: fileURLToPath(new URL('../../../shared/data/cifar-10-binary.tar.gz', import.meta.url)),
+  path: path.resolve(SHARED_ARCHIVE),
   provide: `put ${CIFAR10_URL} (or the project's copy) at ../shared/data/cifar-10-binary.tar.gz beside the repository`,
 };
 
