@@ -89,11 +89,18 @@ export class StepAggregator {
     const workers: Record<string, number> = Object.create(null);
     for (const worker of this.counted.values()) workers[worker] = (workers[worker] ?? 0) + 1;
     return {
-      grads: Float32Array.from(this.grads, (g) => g * scale),
-      stats: Float32Array.from(this.stats, (s) => s * scale),
+      grads: scaled(this.grads, scale),
+      stats: scaled(this.stats, scale),
       loss: this.loss * scale,
       correct: this.correct,
       workers,
     };
   }
+}
+
+/** `sums` × `scale`, rounded to float32 (a plain loop: `Float32Array.from` with a map function is ~80× slower). */
+function scaled(sums: Float64Array, scale: number): Float32Array {
+  const out = new Float32Array(sums.length);
+  for (let i = 0; i < sums.length; i++) out[i] = sums[i] * scale;
+  return out;
 }
