@@ -117,7 +117,7 @@ export async function benchCluster(args: string[], print: (o: object) => void): 
         const [metrics, spec] = await Promise.all([api.metrics(run.runId), api.spec(run.runId)]);
         const figures = stepFigures(metrics.steps, c.batch);
         byWorkers[n] = figures.imagesPerSecond;
-        const lease: Lease = { leaseId: crypto.randomUUID(), token: 'x'.repeat(43), runId: run.runId, kind: 'train', step: 1234, shard: 1, version: 1234, epoch: 0, split: 'train', indices: Array(c.microBatch).fill(49_999), firstPosition: 12_345, deadline: Date.now() };
+        const lease: Lease = { leaseId: crypto.randomUUID(), token: 'x'.repeat(43), runId: run.runId, kind: 'train', step: 1234, shard: 1, version: 1234, paramsTag: '0123abcd', epoch: 0, split: 'train', indices: Array(c.microBatch).fill(49_999), firstPosition: 12_345, deadline: Date.now() };
         const leaseJsonBytes = JSON.stringify({ type: 'lease', lease }).length;
         print({
           bench: 'cluster',

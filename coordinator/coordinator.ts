@@ -5,15 +5,20 @@
 //   lease-scheduler.ts  leases, backups for stragglers, long polls, the alarm
 //   admission.ts        whether an answer counts; worker exclusion; divergence reports
 //   step-aggregator.ts  a step's float64 sum and mean; shared/training/update.ts applies it
+//   version-store.ts    parameter versions (what workers read) and the update log, in R2
 //   snapshots.ts        checkpoints to R2, the exported model, the KV run index
 //   status.ts           status and metrics read from the tables
 //
-// State lives in SQLite and is reloaded on start; the only thing kept in memory alone is the running
-// sum of the current step's gradients: if the object restarts mid-step, that step's shards are leased
-// again (the data order is deterministic, so the recomputed gradients are the same) and nothing is
-// applied twice. A step is committed, in one transaction, before the answer that completed it is
-// acknowledged (every `commitEvery` steps and at every epoch end; in between, a restart re-trains the
-// steps since the last commit, to the same values).
+// State lives in SQLite and R2 and is reloaded on start; the only thing kept in memory alone is the
+// running sum of the current step's gradients: if the object restarts mid-step, that step's shards are
+// leased again (the data order is deterministic, so the recomputed gradients are the same) and nothing
+// is applied twice. The coordinator hands out parameter versions, not bytes: each applied step is
+// written once to R2, and leases for it go out once it is there. A step is committed before the answer
+// that completed it is acknowledged (every `commitEvery` steps and at every epoch end; in between, a
+// restart re-trains the steps since the last commit, to the same values): its mean gradient goes to the
+// update log beside the new version, and the run row records the step; the full state (parameters and
+// optimizer moments, 3 × 4 bytes per parameter with Adam) is rewritten only every FULL_STATE_EVERY
+// steps, and a restart replays the log over it.
 import { DurableObject } from 'cloudflare:workers';
 import type { DurableObjectState } from '@cloudflare/workers-types/index';
 import type { DatasetManifest } from '../shared/data/blocks';
@@ -24,21 +29,39 @@ import { FINAL_STATES, type IssuedLease, type LeaseKind, type LeaseReply, type R
 import { snapshotKey } from '../shared/storage-keys';
 import { RunPlan } from '../shared/training/plan';
 import { applyUpdate, type ModelState } from '../shared/training/update';
-import { decodeEval, decodeGradient, encodeParams } from '../shared/wire';
+import { decodeEval, decodeGradient } from '../shared/wire';
 import { Admission, DIVERGENCE_REPORTS, answerableLease, evalProblem, frameVerdict, gradientShapeProblem, nonFiniteIn, wireFailure, type FrameHead } from './admission';
 import type { CoordinatorEnv } from './env';
 import { LONG_POLL_MS, LeaseScheduler, pickShard, type LeaseRow } from './lease-scheduler';
 import { l2Norm } from './norm-guard';
 import { fail, ok, type Failure, type Outcome } from './outcome';
-import { RunStore, type Position, type RunRecord } from './run-store';
+import { RunStore, type Position, type RunRecord, type StatePoint } from './run-store';
 import { ShardPlan } from './shard-plan';
 import { checkpointBytes, exportModel, indexRun } from './snapshots';
 import { evalMetrics, runStatus, stepMetrics } from './status';
 import { StepAggregator } from '../shared/training/step-aggregator';
+import { VersionStore, type PublishedVersion } from './version-store';
 import { workerSummaries } from './worker-record';
 
 /** Workers seen within this window count as active. */
 const ACTIVE_WINDOW_MS = 15_000;
+
+/**
+ * Steps between rewrites of the full state; the update log covers the steps in between. A restart
+ * replays at most this many optimizer steps (a few ms each for seed-cnn); 32 makes the rewrite's
+ * 7.9 MB (seed-cnn with Adam) cost ~0.25 MB per step.
+ */
+const FULL_STATE_EVERY = 32;
+
+/** How soon a lease request that found the current version not yet published asks again. */
+const PUBLISH_WAIT_MS = 50;
+
+/** `work`'s result and its wall milliseconds. */
+const timed = async <T>(work: () => Promise<T>): Promise<{ value: T; ms: number }> => {
+  const t0 = performance.now();
+  const value = await work();
+  return { value, ms: performance.now() - t0 };
+};
 
 /** A run loaded into memory. */
 interface ActiveRun {
@@ -47,11 +70,14 @@ interface ActiveRun {
   readonly model: ModelState;
   /** Steps applied in memory. */
   position: Position;
-  /** The position whose tensors are in storage: behind `position` between commits (commitEvery > 1). */
+  /** The position recorded as durable: behind `position` between commits (commitEvery > 1). */
   committed: Position;
+  /** The step of the full state in storage; the update log covers the steps after it. */
+  stateAt: StatePoint;
   sum: StepAggregator;
-  /** The current version's parameter frame, encoded once for every worker that asks. */
-  paramsFrame?: { version: number; bytes: Uint8Array<ArrayBuffer> };
+  readonly versions: VersionStore;
+  /** The version workers can read; leases wait while the applied step is ahead of it. */
+  published?: PublishedVersion;
 }
 
 const notFound = () => fail(404, 'unknown run', 'unknown-run');
@@ -69,24 +95,37 @@ export class TrainingCoordinator extends DurableObject<CoordinatorEnv> {
     this.admission = new Admission(ctx.storage.sql);
     void ctx.blockConcurrencyWhile(async () => {
       this.store.migrate();
-      this.run = this.load();
+      this.run = await this.load();
     });
   }
 
-  private load(): ActiveRun | undefined {
+  /** The stored run: its full state with the logged steps after it replayed, and its version published. */
+  private async load(): Promise<ActiveRun | undefined> {
     const stored = this.store.load((spec) => slotCount(spec.config.train.optimizer));
     if (!stored) return undefined;
-    const { record, position, tensors } = stored;
+    const { record, position, tensors, stateAt } = stored;
     const { train } = record.spec.config;
-    const optimizer = restoreOptimizer(train.optimizer, { step: position.optimizerStep, slots: [...tensors.slots] }, record.spec.paramCount);
+    const optimizer = restoreOptimizer(train.optimizer, { step: stateAt.optimizerStep, slots: [...tensors.slots] }, record.spec.paramCount);
+    const model: ModelState = { params: tensors.params, buffers: tensors.buffers, optimizer, mask: decayMask(trainingLayout(train.model).params) };
+    const versions = new VersionStore(this.env.DATA, record.runId);
+    for (let step = stateAt.step + 1; step <= position.step; step++) {
+      const update = await versions.readUpdate(step);
+      applyUpdate(model, update.grads, update.stats, step - 1, train);
+    }
+    if (optimizer.state.step !== position.optimizerStep) {
+      throw new Error(`run ${record.runId}: replaying the update log gave optimizer step ${optimizer.state.step}, the run row says ${position.optimizerStep}`);
+    }
     this.leases.forgetAfterRestart(position.step);
     this.store.forgetStepsAfter(position.step);
-    return this.activate(record, position, { params: tensors.params, buffers: tensors.buffers, optimizer, mask: decayMask(trainingLayout(train.model).params) });
+    const run = this.activate(record, position, stateAt, model, versions);
+    await this.publish(run);
+    this.ctx.waitUntil(versions.forgetVersions(run.published));
+    return run;
   }
 
-  private activate(record: RunRecord, position: Position, model: ModelState): ActiveRun {
+  private activate(record: RunRecord, position: Position, stateAt: StatePoint, model: ModelState, versions = new VersionStore(this.env.DATA, record.runId)): ActiveRun {
     const shards = new ShardPlan(record.spec);
-    return { record, shards, model, position, committed: position, sum: this.emptySum(shards, position.step) };
+    return { record, shards, model, position, committed: position, stateAt, versions, sum: this.emptySum(shards, position.step) };
   }
 
   private emptySum(shards: ShardPlan, step: number): StepAggregator {
@@ -113,11 +152,13 @@ export class TrainingCoordinator extends DurableObject<CoordinatorEnv> {
     const now = Date.now();
     const record: RunRecord = { runId, spec, createdAt: now, state: 'created', error: null, updatedAt: now };
     const position: Position = { step: 0, phase: 'train', optimizerStep: 0 };
+    const stateAt: StatePoint = { step: 0, optimizerStep: 0 };
     this.store.transaction(() => {
       this.store.writeRun(record, position);
-      this.store.writeTensors({ params, buffers, slots: optimizer.state.slots });
+      this.store.writeTensors({ params, buffers, slots: optimizer.state.slots }, stateAt);
     });
-    this.run = this.activate(record, position, { params, buffers, optimizer, mask: decayMask(layout.params) });
+    this.run = this.activate(record, position, stateAt, { params, buffers, optimizer, mask: decayMask(layout.params) });
+    await this.publish(this.run);
     await indexRun(this.env.KV, record);
     return ok(this.statusOf(this.run));
   }
@@ -136,6 +177,7 @@ export class TrainingCoordinator extends DurableObject<CoordinatorEnv> {
     if (!run) return notFound();
     if (run.record.state !== 'cancelled') return fail(409, `only a cancelled run can be resumed; this one is ${run.record.state}`, 'not-cancelled');
     run.sum = this.emptySum(run.shards, run.position.step);
+    if (run.published?.version !== run.position.step) await this.publish(run);
     this.setState(run, run.position.step === 0 && run.position.phase === 'train' ? 'created' : 'training');
     await indexRun(this.env.KV, run.record);
     return ok(this.statusOf(run));
@@ -154,15 +196,17 @@ export class TrainingCoordinator extends DurableObject<CoordinatorEnv> {
     return ok({ steps: stepMetrics(this.store.sql, sinceStep), evals: evalMetrics(this.store.sql) });
   }
 
-  /** Parameters of `version`; only the current version is held (workers cache it). */
-  params(version: number): Outcome<ArrayBuffer> {
+  /**
+   * Where parameter version `version` is stored (its tag), while it is the current one. The bytes are
+   * in R2; the API reads them from there, never through this object.
+   */
+  paramsVersion(version: number): Outcome<PublishedVersion> {
     const run = this.run;
     if (!run) return notFound();
-    const current = run.position.step;
-    if (version > current) return fail(404, `parameter version ${version} does not exist yet; the current version is ${current}`, 'future-version');
-    if (version < current) return fail(410, `parameter version ${version} is gone; the current version is ${current}`, 'stale');
-    if (run.paramsFrame?.version !== version) run.paramsFrame = { version, bytes: encodeParams({ version, params: run.model.params, buffers: run.model.buffers }) };
-    return ok(run.paramsFrame.bytes.buffer);
+    const current = run.published;
+    if (!current || version > current.version) return fail(404, `parameter version ${version} does not exist yet; the current version is ${current?.version ?? 'being written'}`, 'future-version');
+    if (version < current.version) return fail(410, `parameter version ${version} is gone; the current version is ${current.version}`, 'stale');
+    return ok(current);
   }
 
   /** The inference model with the current weights and the run's caption vectors baked in. */
@@ -209,6 +253,7 @@ export class TrainingCoordinator extends DurableObject<CoordinatorEnv> {
     const admitted = this.admit(leaseId, body, worker, 'train', decodeGradient);
     if (!('frame' in admitted)) return admitted;
     const { run, frame: s, lease } = admitted;
+    const { sum } = run;
     const refuse = (f: Failure) => this.refuse(worker, f, leaseId);
     const shape = gradientShapeProblem(s, run.record.spec);
     if (shape) return refuse(shape);
@@ -221,10 +266,12 @@ export class TrainingCoordinator extends DurableObject<CoordinatorEnv> {
     const absurd = this.admission.norms.check(s.step, s.shard, worker, norm);
     if (absurd) return refuse(fail(422, absurd, 'norm'));
     this.admission.norms.accepted(norm);
-    run.sum.add({ shard: s.shard, worker, loss: s.loss, correct: s.correct, grads: s.grads, stats: s.stats });
-    run.sum.aggregateMs += performance.now() - t0;
+    const t1 = performance.now();
+    sum.add({ shard: s.shard, worker, loss: s.loss, correct: s.correct, grads: s.grads, stats: s.stats });
+    sum.decodeMs += t1 - t0;
+    sum.sumMs += performance.now() - t1;
     this.answered(run, lease, worker);
-    if (run.sum.complete) this.applyStep(run);
+    if (sum.complete) await this.applyStep(run);
     return ok({ accepted: true, version: run.position.step });
   }
 
@@ -255,6 +302,8 @@ export class TrainingCoordinator extends DurableObject<CoordinatorEnv> {
   private tryLease(run: ActiveRun, worker: string): LeaseReply<IssuedLease> {
     const { record, position, shards } = run;
     if (FINAL_STATES.includes(record.state)) return { type: 'done', state: record.state };
+    const published = run.published;
+    if (published?.version !== position.step) return { type: 'wait', retryMs: PUBLISH_WAIT_MS };
     const now = Date.now();
     const kind = position.phase;
     const windowMs = this.leases.window.millis(kind, shards.examplesPerLease(kind), record.spec.config.cluster.leaseMs);
@@ -265,7 +314,7 @@ export class TrainingCoordinator extends DurableObject<CoordinatorEnv> {
     const deadline = now + windowMs;
     const leaseId = this.leases.issue(kind, position.step, choice.shard, worker, now, deadline);
     if (kind === 'train' && run.sum.empty && run.sum.firstLeaseAt === 0) run.sum.firstLeaseAt = now;
-    return { type: 'lease', lease: shards.lease(kind, { leaseId, step: position.step, shard: choice.shard, deadline }) };
+    return { type: 'lease', lease: shards.lease(kind, { leaseId, step: position.step, shard: choice.shard, deadline, paramsTag: published.tag }) };
   }
 
   /**
@@ -326,30 +375,58 @@ export class TrainingCoordinator extends DurableObject<CoordinatorEnv> {
     await this.end(run, 'failed', `training diverged at ${where} (shard ${shard}: ${what}, from ${reports} leases); parameters are those of version ${step}`);
   }
 
-  /** Ends a run early (cancelled, failed): the last applied step is committed and checkpointed first. */
+  /**
+   * Ends a run early (cancelled, failed): the last applied step is committed and checkpointed first, as
+   * full state (its update-log write may still be under way when this runs).
+   */
   private async end(run: ActiveRun, state: 'cancelled' | 'failed', error: string | null = null): Promise<void> {
     this.store.transaction(() => {
-      if (run.committed.step < run.position.step) this.commit(run);
+      if (run.committed.step < run.position.step) this.commit(run, true);
       this.setState(run, state, error);
     });
     this.snapshot(run);
     await indexRun(this.env.KV, run.record);
   }
 
-  private applyStep(run: ActiveRun): void {
-    const t0 = performance.now();
+  /**
+   * Applies the complete step, writes its update to the log and the new version to R2 side by side,
+   * commits, and only then hands out leases for the new version: a version workers compute with is
+   * always durable. The answer that completed the step is acknowledged after all of it.
+   */
+  private async applyStep(run: ActiveRun): Promise<void> {
     const { sum, shards } = run;
     const { train, cluster } = run.record.spec.config;
+    let t = performance.now();
     const mean = sum.mean();
+    const sumMs = sum.sumMs + performance.now() - t;
+    t = performance.now();
     applyUpdate(run.model, mean.grads, mean.stats, run.position.step, train);
+    const optimizerMs = performance.now() - t;
     const step = run.position.step + 1;
     const epochEnd = shards.endsEpoch(step);
-    const now = Date.now();
     run.position = { step, phase: epochEnd ? 'eval' : 'train', optimizerStep: run.model.optimizer.state.step };
+    run.sum = this.emptySum(shards, step);
+    this.admission.nextStep();
+    this.leases.forgetTrainBefore(step);
+    const [log, version] = await Promise.all([
+      timed(() =>
+        run.versions.logUpdate({ step, grads: mean.grads, stats: mean.stats }).then(
+          () => true,
+          (e: unknown) => {
+            console.error(`run ${run.record.runId}: update log write for step ${step} failed (the full state is written instead): ${String(e)}`);
+            return false;
+          },
+        ),
+      ),
+      timed(() => run.versions.publish(step, run.model.params, run.model.buffers)),
+    ]);
+    // A cancel or failure while the writes were under way has committed the step already (as full state).
+    const ended = FINAL_STATES.includes(run.record.state);
+    t = performance.now();
+    const now = Date.now();
     run.record.updatedAt = now;
     this.store.transaction(() => {
-      if (epochEnd || step % cluster.commitEvery === 0) this.commit(run);
-      this.leases.forgetTrainBefore(step);
+      if (!ended && (epochEnd || step % cluster.commitEvery === 0 || !log.value)) this.commit(run, !log.value);
       this.store.recordStep({
         step,
         epoch: Math.floor((step - 1) / shards.plan.stepsPerEpoch),
@@ -361,11 +438,24 @@ export class TrainingCoordinator extends DurableObject<CoordinatorEnv> {
         workers: mean.workers,
       });
     });
-    this.store.recordCoordinatorMs(step, sum.aggregateMs + performance.now() - t0);
-    run.sum = this.emptySum(shards, step);
-    this.admission.nextStep();
+    const phases = { decodeMs: sum.decodeMs, sumMs, optimizerMs, commitMs: log.ms + performance.now() - t, publishMs: version.ms };
+    this.store.recordCoordinatorMs(step, phases.decodeMs + sumMs + optimizerMs + Math.max(log.ms, version.ms) + performance.now() - t, phases);
+    if (ended) return;
+    this.release(run, version.value);
     if (step % cluster.snapshotEvery === 0) this.snapshot(run);
+  }
+
+  /** Writes the applied step's parameters to R2 and hands out leases for them. */
+  private async publish(run: ActiveRun): Promise<void> {
+    this.release(run, await run.versions.publish(run.position.step, run.model.params, run.model.buffers));
+  }
+
+  /** Leases for `version` go out from now on; the version before it is deleted. */
+  private release(run: ActiveRun, version: PublishedVersion): void {
+    const previous = run.published;
+    run.published = version;
     this.leases.wake();
+    if (previous && previous.version !== version.version) this.ctx.waitUntil(run.versions.forget(previous));
   }
 
   private async finishEval(run: ActiveRun, loss: number, accuracy: number): Promise<void> {
@@ -388,10 +478,18 @@ export class TrainingCoordinator extends DurableObject<CoordinatorEnv> {
     this.leases.wake();
   }
 
-  /** Writes the in-memory step's tensors and position (inside the caller's transaction). */
-  private commit(run: ActiveRun): void {
-    const { params, buffers, optimizer } = run.model;
-    this.store.writeTensors({ params, buffers, slots: optimizer.state.slots });
+  /**
+   * Records the applied position as durable (inside the caller's transaction). The full state is
+   * written when `fullState`, or when the update log has grown to FULL_STATE_EVERY steps; otherwise the
+   * log (every step up to this one, already written) covers the steps since the last full state.
+   */
+  private commit(run: ActiveRun, fullState = false): void {
+    if (fullState || run.position.step - run.stateAt.step >= FULL_STATE_EVERY) {
+      const { params, buffers, optimizer } = run.model;
+      run.stateAt = { step: run.position.step, optimizerStep: optimizer.state.step };
+      this.store.writeTensors({ params, buffers, slots: optimizer.state.slots }, run.stateAt);
+      this.ctx.waitUntil(run.versions.forgetUpdatesThrough(run.stateAt.step));
+    }
     run.committed = run.position;
     this.store.writeRun(run.record, run.committed);
   }

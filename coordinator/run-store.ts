@@ -3,7 +3,7 @@
 // writer, `writeRun`; everything here is synchronous, so a caller's writes with no `await` between
 // them commit together (and `transaction` makes that explicit where it matters).
 import type { DurableObjectStorage, SqlStorage } from '@cloudflare/workers-types/index';
-import type { LeaseKind, RunSpec, RunState } from '../shared/protocol';
+import type { LeaseKind, RunSpec, RunState, StepPhases } from '../shared/protocol';
 import { migrate } from './schema';
 
 /** A run as the API knows it: identity, spec and lifecycle state. */
@@ -31,11 +31,19 @@ export interface Tensors {
   readonly slots: readonly Float32Array[];
 }
 
+/** Which step the full state in storage belongs to. */
+export interface StatePoint {
+  readonly step: number;
+  readonly optimizerStep: number;
+}
+
 export interface StoredRun {
   readonly record: RunRecord;
-  /** The committed position: the tensors are those of this step. */
+  /** The committed position: the full state's step, plus the logged updates after it. */
   readonly position: Position;
+  /** The tensors, as of `stateAt` (≤ the committed step). */
   readonly tensors: Tensors;
+  readonly stateAt: StatePoint;
 }
 
 /** One row of step_metrics as the coordinator writes it. */
@@ -75,6 +83,8 @@ interface RunRow extends Record<string, string | number | null> {
   step: number;
   phase: LeaseKind;
   optimizer_step: number;
+  state_step: number;
+  state_optimizer_step: number;
   created_at: number;
   updated_at: number;
 }
@@ -106,6 +116,7 @@ export class RunStore {
     return {
       record: { runId: row.run_id, spec, createdAt: row.created_at, state: row.state, error: row.error, updatedAt: row.updated_at },
       position: { step: row.step, phase: row.phase, optimizerStep: row.optimizer_step },
+      stateAt: { step: row.state_step, optimizerStep: row.state_optimizer_step },
       tensors: {
         params: this.readTensor('params', spec.paramCount),
         buffers: this.readTensor('buffers', spec.bufferCount),
@@ -124,10 +135,12 @@ export class RunStore {
     );
   }
 
-  writeTensors(t: Tensors): void {
+  /** The full state as of `at` (the run row must exist). */
+  writeTensors(t: Tensors, at: StatePoint): void {
     this.writeTensor('params', t.params);
     this.writeTensor('buffers', t.buffers);
     t.slots.forEach((slot, i) => this.writeTensor(`optimizer.${i}`, slot));
+    this.sql.exec('UPDATE run SET state_step = ?, state_optimizer_step = ? WHERE id = 1', at.step, at.optimizerStep);
   }
 
   /**
@@ -146,8 +159,8 @@ export class RunStore {
   }
 
   /** The coordinator's own time on a step, known only once its commit is done. */
-  recordCoordinatorMs(step: number, ms: number): void {
-    this.sql.exec('UPDATE step_metrics SET coordinator_ms = ? WHERE step = ?', ms, step);
+  recordCoordinatorMs(step: number, ms: number, phases: StepPhases): void {
+    this.sql.exec('UPDATE step_metrics SET coordinator_ms = ?, phases = ? WHERE step = ?', ms, JSON.stringify(phases), step);
   }
 
   addEvalPart(step: number, shard: number, lossSum: number, correct: number, count: number): void {

@@ -46,6 +46,15 @@ const MIGRATIONS: readonly (readonly string[])[] = [
     // Which workers' answers each step counted: JSON {workerId: shards}; NULL for steps before this.
     `ALTER TABLE step_metrics ADD COLUMN workers TEXT`,
   ],
+  [
+    // The step (and optimizer step) of the full state in \`tensors\`: the committed step may be ahead of
+    // it, the steps between replayed from the update log in R2.
+    `ALTER TABLE run ADD COLUMN state_step INTEGER`,
+    `ALTER TABLE run ADD COLUMN state_optimizer_step INTEGER`,
+    `UPDATE run SET state_step = step, state_optimizer_step = optimizer_step`,
+    // Where the coordinator's time on a step went: JSON StepPhases; NULL for steps before this.
+    `ALTER TABLE step_metrics ADD COLUMN phases TEXT`,
+  ],
 ];
 
 export function migrate(sql: SqlStorage): void {

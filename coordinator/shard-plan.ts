@@ -10,6 +10,8 @@ export interface LeaseHead {
   readonly step: number;
   readonly shard: number;
   readonly deadline: number;
+  /** The checksum of the parameter version the lease computes with. */
+  readonly paramsTag: string;
 }
 
 export class ShardPlan {

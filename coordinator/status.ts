@@ -1,6 +1,6 @@
 // Read models of a run: its status (with throughput and ETA) and its metric series.
 import type { SqlStorage } from '@cloudflare/workers-types/index';
-import { FINAL_STATES, type EvalMetric, type RunStatus, type StepMetric, type WorkerSummary } from '../shared/protocol';
+import { FINAL_STATES, type EvalMetric, type RunStatus, type StepMetric, type StepPhases, type WorkerSummary } from '../shared/protocol';
 import type { Position, RunRecord } from './run-store';
 import type { ShardPlan } from './shard-plan';
 
@@ -13,6 +13,7 @@ export function stepMetrics(sql: SqlStorage, sinceStep: number, limit = 10_000):
     .toArray()
     .map((r) => {
       const workers = contributions(r.workers);
+      const phases = typeof r.phases === 'string' ? (JSON.parse(r.phases) as StepPhases) : undefined;
       return {
         step: r.step as number,
         epoch: r.epoch as number,
@@ -23,6 +24,7 @@ export function stepMetrics(sql: SqlStorage, sinceStep: number, limit = 10_000):
         coordinatorMs: r.coordinator_ms as number,
         at: r.at as number,
         ...(workers ? { workers } : {}),
+        ...(phases ? { phases } : {}),
       };
     });
 }

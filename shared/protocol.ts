@@ -180,6 +180,8 @@ export interface Lease {
   readonly shard: number;
   /** Parameter version to compute with (the number of steps applied). */
   readonly version: number;
+  /** That version's frame checksum (8 hex digits): where it is stored, and what the bytes fetched must carry. */
+  readonly paramsTag: string;
   readonly epoch: number;
   readonly split: Split;
   readonly indices: readonly number[];
@@ -262,9 +264,24 @@ export interface StepMetric {
   readonly stepMs: number;
   /** The coordinator's own time for the step: aggregation, optimizer and storage. */
   readonly coordinatorMs: number;
+  /** Where that time went (absent for steps recorded before this was kept). */
+  readonly phases?: StepPhases;
   readonly at: number;
   /** Whose answers the step counted: worker id → shards (absent for steps recorded before this was kept). */
   readonly workers?: Readonly<Record<string, number>>;
+}
+
+/** Where the coordinator's time on one step went, in milliseconds. */
+export interface StepPhases {
+  /** Decoding and checking the step's answers (frames, shapes, finiteness, norms). */
+  readonly decodeMs: number;
+  /** Adding them into the float64 sum, and taking the mean. */
+  readonly sumMs: number;
+  readonly optimizerMs: number;
+  /** Making the step durable: its update-log write (and the full state when due); wall time, beside publishing. */
+  readonly commitMs: number;
+  /** Encoding the new parameter version and writing it to R2; wall time, beside committing. */
+  readonly publishMs: number;
 }
 
 export interface EvalMetric {

@@ -38,8 +38,10 @@ export class StepAggregator {
   private correct = 0;
   /** When the step's first lease went out (0: none yet), for the step's wall time. */
   firstLeaseAt = 0;
-  /** Milliseconds spent checking and summing this step's answers. */
-  aggregateMs = 0;
+  /** Milliseconds spent decoding and checking this step's answers (the coordinator's timing). */
+  decodeMs = 0;
+  /** Milliseconds spent adding them. */
+  sumMs = 0;
 
   constructor(
     readonly step: number,

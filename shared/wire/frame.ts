@@ -136,3 +136,9 @@ export class FrameReader {
     if (this.pos !== this.bodyEnd) throw new WireError('length', `${this.what}: ${this.bodyEnd - this.pos} unread bytes before the checksum`);
   }
 }
+
+/** A frame's stored checksum (its last four bytes), as 8 hex digits: a short name for its exact content. */
+export function frameTag(bytes: Uint8Array): string {
+  if (bytes.byteLength < HEADER_BYTES + CHECKSUM_BYTES) throw new WireError('truncated', `frame of ${bytes.byteLength} bytes has no checksum`);
+  return new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength).getUint32(bytes.byteLength - CHECKSUM_BYTES, true).toString(16).padStart(8, '0');
+}

@@ -1,5 +1,6 @@
 export { checksum32 } from './checksum';
-export { WireError, FrameWriter, FrameReader, stringBytes, floatsBytes, type WireErrorReason } from './frame';
+export { WireError, FrameWriter, FrameReader, stringBytes, floatsBytes, frameTag, type WireErrorReason } from './frame';
 export * from './gradient';
 export * from './params';
 export * from './embeddings';
+export * from './update';

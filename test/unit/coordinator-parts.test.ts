@@ -184,11 +184,11 @@ describe('ShardPlan', () => {
 
   it('leases shard k of a step as examples [32k, 32k + 32) of the step\'s batch, and eval shards as test indices', () => {
     const whole = plan.plan.examples(1);
-    const parts = [0, 1, 2].map((k) => plan.lease('train', { leaseId: 'x', step: 1, shard: k, deadline: 9 }));
+    const parts = [0, 1, 2].map((k) => plan.lease('train', { leaseId: 'x', step: 1, shard: k, deadline: 9, paramsTag: '0badf00d' }));
     expect(parts.flatMap((p) => p.indices)).toEqual(Array.from(whole.indices));
     expect(parts.map((p) => p.firstPosition)).toEqual([96, 128, 160]);
-    expect(parts[2]).toMatchObject({ runId: 'r1', kind: 'train', step: 1, version: 1, shard: 2, split: 'train', epoch: 0, deadline: 9 });
-    const evalLease = plan.lease('eval', { leaseId: 'y', step: 2, shard: 2, deadline: 9 });
+    expect(parts[2]).toMatchObject({ runId: 'r1', kind: 'train', step: 1, version: 1, shard: 2, split: 'train', epoch: 0, deadline: 9, paramsTag: '0badf00d' });
+    const evalLease = plan.lease('eval', { leaseId: 'y', step: 2, shard: 2, deadline: 9, paramsTag: '0badf00d' });
     expect(evalLease).toMatchObject({ split: 'test', epoch: 0, firstPosition: 100 });
     expect(evalLease.indices).toEqual(Array.from({ length: 20 }, (_, i) => 100 + i));
   });

@@ -6,7 +6,7 @@ import { z } from 'zod';
 import { leaseToken, signingKey, workerToken } from '../../shared/auth';
 import { runRequestSchema, resolveRunConfig, type FieldIssue, type LeaseReply, type RunCreated, type RunStatus, type RunSummary, type SubmitReply } from '../../shared/protocol';
 import { fieldIssuesOf } from '../../shared/schema/issues';
-import { RUN_INDEX_PREFIX } from '../../shared/storage-keys';
+import { RUN_INDEX_PREFIX, paramsKey } from '../../shared/storage-keys';
 import type { Env } from '../env';
 import { TEXT_DIM } from '../../shared/models/heads';
 import { findHead, type ModelConfig } from '../../shared/models/presets';
@@ -16,6 +16,7 @@ import { placeholderCaptionSet } from '../../shared/training/caption-feed';
 import { requireAccess, requireLeaseToken, workerIdOf } from './auth';
 import { kvCaptionStore, kvHead } from './captions';
 import { findManifest } from './datasets';
+import { readVersion } from './params-cache';
 import type { Outcome } from '../../coordinator/outcome';
 import { coordinator, failure, runIdError, type CoordinatorRpc, type ErrorBody } from './respond';
 
@@ -39,6 +40,10 @@ const workerBody = zValidator('json', z.object({ worker: z.string().regex(/^[A-Z
 });
 
 const sinceQuery = zValidator('query', z.object({ since: z.coerce.number().int().min(-1).optional() }).strict(), (result, c) => {
+  if (!result.success) return c.json<ErrorBody>({ error: 'invalid query', reason: 'query', issues: issuesOf(result.error) }, 400);
+});
+
+const tagQuery = zValidator('query', z.object({ tag: z.string().regex(/^[0-9a-f]{8}$/, 'must be 8 hex digits: the paramsTag of a lease').optional() }).strict(), (result, c) => {
   if (!result.success) return c.json<ErrorBody>({ error: 'invalid query', reason: 'query', issues: issuesOf(result.error) }, 400);
 });
 
@@ -166,15 +171,27 @@ export const runs = new Hono<App>()
     const r = await stub.spec();
     return r.ok ? c.json(r.value) : failure(c, r);
   })
-  .get('/:id/params/:version', runWorker, async (c) => {
+  .get('/:id/params/:version', runWorker, tagQuery, async (c) => {
     const { bad, stub } = runStub(c);
     if (bad) return c.json(bad, 400);
+    const runId = c.req.param('id');
     const version = Number(c.req.param('version'));
     if (!Number.isInteger(version) || version < 0) return c.json<ErrorBody>({ error: `version '${c.req.param('version')}' is not an integer ≥ 0`, reason: 'version' }, 400);
-    const r = await stub.params(version);
-    if (!r.ok) return failure(c, r);
-    // A version's parameters never change: workers and caches may keep them.
-    return c.body(r.value, 200, { 'content-type': 'application/octet-stream', 'cache-control': 'public, max-age=31536000, immutable' });
+    // Workers send the tag their lease carries, so the coordinator is not asked; without one, it says
+    // which bytes are the current version (or that the version is gone or not there yet).
+    let tag = c.req.valid('query').tag;
+    if (tag === undefined) {
+      const r = await stub.paramsVersion(version);
+      if (!r.ok) return failure(c, r);
+      tag = r.value.tag;
+    }
+    const bytes = await readVersion(c.env.DATA, paramsKey(runId, version, tag));
+    if (!bytes) {
+      const r = await stub.paramsVersion(version);
+      return r.ok ? c.json<ErrorBody>({ error: `parameter version ${version} has no frame tagged ${tag}; the current one is tagged ${r.value.tag}`, reason: 'tag' }, 404) : failure(c, r);
+    }
+    // A version's bytes never change; private: the route needs a token.
+    return c.body(bytes, 200, { 'content-type': 'application/octet-stream', 'cache-control': 'private, max-age=31536000, immutable', 'x-params-tag': tag });
   })
   .post('/:id/leases', runWorker, tooLarge(JSON_LIMIT), workerBody, async (c) => {
     const { bad, stub } = runStub(c);

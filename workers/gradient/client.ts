@@ -4,7 +4,7 @@ import type { DatasetManifest } from '../../shared/data/blocks';
 import { CAPTIONS_PREFIX, type CaptionSetEntry, type CaptionStore, type ClassCaptions } from '../../shared/text/caption-store';
 import type { ImageCaptionIndex, ImageCaptionStore } from '../../shared/text/image-captions';
 import type { Lease, LeaseReply, RunCreated, RunMetrics, RunRequest, RunSpec, RunStatus, SubmitReply } from '../../shared/protocol';
-import { decodeParams, type ParameterSet } from '../../shared/wire';
+import { decodeParams, frameTag, type ParameterSet } from '../../shared/wire';
 import type { AppType } from '../api/app';
 import type { ErrorBody } from '../api/respond';
 
@@ -144,8 +144,16 @@ export class ApiClient {
     return this.client.v1.runs[':id'].spec.$get({ param: { id } }).then((r) => json<RunSpec>(r));
   }
 
-  async params(id: string, version: number): Promise<ParameterSet> {
-    return decodeParams(await this.client.v1.runs[':id'].params[':version'].$get({ param: { id, version: String(version) } }).then(bytes));
+  /**
+   * Parameter version `version`. With `tag` (a lease's paramsTag) it is read from storage without asking
+   * the coordinator, and the bytes must be that frame; without, the coordinator names the current one.
+   */
+  async params(id: string, version: number, tag?: string): Promise<ParameterSet> {
+    const frame = await this.client.v1.runs[':id'].params[':version'].$get({ param: { id, version: String(version) }, query: tag ? { tag } : {} }).then(bytes);
+    if (tag !== undefined && frameTag(frame) !== tag) throw new Error(`parameter version ${version}: got the frame tagged ${frameTag(frame)}, the lease names ${tag}`);
+    const set = decodeParams(frame);
+    if (set.version !== version) throw new Error(`asked for parameter version ${version}, got version ${set.version}`);
+    return set;
   }
 
   lease(id: string): Promise<LeaseReply> {

@@ -111,7 +111,7 @@ export async function workLoop(o: WorkOptions): Promise<WorkReport> {
     const t0 = (t = Date.now());
     leases++;
     try {
-      if (params?.version !== lease.version) params = await o.api.params(o.runId, lease.version);
+      if (params?.version !== lease.version) params = await o.api.params(o.runId, lease.version, lease.paramsTag);
       ms.params += Date.now() - t;
       const ok = await compute(o, spec, lease, params, ms, imageCaptionCache);
       if (ok) accepted++;
