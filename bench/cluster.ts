@@ -6,7 +6,7 @@ import { prepareDataset } from '../cli/prepare';
 import { runRequestOf } from '../cli/start';
 import { IMAGE_BYTES, type Cifar10, type CifarSplit } from '../shared/data/cifar';
 import { mulberry32 } from '../shared/data/shuffle';
-import { FINAL_STATES, type ClusterConfig, type Lease, type StepMetric } from '../shared/protocol';
+import { FINAL_STATES, type ClusterConfig, type Lease, type StepMetric, type StepPhases } from '../shared/protocol';
 import { SEED_TRAIN_CONFIG, type TrainConfig } from '../shared/training/config';
 import { train } from '../shared/training/trainer';
 import { encodeGradient, encodeParams } from '../shared/wire';
@@ -54,12 +54,14 @@ function stepFigures(steps: readonly StepMetric[], batch: number) {
   const intervals = measured.slice(1).map((s, i) => s.at - measured[i].at);
   const stepMs = median(intervals);
   const coordinatorMs = median(measured.map((s) => s.coordinatorMs));
+  const phase = (name: keyof StepPhases) => +median(measured.map((s) => s.phases?.[name] ?? NaN)).toFixed(2);
   return {
     steps: measured.length,
     imagesPerSecond: +((batch * intervals.length * 1000) / intervals.reduce((a, b) => a + b, 0)).toFixed(1),
     medianStepMs: stepMs,
     medianCoordinatorMs: coordinatorMs,
     coordinatorShare: +(coordinatorMs / stepMs).toFixed(3),
+    phasesMs: { decode: phase('decodeMs'), sum: phase('sumMs'), optimizer: phase('optimizerMs'), commit: phase('commitMs'), publish: phase('publishMs') },
   };
 }
 

@@ -13,19 +13,19 @@
 // running sum of the current step's gradients: if the object restarts mid-step, that step's shards are
 // leased again (the data order is deterministic, so the recomputed gradients are the same) and nothing
 // is applied twice. The coordinator hands out parameter versions, not bytes: each applied step is
-// written once to R2, and leases for it go out once it is there. A step is committed before the answer
-// that completed it is acknowledged (every `commitEvery` steps and at every epoch end; in between, a
-// restart re-trains the steps since the last commit, to the same values): its mean gradient goes to the
-// update log beside the new version, and the run row records the step; the full state (parameters and
-// optimizer moments, 3 × 4 bytes per parameter with Adam) is rewritten only every FULL_STATE_EVERY
-// steps, and a restart replays the log over it.
+// offered to the cache and written once to R2 (version-store.ts), and workers read it from there. A
+// step is committed before the answer that completed it is acknowledged (every `commitEvery` steps and
+// at every epoch end; in between, a restart re-trains the steps since the last commit, to the same
+// values): its mean gradient goes to the update log and the run row records the step, one transaction
+// of 4 bytes per parameter; the full state (parameters and optimizer moments, 12 bytes per parameter
+// with Adam) is rewritten only every FULL_STATE_EVERY steps, and a restart replays the log over it.
 import { DurableObject } from 'cloudflare:workers';
 import type { DurableObjectState } from '@cloudflare/workers-types/index';
 import type { DatasetManifest } from '../shared/data/blocks';
 import { trainingLayout } from '../shared/models/compile';
 import { decayMask, initBuffers, initParameters } from '../shared/models/params';
 import { createOptimizer, restoreOptimizer, slotCount } from '../shared/optim/optimizer';
-import { FINAL_STATES, type IssuedLease, type LeaseKind, type LeaseReply, type RunConfig, type RunMetrics, type RunSpec, type RunState, type RunStatus, type SubmitReply } from '../shared/protocol';
+import { FINAL_STATES, type IssuedLease, type LeaseKind, type LeaseReply, type RunConfig, type RunMetrics, type RunSpec, type RunState, type RunStatus, type StepPhases, type SubmitReply } from '../shared/protocol';
 import { snapshotKey } from '../shared/storage-keys';
 import { RunPlan } from '../shared/training/plan';
 import { applyUpdate, type ModelState } from '../shared/training/update';
@@ -78,6 +78,8 @@ interface ActiveRun {
   readonly versions: VersionStore;
   /** The version workers can read; leases wait while the applied step is ahead of it. */
   published?: PublishedVersion;
+  /** The last applied version's R2 write, under way while its successor is computed. */
+  persisting: Promise<void>;
 }
 
 const notFound = () => fail(404, 'unknown run', 'unknown-run');
@@ -109,7 +111,7 @@ export class TrainingCoordinator extends DurableObject<CoordinatorEnv> {
     const model: ModelState = { params: tensors.params, buffers: tensors.buffers, optimizer, mask: decayMask(trainingLayout(train.model).params) };
     const versions = new VersionStore(this.env.DATA, record.runId);
     for (let step = stateAt.step + 1; step <= position.step; step++) {
-      const update = await versions.readUpdate(step);
+      const update = this.store.readUpdate(step);
       applyUpdate(model, update.grads, update.stats, step - 1, train);
     }
     if (optimizer.state.step !== position.optimizerStep) {
@@ -125,7 +127,7 @@ export class TrainingCoordinator extends DurableObject<CoordinatorEnv> {
 
   private activate(record: RunRecord, position: Position, stateAt: StatePoint, model: ModelState, versions = new VersionStore(this.env.DATA, record.runId)): ActiveRun {
     const shards = new ShardPlan(record.spec);
-    return { record, shards, model, position, committed: position, stateAt, versions, sum: this.emptySum(shards, position.step) };
+    return { record, shards, model, position, committed: position, stateAt, versions, sum: this.emptySum(shards, position.step), persisting: Promise.resolve() };
   }
 
   private emptySum(shards: ShardPlan, step: number): StepAggregator {
@@ -375,10 +377,7 @@ export class TrainingCoordinator extends DurableObject<CoordinatorEnv> {
     await this.end(run, 'failed', `training diverged at ${where} (shard ${shard}: ${what}, from ${reports} leases); parameters are those of version ${step}`);
   }
 
-  /**
-   * Ends a run early (cancelled, failed): the last applied step is committed and checkpointed first, as
-   * full state (its update-log write may still be under way when this runs).
-   */
+  /** Ends a run early (cancelled, failed): the last applied step is committed, as full state, and checkpointed. */
   private async end(run: ActiveRun, state: 'cancelled' | 'failed', error: string | null = null): Promise<void> {
     this.store.transaction(() => {
       if (run.committed.step < run.position.step) this.commit(run, true);
@@ -389,11 +388,13 @@ export class TrainingCoordinator extends DurableObject<CoordinatorEnv> {
   }
 
   /**
-   * Applies the complete step, writes its update to the log and the new version to R2 side by side,
-   * commits, and only then hands out leases for the new version: a version workers compute with is
-   * always durable. The answer that completed the step is acknowledged after all of it.
+   * Applies the complete step and commits it (its update-log entry and the run row, one transaction,
+   * milliseconds), then hands out leases for the new version as soon as it is in the cache; its R2
+   * write follows while the next step is computed, and is done before that step is applied. The answer
+   * that completed the step is acknowledged after the commit.
    */
   private async applyStep(run: ActiveRun): Promise<void> {
+    await run.persisting;
     const { sum, shards } = run;
     const { train, cluster } = run.record.spec.config;
     let t = performance.now();
@@ -404,29 +405,14 @@ export class TrainingCoordinator extends DurableObject<CoordinatorEnv> {
     const optimizerMs = performance.now() - t;
     const step = run.position.step + 1;
     const epochEnd = shards.endsEpoch(step);
-    run.position = { step, phase: epochEnd ? 'eval' : 'train', optimizerStep: run.model.optimizer.state.step };
-    run.sum = this.emptySum(shards, step);
-    this.admission.nextStep();
-    this.leases.forgetTrainBefore(step);
-    const [log, version] = await Promise.all([
-      timed(() =>
-        run.versions.logUpdate({ step, grads: mean.grads, stats: mean.stats }).then(
-          () => true,
-          (e: unknown) => {
-            console.error(`run ${run.record.runId}: update log write for step ${step} failed (the full state is written instead): ${String(e)}`);
-            return false;
-          },
-        ),
-      ),
-      timed(() => run.versions.publish(step, run.model.params, run.model.buffers)),
-    ]);
-    // A cancel or failure while the writes were under way has committed the step already (as full state).
-    const ended = FINAL_STATES.includes(run.record.state);
-    t = performance.now();
     const now = Date.now();
+    run.position = { step, phase: epochEnd ? 'eval' : 'train', optimizerStep: run.model.optimizer.state.step };
     run.record.updatedAt = now;
+    t = performance.now();
     this.store.transaction(() => {
-      if (!ended && (epochEnd || step % cluster.commitEvery === 0 || !log.value)) this.commit(run, !log.value);
+      this.store.logUpdate({ step, grads: mean.grads, stats: mean.stats });
+      if (epochEnd || step % cluster.commitEvery === 0) this.commit(run);
+      this.leases.forgetTrainBefore(step);
       this.store.recordStep({
         step,
         epoch: Math.floor((step - 1) / shards.plan.stepsPerEpoch),
@@ -438,11 +424,26 @@ export class TrainingCoordinator extends DurableObject<CoordinatorEnv> {
         workers: mean.workers,
       });
     });
-    const phases = { decodeMs: sum.decodeMs, sumMs, optimizerMs, commitMs: log.ms + performance.now() - t, publishMs: version.ms };
-    this.store.recordCoordinatorMs(step, phases.decodeMs + sumMs + optimizerMs + Math.max(log.ms, version.ms) + performance.now() - t, phases);
-    if (ended) return;
-    this.release(run, version.value);
+    const commitMs = performance.now() - t;
+    run.sum = this.emptySum(shards, step);
+    this.admission.nextStep();
+    t = performance.now();
+    const { version, frame } = run.versions.encode(step, run.model.params, run.model.buffers);
+    await run.versions.cache(version, frame);
+    const cachedMs = performance.now() - t;
+    if (FINAL_STATES.includes(run.record.state)) return;
+    this.release(run, version);
     if (step % cluster.snapshotEvery === 0) this.snapshot(run);
+    const critical: StepPhases = { decodeMs: sum.decodeMs, sumMs, optimizerMs, commitMs, publishMs: cachedMs };
+    run.persisting = this.storeVersion(run, step, version, frame, critical);
+    this.ctx.waitUntil(run.persisting);
+  }
+
+  /** Writes a version to R2 (beside the next step's compute), then records the step's timings. */
+  private async storeVersion(run: ActiveRun, step: number, version: PublishedVersion, frame: Uint8Array<ArrayBuffer>, critical: StepPhases): Promise<void> {
+    const stored = await timed(() => run.versions.store(version, frame));
+    const phases: StepPhases = { ...critical, publishMs: critical.publishMs + stored.ms };
+    this.store.recordCoordinatorMs(step, critical.decodeMs + critical.sumMs + critical.optimizerMs + critical.commitMs + critical.publishMs, phases);
   }
 
   /** Writes the applied step's parameters to R2 and hands out leases for them. */
@@ -488,7 +489,7 @@ export class TrainingCoordinator extends DurableObject<CoordinatorEnv> {
       const { params, buffers, optimizer } = run.model;
       run.stateAt = { step: run.position.step, optimizerStep: optimizer.state.step };
       this.store.writeTensors({ params, buffers, slots: optimizer.state.slots }, run.stateAt);
-      this.ctx.waitUntil(run.versions.forgetUpdatesThrough(run.stateAt.step));
+      this.store.forgetUpdatesThrough(run.stateAt.step);
     }
     run.committed = run.position;
     this.store.writeRun(run.record, run.committed);

@@ -4,6 +4,7 @@
 // them commit together (and `transaction` makes that explicit where it matters).
 import type { DurableObjectStorage, SqlStorage } from '@cloudflare/workers-types/index';
 import type { LeaseKind, RunSpec, RunState, StepPhases } from '../shared/protocol';
+import { decodeUpdate, encodeUpdate, type StepUpdate } from '../shared/wire';
 import { migrate } from './schema';
 
 /** A run as the API knows it: identity, spec and lifecycle state. */
@@ -196,13 +197,43 @@ export class RunStore {
       .map((r) => ({ epoch: r.epoch, trainLoss: r.train_loss ?? NaN, trainAccuracy: r.train_accuracy ?? NaN, testLoss: r.test_loss, testAccuracy: r.test_accuracy }));
   }
 
-  private writeTensor(name: string, data: Float32Array): void {
-    const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
-    const chunks = Math.ceil(bytes.byteLength / CHUNK_BYTES);
-    for (let c = 0; c < chunks; c++) {
-      const part = bytes.slice(c * CHUNK_BYTES, Math.min(bytes.byteLength, (c + 1) * CHUNK_BYTES));
-      this.sql.exec('INSERT OR REPLACE INTO tensors (name, chunk, data) VALUES (?, ?, ?)', name, c, part.buffer);
+  /** Appends the update that produced version `update.step` to the log. */
+  logUpdate(update: StepUpdate): void {
+    const chunks = this.writeChunks(encodeUpdate(update), (c, part) => this.sql.exec('INSERT OR REPLACE INTO update_log (step, chunk, data) VALUES (?, ?, ?)', update.step, c, part));
+    this.sql.exec('DELETE FROM update_log WHERE step = ? AND chunk >= ?', update.step, chunks);
+  }
+
+  /** The logged update that produced version `step` (its frame's checksum checked). */
+  readUpdate(step: number): StepUpdate {
+    const rows = this.sql.exec<{ data: ArrayBuffer }>('SELECT data FROM update_log WHERE step = ? ORDER BY chunk', step).toArray();
+    if (!rows.length) throw new Error(`the update log has no entry for step ${step}`);
+    const bytes = new Uint8Array(rows.reduce((n, r) => n + r.data.byteLength, 0));
+    let at = 0;
+    for (const r of rows) {
+      bytes.set(new Uint8Array(r.data), at);
+      at += r.data.byteLength;
     }
+    const update = decodeUpdate(bytes);
+    if (update.step !== step) throw new Error(`update log entry ${step} holds step ${update.step}`);
+    return update;
+  }
+
+  /** Drops the log's entries for steps ≤ `step` (the full state now covers them). */
+  forgetUpdatesThrough(step: number): void {
+    this.sql.exec('DELETE FROM update_log WHERE step <= ?', step);
+  }
+
+  /** Writes `bytes` as rows below SQLite's row limit; returns how many. */
+  private writeChunks(bytes: Uint8Array, write: (chunk: number, part: ArrayBuffer) => void): number {
+    const chunks = Math.ceil(bytes.byteLength / CHUNK_BYTES);
+    for (let c = 0; c < chunks; c++) write(c, bytes.slice(c * CHUNK_BYTES, Math.min(bytes.byteLength, (c + 1) * CHUNK_BYTES)).buffer);
+    return chunks;
+  }
+
+  private writeTensor(name: string, data: Float32Array): void {
+    const chunks = this.writeChunks(new Uint8Array(data.buffer, data.byteOffset, data.byteLength), (c, part) =>
+      this.sql.exec('INSERT OR REPLACE INTO tensors (name, chunk, data) VALUES (?, ?, ?)', name, c, part),
+    );
     this.sql.exec('DELETE FROM tensors WHERE name = ? AND chunk >= ?', name, chunks);
   }
 

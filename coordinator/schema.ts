@@ -54,6 +54,8 @@ const MIGRATIONS: readonly (readonly string[])[] = [
     `UPDATE run SET state_step = step, state_optimizer_step = optimizer_step`,
     // Where the coordinator's time on a step went: JSON StepPhases; NULL for steps before this.
     `ALTER TABLE step_metrics ADD COLUMN phases TEXT`,
+    // The update log: each step's mean gradient and statistics since the full state (an update frame, in chunks).
+    `CREATE TABLE update_log (step INTEGER NOT NULL, chunk INTEGER NOT NULL, data BLOB NOT NULL, PRIMARY KEY (step, chunk))`,
   ],
 ];
 

@@ -1,14 +1,11 @@
-// What the coordinator keeps in R2 rather than in itself, so that neither its egress nor its storage
-// writes grow with the number of workers or the model's optimizer state:
-//   parameter versions  written once per step; workers read them through the API from R2 (and the
-//                       Cache API), never from the Durable Object. Named by run, version and the
-//                       frame's checksum, so a cached copy can never stand for other bytes.
-//   the update log      each step's mean gradient and batch statistics: with the full state written
-//                       every few steps, a step is durable with one 2.6 MB write instead of 7.9 MB
-//                       (parameters + Adam's two moments), and a restart replays the log.
+// Parameter versions, where workers read them without the coordinator: written once per step to R2
+// (and offered to the data center's cache first), read by workers through the API, never from the
+// Durable Object, so its egress does not grow with the number of workers. Named by run, version and
+// the frame's checksum, so a cached copy can never stand for other bytes.
 import type { R2Bucket } from '@cloudflare/workers-types/index';
-import { paramsKey, paramsPrefix, updateKey, updatesPrefix } from '../shared/storage-keys';
-import { decodeUpdate, encodeParams, encodeUpdate, frameTag, type StepUpdate } from '../shared/wire';
+import { paramsKey, paramsPrefix } from '../shared/storage-keys';
+import { encodeParams, frameTag } from '../shared/wire';
+import { cachePut } from '../shared/params-cache';
 
 export interface PublishedVersion {
   readonly version: number;
@@ -22,26 +19,32 @@ export class VersionStore {
     private readonly runId: string,
   ) {}
 
-  /** Writes version `version` of the parameters; resolves once workers can read it. */
-  async publish(version: number, params: Float32Array, buffers: Float32Array): Promise<PublishedVersion> {
+  /** Version `version`'s frame and its name. */
+  encode(version: number, params: Float32Array, buffers: Float32Array): { version: PublishedVersion; frame: Uint8Array<ArrayBuffer> } {
     const frame = encodeParams({ version, params, buffers });
-    const tag = frameTag(frame);
-    await this.bucket.put(paramsKey(this.runId, version, tag), frame);
-    return { version, tag };
+    return { version: { version, tag: frameTag(frame) }, frame };
   }
 
-  /** Appends one step's update to the log; resolves once it is durable. */
-  async logUpdate(update: StepUpdate): Promise<void> {
-    await this.bucket.put(updateKey(this.runId, update.step), encodeUpdate(update));
+  /**
+   * Offers a version to this data center's cache, where the API looks first: milliseconds, where an R2
+   * write of megabytes takes tens. It may store nothing (on *.workers.dev the Cache API does nothing),
+   * so readers fall back to R2 and wait there for `store`.
+   */
+  async cache(version: PublishedVersion, frame: Uint8Array<ArrayBuffer>): Promise<void> {
+    const key = paramsKey(this.runId, version.version, version.tag);
+    await cachePut(key, frame);
   }
 
-  /** The logged update that produced version `step`. */
-  async readUpdate(step: number): Promise<StepUpdate> {
-    const object = await this.bucket.get(updateKey(this.runId, step));
-    if (!object) throw new Error(`run ${this.runId}: the update log has no entry for step ${step} (${updateKey(this.runId, step)})`);
-    const update = decodeUpdate(new Uint8Array(await object.arrayBuffer()));
-    if (update.step !== step) throw new Error(`run ${this.runId}: update log entry ${updateKey(this.runId, step)} holds step ${update.step}`);
-    return update;
+  /** Writes a version to R2, where every worker can read it. */
+  async store(version: PublishedVersion, frame: Uint8Array<ArrayBuffer>): Promise<void> {
+    await this.bucket.put(paramsKey(this.runId, version.version, version.tag), frame);
+  }
+
+  /** Encodes, caches and stores version `version`; resolves once it is in R2. */
+  async publish(version: number, params: Float32Array, buffers: Float32Array): Promise<PublishedVersion> {
+    const encoded = this.encode(version, params, buffers);
+    await Promise.all([this.cache(encoded.version, encoded.frame), this.store(encoded.version, encoded.frame)]);
+    return encoded.version;
   }
 
   /** Deletes one parameter version. */
@@ -53,12 +56,6 @@ export class VersionStore {
   forgetVersions(keep?: PublishedVersion): Promise<void> {
     const kept = keep && paramsKey(this.runId, keep.version, keep.tag);
     return this.deleteUnder(paramsPrefix(this.runId), (key) => key !== kept);
-  }
-
-  /** Deletes the log's entries for steps ≤ `step` (the full state now covers them). */
-  forgetUpdatesThrough(step: number): Promise<void> {
-    const last = updateKey(this.runId, step);
-    return this.deleteUnder(updatesPrefix(this.runId), (key) => key <= last);
   }
 
   private async deleteUnder(prefix: string, doomed: (key: string) => boolean): Promise<void> {

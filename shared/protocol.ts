@@ -262,7 +262,10 @@ export interface StepMetric {
   readonly images: number;
   /** Wall milliseconds from the step's first lease to its commit. */
   readonly stepMs: number;
-  /** The coordinator's own time for the step: aggregation, optimizer and storage. */
+  /**
+   * The coordinator's time on the step's critical path: checking and summing answers, the optimizer,
+   * and handing the new version to the cache. Its R2 writes run beside the next step (`phases`).
+   */
   readonly coordinatorMs: number;
   /** Where that time went (absent for steps recorded before this was kept). */
   readonly phases?: StepPhases;
@@ -278,9 +281,9 @@ export interface StepPhases {
   /** Adding them into the float64 sum, and taking the mean. */
   readonly sumMs: number;
   readonly optimizerMs: number;
-  /** Making the step durable: its update-log write (and the full state when due); wall time, beside publishing. */
+  /** Making the step durable: its update-log write to R2 and the commit (wall time, beside the next step's compute). */
   readonly commitMs: number;
-  /** Encoding the new parameter version and writing it to R2; wall time, beside committing. */
+  /** Encoding the new version, the cache put (on the critical path), then its R2 write (beside the next step). */
   readonly publishMs: number;
 }
 

@@ -8,6 +8,3 @@ export const runIndexKey = (runId: string) => `${RUN_INDEX_PREFIX}${runId}`;
 /** A committed parameter version: immutable, named by run, version and the frame's checksum (its tag). */
 export const paramsPrefix = (runId: string) => `runs/${runId}/params/`;
 export const paramsKey = (runId: string, version: number, tag: string) => `${paramsPrefix(runId)}${String(version).padStart(8, '0')}-${tag}.etpv`;
-/** The update log: each step's mean gradient since the coordinator's last full state. */
-export const updatesPrefix = (runId: string) => `runs/${runId}/updates/`;
-export const updateKey = (runId: string, step: number) => `${updatesPrefix(runId)}${String(step).padStart(8, '0')}.etup`;

@@ -16,7 +16,7 @@ import { placeholderCaptionSet } from '../../shared/training/caption-feed';
 import { requireAccess, requireLeaseToken, workerIdOf } from './auth';
 import { kvCaptionStore, kvHead } from './captions';
 import { findManifest } from './datasets';
-import { readVersion } from './params-cache';
+import { readVersion } from '../../shared/params-cache';
 import type { Outcome } from '../../coordinator/outcome';
 import { coordinator, failure, runIdError, type CoordinatorRpc, type ErrorBody } from './respond';
 
@@ -42,6 +42,9 @@ const workerBody = zValidator('json', z.object({ worker: z.string().regex(/^[A-Z
 const sinceQuery = zValidator('query', z.object({ since: z.coerce.number().int().min(-1).optional() }).strict(), (result, c) => {
   if (!result.success) return c.json<ErrorBody>({ error: 'invalid query', reason: 'query', issues: issuesOf(result.error) }, 400);
 });
+
+/** How long a read of the current version waits for its R2 write (tens of ms for megabytes) before answering 503. */
+const STORE_WAIT_MS = 2000;
 
 const tagQuery = zValidator('query', z.object({ tag: z.string().regex(/^[0-9a-f]{8}$/, 'must be 8 hex digits: the paramsTag of a lease').optional() }).strict(), (result, c) => {
   if (!result.success) return c.json<ErrorBody>({ error: 'invalid query', reason: 'query', issues: issuesOf(result.error) }, 400);
@@ -185,10 +188,18 @@ export const runs = new Hono<App>()
       if (!r.ok) return failure(c, r);
       tag = r.value.tag;
     }
-    const bytes = await readVersion(c.env.DATA, paramsKey(runId, version, tag));
+    const key = paramsKey(runId, version, tag);
+    let bytes = await readVersion(c.env.DATA, key);
     if (!bytes) {
       const r = await stub.paramsVersion(version);
-      return r.ok ? c.json<ErrorBody>({ error: `parameter version ${version} has no frame tagged ${tag}; the current one is tagged ${r.value.tag}`, reason: 'tag' }, 404) : failure(c, r);
+      if (!r.ok) return failure(c, r);
+      if (r.value.tag !== tag) return c.json<ErrorBody>({ error: `parameter version ${version} has no frame tagged ${tag}; the current one is tagged ${r.value.tag}`, reason: 'tag' }, 404);
+      // The current version, not in this data center's cache and still being written to R2.
+      bytes = await readVersion(c.env.DATA, key, STORE_WAIT_MS);
+      if (!bytes) {
+        c.header('retry-after', '1');
+        return c.json<ErrorBody>({ error: `parameter version ${version} is still being written; ask again`, reason: 'writing' }, 503);
+      }
     }
     // A version's bytes never change; private: the route needs a token.
     return c.body(bytes, 200, { 'content-type': 'application/octet-stream', 'cache-control': 'private, max-age=31536000, immutable', 'x-params-tag': tag });
