@@ -2,12 +2,14 @@
 import { benchBundle } from './bundle';
 import { benchCaptions } from './caption-precompute';
 import { benchCluster } from './cluster';
+import { benchCommit } from './commit';
 import { benchStep } from './step';
 
 const BENCHES: Record<string, (args: string[], print: (o: object) => void) => Promise<void>> = {
   step: benchStep,
   bundle: benchBundle,
   cluster: benchCluster,
+  commit: benchCommit,
   captions: benchCaptions,
 };
 

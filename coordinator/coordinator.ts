@@ -35,7 +35,7 @@ import type { CoordinatorEnv } from './env';
 import { LONG_POLL_MS, LeaseScheduler, pickShard, type LeaseRow } from './lease-scheduler';
 import { l2Norm } from './norm-guard';
 import { fail, ok, type Failure, type Outcome } from './outcome';
-import { RunStore, type Position, type RunRecord, type StatePoint } from './run-store';
+import { FULL_STATE_EVERY, RunStore, type Position, type RunRecord, type StatePoint } from './run-store';
 import { ShardPlan } from './shard-plan';
 import { checkpointBytes, exportModel, indexRun } from './snapshots';
 import { evalMetrics, runStatus, stepMetrics } from './status';
@@ -45,13 +45,6 @@ import { workerSummaries } from './worker-record';
 
 /** Workers seen within this window count as active. */
 const ACTIVE_WINDOW_MS = 15_000;
-
-/**
- * Steps between rewrites of the full state; the update log covers the steps in between. A restart
- * replays at most this many optimizer steps (a few ms each for seed-cnn); 32 makes the rewrite's
- * 7.9 MB (seed-cnn with Adam) cost ~0.25 MB per step.
- */
-const FULL_STATE_EVERY = 32;
 
 /** How soon a lease request that found the current version not yet published asks again. */
 const PUBLISH_WAIT_MS = 50;
