@@ -263,8 +263,8 @@ export interface StepMetric {
   /** Wall milliseconds from the step's first lease to its commit. */
   readonly stepMs: number;
   /**
-   * The coordinator's time on the step's critical path: checking and summing answers, the optimizer,
-   * and handing the new version to the cache. Its R2 writes run beside the next step (`phases`).
+   * The coordinator object's own work on the step: checking and summing answers, the optimizer, the
+   * commit and encoding the new version. Handing the version to the cache and to R2 is I/O (`phases`).
    */
   readonly coordinatorMs: number;
   /** Where that time went (absent for steps recorded before this was kept). */
@@ -283,7 +283,7 @@ export interface StepPhases {
   readonly optimizerMs: number;
   /** Making the step durable: its update-log write to R2 and the commit (wall time, beside the next step's compute). */
   readonly commitMs: number;
-  /** Encoding the new version, the cache put (on the critical path), then its R2 write (beside the next step). */
+  /** Encoding the new version and the cache put (before leases for it go out), then its R2 write (beside the next step). */
   readonly publishMs: number;
 }
 
