@@ -126,7 +126,7 @@ describe.skipIf(WITHOUT_CHROMIUM)('browser worker page in headless Chromium', ()
       } else if (res.status === 200 && req.method === 'POST' && /\/leases$/.test(req.path)) {
         const reply = JSON.parse(new TextDecoder().decode(res.body)) as LeaseReply;
         if (reply.type === 'lease') c.leases.set(reply.lease.leaseId, { worker, lease: reply.lease });
-      } else if (res.status === 200 && req.method === 'GET' && /\/params\/\d+$/.test(req.path)) {
+      } else if (res.status === 200 && req.method === 'GET' && /\/params\/\d+(\?|$)/.test(req.path)) {
         const p = decodeParams(res.body.slice());
         c.params.set(p.version, p);
       }

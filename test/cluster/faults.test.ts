@@ -170,7 +170,7 @@ describe('fault injection: the run survives and learns exactly what a fault-free
     // The first workerd worker's invocation throws: its parameter fetch after step 2 answers 500.
     let thrown = false;
     const throwOnce: FaultHook = async (req, forward) => {
-      if (!thrown && req.method === 'GET' && /\/params\/[3-9]$/.test(req.path) && workerOf(req).startsWith('worker-')) {
+      if (!thrown && req.method === 'GET' && /\/params\/[3-9](\?|$)/.test(req.path) && workerOf(req).startsWith('worker-')) {
         thrown = true;
         return { status: 500, headers: { 'content-type': 'application/json' }, body: new TextEncoder().encode('{"error":"injected"}') };
       }
