@@ -5,7 +5,7 @@
 import type { R2Bucket } from '@cloudflare/workers-types/index';
 import { paramsKey, paramsPrefix } from '../shared/storage-keys';
 import { encodeParams, frameTag } from '../shared/wire';
-import { cachePut } from '../shared/params-cache';
+import { cacheDelete, cachePut } from '../shared/params-cache';
 
 export interface PublishedVersion {
   readonly version: number;
@@ -47,9 +47,10 @@ export class VersionStore {
     return encoded.version;
   }
 
-  /** Deletes one parameter version. */
-  forget(version: PublishedVersion): Promise<void> {
-    return this.bucket.delete(paramsKey(this.runId, version.version, version.tag));
+  /** Deletes one parameter version, from R2 and from this data center's cache. */
+  async forget(version: PublishedVersion): Promise<void> {
+    const key = paramsKey(this.runId, version.version, version.tag);
+    await Promise.all([this.bucket.delete(key), cacheDelete(key)]);
   }
 
   /** Deletes parameter versions other than `keep` (every version when omitted). */

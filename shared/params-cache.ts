@@ -8,10 +8,14 @@ import type { R2Bucket } from '@cloudflare/workers-types/index';
 /** The cache key: not a routable URL, so only this code can fill it, and no token is part of it. */
 const cacheUrl = (key: string) => `https://params.edgetrain.internal/${key}`;
 
-/** How long a data center keeps a version: a step takes seconds, so minutes cover every worker's read. */
-const CACHE_SECONDS = 600;
+/** How long a data center keeps a version at most (the coordinator deletes it once it is superseded). */
+const CACHE_SECONDS = 120;
 
 const defaultCache = (): Cache | undefined => (typeof caches === 'undefined' ? undefined : (caches as unknown as { default: Cache }).default);
+
+export async function cacheDelete(key: string): Promise<void> {
+  await defaultCache()?.delete(cacheUrl(key));
+}
 
 export async function cachePut(key: string, bytes: Uint8Array<ArrayBuffer>): Promise<void> {
   await defaultCache()?.put(cacheUrl(key), new Response(bytes, { headers: { 'cache-control': `public, max-age=${CACHE_SECONDS}` } }));
