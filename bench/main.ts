@@ -3,6 +3,7 @@ import { benchBundle } from './bundle';
 import { benchCaptions } from './caption-precompute';
 import { benchCluster } from './cluster';
 import { benchCommit } from './commit';
+import { benchCoordinator } from './coordinator';
 import { benchStep } from './step';
 
 const BENCHES: Record<string, (args: string[], print: (o: object) => void) => Promise<void>> = {
@@ -10,6 +11,7 @@ const BENCHES: Record<string, (args: string[], print: (o: object) => void) => Pr
   bundle: benchBundle,
   cluster: benchCluster,
   commit: benchCommit,
+  coordinator: benchCoordinator,
   captions: benchCaptions,
 };
 
