@@ -10,7 +10,8 @@
 // The same file measures the design before parameters left the coordinator (commit d4d1b53): it only
 // imports what existed there, and tells the designs apart by whether leases carry a `paramsTag`:
 //   git worktree add /tmp/before d4d1b53 && ln -s "$PWD/node_modules" /tmp/before/node_modules
-//   cp bench/coordinator.ts /tmp/before/bench/ && (cd /tmp/before && npx tsx bench/coordinator.ts)
+//   cp bench/coordinator.ts /tmp/before/bench/ && cd /tmp/before && npx tsx -e "import('./bench/coordinator.ts')
+//     .then((m) => m.benchCoordinator([], (o) => console.log(JSON.stringify(o)))).then(() => process.exit(0))"
 import { startCoordinator } from '../cli/cluster/local';
 import { prepareDataset } from '../cli/prepare';
 import { IMAGE_BYTES, type Cifar10 } from '../shared/data/cifar';
