@@ -12,10 +12,12 @@ export const CLUSTER_FLAGS = {
   'commit-every': { type: 'string' },
   'snapshot-every': { type: 'string' },
   workers: { type: 'string' },
+  aggregators: { type: 'string' },
 } as const;
 
 export const CLUSTER_USAGE = `  --micro-batch N (32)   examples per lease      --graph-batch N   examples per graph run inside a lease (accumulated)
-  --lease-ms N (30000)  --commit-every N (1)  --snapshot-every N (100)`;
+  --lease-ms N (30000)  --commit-every N (1)  --snapshot-every N (100)
+  --aggregators N (0)    aggregator objects summing each step's gradients (shard s → s mod N) before the coordinator`;
 
 export const RUN_FLAGS = {
   ...CONFIG_FLAGS,
@@ -57,6 +59,7 @@ export function clusterFromValues(v: Values, defaults: Partial<ClusterConfig> = 
     ['commit-every', 'commitEvery'],
     ['snapshot-every', 'snapshotEvery'],
     ['workers', 'workers'],
+    ['aggregators', 'aggregators'],
   ];
   const cluster: Partial<Record<keyof ClusterConfig, number>> = { ...defaults };
   for (const [flag, field] of fields) {

@@ -43,7 +43,7 @@ const FLAGS = {
 } as const;
 
 /** The flags that describe the run `start` creates; --serve creates none. */
-const RUN_ONLY = [...Object.keys(CONFIG_FLAGS), 'micro-batch', 'graph-batch', 'lease-ms', 'commit-every', 'snapshot-every', 'data', 'out', 'keep', 'run', 'captions', 'image-captions'];
+const RUN_ONLY = [...Object.keys(CONFIG_FLAGS), 'micro-batch', 'graph-batch', 'lease-ms', 'commit-every', 'snapshot-every', 'aggregators', 'data', 'out', 'keep', 'run', 'captions', 'image-captions'];
 
 /** How often a serving cluster looks for runs to launch its workers on. */
 const LAUNCH_POLL_MS = 2000;

@@ -29,7 +29,8 @@ import { FINAL_STATES, type IssuedLease, type LeaseKind, type LeaseReply, type R
 import { snapshotKey } from '../shared/storage-keys';
 import { RunPlan } from '../shared/training/plan';
 import { applyUpdate, type ModelState } from '../shared/training/update';
-import { decodeEval, decodeGradient } from '../shared/wire';
+import { decodeEval, decodeGradient, WireError, type WireErrorReason } from '../shared/wire';
+import { groupShards, type GroupPartial, type GroupRound, type ShardAdmission, type ShardCheck } from './aggregation';
 import { Admission, DIVERGENCE_REPORTS, answerableLease, evalProblem, frameVerdict, gradientShapeProblem, nonFiniteIn, wireFailure, type FrameHead } from './admission';
 import type { CoordinatorEnv } from './env';
 import { LONG_POLL_MS, LeaseScheduler, pickShard, type LeaseRow } from './lease-scheduler';
@@ -59,6 +60,20 @@ const timed = async <T>(work: () => Promise<T>): Promise<{ value: T; ms: number 
   return { value, ms: performance.now() - t0 };
 };
 
+/** An answer an aggregator holds: admitted here, counted once its group's partial arrives. */
+interface PendingShard {
+  readonly group: number;
+  readonly worker: string;
+  readonly leaseId: string;
+  readonly at: number;
+}
+
+/**
+ * How long after a group's last shard was admitted its partial sum may take before the group counts as
+ * lost and is leased again. A partial normally follows its last shard within milliseconds.
+ */
+const REOPEN_AFTER_MS = 5_000;
+
 /** A run loaded into memory. */
 interface ActiveRun {
   readonly record: RunRecord;
@@ -74,6 +89,11 @@ interface ActiveRun {
   readonly versions: VersionStore;
   /** The version workers can read; leases wait while the applied step is ahead of it. */
   published?: PublishedVersion;
+  /** Answers admitted through an aggregator and not yet summed: shard → where it went. */
+  pending: Map<number, PendingShard>;
+  /** When the current step's answers started (its groups' first round), and groups given a new round since. */
+  roundBase: GroupRound;
+  rounds: Map<number, GroupRound>;
   /** The last applied version's R2 write, under way while its successor is computed. */
   persisting: Promise<void>;
 }
@@ -123,7 +143,15 @@ export class TrainingCoordinator extends DurableObject<CoordinatorEnv> {
 
   private activate(record: RunRecord, position: Position, stateAt: StatePoint, model: ModelState, versions = new VersionStore(this.env.DATA, record.runId)): ActiveRun {
     const shards = new ShardPlan(record.spec);
-    return { record, shards, model, position, committed: position, stateAt, versions, sum: this.emptySum(shards, position.step), persisting: Promise.resolve() };
+    return { record, shards, model, position, committed: position, stateAt, versions, sum: this.emptySum(shards, position.step), pending: new Map(), roundBase: Date.now(), rounds: new Map(), persisting: Promise.resolve() };
+  }
+
+  /** Forgets the current step's answers (applied, or to be taken again). */
+  private newStep(run: ActiveRun): void {
+    run.sum = this.emptySum(run.shards, run.position.step);
+    run.pending = new Map();
+    run.roundBase = Math.max(Date.now(), run.roundBase + 1);
+    run.rounds = new Map();
   }
 
   private emptySum(shards: ShardPlan, step: number): StepAggregator {
@@ -174,7 +202,7 @@ export class TrainingCoordinator extends DurableObject<CoordinatorEnv> {
     const run = this.run;
     if (!run) return notFound();
     if (run.record.state !== 'cancelled') return fail(409, `only a cancelled run can be resumed; this one is ${run.record.state}`, 'not-cancelled');
-    run.sum = this.emptySum(run.shards, run.position.step);
+    this.newStep(run);
     if (run.published?.version !== run.position.step) await this.publish(run);
     this.setState(run, run.position.step === 0 && run.position.phase === 'train' ? 'created' : 'training');
     await indexRun(this.env.KV, run.record);
@@ -248,22 +276,15 @@ export class TrainingCoordinator extends DurableObject<CoordinatorEnv> {
 
   async submitGradient(leaseId: string, body: ArrayBuffer, worker: string): Promise<Outcome<SubmitReply>> {
     const t0 = performance.now();
-    const admitted = this.admit(leaseId, body, worker, 'train', decodeGradient);
+    const admitted = this.admit(leaseId, worker, 'train', () => decodeGradient(new Uint8Array(body)));
     if (!('frame' in admitted)) return admitted;
     const { run, frame: s, lease } = admitted;
     const { sum } = run;
-    const refuse = (f: Failure) => this.refuse(worker, f, leaseId);
-    const shape = gradientShapeProblem(s, run.record.spec);
-    if (shape) return refuse(shape);
+    const { aggregators } = run.record.spec.config.cluster;
+    if (aggregators) return this.refuse(worker, fail(400, `this run sums shard ${s.shard}'s answers in aggregator ${s.shard % aggregators}: send the lease's aggregator as x-aggregator`, 'aggregator'), leaseId);
     const norm = l2Norm(s.grads);
-    const nonFinite = nonFiniteIn(s, norm);
-    if (nonFinite) {
-      await this.noteNonFinite(run, 'train', s.shard, leaseId, nonFinite);
-      return refuse(fail(422, nonFinite, 'non-finite'));
-    }
-    const absurd = this.admission.norms.check(s.step, s.shard, worker, norm);
-    if (absurd) return refuse(fail(422, absurd, 'norm'));
-    this.admission.norms.accepted(norm);
+    const problem = await this.gradientProblem(run, s, worker, leaseId, norm, nonFiniteIn(s, norm), gradientShapeProblem(s, run.record.spec));
+    if (problem) return problem;
     const t1 = performance.now();
     sum.add({ shard: s.shard, worker, loss: s.loss, correct: s.correct, grads: s.grads, stats: s.stats });
     sum.decodeMs += t1 - t0;
@@ -273,8 +294,58 @@ export class TrainingCoordinator extends DurableObject<CoordinatorEnv> {
     return ok({ accepted: true, version: run.position.step });
   }
 
+  /**
+   * Whether an answer an aggregator has read counts (`count`); it then stays pending here until its
+   * group's partial sum arrives (`submitPartial`). The same rules as `submitGradient`, on the head.
+   */
+  async admitShard(leaseId: string, worker: string, group: number, check: ShardCheck): Promise<Outcome<ShardAdmission>> {
+    const t0 = performance.now();
+    const admitted = this.admit(leaseId, worker, 'train', () => {
+      if (check.kind === 'unreadable') throw new WireError(check.reason as WireErrorReason, check.message);
+      return check.head;
+    });
+    if (!('frame' in admitted)) return admitted.ok ? ok({ reply: admitted.value, count: false, round: 0 }) : admitted;
+    const { run, frame: s, lease } = admitted;
+    const { aggregators } = run.record.spec.config.cluster;
+    if (s.shard % aggregators !== group) {
+      const why = aggregators ? `shard ${s.shard} is summed by aggregator ${s.shard % aggregators}, not ${group}` : 'this run has no aggregators: post gradients without x-aggregator';
+      return this.refuse(worker, fail(400, why, 'aggregator'), leaseId);
+    }
+    // An unreadable answer was refused by admit.
+    const { norm, nonFinite, shape } = check as Extract<ShardCheck, { kind: 'frame' }>;
+    const problem = await this.gradientProblem(run, s, worker, leaseId, norm, nonFinite, shape);
+    if (problem) return problem;
+    const now = Date.now();
+    run.pending.set(s.shard, { group, worker, leaseId, at: now });
+    this.answered(run, lease, worker);
+    run.sum.decodeMs += performance.now() - t0;
+    if (groupShards(group, aggregators, run.shards.trainShards).every((shard) => run.pending.has(shard))) await this.leases.armFor(now + REOPEN_AFTER_MS);
+    return ok({ reply: { accepted: true, version: run.position.step }, count: true, round: this.roundOf(run, group) });
+  }
+
+  /** One aggregator's sum of its group's admitted answers for the current step; the step is applied once every group's is in. */
+  async submitPartial(p: GroupPartial): Promise<Outcome<SubmitReply>> {
+    const run = this.run;
+    if (!run) return notFound();
+    if (FINAL_STATES.includes(run.record.state)) return fail(409, `run is ${run.record.state}; nothing more is accepted`, 'finished');
+    const stale = fail(409, `aggregator ${p.group}'s sum for step ${p.step} is stale: the run is at step ${run.position.step}, or those shards were leased again`, 'stale');
+    if (p.step !== run.sum.step || run.position.phase !== 'train' || p.round !== this.roundOf(run, p.group) || p.shards.length !== p.leases.length) return stale;
+    for (const [i, s] of p.shards.entries()) {
+      const pending = run.pending.get(s.shard);
+      if (!pending || pending.group !== p.group || pending.leaseId !== p.leases[i] || pending.worker !== s.worker) return stale;
+    }
+    const { sum } = run;
+    const t0 = performance.now();
+    sum.addPartial(p);
+    for (const s of p.shards) run.pending.delete(s.shard);
+    sum.sumMs += performance.now() - t0;
+    sum.aggregatorMs += p.decodeMs + p.sumMs;
+    if (sum.complete) await this.applyStep(run);
+    return ok({ accepted: true, version: run.position.step });
+  }
+
   async submitEval(leaseId: string, body: ArrayBuffer, worker: string): Promise<Outcome<SubmitReply>> {
-    const admitted = this.admit(leaseId, body, worker, 'eval', decodeEval);
+    const admitted = this.admit(leaseId, worker, 'eval', () => decodeEval(new Uint8Array(body)));
     if (!('frame' in admitted)) return admitted;
     const { run, frame: s, lease } = admitted;
     const problem = evalProblem(s, run.shards.evalRange(s.shard).count);
@@ -289,10 +360,46 @@ export class TrainingCoordinator extends DurableObject<CoordinatorEnv> {
     return ok({ accepted: true, version: run.position.step });
   }
 
-  /** Expires due leases (their shards go to other workers), wakes long polls, re-arms for the next deadline. */
+  /**
+   * Expires due leases (their shards go to other workers), leases again the shards of groups whose
+   * partial sum never came, wakes long polls, re-arms for the next deadline.
+   */
   async alarm(): Promise<void> {
-    const next = this.leases.expireDue(Date.now());
-    if (next !== null && this.run && !FINAL_STATES.includes(this.run.record.state)) await this.leases.armFor(next);
+    const now = Date.now();
+    const expiry = this.leases.expireDue(now);
+    const run = this.run;
+    if (!run || FINAL_STATES.includes(run.record.state)) return;
+    const reopen = this.reopenLostGroups(run, now);
+    const next = Math.min(expiry ?? Infinity, reopen ?? Infinity);
+    if (Number.isFinite(next)) await this.leases.armFor(next);
+  }
+
+  /**
+   * A group whose every shard was admitted REOPEN_AFTER_MS ago without its partial sum arriving lost
+   * it (an aggregator evicted or restarted): its shards are leased again (they recompute to the same
+   * values). Returns when to look again, or null.
+   */
+  private reopenLostGroups(run: ActiveRun, now: number): number | null {
+    const { aggregators } = run.record.spec.config.cluster;
+    let next: number | null = null;
+    for (let group = 0; group < aggregators && run.pending.size; group++) {
+      const members = groupShards(group, aggregators, run.shards.trainShards);
+      const pending = members.map((shard) => run.pending.get(shard));
+      if (pending.some((p) => !p)) continue;
+      const readyAt = Math.max(...pending.map((p) => p!.at));
+      if (now - readyAt < REOPEN_AFTER_MS) {
+        next = Math.min(next ?? Infinity, readyAt + REOPEN_AFTER_MS);
+        continue;
+      }
+      console.warn(`run ${run.record.runId}: aggregator ${group}'s sum for step ${run.position.step} did not arrive within ${REOPEN_AFTER_MS} ms; leasing shards ${members.join(', ')} again`);
+      for (const [i, shard] of members.entries()) {
+        this.leases.reopen(pending[i]!.leaseId);
+        run.pending.delete(shard);
+      }
+      run.rounds.set(group, Math.max(now, this.roundOf(run, group) + 1));
+      this.leases.wake();
+    }
+    return next;
   }
 
   // ---------- internals ----------
@@ -319,13 +426,7 @@ export class TrainingCoordinator extends DurableObject<CoordinatorEnv> {
    * Decodes a submission and checks it against its lease and the run: the frame to count, or the
    * answer (a refusal, or 'duplicate' for a shard already counted).
    */
-  private admit<F extends FrameHead>(
-    leaseId: string,
-    body: ArrayBuffer,
-    worker: string,
-    kind: LeaseKind,
-    decode: (bytes: Uint8Array) => F,
-  ): { run: ActiveRun; frame: F; lease: LeaseRow } | Outcome<SubmitReply> {
+  private admit<F extends FrameHead>(leaseId: string, worker: string, kind: LeaseKind, read: () => F): { run: ActiveRun; frame: F; lease: LeaseRow } | Outcome<SubmitReply> {
     const run = this.run;
     if (!run) return notFound();
     const refused = this.admission.gate(worker);
@@ -336,14 +437,32 @@ export class TrainingCoordinator extends DurableObject<CoordinatorEnv> {
     if ('ok' in lease) return this.refuse(worker, lease);
     let frame: F;
     try {
-      frame = decode(new Uint8Array(body));
+      frame = read();
     } catch (e) {
       return this.refuse(worker, wireFailure(e), leaseId);
     }
-    const counted = kind === 'train' ? run.sum.step === frame.step && run.sum.has(frame.shard) : this.store.hasEvalPart(frame.step, frame.shard);
+    const counted = kind === 'train' ? run.sum.step === frame.step && (run.sum.has(frame.shard) || run.pending.has(frame.shard)) : this.store.hasEvalPart(frame.step, frame.shard);
     const verdict = frameVerdict(lease, kind, frame, counted, run.position);
     if (verdict) return verdict.ok ? verdict : this.refuse(worker, verdict, leaseId);
     return { run, frame, lease };
+  }
+
+  /** The round of a group's answers in the current step (aggregation.ts GroupRound). */
+  private roundOf(run: ActiveRun, group: number): GroupRound {
+    return run.rounds.get(group) ?? run.roundBase;
+  }
+
+  /** The checks a gradient answer passes before it counts (its lease and frame head already admitted): a refusal, or undefined. */
+  private async gradientProblem(run: ActiveRun, s: FrameHead, worker: string, leaseId: string, norm: number, nonFinite?: string, shape?: Failure): Promise<Failure | undefined> {
+    if (shape) return this.refuse(worker, shape, leaseId);
+    if (nonFinite) {
+      await this.noteNonFinite(run, 'train', s.shard, leaseId, nonFinite);
+      return this.refuse(worker, fail(422, nonFinite, 'non-finite'), leaseId);
+    }
+    const absurd = this.admission.norms.check(s.step, s.shard, worker, norm);
+    if (absurd) return this.refuse(worker, fail(422, absurd, 'norm'), leaseId);
+    this.admission.norms.accepted(norm);
+    return undefined;
   }
 
   /** Marks a lease answered and counts it for its worker. */
@@ -421,7 +540,7 @@ export class TrainingCoordinator extends DurableObject<CoordinatorEnv> {
       });
     });
     const commitMs = performance.now() - t;
-    run.sum = this.emptySum(shards, step);
+    this.newStep(run);
     this.admission.nextStep();
     t = performance.now();
     const { version, frame } = run.versions.encode(step, run.model.params, run.model.buffers);
@@ -431,7 +550,7 @@ export class TrainingCoordinator extends DurableObject<CoordinatorEnv> {
     if (FINAL_STATES.includes(run.record.state)) return;
     this.release(run, version);
     if (step % cluster.snapshotEvery === 0) this.snapshot(run);
-    const critical: StepPhases = { decodeMs: sum.decodeMs, sumMs, optimizerMs, commitMs, publishMs: cachedMs };
+    const critical: StepPhases = { decodeMs: sum.decodeMs, sumMs, optimizerMs, commitMs, publishMs: cachedMs, ...(sum.aggregatorMs ? { aggregatorMs: sum.aggregatorMs } : {}) };
     // The object's own work on the step; the cache put and the R2 write are I/O (phases.publishMs).
     const busyMs = sum.decodeMs + sumMs + optimizerMs + commitMs + encodeMs;
     run.persisting = this.storeVersion(run, step, version, frame, critical, busyMs);

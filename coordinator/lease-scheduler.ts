@@ -113,6 +113,11 @@ export class LeaseScheduler {
     this.sql.exec("UPDATE leases SET state = 'rejected' WHERE lease_id = ? AND worker = ? AND state IN ('active', 'expired')", leaseId, worker);
   }
 
+  /** Frees the shard of an answered lease whose answer was lost (its aggregator's sum never came). */
+  reopen(leaseId: string): void {
+    this.sql.exec("UPDATE leases SET state = 'rejected' WHERE lease_id = ? AND state = 'done'", leaseId);
+  }
+
   /** Spends every open lease of an excluded worker. */
   refuseAllOf(worker: string): void {
     this.sql.exec("UPDATE leases SET state = 'rejected' WHERE worker = ? AND state IN ('active', 'expired')", worker);

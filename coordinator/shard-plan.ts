@@ -58,8 +58,10 @@ export class ShardPlan {
     if (kind === 'train') {
       const { microBatch } = this.spec.config.cluster;
       const ex = this.plan.examples(head.step, head.shard * microBatch, microBatch);
+      const { aggregators } = this.spec.config.cluster;
       return {
         ...base,
+        ...(aggregators ? { aggregator: head.shard % aggregators } : {}),
         epoch: ex.epoch,
         split: 'train',
         indices: [...ex.indices],

@@ -42,9 +42,15 @@ export interface ClusterConfig {
   readonly snapshotEvery: number;
   /** Gradient-worker invocations to fan out to on Cloudflare (queue messages sent at start). */
   readonly workers: number;
+  /**
+   * Aggregator Durable Objects that sum a step's gradients before the coordinator sees them: shard s
+   * goes to aggregator s % aggregators, which forwards one float64 partial sum. 0: every gradient goes
+   * to the coordinator itself. At most the shards per step (batch / microBatch).
+   */
+  readonly aggregators: number;
 }
 
-export const DEFAULT_CLUSTER_CONFIG: ClusterConfig = { microBatch: 32, graphBatch: 0, leaseMs: 30_000, commitEvery: 1, snapshotEvery: 100, workers: 2 };
+export const DEFAULT_CLUSTER_CONFIG: ClusterConfig = { microBatch: 32, graphBatch: 0, leaseMs: 30_000, commitEvery: 1, snapshotEvery: 100, workers: 2, aggregators: 0 };
 
 export interface RunConfig {
   readonly train: TrainConfig;
@@ -70,6 +76,7 @@ export const clusterConfigFields = strictObject({
   commitEvery: int(1, 10_000),
   snapshotEvery: int(1, 1_000_000),
   workers: int(1, 1000),
+  aggregators: int(0, 256),
 }) satisfies z.ZodType<ClusterConfig>;
 
 /** What the rules across fields read, defaults filled in. */
@@ -116,6 +123,8 @@ export const runRequestSchema = runRequestFields
       const { batch, cluster } = withDefaults(req);
       if (cluster.microBatch > batch || batch % cluster.microBatch !== 0) {
         ctx.addIssue({ code: 'custom', path: ['cluster', 'microBatch'], message: `${cluster.microBatch} must divide the global batch (${batch}) so every shard has the same size` });
+      } else if (cluster.aggregators > batch / cluster.microBatch) {
+        ctx.addIssue({ code: 'custom', path: ['cluster', 'aggregators'], message: `${cluster.aggregators} aggregators for ${batch / cluster.microBatch} shards per step (batch ${batch} / microBatch ${cluster.microBatch}): at most one per shard` });
       }
     },
     { when: whenValid('batch', 'cluster') },
@@ -182,6 +191,8 @@ export interface Lease {
   readonly version: number;
   /** That version's frame checksum (8 hex digits): where it is stored, and what the bytes fetched must carry. */
   readonly paramsTag: string;
+  /** Training leases of a run with aggregators: the one to send the gradient to (shard % aggregators). */
+  readonly aggregator?: number;
   readonly epoch: number;
   readonly split: Split;
   readonly indices: readonly number[];
@@ -285,6 +296,8 @@ export interface StepPhases {
   readonly commitMs: number;
   /** Encoding the new version and the cache put (before leases for it go out), then its R2 write (beside the next step). */
   readonly publishMs: number;
+  /** With aggregators: their milliseconds decoding and summing the step's answers, added over the groups (in parallel, not the coordinator's). */
+  readonly aggregatorMs?: number;
 }
 
 export interface EvalMetric {

@@ -1,5 +1,6 @@
 // The bindings of the edgetrain Worker (wrangler.toml) and the messages its queue carries.
 import type { DurableObjectNamespace, Queue } from '@cloudflare/workers-types/index';
+import type { GradientAggregator } from '../coordinator/aggregator';
 import type { TrainingCoordinator } from '../coordinator/coordinator';
 import type { CoordinatorEnv } from '../coordinator/env';
 import type { AiBinding } from '../shared/text/workers-ai-encoder';
@@ -16,6 +17,8 @@ export interface WorkMessage {
 export interface Env extends CoordinatorEnv {
   /** One TrainingCoordinator per run, addressed by idFromName(runId). */
   readonly COORDINATOR: DurableObjectNamespace<TrainingCoordinator>;
+  /** A run's gradient aggregators (cluster.aggregators of them), addressed by idFromName(`${runId}/${group}`). */
+  readonly AGGREGATOR: DurableObjectNamespace<GradientAggregator>;
   /** Workers AI, for embedding captions on Cloudflare (absent locally). */
   readonly AI?: AiBinding;
   /** Fan-out of gradient work: each message starts one worker invocation that loops over leases. */

@@ -15,6 +15,7 @@ import { workLoop } from './gradient/loop';
 import { loadOrtWorkerd } from './ort/workerd';
 
 export { TrainingCoordinator } from '../coordinator/coordinator';
+export { GradientAggregator } from '../coordinator/aggregator';
 
 /** Default budget: 25 s of a Worker's default 30 s CPU limit (wall time bounds CPU time from above). */
 const DEFAULT_BUDGET_MS = 25_000;

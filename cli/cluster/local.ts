@@ -9,6 +9,12 @@ import type { WorkMessage } from '../../workers/env';
 import { COMPATIBILITY_DATE, bundleModules, bundleWorker, type WorkerBundle } from './bundle';
 
 export const WORKER_ENTRY = 'workers/index.ts';
+
+/** The Worker's Durable Object bindings, as wrangler.toml declares them. */
+export const DURABLE_OBJECTS = {
+  COORDINATOR: { className: 'TrainingCoordinator', useSQLite: true },
+  AGGREGATOR: { className: 'GradientAggregator', useSQLite: true },
+};
 /** Workerd's output is read and dropped unless verbose (an unread pipe would stall the process). */
 const drain = (stdout: Readable, stderr: Readable) => {
   stdout.resume();
@@ -55,7 +61,7 @@ export async function startCoordinator(opts: CoordinatorOptions = {}): Promise<L
     ...bundleModules(await bundle()),
     name: 'edgetrain',
     compatibilityDate: COMPATIBILITY_DATE,
-    durableObjects: { COORDINATOR: { className: 'TrainingCoordinator', useSQLite: true } },
+    durableObjects: DURABLE_OBJECTS,
     kvNamespaces: ['KV'],
     r2Buckets: ['DATA'],
     ...queue,

@@ -18,6 +18,13 @@ export interface ShardResult {
   readonly stats: Float32Array;
 }
 
+/** Several shards summed elsewhere (an aggregator), in float64: what they add to the step at once. */
+export interface PartialSum {
+  readonly shards: readonly Pick<ShardResult, 'shard' | 'worker' | 'loss' | 'correct'>[];
+  readonly grads: Float64Array;
+  readonly stats: Float64Array;
+}
+
 /** A step's mean over its shards: what the optimizer applies. */
 export interface StepMean {
   readonly grads: Float32Array;
@@ -42,6 +49,8 @@ export class StepAggregator {
   decodeMs = 0;
   /** Milliseconds spent adding them. */
   sumMs = 0;
+  /** Milliseconds aggregators spent decoding and summing this step's answers (beside the coordinator). */
+  aggregatorMs = 0;
 
   constructor(
     readonly step: number,
@@ -71,16 +80,31 @@ export class StepAggregator {
   }
 
   add(r: ShardResult): void {
-    if (!Number.isInteger(r.shard) || r.shard < 0 || r.shard >= this.shards) throw new RangeError(`step ${this.step}: shard ${r.shard} is outside 0..${this.shards - 1}`);
-    if (this.counted.has(r.shard)) throw new Error(`step ${this.step}: shard ${r.shard} is already counted`);
-    if (r.grads.length !== this.grads.length || r.stats.length !== this.stats.length) {
-      throw new RangeError(`step ${this.step}: shard of ${r.grads.length} gradient / ${r.stats.length} statistics values; the run has ${this.grads.length} / ${this.stats.length}`);
+    this.addSums([r], r.grads, r.stats);
+  }
+
+  /** Adds shards already summed together (their float64 sums): the same result as adding each. */
+  addPartial(p: PartialSum): void {
+    this.addSums(p.shards, p.grads, p.stats);
+  }
+
+  private addSums(shards: PartialSum['shards'], grads: Float32Array | Float64Array, stats: Float32Array | Float64Array): void {
+    const seen = new Set<number>();
+    for (const { shard } of shards) {
+      if (!Number.isInteger(shard) || shard < 0 || shard >= this.shards) throw new RangeError(`step ${this.step}: shard ${shard} is outside 0..${this.shards - 1}`);
+      if (this.counted.has(shard) || seen.has(shard)) throw new Error(`step ${this.step}: shard ${shard} is already counted`);
+      seen.add(shard);
     }
-    for (let i = 0; i < this.grads.length; i++) this.grads[i] += r.grads[i];
-    for (let i = 0; i < this.stats.length; i++) this.stats[i] += r.stats[i];
-    this.loss += r.loss;
-    this.correct += r.correct;
-    this.counted.set(r.shard, r.worker);
+    if (grads.length !== this.grads.length || stats.length !== this.stats.length) {
+      throw new RangeError(`step ${this.step}: ${grads.length} gradient / ${stats.length} statistics values; the run has ${this.grads.length} / ${this.stats.length}`);
+    }
+    for (let i = 0; i < this.grads.length; i++) this.grads[i] += grads[i];
+    for (let i = 0; i < this.stats.length; i++) this.stats[i] += stats[i];
+    for (const s of shards) {
+      this.loss += s.loss;
+      this.correct += s.correct;
+      this.counted.set(s.shard, s.worker);
+    }
   }
 
   /** The mean over every shard; the step must be complete. */

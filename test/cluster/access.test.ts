@@ -352,7 +352,7 @@ const CONTENT_TYPES = ['application/json', 'application/json; charset=utf-8', 'A
 const WORKER_IDS = ['w1', 'wc', 'operator', 'a'.repeat(200), 'a'.repeat(128), 'w 1', 'w/1', '<script>', '../../etc', '%00', "w'1", 'w"1', '*', 'w1,w2', 'w\t1', 'café', '{}', 'x'.repeat(129)];
 const JUNK_JSON = ['{', '}', '{"a":}', 'nul', "{'a':1}", '[1,2,', '{"a":1,}', '"unterminated', '{"a":"\\u12"}', '\u0000', '', ' ', 'NaN', '{"__proto__":{"x":1}}', '{"constructor":{"prototype":{}}}', 'null', 'true', '123', '"str"', '[]', '{}', '[{}]', '1e999', '-0'];
 const RUN_FIELDS = ['epochs', 'batch', 'evalBatch', 'trainLimit', 'seed', 'bnMomentum', 'shuffleBlock'] as const;
-const CLUSTER_FIELDS = ['microBatch', 'graphBatch', 'leaseMs', 'commitEvery', 'snapshotEvery', 'workers'] as const;
+const CLUSTER_FIELDS = ['microBatch', 'graphBatch', 'leaseMs', 'commitEvery', 'snapshotEvery', 'workers', 'aggregators'] as const;
 
 /** A JSON value of a type no field of the run request takes where a number or object is expected. */
 function wrongType(rng: Rng): unknown {

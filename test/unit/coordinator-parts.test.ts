@@ -8,7 +8,7 @@ import { l2Norm } from '../../coordinator/norm-guard';
 import type { Failure } from '../../coordinator/outcome';
 import type { Position } from '../../coordinator/run-store';
 import { ShardPlan } from '../../coordinator/shard-plan';
-import { StepAggregator, type ShardResult } from '../../shared/training/step-aggregator';
+import { StepAggregator, type PartialSum, type ShardResult } from '../../shared/training/step-aggregator';
 import { mulberry32 } from '../../shared/data/shuffle';
 import { createOptimizer } from '../../shared/optim/optimizer';
 import { DEFAULT_CLUSTER_CONFIG, type RunSpec } from '../../shared/protocol';
@@ -66,6 +66,33 @@ describe('StepAggregator', () => {
     expect(() => agg.add(shard(2, f32(1, 1)))).toThrow(/outside 0..1/);
     expect(() => agg.add(shard(1, f32(1)))).toThrow(/1 gradient/);
     expect([...agg.countedShards]).toEqual([0]);
+  });
+
+  it('gives the same bits from aggregators\' float64 partial sums, in any grouping and order, as from every shard added here', () => {
+    const rng = mulberry32(5);
+    const n = 257;
+    const grads = [0, 1, 2, 3, 4, 5].map((s) => Float32Array.from({ length: n }, (_, i) => (i === 0 ? [1e8, 1, -1e8, 1, 3, -3][s] : (rng() - 0.5) * 10 ** Math.floor(rng() * 8 - 4))));
+    const partialOf = (shards: number[]): PartialSum => {
+      const sum = new Float64Array(n);
+      for (const s of shards) for (let i = 0; i < n; i++) sum[i] += grads[s][i];
+      return { shards: shards.map((s) => ({ shard: s, worker: `w${s}`, loss: 1, correct: 1 })), grads: sum, stats: new Float64Array(0) };
+    };
+    const direct = new StepAggregator(0, 6, n, 0);
+    for (let s = 0; s < 6; s++) direct.add(shard(s, grads[s]));
+    const expected = bits(direct.mean().grads);
+    for (const groups of [[[0, 2, 4], [1, 3, 5]], [[5, 1], [0], [3, 4, 2]], [[0, 1, 2, 3, 4, 5]]]) {
+      for (const order of permutations(groups.map((_, g) => g))) {
+        const agg = new StepAggregator(0, 6, n, 0);
+        for (const g of order) agg.addPartial(partialOf(groups[g]));
+        expect(bits(agg.mean().grads), JSON.stringify(groups)).toBe(expected);
+      }
+    }
+    const agg = new StepAggregator(0, 6, n, 0);
+    agg.addPartial(partialOf([0, 2]));
+    expect(() => agg.addPartial(partialOf([2, 4]))).toThrow(/shard 2 is already counted/);
+    expect(() => agg.addPartial(partialOf([1, 1]))).toThrow(/shard 1 is already counted/);
+    expect(() => agg.addPartial({ ...partialOf([3]), grads: new Float64Array(3) })).toThrow(/3 gradient/);
+    expect([...agg.countedShards].sort()).toEqual([0, 2]);
   });
 
   it('feeds the update both trainers apply: SGD new = old − lr · mean, running statistics blended by bnMomentum', () => {

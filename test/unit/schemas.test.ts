@@ -113,7 +113,7 @@ describe('one source for every bound', () => {
   });
 
   it('the CLI cluster flags and the HTTP request accept and refuse the same values', () => {
-    const flags: Record<string, string> = { microBatch: 'micro-batch', graphBatch: 'graph-batch', leaseMs: 'lease-ms', commitEvery: 'commit-every', snapshotEvery: 'snapshot-every', workers: 'workers' };
+    const flags: Record<string, string> = { microBatch: 'micro-batch', graphBatch: 'graph-batch', leaseMs: 'lease-ms', commitEvery: 'commit-every', snapshotEvery: 'snapshot-every', workers: 'workers', aggregators: 'aggregators' };
     const wrong: string[] = [];
     for (const [field, schema] of Object.entries(clusterConfigFields.shape)) {
       expect(probes(schema).length, field).toBeGreaterThan(0);
@@ -124,8 +124,9 @@ describe('one source for every bound', () => {
         } catch {
           cliRefuses = true;
         }
-        // Sizes for which the rules across fields (microBatch divides batch, graphBatch divides microBatch) hold.
-        const request = { batch: 4096, cluster: { microBatch: 4096, [field]: p.value } };
+        // Sizes for which the rules across fields (microBatch divides batch, graphBatch divides microBatch,
+        // at most one aggregator per shard: 256 shards of 16) hold.
+        const request = { batch: 4096, cluster: { microBatch: field === 'aggregators' ? 16 : 4096, [field]: p.value } };
         const httpRefuses = requestRefuses(request, `cluster.${field}`);
         if (cliRefuses !== httpRefuses || httpRefuses === p.inside) wrong.push(`${field}=${p.value}: cli ${cliRefuses ? 'refuses' : 'accepts'}, http ${httpRefuses ? 'refuses' : 'accepts'}`);
       }

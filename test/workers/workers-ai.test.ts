@@ -4,7 +4,7 @@
 import { Miniflare } from 'miniflare';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { COMPATIBILITY_DATE, bundleModules, bundleWorker } from '../../cli/cluster/bundle';
-import { WORKER_ENTRY } from '../../cli/cluster/local';
+import { DURABLE_OBJECTS, WORKER_ENTRY } from '../../cli/cluster/local';
 import { CIFAR10_CAPTIONS } from '../../shared/text/cifar10-captions';
 import { WORKERS_AI_MODEL, WorkersAiEncoder, type AiBinding } from '../../shared/text/workers-ai-encoder';
 import { decodeEmbeddings } from '../../shared/wire/embeddings';
@@ -38,7 +38,7 @@ describe('POST /v1/captions with Workers AI (fake binding)', () => {
           ...bundleModules(await bundleWorker(WORKER_ENTRY, 'edgetrain')),
           name: 'edgetrain',
           compatibilityDate: COMPATIBILITY_DATE,
-          durableObjects: { COORDINATOR: { className: 'TrainingCoordinator', useSQLite: true } },
+          durableObjects: DURABLE_OBJECTS,
           kvNamespaces: ['KV'],
           r2Buckets: ['DATA'],
           serviceBindings: { AI: { name: 'fake-ai', entrypoint: 'FakeAi' } },

@@ -1,6 +1,7 @@
 // Turning coordinator outcomes and validation failures into HTTP responses with JSON error bodies.
 import type { Context } from 'hono';
 import type { DurableObjectNamespace, DurableObjectStub } from '@cloudflare/workers-types/index';
+import type { GradientAggregator } from '../../coordinator/aggregator';
 import type { TrainingCoordinator } from '../../coordinator/coordinator';
 import type { Failure } from '../../coordinator/outcome';
 import type { FieldIssue } from '../../shared/protocol';
@@ -29,6 +30,11 @@ export const RUN_ID = /^[a-z0-9][a-z0-9-]{0,63}$/;
 
 export function coordinator(ns: DurableObjectNamespace<TrainingCoordinator>, runId: string): CoordinatorRpc {
   return ns.get(ns.idFromName(runId));
+}
+
+/** Aggregator `group` of a run. */
+export function aggregator(ns: DurableObjectNamespace<GradientAggregator>, runId: string, group: number): DurableObjectStub<GradientAggregator> {
+  return ns.get(ns.idFromName(`${runId}/${group}`));
 }
 
 /** A run id in the path: validated before any Durable Object is addressed. */

@@ -18,7 +18,7 @@ import { kvCaptionStore, kvHead } from './captions';
 import { findManifest } from './datasets';
 import { readVersion } from '../../shared/params-cache';
 import type { Outcome } from '../../coordinator/outcome';
-import { coordinator, failure, runIdError, type CoordinatorRpc, type ErrorBody } from './respond';
+import { aggregator, coordinator, failure, runIdError, type CoordinatorRpc, type ErrorBody } from './respond';
 
 type App = { Bindings: Env };
 
@@ -219,7 +219,11 @@ export const runs = new Hono<App>()
   .post('/:id/leases/:lease/gradient', runWorker, tooLarge(FRAME_LIMIT), async (c) => {
     // The body is read before any refusal: answering first resets the connection under a large upload.
     const body = await c.req.arrayBuffer();
-    return leaseCall(c, (stub, lease, worker) => stub.submitGradient(lease, body, worker));
+    const group = c.req.header('x-aggregator');
+    if (group === undefined) return leaseCall(c, (stub, lease, worker) => stub.submitGradient(lease, body, worker));
+    if (!/^\d{1,3}$/.test(group)) return c.json<ErrorBody>({ error: `x-aggregator '${group.slice(0, 20)}' is not an aggregator number (0–255)`, reason: 'aggregator' }, 400);
+    const runId = c.req.param('id');
+    return leaseCall(c, (_stub, lease, worker) => aggregator(c.env.AGGREGATOR, runId, Number(group)).submit(runId, Number(group), lease, body, worker));
   })
   .post('/:id/leases/:lease/eval', runWorker, tooLarge(JSON_LIMIT), async (c) => {
     const body = await c.req.arrayBuffer();

@@ -39,7 +39,10 @@ function floatsToBase64(vectors: Float32Array): string {
 }
 
 const leaseParams = (lease: Lease) => ({ param: { id: lease.runId, lease: lease.leaseId } });
-const leaseInit = (lease: Lease, body?: Uint8Array<ArrayBuffer>) => ({ headers: { 'x-lease-token': lease.token }, ...(body ? { init: { body } } : {}) });
+const leaseInit = (lease: Lease, body?: Uint8Array<ArrayBuffer>) => ({
+  headers: { 'x-lease-token': lease.token, ...(body && lease.aggregator !== undefined ? { 'x-aggregator': String(lease.aggregator) } : {}) },
+  ...(body ? { init: { body } } : {}),
+});
 
 const json = async <T>(res: Response): Promise<T> => (await (await expectOk(res)).json()) as T;
 const bytes = async (res: Response): Promise<Uint8Array> => new Uint8Array(await (await expectOk(res)).arrayBuffer());
