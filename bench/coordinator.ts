@@ -1,4 +1,4 @@
-// `npm run bench -- coordinator [--quick] [--workers 1,2,4,...] [--lease 32] [--steps 20]`: the coordinator
+// `npm run bench -- coordinator [--quick] [--workers 1,2,4,...] [--lease 32] [--steps 20] [--aggregators G|auto]`: the coordinator
 // alone under N synthetic workers: no compute and no dataset reads, each worker looping exactly as a
 // gradient worker does (lease → the lease's parameter version when it changed → a gradient frame),
 // with one pre-encoded frame per worker whose header is patched per lease. seed-cnn/align (658,753
@@ -122,6 +122,9 @@ export async function benchCoordinator(args: string[], print: (o: object) => voi
   const counts = flag('workers', quick ? '1,4,16' : '1,2,4,8,16,32,64').split(',').map(Number);
   const leaseSize = Number(flag('lease', '32'));
   const steps = Number(flag('steps', quick ? '8' : '20'));
+  // auto: the cost model's best group count, √(N/2) (README: aggregation); 0: answers straight to the coordinator.
+  const aggregatorsFlag = flag('aggregators', '0');
+  const aggregatorsFor = (n: number) => (aggregatorsFlag === 'auto' ? Math.max(1, Math.round(Math.sqrt(n / 2))) : Number(aggregatorsFlag));
 
   const coordinator = await startCoordinator();
   const throughput: { workers: number; imagesPerSecond: number; outPerStep: number }[] = [];
@@ -132,7 +135,15 @@ export async function benchCoordinator(args: string[], print: (o: object) => voi
     for (const n of counts) {
       const batch = n * leaseSize;
       const epochs = Math.ceil(((WARMUP_STEPS + steps + 2) * batch) / TRAIN_IMAGES);
-      const request: RunRequest = { dataset: 'bench', batch, evalBatch: TEST_IMAGES, epochs, optimizer: { kind: 'adam', lr: 1e-4 }, cluster: { microBatch: leaseSize, leaseMs: 600_000, commitEvery: 1 } };
+      const aggregators = aggregatorsFor(n);
+      const request: RunRequest = {
+        dataset: 'bench',
+        batch,
+        evalBatch: TEST_IMAGES,
+        epochs,
+        optimizer: { kind: 'adam', lr: 1e-4 },
+        cluster: { microBatch: leaseSize, leaseMs: 600_000, commitEvery: 1, ...(aggregators ? { aggregators } : {}) },
+      };
       const run = await api.createRun(request);
       const spec = await api.spec(run.runId);
       const frame = encodeGradient({ leaseId: crypto.randomUUID(), version: 0, step: 0, shard: 0, count: leaseSize, loss: 2.3, correct: 3, grads: new Float32Array(spec.paramCount).fill(1e-4), stats: new Float32Array(spec.bufferCount) });
@@ -166,7 +177,9 @@ export async function benchCoordinator(args: string[], print: (o: object) => voi
       const stepsDone = metrics.length;
       const frameBytes = frame.byteLength;
       const perStep = (bytes: number) => bytes / stepsDone / 1e6;
-      const inPerStep = perStep(traffic.sent.submit + traffic.sent.lease);
+      // Into the coordinator object: every answer, or with aggregators one float64 partial per group.
+      const partialBytes = 8 * (spec.paramCount + spec.bufferCount);
+      const inPerStep = aggregators ? (aggregators * partialBytes) / 1e6 + perStep(traffic.sent.lease) : perStep(traffic.sent.submit + traffic.sent.lease);
       // The coordinator object's own egress: in the old design it serves every worker's copy of each
       // version; in the new one it writes each version once to the cache and once to R2.
       const outPerStep = design === 'before' ? perStep(traffic.received.params + traffic.received.lease + traffic.received.submit) : (2 * frameBytes) / 1e6 + perStep(traffic.received.lease + traffic.received.submit);
@@ -176,6 +189,7 @@ export async function benchCoordinator(args: string[], print: (o: object) => voi
         bench: 'coordinator',
         design,
         workers: n,
+        aggregators,
         leasePerWorker: leaseSize,
         steps: measured.length - 1,
         stepsPerSecond: round(1000 / stepMs, 2),
@@ -185,6 +199,7 @@ export async function benchCoordinator(args: string[], print: (o: object) => voi
         mbOutPerStep: round(outPerStep, 2),
         mbInPerSecond: round((inPerStep * 1000) / stepMs),
         mbOutPerSecond: round((outPerStep * 1000) / stepMs),
+        workersUploadMbPerStep: round(perStep(traffic.sent.submit), 2),
         workersDownloadMbPerStep: round(perStep(traffic.received.params), 2),
         latencyMs: Object.fromEntries((['lease', 'params', 'submit'] as const).map((c) => [c, { p50: round(quantile(traffic.latencies[c], 0.5)), p99: round(quantile(traffic.latencies[c], 0.99)) }])),
         coordinatorMs: round(coordinatorMs),
@@ -205,6 +220,7 @@ export async function benchCoordinator(args: string[], print: (o: object) => voi
     bench: 'coordinator',
     summary: true,
     design,
+    aggregators: aggregatorsFlag,
     saturatesAtWorkers: saturated?.workers ?? null,
     imagesPerSecondByWorkers: Object.fromEntries(throughput.map((p) => [p.workers, p.imagesPerSecond])),
     coordinatorOutMbPerStepByWorkers: Object.fromEntries(throughput.map((p) => [p.workers, p.outPerStep])),
