@@ -10,8 +10,9 @@ export interface Series {
 }
 
 const W = 720;
-const H = 420;
-const PAD = { left: 60, right: 20, top: 48, bottom: 50 };
+const H = 480;
+/** The legend sits under the axis, two entries a row. */
+const PAD = { left: 60, right: 20, top: 40, bottom: 110 };
 
 const escape = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
 
@@ -28,7 +29,7 @@ export function scalingChart(title: string, series: readonly Series[], xMax: num
   }
   for (let v = 1; v <= xMax; v *= 2) parts.push(`<line x1="${x(v)}" x2="${x(v)}" y1="${PAD.top}" y2="${H - PAD.bottom}" stroke="#eee"/>`, `<text x="${x(v)}" y="${H - PAD.bottom + 16}" text-anchor="middle">${v}</text>`);
   parts.push(
-    `<text x="${W / 2}" y="${H - 12}" text-anchor="middle">workers (N)</text>`,
+    `<text x="${W / 2}" y="${H - PAD.bottom + 34}" text-anchor="middle">workers (N)</text>`,
     `<text transform="translate(16 ${H / 2}) rotate(-90)" text-anchor="middle">${escape(yLabel)}</text>`,
     `<line x1="${PAD.left}" x2="${W - PAD.right}" y1="${y(0.8)}" y2="${y(0.8)}" stroke="#999" stroke-dasharray="4 4"/>`,
   );
@@ -41,8 +42,9 @@ export function scalingChart(title: string, series: readonly Series[], xMax: num
     } else {
       parts.push(`<polyline fill="none" stroke="${s.color}" stroke-width="2" points="${s.points.map((p) => `${x(p.x)},${y(p.y)}`).join(' ')}"/>`);
     }
-    const ly = PAD.top + 6 + i * 16;
-    parts.push(`<rect x="${W - PAD.right - 250}" y="${ly - 9}" width="10" height="10" fill="${s.color}"/>`, `<text x="${W - PAD.right - 234}" y="${ly}">${escape(s.label)}</text>`);
+    const [lx, ly] = [PAD.left + (i % 2) * 320, H - PAD.bottom + 58 + Math.floor(i / 2) * 16];
+    const key = s.markers === 'circle' ? `<circle cx="${lx + 5}" cy="${ly - 4}" r="4" fill="none" stroke="${s.color}" stroke-width="2"/>` : s.markers === 'cross' ? `<path d="M${lx + 1} ${ly - 8}L${lx + 9} ${ly}M${lx + 1} ${ly}L${lx + 9} ${ly - 8}" stroke="${s.color}" stroke-width="2"/>` : `<line x1="${lx}" x2="${lx + 10}" y1="${ly - 4}" y2="${ly - 4}" stroke="${s.color}" stroke-width="2"/>`;
+    parts.push(key, `<text x="${lx + 16}" y="${ly}">${escape(s.label)}</text>`);
   });
   parts.push('</svg>');
   return parts.join('\n');

@@ -138,12 +138,12 @@ if (!flags['no-svg']) {
   const series: Series[] = [
     { label: 'new design, projected on Cloudflare', color: '#1f77b4', points: curves.new.map((p) => ({ x: p.n, y: p.efficiency })) },
     { label: 'old design, projected on Cloudflare', color: '#d62728', points: curves.old.map((p) => ({ x: p.n, y: p.efficiency })) },
-    { label: 'local, synthetic workers: new (measured)', color: '#1f77b4', points: efficiencyOf('after'), markers: 'circle' },
-    { label: 'local, synthetic workers: old (measured)', color: '#d62728', points: efficiencyOf('before'), markers: 'circle' },
-    { label: 'local: new (model)', color: '#1f77b4', points: predicted('after'), markers: 'cross' },
-    { label: 'local: old (model)', color: '#d62728', points: predicted('before'), markers: 'cross' },
+    { label: 'new, measured here (32-image leases, no compute)', color: '#1f77b4', points: efficiencyOf('after'), markers: 'circle' },
+    { label: 'old, measured here (32-image leases, no compute)', color: '#d62728', points: efficiencyOf('before'), markers: 'circle' },
+    { label: 'new, the model of this machine', color: '#1f77b4', points: predicted('after'), markers: 'cross' },
+    { label: 'old, the model of this machine', color: '#d62728', points: predicted('before'), markers: 'cross' },
   ];
-  const title = `Scaling efficiency, seed-cnn: leases of ${lease} images, global batch N × ${lease} (local points: no compute, leases of 32)`;
+  const title = `Scaling efficiency, seed-cnn: leases of ${lease}, global batch N × ${lease}`;
   writeFileSync(String(flags.svg), scalingChart(title, series, Math.max(...workerCounts), 'efficiency (N-worker ÷ N × one-worker throughput)'));
   print({ simulate: 'chart', svg: flags.svg });
 }
