@@ -68,10 +68,10 @@ describe('distributed training equals the single-process trainer', () => {
     await coordinator?.dispose();
   });
 
-  const runRequest = (config: TrainConfig, graphBatch?: number, microBatch = MICRO_BATCH) => ({
+  const runRequest = (config: TrainConfig, graphBatch?: number, microBatch = MICRO_BATCH, aggregators = 0) => ({
     ...runRequestOf(config),
     dataset: 'fixture',
-    cluster: { microBatch, snapshotEvery: 1, leaseMs: 60_000, ...(graphBatch ? { graphBatch } : {}) },
+    cluster: { microBatch, snapshotEvery: 1, leaseMs: 60_000, aggregators, ...(graphBatch ? { graphBatch } : {}) },
   });
 
   async function snapshot(runId: string, step: number): Promise<TrainerState> {
@@ -85,9 +85,9 @@ describe('distributed training equals the single-process trainer', () => {
   }
 
   /** A run on two workerd gradient-worker processes; every step's snapshot. */
-  async function clusterRunStates(config: TrainConfig, microBatch = MICRO_BATCH): Promise<{ runId: string; states: TrainerState[] }> {
+  async function clusterRunStates(config: TrainConfig, microBatch = MICRO_BATCH, aggregators = 0): Promise<{ runId: string; states: TrainerState[] }> {
     const steps = config.epochs * (config.trainLimit / config.batch);
-    const run = await api.createRun(runRequest(config, undefined, microBatch));
+    const run = await api.createRun(runRequest(config, undefined, microBatch, aggregators));
     const workers = await Promise.all([0, 1].map((index) => startWorkerdWorker({ index, apiUrl: coordinator.url })));
     try {
       for (const w of workers) await w.start(run.runId, run.workerToken);
@@ -130,6 +130,11 @@ describe('distributed training equals the single-process trainer', () => {
     // The reference without ghost batches shares no averaging code with the coordinator (for seed-cnn,
     // without batch norm, one graph run of 64 is the same mathematics): a wrong mean shows here.
     expectEqualSteps('sgd vs one graph run per step', steps, await reference(SGD, SGD.batch), ROUNDING);
+  }, 180_000);
+
+  it("Adam summed through two aggregators (four shards of 16, shard s to aggregator s mod 2): every step's parameters equal the reference's, bit for bit", async () => {
+    const { states } = await clusterRunStates(ADAM, 16, 2);
+    expectEqualSteps('adam, 2 aggregators', states.map((s) => s.params), await reference(ADAM, 16), 0);
   }, 180_000);
 
   it("a coordinator snapshot taken mid-epoch resumes in the trainer to the cluster's final parameters, bit for bit", async () => {
