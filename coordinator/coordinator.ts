@@ -565,7 +565,8 @@ export class TrainingCoordinator extends DurableObject<CoordinatorEnv> {
    */
   private async storeVersion(run: ActiveRun, step: number, version: PublishedVersion, frame: Uint8Array<ArrayBuffer>, critical: StepPhases, busyMs: number): Promise<void> {
     await new Promise((r) => setTimeout(r, R2_WRITE_DELAY_MS));
-    const stored = await timed(() => run.versions.store(version, frame));
+    // A failed write costs readers outside the cache a 503 for this version, not the run its next step.
+    const stored = await timed(() => run.versions.store(version, frame).catch((e: unknown) => console.error(`run ${run.record.runId}: writing version ${version.version} to R2 failed: ${String(e)}`)));
     const phases: StepPhases = { ...critical, publishMs: critical.publishMs + stored.ms };
     this.store.recordCoordinatorMs(step, busyMs, phases);
   }
