@@ -81,8 +81,8 @@ export const bnCnn: Backbone = {
 };
 
 /**
- * A plain conv net of ~17 k weights (with the linear head), for tests that run many workers at once (each loads
- * its own ORT): conv 3→8, max-pool 4 to 8×8, FC 512→32.
+ * A plain conv net of ~17 k weights (with the linear head), for tests that run many workers at once
+ * (each loads its own ORT): conv 3→8, max-pool 4 to 8×8, FC 512→32.
  */
 export const tinyCnn: Backbone = {
   name: 'tiny-cnn',
