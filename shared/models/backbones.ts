@@ -80,4 +80,19 @@ export const bnCnn: Backbone = {
   },
 };
 
-export const BACKBONES: readonly Backbone[] = [seedCnn, bnCnn, resCnn];
+/**
+ * A plain conv net of ~17 k weights (with the linear head), for tests that run many workers at once
+ * (each loads its own ORT): conv 3→8, max-pool 4 to 8×8, FC 512→32.
+ */
+export const tinyCnn: Backbone = {
+  name: 'tiny-cnn',
+  description: 'conv 3→8 k3 p1, maxpool 4, ReLU, FC 512→32, ReLU',
+  featureDim: 32,
+  build: (m, image) => {
+    const b = m.b;
+    const x = op.relu(b, op.maxPool(b, conv2d(m, 'conv1', image, 8, 3, { pad: 1 }), { kernel: [4, 4] })[0]);
+    return op.relu(b, linear(m, 'fc1', op.flatten(b, x, 1), 32));
+  },
+};
+
+export const BACKBONES: readonly Backbone[] = [seedCnn, bnCnn, resCnn, tinyCnn];

@@ -168,7 +168,7 @@ describe('edgetrain train (CLI)', () => {
   it('names unknown options, bad values and unknown presets with the valid choices', async () => {
     await expect(runTrain(['--epoch', '3'], quiet)).rejects.toThrow(/Unknown option '--epoch'[\s\S]*valid options: --preset, --head/);
     await expect(runTrain(['--optimizer', 'rmsprop'], quiet)).rejects.toThrow("--optimizer: 'rmsprop' is not one of sgd, adam, adamw");
-    await expect(runTrain([...base, '--preset', 'vgg'], quiet)).rejects.toThrow("model.preset: 'vgg' is not one of seed-cnn, bn-cnn, res-cnn");
+    await expect(runTrain([...base, '--preset', 'vgg'], quiet)).rejects.toThrow("model.preset: 'vgg' is not one of seed-cnn, bn-cnn, res-cnn, tiny-cnn");
     await expect(runTrain([...base, '--micro-batch', '6'], quiet)).rejects.toThrow('--micro-batch 6 must divide --batch 16');
   });
 
