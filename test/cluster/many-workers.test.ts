@@ -1,6 +1,6 @@
-// Sixteen lightweight Node gradient workers (tiny-cnn, 4-image shards, 16 shards a step) train one run
-// across an epoch end, with evaluation; the final parameters equal the single-process reference
-// trainer's ghost-batch run bit for bit, and every worker's answers were counted.
+// Sixteen lightweight Node gradient workers (tiny-cnn, 4-image shards, 16 shards a step, summed by four
+// aggregators) train one run across an epoch end, with evaluation; the final parameters equal the
+// single-process reference trainer's ghost-batch run bit for bit, and every worker's answers were counted.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startCoordinator, type LocalCoordinator } from '../../cli/cluster/local';
 import { prepareDataset } from '../../cli/prepare';
@@ -40,8 +40,8 @@ describe(`${WORKERS} Node gradient workers`, () => {
   });
 
   it(`${CONFIG.batch / SHARD} shards a step over ${WORKERS} workers, across an epoch end: the final parameters equal the ghost-batch reference bit for bit, and every worker contributed`, async () => {
-    // With hierarchical aggregation on main, run this test again with `aggregators: 2` (or more) here.
-    const cluster = { microBatch: SHARD, snapshotEvery: 1, leaseMs: 60_000 };
+    // Through four aggregators (shard s → s mod 4): the hierarchical path at this scale.
+    const cluster = { microBatch: SHARD, snapshotEvery: 1, leaseMs: 60_000, aggregators: 4 };
     const run = await api.createRun({ ...runRequestOf(CONFIG), dataset: 'fixture', cluster });
     const workers = Array.from({ length: WORKERS }, () => NodeWorker.start({ runtime: 'web', threads: 1 }));
     try {
