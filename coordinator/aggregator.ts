@@ -9,7 +9,7 @@
 // coordinator sees a group whose every shard was admitted but whose partial never came, and leases
 // those shards again (coordinator.ts reopenLostGroups); a partial that arrives after that is refused.
 import { DurableObject } from 'cloudflare:workers';
-import type { DurableObjectNamespace, DurableObjectState, DurableObjectStub } from '@cloudflare/workers-types/index';
+import type { DurableObjectNamespace, DurableObjectStub } from '@cloudflare/workers-types/index';
 import type { RunSpec, SubmitReply } from '../shared/protocol';
 import type { PartialSum } from '../shared/training/step-aggregator';
 import { decodeGradient, WireError, type GradientSubmission } from '../shared/wire';
@@ -37,10 +37,6 @@ interface StepSum {
 export class GradientAggregator extends DurableObject<AggregatorEnv> {
   private spec: RunSpec | undefined;
   private sum: StepSum | undefined;
-
-  constructor(ctx: DurableObjectState, env: AggregatorEnv) {
-    super(ctx, env);
-  }
 
   async submit(runId: string, group: number, leaseId: string, body: ArrayBuffer, worker: string): Promise<Outcome<SubmitReply>> {
     const coordinator = this.env.COORDINATOR.get(this.env.COORDINATOR.idFromName(runId));

@@ -59,13 +59,15 @@ export class VersionStore {
     return this.deleteUnder(paramsPrefix(this.runId), (key) => key !== kept);
   }
 
-  private async deleteUnder(prefix: string, doomed: (key: string) => boolean): Promise<void> {
+  /** At most this many pages of a listing are swept at once (a run keeps one or two versions). */
+  private async deleteUnder(prefix: string, doomed: (key: string) => boolean, pages = 10): Promise<void> {
     let cursor: string | undefined;
-    do {
-      const page = await this.bucket.list({ prefix, cursor });
-      const keys = page.objects.map((o) => o.key).filter(doomed);
+    for (let page = 0; page < pages; page++) {
+      const listing = await this.bucket.list({ prefix, cursor });
+      const keys = listing.objects.map((o) => o.key).filter(doomed);
       if (keys.length) await this.bucket.delete(keys);
-      cursor = page.truncated ? page.cursor : undefined;
-    } while (cursor);
+      if (!listing.truncated || listing.cursor === cursor) return;
+      cursor = listing.cursor;
+    }
   }
 }
