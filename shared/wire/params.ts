@@ -1,5 +1,5 @@
 // The parameters (and batch-norm running buffers) of one version, as served to workers.
-import { FrameReader, FrameWriter, floatsBytes } from './frame';
+import { decodeTensorPair, encodeTensorPair } from './tensor-pair';
 
 export interface ParameterSet {
   readonly version: number;
@@ -10,18 +10,10 @@ export interface ParameterSet {
 export const PARAMS_MAGIC = 'ETPV';
 export const PARAMS_FORMAT = 1;
 
-export function encodeParams(p: ParameterSet): Uint8Array<ArrayBuffer> {
-  const w = new FrameWriter(PARAMS_MAGIC, PARAMS_FORMAT, 4 + floatsBytes(p.params.length) + floatsBytes(p.buffers.length));
-  w.u32(p.version);
-  w.floats(p.params);
-  w.floats(p.buffers);
-  return w.finish();
-}
+export const encodeParams = (p: ParameterSet): Uint8Array<ArrayBuffer> => encodeTensorPair(PARAMS_MAGIC, PARAMS_FORMAT, p.version, p.params, p.buffers);
 
 /** `params` and `buffers` alias `bytes` when it is 4-byte aligned. */
 export function decodeParams(bytes: Uint8Array): ParameterSet {
-  const r = new FrameReader(bytes, PARAMS_MAGIC, PARAMS_FORMAT, 'params frame');
-  const p: ParameterSet = { version: r.u32(), params: r.floats(), buffers: r.floats() };
-  r.end();
-  return p;
+  const [version, params, buffers] = decodeTensorPair(bytes, PARAMS_MAGIC, PARAMS_FORMAT, 'params frame');
+  return { version, params, buffers };
 }

@@ -1,6 +1,6 @@
 // One applied step's mean gradient and batch statistics: the coordinator's update log, replayed over the
-// last full state after a restart (coordinator/version-store.ts).
-import { FrameReader, FrameWriter, floatsBytes } from './frame';
+// last full state after a restart (coordinator/run-store.ts).
+import { decodeTensorPair, encodeTensorPair } from './tensor-pair';
 
 export interface StepUpdate {
   /** The step this update produced: applying it to version step − 1 gives version `step`. */
@@ -12,17 +12,9 @@ export interface StepUpdate {
 export const UPDATE_MAGIC = 'ETUP';
 export const UPDATE_FORMAT = 1;
 
-export function encodeUpdate(u: StepUpdate): Uint8Array<ArrayBuffer> {
-  const w = new FrameWriter(UPDATE_MAGIC, UPDATE_FORMAT, 4 + floatsBytes(u.grads.length) + floatsBytes(u.stats.length));
-  w.u32(u.step);
-  w.floats(u.grads);
-  w.floats(u.stats);
-  return w.finish();
-}
+export const encodeUpdate = (u: StepUpdate): Uint8Array<ArrayBuffer> => encodeTensorPair(UPDATE_MAGIC, UPDATE_FORMAT, u.step, u.grads, u.stats);
 
 export function decodeUpdate(bytes: Uint8Array): StepUpdate {
-  const r = new FrameReader(bytes, UPDATE_MAGIC, UPDATE_FORMAT, 'update frame');
-  const u: StepUpdate = { step: r.u32(), grads: r.floats(), stats: r.floats() };
-  r.end();
-  return u;
+  const [step, grads, stats] = decodeTensorPair(bytes, UPDATE_MAGIC, UPDATE_FORMAT, 'update frame');
+  return { step, grads, stats };
 }
