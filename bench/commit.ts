@@ -11,19 +11,14 @@ import { join } from 'node:path';
 import { startCoordinator, type LocalCoordinator } from '../cli/cluster/local';
 import { FULL_STATE_EVERY } from '../coordinator/run-store';
 import { prepareDataset } from '../cli/prepare';
-import { IMAGE_BYTES, type Cifar10 } from '../shared/data/cifar';
 import type { RunRequest } from '../shared/protocol';
 import { median } from '../shared/stats';
 import { encodeGradient } from '../shared/wire';
 import { ApiClient } from '../workers/gradient/client';
+import { blankData } from './coordinator';
 
 
 const RUN: RunRequest = { dataset: 'bench', batch: 2, evalBatch: 100, epochs: 1, optimizer: { kind: 'adam', lr: 1e-3 }, cluster: { microBatch: 2, leaseMs: 60_000 } };
-
-function tinyDataset(count: number): Cifar10 {
-  const split = () => ({ images: new Uint8Array(count * IMAGE_BYTES), labels: new Uint8Array(count), count });
-  return { train: split(), test: split(), classes: Array.from({ length: 10 }, (_, i) => `class${i}`) };
-}
 
 async function timeFirstRequest(api: ApiClient, runId: string): Promise<number> {
   const t0 = performance.now();
@@ -39,7 +34,8 @@ export async function benchCommit(args: string[], print: (o: object) => void): P
   let coordinator: LocalCoordinator = await startCoordinator({ persistDir: dir, token });
   try {
     let api = new ApiClient(coordinator.url, { workerId: 'bench', token });
-    await prepareDataset(api, tinyDataset(Math.max(400, 2 * steps)), 'bench', 5000);
+    const images = Math.max(400, 2 * steps);
+    await prepareDataset(api, blankData(images, images), 'bench', 5000);
     const { runId } = await api.createRun(RUN);
     const spec = await api.spec(runId);
     const grads = Float32Array.from({ length: spec.paramCount }, (_, i) => Math.sin(i) * 1e-3);

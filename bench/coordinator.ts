@@ -52,9 +52,10 @@ function quantile(values: readonly number[], q: number): number {
 
 const round = (v: number, digits = 1) => +v.toFixed(digits);
 
-function syntheticData(): Cifar10 {
+/** A dataset of blank images: what the synthetic benches lease, never read. */
+export function blankData(train: number, test: number): Cifar10 {
   const split = (count: number) => ({ images: new Uint8Array(count * IMAGE_BYTES), labels: Uint8Array.from({ length: count }, (_, i) => i % 10), count });
-  return { train: split(TRAIN_IMAGES), test: split(TEST_IMAGES), classes: Array.from({ length: 10 }, (_, i) => `class${i}`) };
+  return { train: split(train), test: split(test), classes: Array.from({ length: 10 }, (_, i) => `class${i}`) };
 }
 
 /** Rewrites a frame built for another lease of the same size into this lease's answer. */
@@ -131,7 +132,7 @@ export async function benchCoordinator(args: string[], print: (o: object) => voi
   let design = 'after';
   try {
     const api = new ApiClient(coordinator.url, { workerId: 'bench', token: coordinator.token });
-    await prepareDataset(api, syntheticData(), 'bench', 4096);
+    await prepareDataset(api, blankData(TRAIN_IMAGES, TEST_IMAGES), 'bench', 4096);
     for (const n of counts) {
       const batch = n * leaseSize;
       const epochs = Math.ceil(((WARMUP_STEPS + steps + 2) * batch) / TRAIN_IMAGES);

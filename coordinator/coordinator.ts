@@ -53,12 +53,6 @@ const R2_WRITE_DELAY_MS = 25;
 /** How soon a lease request that found the current version not yet published asks again. */
 const PUBLISH_WAIT_MS = 50;
 
-/** `work`'s result and its wall milliseconds. */
-const timed = async <T>(work: () => Promise<T>): Promise<{ value: T; ms: number }> => {
-  const t0 = performance.now();
-  const value = await work();
-  return { value, ms: performance.now() - t0 };
-};
 
 /** An answer an aggregator holds: admitted here, counted once its group's partial arrives. */
 interface PendingShard {
@@ -136,8 +130,7 @@ export class TrainingCoordinator extends DurableObject<CoordinatorEnv> {
     this.leases.forgetAfterRestart(position.step);
     this.store.forgetStepsAfter(position.step);
     const run = this.activate(record, position, stateAt, model, versions);
-    await this.publish(run);
-    this.ctx.waitUntil(versions.forgetVersions(run.published));
+    this.ctx.waitUntil(versions.forgetVersions(await this.publish(run)));
     return run;
   }
 
@@ -566,14 +559,17 @@ export class TrainingCoordinator extends DurableObject<CoordinatorEnv> {
   private async storeVersion(run: ActiveRun, step: number, version: PublishedVersion, frame: Uint8Array<ArrayBuffer>, critical: StepPhases, busyMs: number): Promise<void> {
     await new Promise((r) => setTimeout(r, R2_WRITE_DELAY_MS));
     // A failed write costs readers outside the cache a 503 for this version, not the run its next step.
-    const stored = await timed(() => run.versions.store(version, frame).catch((e: unknown) => console.error(`run ${run.record.runId}: writing version ${version.version} to R2 failed: ${String(e)}`)));
-    const phases: StepPhases = { ...critical, publishMs: critical.publishMs + stored.ms };
+    const t0 = performance.now();
+    await run.versions.store(version, frame).catch((e: unknown) => console.error(`run ${run.record.runId}: writing version ${version.version} to R2 failed: ${String(e)}`));
+    const phases: StepPhases = { ...critical, publishMs: critical.publishMs + performance.now() - t0 };
     this.store.recordCoordinatorMs(step, busyMs, phases);
   }
 
   /** Writes the applied step's parameters to R2 and hands out leases for them. */
-  private async publish(run: ActiveRun): Promise<void> {
-    this.release(run, await run.versions.publish(run.position.step, run.model.params, run.model.buffers));
+  private async publish(run: ActiveRun): Promise<PublishedVersion> {
+    const version = await run.versions.publish(run.position.step, run.model.params, run.model.buffers);
+    this.release(run, version);
+    return version;
   }
 
   /** Leases for `version` go out from now on; the version before it is deleted. */

@@ -53,9 +53,9 @@ export class VersionStore {
     await Promise.all([this.bucket.delete(key), cacheDelete(key)]);
   }
 
-  /** Deletes parameter versions other than `keep` (every version when omitted). */
-  forgetVersions(keep?: PublishedVersion): Promise<void> {
-    const kept = keep && paramsKey(this.runId, keep.version, keep.tag);
+  /** Deletes parameter versions other than `keep`. */
+  forgetVersions(keep: PublishedVersion): Promise<void> {
+    const kept = paramsKey(this.runId, keep.version, keep.tag);
     return this.deleteUnder(paramsPrefix(this.runId), (key) => key !== kept);
   }
 

@@ -76,7 +76,7 @@ describe('parameter versions in R2 and the update log', () => {
     // Deletion runs after the step's answer; give it a moment.
     await new Promise((r) => setTimeout(r, 200));
     expect(await keysUnder(paramsPrefix(runId))).toEqual([`${paramsPrefix(runId)}00000001-${second.paramsTag}.etpv`]);
-    // (Read by its tag, version 0 may still come from the cache: its bytes never change, and answers computed with it are stale.)
+    // Without a tag the coordinator says which version is current; version 0 is no longer it.
     expect(statusAndReason(await refusal(api.params(runId, 0)))).toEqual({ status: 410, reason: 'stale' });
     expect(statusAndReason(await refusal(api.params(runId, 1, first.paramsTag)))).toEqual({ status: 404, reason: 'tag' });
     const malformed = await fetch(`${coordinator.url}/v1/runs/${runId}/params/1?tag=zz`, { headers: { authorization: `Bearer ${coordinator.token}` } });
