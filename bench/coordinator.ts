@@ -78,7 +78,7 @@ async function syntheticWorker(api: ApiClient, runId: string, frame: Uint8Array<
     t.latencies.lease.push(performance.now() - t0);
     t.sent.lease += 40;
     t.received.lease += JSON.stringify(reply).length;
-    if (reply.type === 'done') return;
+    if (reply.type === 'done' || reply.type === 'stop') return;
     if (reply.type === 'wait') continue;
     const lease = reply.lease;
     const tag = (lease as { paramsTag?: string }).paramsTag;

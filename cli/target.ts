@@ -178,7 +178,10 @@ export function fetchWithTimeout(ms: number): Fetch {
   };
 }
 
+/** How long the CLI keeps asking an API that answers 502/503/504 (a coordinator being reset, say). */
+const CLI_RETRY_MS = 30_000;
+
 /** The typed client for a target. */
 export function apiFor(target: Target, workerId = 'edgetrain-cli', timeoutMs = 120_000): ApiClient {
-  return new ApiClient(target.url, { workerId, token: target.token, fetch: fetchWithTimeout(timeoutMs) });
+  return new ApiClient(target.url, { workerId, token: target.token, fetch: fetchWithTimeout(timeoutMs), retryForMs: CLI_RETRY_MS });
 }

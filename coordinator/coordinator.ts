@@ -7,6 +7,7 @@
 //   step-aggregator.ts  a step's float64 sum and mean; shared/training/update.ts applies it
 //   version-store.ts    parameter versions (what workers read) and the update log, in R2
 //   snapshots.ts        checkpoints to R2, the exported model, the KV run index
+//   fleet.ts            the supervised worker chains of a deployed run (claims, handovers, restarts)
 //   status.ts           status and metrics read from the tables
 //
 // State lives in SQLite and R2 and is reloaded on start; the only thing kept in memory alone is the
@@ -25,7 +26,8 @@ import type { DatasetManifest } from '../shared/data/blocks';
 import { trainingLayout } from '../shared/models/compile';
 import { decayMask, initBuffers, initParameters } from '../shared/models/params';
 import { createOptimizer, restoreOptimizer, slotCount } from '../shared/optim/optimizer';
-import { FINAL_STATES, type IssuedLease, type LeaseKind, type LeaseReply, type RunConfig, type RunMetrics, type RunSpec, type RunState, type RunStatus, type StepPhases, type SubmitReply } from '../shared/protocol';
+import { signingKey, workerToken } from '../shared/auth';
+import { FINAL_STATES, type ChainClaim, type ChainTicket, type IssuedLease, type LeaseKind, type LeaseReply, type RunConfig, type RunMetrics, type RunSpec, type RunState, type RunStatus, type StepPhases, type SubmitReply } from '../shared/protocol';
 import { snapshotKey } from '../shared/storage-keys';
 import { RunPlan } from '../shared/training/plan';
 import { applyUpdate, type ModelState } from '../shared/training/update';
@@ -33,6 +35,7 @@ import { decodeEval, decodeGradient, WireError, type WireErrorReason } from '../
 import { groupShards, type GroupPartial, type GroupRound, type ShardAdmission, type ShardCheck } from './aggregation';
 import { Admission, DIVERGENCE_REPORTS, answerableLease, evalProblem, frameVerdict, gradientShapeProblem, nonFiniteIn, wireFailure, type FrameHead } from './admission';
 import type { CoordinatorEnv } from './env';
+import { FLEET_CHECK_MS, Fleet, RESTART_DELAY_S, SILENT_MARGIN_MS, sendChains, type ChainSend } from './fleet';
 import { LONG_POLL_MS, LeaseScheduler, pickShard, type LeaseRow } from './lease-scheduler';
 import { l2Norm } from './norm-guard';
 import { fail, ok, type Failure, type Outcome } from './outcome';
@@ -99,12 +102,14 @@ export class TrainingCoordinator extends DurableObject<CoordinatorEnv> {
   private readonly store: RunStore;
   private readonly leases: LeaseScheduler;
   private readonly admission: Admission;
+  private readonly fleet: Fleet;
 
   constructor(ctx: DurableObjectState, env: CoordinatorEnv) {
     super(ctx, env);
     this.store = new RunStore(ctx.storage);
     this.leases = new LeaseScheduler(ctx.storage.sql, { get: () => ctx.storage.getAlarm(), set: (at) => ctx.storage.setAlarm(at) });
     this.admission = new Admission(ctx.storage.sql);
+    this.fleet = new Fleet(ctx.storage.sql);
     void ctx.blockConcurrencyWhile(async () => {
       this.store.migrate();
       this.run = await this.load();
@@ -179,6 +184,7 @@ export class TrainingCoordinator extends DurableObject<CoordinatorEnv> {
     this.run = this.activate(record, position, stateAt, { params, buffers, optimizer, mask: decayMask(layout.params) });
     await this.publish(this.run);
     await indexRun(this.env.KV, record);
+    await this.startFleet(this.run);
     return ok(this.statusOf(this.run));
   }
 
@@ -199,6 +205,7 @@ export class TrainingCoordinator extends DurableObject<CoordinatorEnv> {
     if (run.published?.version !== run.position.step) await this.publish(run);
     this.setState(run, run.position.step === 0 && run.position.phase === 'train' ? 'created' : 'training');
     await indexRun(this.env.KV, run.record);
+    await this.startFleet(run);
     return ok(this.statusOf(run));
   }
 
@@ -228,6 +235,15 @@ export class TrainingCoordinator extends DurableObject<CoordinatorEnv> {
     return ok(current);
   }
 
+  /**
+   * Resets this object as a deploy does: every call in flight fails with a reset error (the API answers
+   * 503 and clients retry), and the next call reloads the run from storage, losing the steps after the
+   * last commit (recomputed to the same values).
+   */
+  reset(): void {
+    this.ctx.abort(`reset by the operator`);
+  }
+
   /** The inference model with the current weights and the run's caption vectors baked in. */
   async model(): Promise<Outcome<ArrayBuffer>> {
     return this.run ? exportModel(this.env.KV, this.run.record.spec, this.run.model) : notFound();
@@ -235,11 +251,13 @@ export class TrainingCoordinator extends DurableObject<CoordinatorEnv> {
 
   // ---------- the worker protocol ----------
 
-  async lease(worker: string): Promise<Outcome<LeaseReply<IssuedLease>>> {
+  async lease(worker: string, ticket?: ChainTicket): Promise<Outcome<LeaseReply<IssuedLease>>> {
     const run = this.run;
     if (!run) return notFound();
     const refused = this.admission.gate(worker);
     if (refused) return refused;
+    const chain = this.fleet.check(worker, ticket);
+    if (chain.type === 'stop') return ok(chain);
     this.admission.seen(worker);
     const wasCreated = run.record.state === 'created';
     // Long poll: hold the request until a shard frees up (a step commits, a lease expires) or time is up.
@@ -363,7 +381,8 @@ export class TrainingCoordinator extends DurableObject<CoordinatorEnv> {
     const run = this.run;
     if (!run || FINAL_STATES.includes(run.record.state)) return;
     const reopen = this.reopenLostGroups(run, now);
-    const next = Math.min(expiry ?? Infinity, reopen ?? Infinity);
+    const fleetCheck = await this.superviseFleet(run, now);
+    const next = Math.min(expiry ?? Infinity, reopen ?? Infinity, fleetCheck ?? Infinity);
     if (Number.isFinite(next)) await this.leases.armFor(next);
   }
 
@@ -393,6 +412,75 @@ export class TrainingCoordinator extends DurableObject<CoordinatorEnv> {
       this.leases.wake();
     }
     return next;
+  }
+
+  // ---------- the fleet ----------
+
+  /**
+   * Starts the run's chains where the Worker has its work queue: new ones up to cluster.workers, and on
+   * a resume the next generation of every existing one. The alarm then looks after them.
+   */
+  private async startFleet(run: ActiveRun): Promise<void> {
+    if (!this.env.WORK) return;
+    const { runId, spec } = run.record;
+    const token = await this.workerToken(runId);
+    const now = Date.now();
+    await this.send([...this.fleet.next(runId, token, this.fleet.all(), now, 0, false), ...this.fleet.grow(runId, token, spec.config.cluster.workers, now)]);
+    await this.leases.armFor(now + FLEET_CHECK_MS);
+  }
+
+  private async workerToken(runId: string): Promise<string> {
+    if (!this.env.API_TOKEN) throw new Error('API_TOKEN is not set: the fleet cannot sign its messages');
+    return workerToken(await signingKey(this.env.API_TOKEN), runId);
+  }
+
+  private async send(sends: readonly ChainSend[]): Promise<void> {
+    if (this.env.WORK && sends.length) await sendChains(this.env.WORK, sends);
+  }
+
+  /** An invocation starting on a chain: go on, or stop (a duplicate delivery, a superseded generation, a finished run). */
+  claimChain(chain: string, ticket: ChainTicket): Outcome<ChainClaim> {
+    const run = this.run;
+    if (!run) return notFound();
+    if (FINAL_STATES.includes(run.record.state)) return ok({ type: 'stop', reason: 'finished', error: `run is ${run.record.state}` });
+    return ok(this.fleet.claim(chain, ticket, Date.now()));
+  }
+
+  /** The chain's invocation spent its budget: the coordinator sends the chain's next message. False: it was not the chain's. */
+  async handOver(chain: string, ticket: ChainTicket): Promise<Outcome<{ handedOver: boolean }>> {
+    const run = this.run;
+    if (!run) return notFound();
+    if (FINAL_STATES.includes(run.record.state) || !this.fleet.handover(chain, ticket, Date.now())) return ok({ handedOver: false });
+    const { runId } = run.record;
+    const generation = ticket.generation + 1;
+    await this.send([{ message: { runId, token: await this.workerToken(runId), chain, generation }, delaySeconds: 0 }]);
+    return ok({ handedOver: true });
+  }
+
+  /** A chain's message was dead-lettered (every retry failed): its next generation starts after a delay. */
+  async chainFailed(chain: string, generation: number): Promise<Outcome<{ restarted: boolean }>> {
+    const run = this.run;
+    if (!run) return notFound();
+    if (FINAL_STATES.includes(run.record.state) || !this.fleet.isCurrent(chain, generation)) return ok({ restarted: false });
+    console.warn(`run ${run.record.runId}: chain ${chain} generation ${generation} was dead-lettered; starting it again in ${RESTART_DELAY_S} s`);
+    await this.restart(run, [chain]);
+    return ok({ restarted: true });
+  }
+
+  private async restart(run: ActiveRun, chains: readonly string[]): Promise<void> {
+    const { runId } = run.record;
+    await this.send(this.fleet.next(runId, await this.workerToken(runId), chains, Date.now(), RESTART_DELAY_S, true));
+  }
+
+  /** Starts again the chains not heard from; returns when to look again (null: no fleet). */
+  private async superviseFleet(run: ActiveRun, now: number): Promise<number | null> {
+    if (!this.env.WORK || this.fleet.size === 0) return null;
+    const silent = this.fleet.silent(now, run.record.spec.config.cluster.leaseMs + SILENT_MARGIN_MS);
+    if (silent.length) {
+      console.warn(`run ${run.record.runId}: chains ${silent.join(', ')} went silent; starting them again in ${RESTART_DELAY_S} s`);
+      await this.restart(run, silent);
+    }
+    return now + FLEET_CHECK_MS;
   }
 
   // ---------- internals ----------
@@ -634,6 +722,9 @@ export class TrainingCoordinator extends DurableObject<CoordinatorEnv> {
   }
 
   private statusOf(run: ActiveRun): RunStatus {
-    return runStatus(this.store.sql, run.record, run.position, run.shards, workerSummaries(this.store.sql, Date.now() - ACTIVE_WINDOW_MS));
+    const now = Date.now();
+    const status = runStatus(this.store.sql, run.record, run.position, run.shards, workerSummaries(this.store.sql, now - ACTIVE_WINDOW_MS));
+    const fleet = this.fleet.status(run.record.spec.config.cluster.workers, now);
+    return fleet ? { ...status, fleet } : status;
   }
 }

@@ -57,6 +57,14 @@ const MIGRATIONS: readonly (readonly string[])[] = [
     // The update log: each step's mean gradient and statistics since the full state (an update frame, in chunks).
     `CREATE TABLE update_log (step INTEGER NOT NULL, chunk INTEGER NOT NULL, data BLOB NOT NULL, PRIMARY KEY (step, chunk))`,
   ],
+  [
+    // The supervised fleet (fleet.ts): each chain's current generation, the delivery that claimed it
+    // (message id/attempts), when its message is due, and how often it was started again.
+    `CREATE TABLE chains (
+      chain TEXT PRIMARY KEY, generation INTEGER NOT NULL, invocation TEXT, due_at INTEGER NOT NULL, claimed_at INTEGER,
+      restarts INTEGER NOT NULL DEFAULT 0
+    )`,
+  ],
 ];
 
 export function migrate(sql: SqlStorage): void {

@@ -211,7 +211,54 @@ export type IssuedLease = Omit<Lease, 'token'>;
 export type LeaseReply<L = Lease> =
   | { readonly type: 'lease'; readonly lease: L }
   | { readonly type: 'wait'; readonly retryMs: number }
-  | { readonly type: 'done'; readonly state: RunState };
+  | { readonly type: 'done'; readonly state: RunState }
+  /** A supervised chain's invocation that is no longer the chain's (superseded, a duplicate): it ends. */
+  | { readonly type: 'stop'; readonly reason: ChainStop; readonly error: string };
+
+/**
+ * One queue message of a supervised fleet: it starts one gradient-worker invocation of chain `chain`.
+ * The coordinator mints every message; `generation` counts the chain's invocations, so a message from
+ * an earlier one (a retry that lost the race, a duplicate delivery) is told to stop.
+ */
+export interface ChainMessage {
+  readonly runId: string;
+  /** The run's worker token: what the invocation authenticates with. */
+  readonly token: string;
+  /** The chain's id, also its stable worker id. */
+  readonly chain: string;
+  readonly generation: number;
+}
+
+/** Which delivery of a chain message an invocation is: the queue's message id and attempt number. */
+export interface ChainTicket {
+  readonly generation: number;
+  /** `${message id}/${attempts}`: a retry has the same id and a higher attempt, a duplicate the same pair. */
+  readonly invocation: string;
+}
+
+/** Why a chain's invocation is told to stop. */
+export type ChainStop = 'unknown-chain' | 'superseded' | 'duplicate' | 'finished';
+
+export type ChainClaim = { readonly type: 'go' } | { readonly type: 'stop'; readonly reason: ChainStop; readonly error: string };
+
+/** The supervised fleet of a run on a deployment (absent where workers are started by hand). */
+export interface FleetStatus {
+  /** Chains the coordinator keeps running (cluster.workers). */
+  readonly target: number;
+  /** Chains heard from within the active window. */
+  readonly live: number;
+  /** Invocations the coordinator started again after a chain went silent or was dead-lettered. */
+  readonly restarts: number;
+  readonly chains: readonly ChainSummary[];
+}
+
+export interface ChainSummary {
+  readonly chain: string;
+  readonly generation: number;
+  readonly restarts: number;
+  /** When the coordinator last heard from the chain, or sent its message (epoch ms). */
+  readonly lastHeard: number;
+}
 
 export interface SubmitReply {
   readonly accepted: boolean;
@@ -246,6 +293,7 @@ export interface RunStatus {
   readonly config: RunConfig;
   /** Every worker that has called for this run. */
   readonly workers: readonly WorkerSummary[];
+  readonly fleet?: FleetStatus;
 }
 
 export interface WorkerSummary {

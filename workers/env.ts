@@ -1,17 +1,9 @@
 // The bindings of the edgetrain Worker (wrangler.toml) and the messages its queue carries.
-import type { DurableObjectNamespace, Queue } from '@cloudflare/workers-types/index';
+import type { DurableObjectNamespace } from '@cloudflare/workers-types/index';
 import type { GradientAggregator } from '../coordinator/aggregator';
 import type { TrainingCoordinator } from '../coordinator/coordinator';
 import type { CoordinatorEnv } from '../coordinator/env';
 import type { AiBinding } from '../shared/text/workers-ai-encoder';
-
-export interface WorkMessage {
-  readonly runId: string;
-  /** The run's worker token: what the invocation authenticates with. */
-  readonly token: string;
-  /** Invocations of this worker chain that failed in a row. */
-  readonly failures?: number;
-}
 
 /** DATA (R2): dataset blocks and manifests, checkpoint snapshots; KV: the run index and caption sets. */
 export interface Env extends CoordinatorEnv {
@@ -21,8 +13,6 @@ export interface Env extends CoordinatorEnv {
   readonly AGGREGATOR: DurableObjectNamespace<GradientAggregator>;
   /** Workers AI, for embedding captions on Cloudflare (absent locally). */
   readonly AI?: AiBinding;
-  /** Fan-out of gradient work: each message starts one worker invocation that loops over leases. */
-  readonly WORK?: Queue<WorkMessage>;
   /**
    * The operator's secret (`wrangler secret put API_TOKEN`): run control and data writes need it as a
    * bearer token, and worker and lease tokens are signed with a key derived from it. Unset, every
@@ -37,4 +27,6 @@ export interface Env extends CoordinatorEnv {
   readonly WORKER_BUDGET_MS?: string;
   /** Dataset blocks a worker keeps in memory, in MiB. */
   readonly DATA_CACHE_MB?: string;
+  /** The gradient consumer's max_concurrency (workers/gradient/wrangler.toml): the most chains a run may ask for. */
+  readonly WORK_MAX_CONCURRENCY?: string;
 }

@@ -7,11 +7,12 @@
 // spent, then re-enqueues itself while the run is still training.
 import type { ExecutionContext, MessageBatch } from '@cloudflare/workers-types/index';
 import { app } from './api/app';
-import type { Env, WorkMessage } from './env';
+import { deadLetters } from './api/dead-letters';
+import type { Env } from './env';
 import { BlockCache } from './gradient/block-cache';
 import { ApiClient, type Fetch } from './gradient/client';
+import { runInvocation, type WorkMessage } from './gradient/invocation';
 import { LocalComputer } from './gradient/lease-computer';
-import { workLoop } from './gradient/loop';
 import { loadOrtWorkerd } from './ort/workerd';
 
 export { TrainingCoordinator } from '../coordinator/coordinator';
@@ -28,40 +29,41 @@ let cache: BlockCache | undefined;
 /** How long an invocation keeps retrying an unreachable or restarting API before it gives up. */
 const RETRY_MS = 60_000;
 
-function apiFor(env: Env, ctx: ExecutionContext, token: string): ApiClient {
+function apiFor(env: Env, ctx: ExecutionContext, workerId: string, token: string): ApiClient {
   // Without API_URL the worker shares the API's Worker and calls it in-process.
   const fetch: Fetch | undefined = env.API_URL ? undefined : (input, init) => Promise.resolve(app.fetch(new Request(input, init), env, ctx as never));
-  return new ApiClient(env.API_URL ?? 'http://edgetrain.internal', { workerId: `worker-${crypto.randomUUID().slice(0, 8)}`, token, fetch, retryForMs: RETRY_MS });
+  return new ApiClient(env.API_URL ?? 'http://edgetrain.internal', { workerId, token, fetch, retryForMs: RETRY_MS });
 }
 
-/** Invocations in a row that may fail before a worker chain gives up (its leases are re-issued anyway). */
-const MAX_FAILURES = 3;
-
 /**
- * One gradient worker's invocation. It hands over to a fresh invocation when its budget is spent, and
- * also when it fails (an exception, a CPU limit): the chain of invocations is the run's worker, so a
- * failure must not cost the run that worker for good. Only repeated failures in a row end the chain.
+ * One gradient worker's invocation per message. A failure is retried by the queue (retry_delay), and a
+ * message that failed every retry is dead-lettered, where the coordinator hears of it.
  */
-async function work(message: WorkMessage, env: Env, ctx: ExecutionContext): Promise<void> {
-  const api = apiFor(env, ctx, message.token);
+async function work(batch: MessageBatch<WorkMessage>, env: Env, ctx: ExecutionContext): Promise<void> {
   cache ??= new BlockCache(Number(env.DATA_CACHE_MB ?? DEFAULT_CACHE_MB) * 1024 * 1024);
-  try {
-    const report = await workLoop({ api, runId: message.runId, computer, cache, budgetMs: Number(env.WORKER_BUDGET_MS ?? DEFAULT_BUDGET_MS), log: console.log });
-    console.log(`gradient worker: ${JSON.stringify(report)}`);
-    if (report.reason === 'budget') await env.WORK?.send({ runId: message.runId, token: message.token });
-  } catch (e) {
-    const failures = (message.failures ?? 0) + 1;
-    console.error(`gradient worker failed (${failures} in a row): ${e instanceof Error ? e.stack : String(e)}`);
-    if (failures < MAX_FAILURES) await env.WORK?.send({ ...message, failures });
+  for (const message of batch.messages) {
+    try {
+      const report = await runInvocation(message, {
+        api: (workerId, token) => apiFor(env, ctx, workerId, token),
+        computer,
+        cache,
+        budgetMs: Number(env.WORKER_BUDGET_MS ?? DEFAULT_BUDGET_MS),
+        requeue: env.WORK ? async (m) => void (await env.WORK!.send(m as never)) : undefined,
+        log: console.log,
+      });
+      if (report) console.log(`gradient worker: ${JSON.stringify(report)}`);
+      message.ack();
+    } catch (e) {
+      console.error(`gradient worker failed (attempt ${message.attempts}): ${e instanceof Error ? e.stack : String(e)}`);
+      message.retry();
+    }
   }
 }
 
 export default {
   fetch: app.fetch,
   async queue(batch: MessageBatch<WorkMessage>, env: Env, ctx: ExecutionContext): Promise<void> {
-    for (const message of batch.messages) {
-      await work(message.body, env, ctx);
-      message.ack();
-    }
+    if (batch.queue.endsWith('-dlq')) await deadLetters(batch as MessageBatch<unknown>, env);
+    else await work(batch, env, ctx);
   },
 };

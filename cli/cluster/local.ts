@@ -5,7 +5,7 @@
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { Miniflare } from 'miniflare';
-import type { WorkMessage } from '../../workers/env';
+import type { WorkMessage } from '../../workers/gradient/invocation';
 import { COMPATIBILITY_DATE, bundleModules, bundleWorker, type WorkerBundle } from './bundle';
 
 export const WORKER_ENTRY = 'workers/index.ts';

@@ -1,6 +1,6 @@
-// The deployed topology (wrangler.toml) in one workerd: creating a run sends queue messages, the same
-// Worker consumes them, each invocation loops over leases calling the API in-process (no API_URL) until
-// its budget is spent, then re-enqueues itself while the run trains.
+// The deployed topology (wrangler.toml) in one workerd: creating a run makes the coordinator send its
+// chains' queue messages, the consumer takes them, each invocation claims its chain and loops over
+// leases until its budget is spent, then the coordinator sends the chain's next message.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startCoordinator, type LocalCoordinator } from '../../cli/cluster/local';
 import { prepareDataset } from '../../cli/prepare';
@@ -27,22 +27,21 @@ describe('API, coordinator and queue consumer in one Worker, as deployed', () =>
   it('a run created over HTTP is trained to completion by queue-fanned invocations that hand over to each other', async () => {
     const created = await api.createRun({ dataset: 'fixture', epochs: 2, batch: 64, evalBatch: 50, trainLimit: 256, cluster: { microBatch: 32, workers: 2 } });
     let status: RunStatus = created;
-    const workerIds = new Set<string>();
     const deadline = Date.now() + 150_000;
     while (!FINAL_STATES.includes(status.state) && Date.now() < deadline) {
       await new Promise((r) => setTimeout(r, 100));
       status = await api.status(created.runId);
-      for (const w of status.workers) workerIds.add(w.worker);
     }
     expect(status.state).toBe('completed');
     expect(status.step).toBe(8);
     const metrics = await api.metrics(created.runId);
     expect(metrics.steps).toHaveLength(8);
     expect(metrics.evals).toHaveLength(2);
-    // Each invocation works under its own id: more ids than the two messages sent means invocations
-    // ran out of budget and re-enqueued themselves. Counted over the whole run, not the workers active
-    // at one poll, which depends on how the invocations happen to overlap.
-    workerIds.delete('topology-test');
-    expect(workerIds.size).toBeGreaterThan(2);
+    // Two chains, each working under one stable id across its invocations; a generation past 1 means
+    // an invocation ran out of budget and the coordinator sent the chain's next message.
+    expect(status.workers.map((w) => w.worker).sort()).toEqual(['chain-0', 'chain-1']);
+    expect(status.fleet?.chains.map((c) => c.chain)).toEqual(['chain-0', 'chain-1']);
+    expect(Math.max(...status.fleet!.chains.map((c) => c.generation))).toBeGreaterThan(1);
+    expect(status.fleet?.restarts).toBe(0);
   }, 180_000);
 });

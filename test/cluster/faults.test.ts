@@ -381,7 +381,7 @@ describe('fault injection: the run survives and learns exactly what a fault-free
       for (;;) {
         const reply = await client.lease(run.runId);
         if (reply.type === 'lease') return reply.lease;
-        if (reply.type === 'done') throw new Error('the run ended before the stalled worker got a lease');
+        if (reply.type === 'done' || reply.type === 'stop') throw new Error('the run ended before the stalled worker got a lease');
       }
     };
     const recorder = leaseRecorder();

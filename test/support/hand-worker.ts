@@ -13,7 +13,7 @@ export async function leaseOrFail(client: ApiClient, runId: string, timeoutMs = 
   for (;;) {
     const reply = await client.lease(runId);
     if (reply.type === 'lease') return reply.lease;
-    if (reply.type === 'done' || Date.now() > until) throw new Error(`expected a lease, got ${JSON.stringify(reply)}`);
+    if (reply.type === 'done' || reply.type === 'stop' || Date.now() > until) throw new Error(`expected a lease, got ${JSON.stringify(reply)}`);
   }
 }
 

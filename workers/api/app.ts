@@ -6,7 +6,7 @@ import type { Env } from '../env';
 import { captions } from './captions';
 import { dashboard } from './dashboard';
 import { datasets } from './datasets';
-import type { ErrorBody } from './respond';
+import { durableObjectBusy, type ErrorBody } from './respond';
 import { runs } from './runs';
 
 export const app = new Hono<{ Bindings: Env }>()
@@ -30,6 +30,11 @@ export const app = new Hono<{ Bindings: Env }>()
   .onError((e, c) => {
     // Hono's own refusals (a JSON body that does not parse, say) keep their 4xx status.
     if (e instanceof HTTPException && e.status < 500) return c.json<ErrorBody>({ error: e.message || 'bad request', reason: 'body' }, e.status);
+    const busy = durableObjectBusy(e);
+    if (busy) {
+      c.header('retry-after', String(busy.retryAfterS));
+      return c.json<ErrorBody>({ error: busy.error, reason: busy.reason }, 503);
+    }
     console.error(e);
     return c.json<ErrorBody>({ error: `internal error: ${e instanceof Error ? e.message : String(e)}`, reason: 'internal' }, 500);
   });

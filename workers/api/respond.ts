@@ -41,3 +41,17 @@ export function aggregator(ns: DurableObjectNamespace<GradientAggregator>, runId
 export function runIdError(runId: string): ErrorBody | undefined {
   return RUN_ID.test(runId) ? undefined : { error: `run id '${runId.slice(0, 80)}' is malformed: lowercase letters, digits and '-', at most 64`, reason: 'run-id' };
 }
+
+/**
+ * A Durable Object error the caller may retry: `.retryable` (moved, a transient fault) or
+ * `.durableObjectReset` (reset by a deploy or by `ctx.abort`, as workerd marks it) soon; `.overloaded`
+ * only after a pause, since retrying at once adds to the overload
+ * (https://developers.cloudflare.com/durable-objects/best-practices/error-handling/). The next call
+ * makes a new stub, so it reaches the object restarted.
+ */
+export function durableObjectBusy(e: unknown): { error: string; reason: string; retryAfterS: number } | undefined {
+  const { retryable, overloaded, durableObjectReset, message } = (e ?? {}) as { retryable?: unknown; overloaded?: unknown; durableObjectReset?: unknown; message?: unknown };
+  if (overloaded === true) return { error: `the run's coordinator is overloaded (${String(message)}); retry later`, reason: 'overloaded', retryAfterS: 10 };
+  if (retryable === true || durableObjectReset === true) return { error: `the run's coordinator was interrupted (${String(message)}); retry`, reason: 'retryable', retryAfterS: 1 };
+  return undefined;
+}

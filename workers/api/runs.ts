@@ -18,11 +18,13 @@ import { kvCaptionStore, kvHead } from './captions';
 import { findManifest } from './datasets';
 import { readVersion } from '../../shared/params-cache';
 import type { Outcome } from '../../coordinator/outcome';
-import { aggregator, coordinator, failure, runIdError, type CoordinatorRpc, type ErrorBody } from './respond';
+import { aggregator, coordinator, durableObjectBusy, failure, runIdError, type CoordinatorRpc, type ErrorBody } from './respond';
 
 type App = { Bindings: Env };
 
 const JSON_LIMIT = 64 * 1024;
+/** Cloudflare's ceiling on a queue's concurrent consumer invocations. */
+const QUEUE_CONCURRENCY_MAX = 250;
 /** A gradient frame: 4 bytes per parameter; 64 MiB covers models up to ~16M parameters. */
 const FRAME_LIMIT = 64 * 1024 * 1024;
 
@@ -35,9 +37,18 @@ const runRequest = zValidator('json', runRequestSchema, (result, c) => {
   if (!result.success) return c.json<ErrorBody>({ error: 'invalid run config', reason: 'config', issues: issuesOf(result.error) }, 400);
 });
 
-const workerBody = zValidator('json', z.object({ worker: z.string().regex(/^[A-Za-z0-9._:-]{1,128}$/, "1–128 letters, digits, '.', '_', ':' or '-'") }).strict(), (result, c) => {
+/** A chain invocation's ticket: its generation and its delivery (`message id/attempts`). */
+const ticketSchema = z.object({ generation: z.number().int().min(1), invocation: z.string().regex(/^[A-Za-z0-9._:-]{1,128}\/\d{1,4}$/, "'<message id>/<attempts>'") }).strict();
+
+const workerBody = zValidator('json', z.object({ worker: z.string().regex(/^[A-Za-z0-9._:-]{1,128}$/, "1–128 letters, digits, '.', '_', ':' or '-'"), ticket: ticketSchema.optional() }).strict(), (result, c) => {
   if (!result.success) return c.json<ErrorBody>({ error: 'invalid lease request', reason: 'body', issues: issuesOf(result.error) }, 400);
 });
+
+const ticketBody = zValidator('json', ticketSchema, (result, c) => {
+  if (!result.success) return c.json<ErrorBody>({ error: 'invalid chain ticket', reason: 'body', issues: issuesOf(result.error) }, 400);
+});
+
+const CHAIN_ID = /^chain-\d{1,4}$/;
 
 const sinceQuery = zValidator('query', z.object({ since: z.coerce.number().int().min(-1).optional() }).strict(), (result, c) => {
   if (!result.success) return c.json<ErrorBody>({ error: 'invalid query', reason: 'query', issues: issuesOf(result.error) }, 400);
@@ -68,10 +79,28 @@ const LEASE_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$
 
 const runWorkerToken = async (c: Context<App>, runId: string) => workerToken(await signingKey(c.env.API_TOKEN!), runId);
 
-/** Starts `count` gradient-worker invocations on a run through the work queue (deployed topology). */
-async function fanOut(c: Context<App>, runId: string, count: number, token: string): Promise<void> {
-  if (!c.env.WORK) return;
-  await c.env.WORK.sendBatch(Array.from({ length: count }, () => ({ body: { runId, token } })));
+/** A chain route's run and chain: the chain must be the caller's worker id. */
+function chainCall(c: Context<App>): { stub: CoordinatorRpc; chain: string } | Response {
+  const { bad, stub } = runStub(c);
+  if (bad) return c.json(bad, 400);
+  const chain = c.req.param('chain') ?? '';
+  if (!CHAIN_ID.test(chain)) return c.json<ErrorBody>({ error: `chain '${chain.slice(0, 40)}' is malformed: 'chain-' and a number`, reason: 'chain' }, 400);
+  const worker = workerIdOf(c);
+  if (worker instanceof Response) return worker;
+  if (worker !== chain) return c.json<ErrorBody>({ error: `x-worker-id '${worker}' is not chain ${chain}: a chain's invocations work under its id`, reason: 'chain' }, 400);
+  return { stub, chain };
+}
+
+/**
+ * Cloudflare Queues runs at most max_concurrency consumer invocations of a queue at once (at most 250:
+ * https://developers.cloudflare.com/queues/platform/limits/); chains beyond it would wait in the queue
+ * while the coordinator counts them as workers. WORK_MAX_CONCURRENCY mirrors the consumer's setting.
+ */
+function fleetLimitProblem(env: Env, workers: number): string | undefined {
+  if (!env.WORK) return undefined;
+  const limit = Number(env.WORK_MAX_CONCURRENCY ?? QUEUE_CONCURRENCY_MAX);
+  if (workers <= limit) return undefined;
+  return `${workers} workers, but the gradient queue runs at most ${limit} consumer invocations at once: lower cluster.workers (--workers), or raise max_concurrency in workers/gradient/wrangler.toml and WORK_MAX_CONCURRENCY in wrangler.toml together (Cloudflare allows ${QUEUE_CONCURRENCY_MAX})`;
 }
 
 const control = requireAccess('control');
@@ -114,12 +143,13 @@ export const runs = new Hono<App>()
           : undefined;
       if (problem) return c.json<ErrorBody>({ error: `image caption set ${config.imageCaptions} ${problem}`, reason: 'captions', issues: [{ path: 'imageCaptions', message: problem }] }, 400);
     }
+    const fleetProblem = fleetLimitProblem(c.env, config.cluster.workers);
+    if (fleetProblem) return c.json<ErrorBody>({ error: fleetProblem, reason: 'config', issues: [{ path: 'cluster.workers', message: fleetProblem }] }, 400);
     const runId = newRunId();
+    // The coordinator starts the run's worker chains itself (where the Worker has its work queue).
     const created = await coordinator(c.env.COORDINATOR, runId).create(runId, config, manifest);
     if (!created.ok) return failure(c, created);
-    const workerToken = await runWorkerToken(c, runId);
-    await fanOut(c, runId, config.cluster.workers, workerToken);
-    return c.json<RunCreated>({ ...created.value, workerToken }, 201);
+    return c.json<RunCreated>({ ...created.value, workerToken: await runWorkerToken(c, runId) }, 201);
   })
   .get('/', read, async (c) => {
     const list = await c.env.KV.list<RunSummary>({ prefix: RUN_INDEX_PREFIX });
@@ -151,9 +181,17 @@ export const runs = new Hono<App>()
     const { bad, stub } = runStub(c);
     if (bad) return c.json(bad, 400);
     const r = await stub.resume();
+    return r.ok ? c.json<RunStatus>(r.value) : failure(c, r);
+  })
+  .post('/:id/reset', control, async (c) => {
+    const { bad, stub } = runStub(c);
+    if (bad) return c.json(bad, 400);
+    const r = await stub.status();
     if (!r.ok) return failure(c, r);
-    await fanOut(c, r.value.runId, r.value.config.cluster.workers, await runWorkerToken(c, r.value.runId));
-    return c.json<RunStatus>(r.value);
+    // The reset fails the call that asked for it, like every other call in flight.
+    const error = await stub.reset().then(() => undefined, (e: unknown) => e);
+    if (error !== undefined && !durableObjectBusy(error)) throw error;
+    return c.json({ runId: r.value.runId, reset: true }, 202);
   })
   .get('/:id/worker-token', control, async (c) => {
     const { bad, stub } = runStub(c);
@@ -207,13 +245,25 @@ export const runs = new Hono<App>()
   .post('/:id/leases', runWorker, tooLarge(JSON_LIMIT), workerBody, async (c) => {
     const { bad, stub } = runStub(c);
     if (bad) return c.json(bad, 400);
-    const { worker } = c.req.valid('json');
-    const r = await stub.lease(worker);
+    const { worker, ticket } = c.req.valid('json');
+    const r = await stub.lease(worker, ticket);
     if (!r.ok) return failure(c, r);
     if (r.value.type !== 'lease') return c.json<LeaseReply>(r.value);
     const lease = r.value.lease;
     const token = await leaseToken(await signingKey(c.env.API_TOKEN!), lease.runId, lease.leaseId, worker);
     return c.json<LeaseReply>({ type: 'lease', lease: { ...lease, token } });
+  })
+  .post('/:id/chains/:chain/claim', runWorker, tooLarge(JSON_LIMIT), ticketBody, async (c) => {
+    const call = chainCall(c);
+    if (call instanceof Response) return call;
+    const r = await call.stub.claimChain(call.chain, c.req.valid('json'));
+    return r.ok ? c.json(r.value) : failure(c, r);
+  })
+  .post('/:id/chains/:chain/handover', runWorker, tooLarge(JSON_LIMIT), ticketBody, async (c) => {
+    const call = chainCall(c);
+    if (call instanceof Response) return call;
+    const r = await call.stub.handOver(call.chain, c.req.valid('json'));
+    return r.ok ? c.json(r.value) : failure(c, r);
   })
   .post('/:id/leases/:lease/heartbeat', runWorker, (c) => leaseCall(c, (stub, lease, worker) => stub.heartbeat(lease, worker)))
   .post('/:id/leases/:lease/gradient', runWorker, tooLarge(FRAME_LIMIT), async (c) => {

@@ -3,7 +3,7 @@ import { hc } from 'hono/client';
 import type { DatasetManifest } from '../../shared/data/blocks';
 import { CAPTIONS_PREFIX, type CaptionSetEntry, type CaptionStore, type ClassCaptions } from '../../shared/text/caption-store';
 import type { ImageCaptionIndex, ImageCaptionStore } from '../../shared/text/image-captions';
-import type { Lease, LeaseReply, RunCreated, RunMetrics, RunRequest, RunSpec, RunStatus, SubmitReply } from '../../shared/protocol';
+import type { ChainClaim, ChainTicket, Lease, LeaseReply, RunCreated, RunMetrics, RunRequest, RunSpec, RunStatus, SubmitReply } from '../../shared/protocol';
 import { decodeParams, frameTag, type ParameterSet } from '../../shared/wire';
 import type { AppType } from '../api/app';
 import type { ErrorBody } from '../api/respond';
@@ -52,9 +52,10 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 /**
  * Sends a request again when no answer came back: at once, once, when a pooled keep-alive socket turned
  * out closed (seen after the client's event loop was blocked by a compute step); with backoff for up to
- * `retryForMs` when the API is unreachable or answers 502/503/504 (a coordinator restarting) or 429
- * (rate-limited, after its Retry-After). Every body this client sends is a buffer or string, so it can
- * be sent again; the coordinator counts a repeated submission once.
+ * `retryForMs` when the API is unreachable or answers 502/503/504 (a coordinator restarting or reset,
+ * after its Retry-After when it sends one) or 429 (rate-limited, after its Retry-After). Every body this
+ * client sends is a buffer or string, so it can be sent again; the coordinator counts a repeated
+ * submission once. Run creation is not repeatable and does not go through here.
  */
 function retrying(fetch: Fetch, retryForMs: number): Fetch {
   return async (input, init) => {
@@ -75,7 +76,8 @@ function retrying(fetch: Fetch, retryForMs: number): Fetch {
         await sleep(backoff);
         continue;
       }
-      const wait = res.status === 429 ? Number(res.headers.get('retry-after') ?? 1) * 1000 : [502, 503, 504].includes(res.status) ? backoff : 0;
+      const after = Number(res.headers.get('retry-after') ?? NaN) * 1000;
+      const wait = res.status === 429 ? (Number.isFinite(after) ? after : 1000) : [502, 503, 504].includes(res.status) ? Math.max(backoff, Number.isFinite(after) ? after : 0) : 0;
       if (!wait || Date.now() + wait > until) return res;
       await res.body?.cancel();
       await sleep(wait);
@@ -95,6 +97,8 @@ export interface ApiClientOptions {
 
 export class ApiClient {
   private readonly client: ReturnType<typeof hc<AppType>>;
+  /** Without retries: for requests that must not be sent twice. */
+  private readonly once: ReturnType<typeof hc<AppType>>;
   private readonly fetch: Fetch;
   readonly workerId: string;
   private readonly headers: Record<string, string>;
@@ -108,10 +112,12 @@ export class ApiClient {
     this.workerId = opts.workerId ?? 'client';
     this.headers = { 'x-worker-id': this.workerId, ...(opts.token ? { authorization: `Bearer ${opts.token}` } : {}) };
     this.client = hc<AppType>(baseUrl, { fetch: this.fetch, headers: this.headers });
+    this.once = hc<AppType>(baseUrl, { fetch, headers: this.headers });
   }
 
+  /** Sent once: a repeated creation would start a second run. */
   createRun(request: RunRequest): Promise<RunCreated> {
-    return this.client.v1.runs.$post({ json: request }).then((r) => json<RunCreated>(r));
+    return this.once.v1.runs.$post({ json: request }).then((r) => json<RunCreated>(r));
   }
 
   resume(id: string): Promise<RunStatus> {
@@ -159,8 +165,19 @@ export class ApiClient {
     return set;
   }
 
-  lease(id: string): Promise<LeaseReply> {
-    return this.client.v1.runs[':id'].leases.$post({ param: { id }, json: { worker: this.workerId } }).then((r) => json<LeaseReply>(r));
+  /** A lease, or why not; a supervised chain's invocation sends its ticket. */
+  lease(id: string, ticket?: ChainTicket): Promise<LeaseReply> {
+    return this.client.v1.runs[':id'].leases.$post({ param: { id }, json: { worker: this.workerId, ...(ticket ? { ticket } : {}) } }).then((r) => json<LeaseReply>(r));
+  }
+
+  /** Claims chain `chain` (this client's worker id) for the delivery `ticket`: go on, or stop. */
+  claimChain(id: string, ticket: ChainTicket): Promise<ChainClaim> {
+    return this.client.v1.runs[':id'].chains[':chain'].claim.$post({ param: { id, chain: this.workerId }, json: ticket }).then((r) => json<ChainClaim>(r));
+  }
+
+  /** Hands the chain over to its next invocation (the coordinator sends its message). */
+  handOver(id: string, ticket: ChainTicket): Promise<{ handedOver: boolean }> {
+    return this.client.v1.runs[':id'].chains[':chain'].handover.$post({ param: { id, chain: this.workerId }, json: ticket }).then((r) => json<{ handedOver: boolean }>(r));
   }
 
   heartbeat(lease: Lease): Promise<{ deadline: number }> {

@@ -1,7 +1,7 @@
 // A gradient worker's loop: lease → parameters of that version → data → compute → submit, until the
 // run ends or the invocation's budget is nearly spent.
 import { TEXT_DIM } from '../../shared/models/heads';
-import type { Lease, RunSpec, RunState } from '../../shared/protocol';
+import type { ChainTicket, Lease, RunSpec, RunState } from '../../shared/protocol';
 import { captionsForModel } from '../../shared/text/caption-store';
 import { encodeEval, encodeGradient, type ParameterSet } from '../../shared/wire';
 import type { BlockCache } from './block-cache';
@@ -22,14 +22,17 @@ export interface WorkOptions {
   readonly log?: (line: string) => void;
   /** Called with each lease as it is taken (progress displays, fault-injection tests). */
   readonly onLease?: (lease: Lease) => void;
+  /** A supervised chain's invocation: the delivery that claimed the chain, sent with every lease request. */
+  readonly ticket?: ChainTicket;
 }
 
 export interface WorkReport {
   /**
    * 'done': the run is over; 'budget': time to hand over to a fresh invocation; 'stopped': aborted;
-   * 'excluded': the coordinator excluded this worker after bad submissions.
+   * 'excluded': the coordinator excluded this worker after bad submissions; 'superseded': this chain
+   * invocation is no longer the chain's (a duplicate delivery, or the chain was started again).
    */
-  readonly reason: 'done' | 'budget' | 'stopped' | 'excluded';
+  readonly reason: 'done' | 'budget' | 'stopped' | 'excluded' | 'superseded';
   readonly state?: RunState;
   readonly leases: number;
   readonly accepted: number;
@@ -98,13 +101,17 @@ export async function workLoop(o: WorkOptions): Promise<WorkReport> {
     let t = Date.now();
     let reply;
     try {
-      reply = await o.api.lease(o.runId);
+      reply = await o.api.lease(o.runId, o.ticket);
     } catch (e) {
       if (isExclusion(e)) return excluded(e);
       throw e;
     }
     ms.lease += Date.now() - t;
     if (reply.type === 'done') return report('done', reply.state);
+    if (reply.type === 'stop') {
+      o.log?.(`stopping: ${reply.error}`);
+      return report('superseded');
+    }
     if (reply.type === 'wait') continue; // the coordinator already held the request for a while
     const lease = reply.lease;
     o.onLease?.(lease);

@@ -1,0 +1,57 @@
+// One queue delivery of gradient work. A supervised chain's message (the coordinator minted it) claims
+// its chain, works under the chain's id with the delivery's ticket, and at the end of its budget asks
+// the coordinator to send the chain's next message. A hand-started worker's message (local clusters
+// started by the CLI) works under a fresh id and re-enqueues itself. Failures propagate: the queue
+// retries the message (retry_delay), and dead-letters it after max_retries.
+import type { ChainMessage, ChainTicket } from '../../shared/protocol';
+import type { BlockCache } from './block-cache';
+import type { ApiClient } from './client';
+import type { LeaseComputer } from './lease-computer';
+import { workLoop, type WorkReport } from './loop';
+
+/** A hand-started worker's message: no chain; it re-enqueues itself while the run trains. */
+export interface HandStartedMessage {
+  readonly runId: string;
+  readonly token: string;
+  readonly chain?: undefined;
+}
+
+export type WorkMessage = ChainMessage | HandStartedMessage;
+
+/** A delivery as the queue handler sees it. */
+export interface Delivery {
+  readonly id: string;
+  readonly attempts: number;
+  readonly body: WorkMessage;
+}
+
+export interface InvocationContext {
+  /** A client of the API working as `workerId` with the run's worker token. */
+  readonly api: (workerId: string, token: string) => ApiClient;
+  readonly computer: LeaseComputer;
+  readonly cache: BlockCache;
+  readonly budgetMs: number;
+  /** Sends a hand-started worker's message again (its own queue); absent: it ends at its budget. */
+  readonly requeue?: (message: HandStartedMessage) => Promise<void>;
+  readonly log: (line: string) => void;
+}
+
+export async function runInvocation(delivery: Delivery, o: InvocationContext): Promise<WorkReport | undefined> {
+  const message = delivery.body;
+  const loop = { runId: message.runId, computer: o.computer, cache: o.cache, budgetMs: o.budgetMs, log: o.log };
+  if (message.chain === undefined) {
+    const report = await workLoop({ ...loop, api: o.api(`worker-${crypto.randomUUID().slice(0, 8)}`, message.token) });
+    if (report.reason === 'budget') await o.requeue?.(message);
+    return report;
+  }
+  const ticket: ChainTicket = { generation: message.generation, invocation: `${delivery.id}/${delivery.attempts}` };
+  const api = o.api(message.chain, message.token);
+  const claim = await api.claimChain(message.runId, ticket);
+  if (claim.type === 'stop') {
+    o.log(`${message.chain} generation ${message.generation}: not started: ${claim.error}`);
+    return undefined;
+  }
+  const report = await workLoop({ ...loop, api, ticket });
+  if (report.reason === 'budget') await api.handOver(message.runId, ticket);
+  return report;
+}
