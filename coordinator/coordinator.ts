@@ -425,8 +425,10 @@ export class TrainingCoordinator extends DurableObject<CoordinatorEnv> {
     const { runId, spec } = run.record;
     const token = await this.workerToken(runId);
     const now = Date.now();
-    await this.send([...this.fleet.next(runId, token, this.fleet.all(), now, 0, false), ...this.fleet.grow(runId, token, spec.config.cluster.workers, now)]);
+    const sends = [...this.fleet.next(runId, token, this.fleet.all(), now, 0, false), ...this.fleet.grow(runId, token, spec.config.cluster.workers, now)];
     await this.leases.armFor(now + FLEET_CHECK_MS);
+    // A send that fails (the queue over its rate) loses nothing: unclaimed chains are sent again by the alarm.
+    await this.send(sends).catch((e: unknown) => console.error(`run ${runId}: sending the fleet's messages failed; the alarm sends them again: ${String(e)}`));
   }
 
   private async workerToken(runId: string): Promise<string> {

@@ -47,10 +47,10 @@ const SELECT_CHAINS = `SELECT c.chain, c.generation, c.invocation, c.due_at, c.r
 
 const stop = (reason: ChainStop, error: string): ChainClaim => ({ type: 'stop', reason, error });
 
-/** `id/attempts` → its parts; a malformed ticket never matches a stored one. */
+/** `id/attempts/nonce` → the delivery's message id and attempt. */
 function delivery(invocation: string): { id: string; attempts: number } {
-  const slash = invocation.lastIndexOf('/');
-  return { id: invocation.slice(0, slash), attempts: Number(invocation.slice(slash + 1)) };
+  const [nonce, attempts, ...id] = invocation.split('/').reverse();
+  return { id: id.reverse().join('/'), attempts: nonce === undefined ? NaN : Number(attempts) };
 }
 
 export class Fleet {
@@ -99,8 +99,9 @@ export class Fleet {
 
   /**
    * An invocation starting on `chain`: it goes on when its ticket is the chain's current generation and
-   * no other delivery of that generation is alive; a retry of the same message (a higher attempt)
-   * takes over at once, since the queue retries only after the earlier attempt failed.
+   * no other invocation of that generation is alive; a retry of the same message (a higher attempt)
+   * takes over at once, since the queue retries only after the earlier attempt failed. The same ticket
+   * again (the invocation's claim resent) goes on.
    */
   claim(chain: string, ticket: ChainTicket, now: number): ChainClaim {
     const row = this.row(chain);

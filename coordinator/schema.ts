@@ -59,7 +59,7 @@ const MIGRATIONS: readonly (readonly string[])[] = [
   ],
   [
     // The supervised fleet (fleet.ts): each chain's current generation, the delivery that claimed it
-    // (message id/attempts), when its message is due, and how often it was started again.
+    // (message id/attempts/nonce), when its message is due, and how often it was started again.
     `CREATE TABLE chains (
       chain TEXT PRIMARY KEY, generation INTEGER NOT NULL, invocation TEXT, due_at INTEGER NOT NULL, claimed_at INTEGER,
       restarts INTEGER NOT NULL DEFAULT 0

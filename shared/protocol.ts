@@ -232,7 +232,10 @@ export interface ChainMessage {
 /** Which delivery of a chain message an invocation is: the queue's message id and attempt number. */
 export interface ChainTicket {
   readonly generation: number;
-  /** `${message id}/${attempts}`: a retry has the same id and a higher attempt, a duplicate the same pair. */
+  /**
+   * `${message id}/${attempts}/${nonce}`: a retry has the same id and a higher attempt; a duplicate
+   * delivery the same id and attempt and another nonce (the invocation's own random one).
+   */
   readonly invocation: string;
 }
 

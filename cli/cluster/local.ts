@@ -7,6 +7,7 @@ import type { Readable } from 'node:stream';
 import { Miniflare } from 'miniflare';
 import type { WorkMessage } from '../../workers/gradient/invocation';
 import { COMPATIBILITY_DATE, bundleModules, bundleWorker, type WorkerBundle } from './bundle';
+import { relayWorker } from './queue-broker';
 
 export const WORKER_ENTRY = 'workers/index.ts';
 
@@ -43,6 +44,12 @@ export interface CoordinatorOptions {
   readonly verbose?: boolean;
   /** Also consume the work queue in this process, as deployed. */
   readonly queue?: { budgetMs: number };
+  /**
+   * The work queue's messages go to `relay` (a queue broker's receive: cli/cluster/queue-broker.ts)
+   * instead of a consumer in this process; dead letters come back through the API Worker's queue
+   * handler. `maxConcurrency`: the consumer invocations the broker runs at once (WORK_MAX_CONCURRENCY).
+   */
+  readonly workQueue?: { relay: (request: Request) => Promise<Response>; maxConcurrency: number };
 }
 
 /** Starts the API and coordinator. */
@@ -55,9 +62,11 @@ export async function startCoordinator(opts: CoordinatorOptions = {}): Promise<L
         queueProducers: { WORK: { queueName: 'edgetrain-work' } },
         queueConsumers: { 'edgetrain-work': { maxBatchSize: 1, maxBatchTimeout: 0, maxRetries: 2 } },
       }
-    : {};
+    : opts.workQueue
+      ? { queueProducers: { WORK: { queueName: 'edgetrain-work' } } }
+      : {};
   const token = opts.token ?? `local-${crypto.randomUUID()}`;
-  const mf = new Miniflare({
+  const api = {
     ...bundleModules(await bundle()),
     name: 'edgetrain',
     compatibilityDate: COMPATIBILITY_DATE,
@@ -69,11 +78,15 @@ export async function startCoordinator(opts: CoordinatorOptions = {}): Promise<L
       API_TOKEN: token,
       ...(opts.publicReads ? { PUBLIC_READS: 'true' } : {}),
       ...(opts.queue ? { WORKER_BUDGET_MS: String(opts.queue.budgetMs) } : {}),
+      ...(opts.workQueue ? { WORK_MAX_CONCURRENCY: String(opts.workQueue.maxConcurrency) } : {}),
     },
-    ...(persist ? { durableObjectsPersist: join(persist, 'do'), kvPersist: join(persist, 'kv'), r2Persist: join(persist, 'r2') } : {}),
     // Served straight from the Worker's socket, not through Miniflare's entry worker: multi-MB
     // parameter and gradient bodies move ~1.5× faster that way.
     unsafeDirectSockets: [{ host: '127.0.0.1', port: opts.port ?? 0 }],
+  };
+  const mf = new Miniflare({
+    workers: [api, ...(opts.workQueue ? [relayWorker('edgetrain-work', opts.workQueue.relay)] : [])],
+    ...(persist ? { durableObjectsPersist: join(persist, 'do'), kvPersist: join(persist, 'kv'), r2Persist: join(persist, 'r2') } : {}),
     ...(opts.verbose ? {} : { handleRuntimeStdio: drain }),
   });
   await mf.ready;

@@ -37,8 +37,8 @@ const runRequest = zValidator('json', runRequestSchema, (result, c) => {
   if (!result.success) return c.json<ErrorBody>({ error: 'invalid run config', reason: 'config', issues: issuesOf(result.error) }, 400);
 });
 
-/** A chain invocation's ticket: its generation and its delivery (`message id/attempts`). */
-const ticketSchema = z.object({ generation: z.number().int().min(1), invocation: z.string().regex(/^[A-Za-z0-9._:-]{1,128}\/\d{1,4}$/, "'<message id>/<attempts>'") }).strict();
+/** A chain invocation's ticket: its generation and its delivery (`message id/attempts/nonce`). */
+const ticketSchema = z.object({ generation: z.number().int().min(1), invocation: z.string().regex(/^[A-Za-z0-9._:-]{1,128}\/\d{1,4}\/[0-9a-f]{8,32}$/, "'<message id>/<attempts>/<nonce>'") }).strict();
 
 const workerBody = zValidator('json', z.object({ worker: z.string().regex(/^[A-Za-z0-9._:-]{1,128}$/, "1–128 letters, digits, '.', '_', ':' or '-'"), ticket: ticketSchema.optional() }).strict(), (result, c) => {
   if (!result.success) return c.json<ErrorBody>({ error: 'invalid lease request', reason: 'body', issues: issuesOf(result.error) }, 400);

@@ -44,7 +44,8 @@ export async function runInvocation(delivery: Delivery, o: InvocationContext): P
     if (report.reason === 'budget') await o.requeue?.(message);
     return report;
   }
-  const ticket: ChainTicket = { generation: message.generation, invocation: `${delivery.id}/${delivery.attempts}` };
+  const nonce = crypto.randomUUID().replaceAll('-', '').slice(0, 16);
+  const ticket: ChainTicket = { generation: message.generation, invocation: `${delivery.id}/${delivery.attempts}/${nonce}` };
   const api = o.api(message.chain, message.token);
   const claim = await api.claimChain(message.runId, ticket);
   if (claim.type === 'stop') {
