@@ -1,17 +1,10 @@
-// The bindings of the edgetrain Worker (wrangler.toml) and the messages its queue carries.
+// The bindings of the edgetrain API script (wrangler.toml).
 import type { DurableObjectNamespace, Queue } from '@cloudflare/workers-types/index';
 import type { GradientAggregator } from '../coordinator/aggregator';
 import type { TrainingCoordinator } from '../coordinator/coordinator';
 import type { CoordinatorEnv } from '../coordinator/env';
 import type { AiBinding } from '../shared/text/workers-ai-encoder';
-
-export interface WorkMessage {
-  readonly runId: string;
-  /** The run's worker token: what the invocation authenticates with. */
-  readonly token: string;
-  /** Invocations of this worker chain that failed in a row. */
-  readonly failures?: number;
-}
+import type { WorkMessage } from './work-message';
 
 /** DATA (R2): dataset blocks and manifests, checkpoint snapshots; KV: the run index and caption sets. */
 export interface Env extends CoordinatorEnv {
@@ -21,7 +14,7 @@ export interface Env extends CoordinatorEnv {
   readonly AGGREGATOR: DurableObjectNamespace<GradientAggregator>;
   /** Workers AI, for embedding captions on Cloudflare (absent locally). */
   readonly AI?: AiBinding;
-  /** Fan-out of gradient work: each message starts one worker invocation that loops over leases. */
+  /** Fan-out of gradient work: each message starts one invocation of the gradient consumer script. */
   readonly WORK?: Queue<WorkMessage>;
   /**
    * The operator's secret (`wrangler secret put API_TOKEN`): run control and data writes need it as a
@@ -31,10 +24,4 @@ export interface Env extends CoordinatorEnv {
   readonly API_TOKEN?: string;
   /** "true": the run list, status and metrics are readable without a token (e.g. a public dashboard). */
   readonly PUBLIC_READS?: string;
-  /** Where a gradient worker reaches the API; unset = the same Worker, called in-process. */
-  readonly API_URL?: string;
-  /** Milliseconds a gradient-worker invocation keeps taking leases (its CPU budget, minus a margin). */
-  readonly WORKER_BUDGET_MS?: string;
-  /** Dataset blocks a worker keeps in memory, in MiB. */
-  readonly DATA_CACHE_MB?: string;
 }
