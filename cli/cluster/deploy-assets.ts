@@ -40,6 +40,15 @@ const HEADERS = `${PAGE_PATH}*
 /** The page's settings, read by workers/browser/main.ts from these meta tags. */
 const PAGE_META = `<meta name="edgetrain-api" content="same-origin" />\n    <meta name="edgetrain-eps" content="${SHIPPED_EPS.join(',')}" />\n    `;
 
+/**
+ * A run's join link on an API that serves the page: `<api>/worker/#run=…&token=…` (the page reaches
+ * the API on its own origin). The fragment never reaches a server.
+ */
+export function joinLink(api: string, runId: string, workerToken: string, ep?: 'auto' | 'webgpu' | 'wasm'): string {
+  const fragment = new URLSearchParams({ run: runId, token: workerToken, ...(ep ? { ep } : {}) });
+  return `${api.replace(/\/$/, '')}${PAGE_PATH}#${fragment}`;
+}
+
 /** Files over the per-file limit (relative path and size), none when all fit. */
 export function oversized(dir: string, limit = ASSET_FILE_LIMIT): { file: string; bytes: number }[] {
   const walk = (d: string): string[] => readdirSync(d, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? walk(join(d, e.name)) : [join(d, e.name)]));
