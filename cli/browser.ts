@@ -5,6 +5,7 @@ import { isWorkerToken } from '../shared/auth';
 import { numberFlag, parseFlags } from './args';
 import { TARGET_FLAGS, TARGET_USAGE, type Command } from './command';
 import { serveBrowserWorker } from './cluster/browser';
+import { joinLink } from './cluster/deploy-assets';
 import { EXIT } from './errors';
 import { resolveTarget } from './target';
 
@@ -23,14 +24,18 @@ export const browserCommand: Command = {
     const flags = parseFlags(argv, FLAGS, 'browser');
     const served = await serveBrowserWorker({ port: numberFlag('port', flags.port, 8788) });
     let url = served.url;
+    let apiServed: string | undefined;
     if (flags.run) {
       ctx.runId = flags.run;
       const target = (ctx.target = await resolveTarget(flags));
       const token = target.token && isWorkerToken(target.token) ? target.token : await new ApiClient(target.url, { token: target.token }).workerToken(flags.run);
       const fragment = new URLSearchParams({ api: target.url, run: flags.run, token, ep: flags.ep ?? 'auto' });
       url = `${served.url}#${fragment}`;
+      apiServed = joinLink(target.url, flags.run, token);
     }
     ctx.out.line(`browser worker page: ${url}`);
+    // The API serves the page too (deployed, or a local cluster from `edgetrain start`): no CLI needed.
+    if (apiServed) ctx.out.line(`  or the API's own page (WASM only): ${apiServed}`);
     if (!flags.run) ctx.out.line('  (the page asks for the API URL, the run id and its worker token; `edgetrain run` prints the token)');
     ctx.out.line('serving until Ctrl-C');
     await new Promise<void>((resolve) => process.once('SIGINT', resolve));

@@ -9,6 +9,7 @@ import type { RunStatus } from '../shared/protocol';
 import { ApiClient } from '../workers/gradient/client';
 import { NodeWorker } from '../workers/node/runtime';
 import { choiceFlag, intFlag, parseFlags, UsageError } from './args';
+import { buildDeployAssets, joinLink } from './cluster/deploy-assets';
 import { startCoordinator, startWorkerdWorker } from './cluster/local';
 import { DEFAULT_STATE, TOKEN_ENV, localToken } from './connect';
 import type { Command } from './command';
@@ -81,7 +82,9 @@ async function startCluster(opts: { workers: number; runtime: 'workerd' | 'node'
   const answers = serving && (await fetch(`${serving}/v1/health`, { signal: AbortSignal.timeout(2000) }).then((r) => r.ok, () => false));
   if (serving && answers) throw new CliError(`a local cluster already serves ${opts.state} at ${serving}: use it (\`edgetrain run\`, \`edgetrain status\`), or stop it first`, 1);
   const token = await localToken(opts.state);
-  const coordinator = await startCoordinator({ persistDir: opts.state, port: opts.port, token, verbose: opts.verbose }).catch((e: unknown) => {
+  // The API serves the browser worker page under /worker/, as deployed (wrangler.toml [assets]).
+  const assets = await buildDeployAssets();
+  const coordinator = await startCoordinator({ persistDir: opts.state, port: opts.port, token, verbose: opts.verbose, assets }).catch((e: unknown) => {
     if (/EADDRINUSE|address already in use/i.test(String((e as Error)?.message ?? e))) {
       throw new CliError(`port ${opts.port} is already in use (another \`edgetrain start\`?): pass --port N, or --port 0 for any free port`, 1);
     }
@@ -227,7 +230,9 @@ export async function runStart(argv: string[], log: (s: string) => void = consol
     const c = created.config;
     log(`run ${runId}${flags.run ? ` (continued at step ${created.step}, ${created.state})` : ''}: ${c.train.model.preset}/${c.train.model.head}${c.train.model.dann ? '+dann' : ''}, ${c.train.epochs} epoch(s) of ${created.totalSteps / c.train.epochs} steps, global batch ${c.train.batch} in shards of ${c.cluster.microBatch}`);
     log(`  status: ${local.url}/v1/runs/${runId}  (\`edgetrain status ${runId}\` from this folder)`);
-    await local.launch(runId, await local.api.workerToken(runId));
+    const workerToken = await local.api.workerToken(runId);
+    log(`  browsers join at: ${joinLink(local.url, runId, workerToken)}`);
+    await local.launch(runId, workerToken);
     const live = !flags.quiet && !!process.stderr.isTTY;
     const final = await watchRun(local.api, runId, {
       live,

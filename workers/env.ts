@@ -1,4 +1,5 @@
-// The bindings of the edgetrain Worker (wrangler.toml) and the messages its queue carries.
+// The bindings of the edgetrain API script (wrangler.toml); the coordinator's own (WORK, the queue it
+// sends its fleet's messages to; API_TOKEN) are in coordinator/env.ts.
 import type { DurableObjectNamespace } from '@cloudflare/workers-types/index';
 import type { GradientAggregator } from '../coordinator/aggregator';
 import type { TrainingCoordinator } from '../coordinator/coordinator';
@@ -21,12 +22,6 @@ export interface Env extends CoordinatorEnv {
   readonly API_TOKEN?: string;
   /** "true": the run list, status and metrics are readable without a token (e.g. a public dashboard). */
   readonly PUBLIC_READS?: string;
-  /** Where a gradient worker reaches the API; unset = the same Worker, called in-process. */
-  readonly API_URL?: string;
-  /** Milliseconds a gradient-worker invocation keeps taking leases (its CPU budget, minus a margin). */
-  readonly WORKER_BUDGET_MS?: string;
-  /** Dataset blocks a worker keeps in memory, in MiB. */
-  readonly DATA_CACHE_MB?: string;
   /** The gradient consumer's max_concurrency (workers/gradient/wrangler.toml): the most chains a run may ask for. */
   readonly WORK_MAX_CONCURRENCY?: string;
 }

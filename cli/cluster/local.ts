@@ -1,15 +1,23 @@
-// The local cluster: the API + coordinator in one workerd process (Miniflare, persistent state), and
-// gradient workers each in a process of their own, since one workerd runs all its JavaScript on one
-// thread. Workerd workers run the deployed Worker's own queue consumer; Node workers run the same loop
-// with ORT in a worker thread.
+// The local cluster, split as deployed: the API script (API + coordinator, workers/index.ts) in one
+// workerd process (Miniflare, persistent state), and the gradient script (workers/gradient/consumer.ts)
+// in processes of their own, one per gradient worker, since one workerd runs all its JavaScript on one
+// thread; they reach the API over HTTP (API_URL). Node workers run the same loop with ORT in a worker
+// thread.
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
-import { Miniflare } from 'miniflare';
-import type { WorkMessage } from '../../workers/gradient/invocation';
+import { Miniflare, type WorkerOptions } from 'miniflare';
+import type { HandStartedMessage } from '../../workers/gradient/invocation';
 import { COMPATIBILITY_DATE, bundleModules, bundleWorker, type WorkerBundle } from './bundle';
 import { relayWorker } from './queue-broker';
 
+/** The API script's entry (wrangler.toml). */
 export const WORKER_ENTRY = 'workers/index.ts';
+/** The gradient script's entry (workers/gradient/wrangler.toml). */
+export const GRADIENT_ENTRY = 'workers/gradient/consumer.ts';
+const API_NAME = 'edgetrain';
+const GRADIENT_NAME = 'edgetrain-gradient';
+const QUEUE = 'edgetrain-work';
+const DEAD_LETTERS = 'edgetrain-work-dlq';
 
 /** The Worker's Durable Object bindings, as wrangler.toml declares them. */
 export const DURABLE_OBJECTS = {
@@ -22,7 +30,16 @@ const drain = (stdout: Readable, stderr: Readable) => {
   stderr.resume();
 };
 
-const bundle = (): Promise<WorkerBundle> => bundleWorker(WORKER_ENTRY, 'edgetrain');
+const bundleApi = (): Promise<WorkerBundle> => bundleWorker(WORKER_ENTRY, API_NAME);
+const bundleGradient = (): Promise<WorkerBundle> => bundleWorker(GRADIENT_ENTRY, GRADIENT_NAME);
+
+/**
+ * wrangler.toml's `[assets]` for Miniflare: the folder served ahead of the Worker, and
+ * `run_worker_first = ["/v1/*"]` as wrangler passes it to Miniflare in `wrangler dev`.
+ */
+function assetOptions(directory: string): Pick<WorkerOptions, 'assets'> {
+  return { assets: { directory, routerConfig: { has_user_worker: true, static_routing: { user_worker: ['/v1/*'] } } } };
+}
 
 export interface LocalCoordinator {
   readonly url: string;
@@ -42,7 +59,7 @@ export interface CoordinatorOptions {
   /** Status reads without a token (PUBLIC_READS). */
   readonly publicReads?: boolean;
   readonly verbose?: boolean;
-  /** Also consume the work queue in this process, as deployed. */
+  /** Also run the gradient script in this process, consuming the API's work queue, as deployed. */
   readonly queue?: { budgetMs: number };
   /**
    * The work queue's messages go to `relay` (a queue broker's receive: cli/cluster/queue-broker.ts)
@@ -50,47 +67,56 @@ export interface CoordinatorOptions {
    * handler. `maxConcurrency`: the consumer invocations the broker runs at once (WORK_MAX_CONCURRENCY).
    */
   readonly workQueue?: { relay: (request: Request) => Promise<Response>; maxConcurrency: number };
+  /** A folder the API serves as static assets, as wrangler.toml's [assets] (buildDeployAssets()). */
+  readonly assets?: string;
 }
 
-/** Starts the API and coordinator. */
+/** Starts the API and coordinator (and, with `queue`, the gradient script beside it). */
 export async function startCoordinator(opts: CoordinatorOptions = {}): Promise<LocalCoordinator> {
   const persist = opts.persistDir;
-  // With `queue`, the Worker also consumes its own work queue, as deployed (wrangler.toml): creating
-  // a run fans out gradient work to consumer invocations in this same process.
-  const queue = opts.queue
-    ? {
-        queueProducers: { WORK: { queueName: 'edgetrain-work' } },
-        queueConsumers: { 'edgetrain-work': { maxBatchSize: 1, maxBatchTimeout: 0, maxRetries: 2 } },
-      }
-    : opts.workQueue
-      ? { queueProducers: { WORK: { queueName: 'edgetrain-work' } } }
-      : {};
   const token = opts.token ?? `local-${crypto.randomUUID()}`;
-  const api = {
-    ...bundleModules(await bundle()),
-    name: 'edgetrain',
+  const api: WorkerOptions = {
+    ...bundleModules(await bundleApi()),
+    name: API_NAME,
     compatibilityDate: COMPATIBILITY_DATE,
     durableObjects: DURABLE_OBJECTS,
     kvNamespaces: ['KV'],
     r2Buckets: ['DATA'],
-    ...queue,
+    // The coordinators send their fleets' messages to WORK; the API script consumes the dead letters.
+    ...(opts.queue || opts.workQueue ? { queueProducers: { WORK: { queueName: QUEUE } }, queueConsumers: { [DEAD_LETTERS]: { maxBatchSize: 10, maxBatchTimeout: 0 } } } : {}),
+    ...(opts.assets ? assetOptions(opts.assets) : {}),
     bindings: {
       API_TOKEN: token,
       ...(opts.publicReads ? { PUBLIC_READS: 'true' } : {}),
-      ...(opts.queue ? { WORKER_BUDGET_MS: String(opts.queue.budgetMs) } : {}),
       ...(opts.workQueue ? { WORK_MAX_CONCURRENCY: String(opts.workQueue.maxConcurrency) } : {}),
     },
     // Served straight from the Worker's socket, not through Miniflare's entry worker: multi-MB
     // parameter and gradient bodies move ~1.5× faster that way.
     unsafeDirectSockets: [{ host: '127.0.0.1', port: opts.port ?? 0 }],
   };
+  // With `queue`, both scripts as deployed (wrangler.toml, workers/gradient/wrangler.toml): creating a
+  // run fans out gradient work to the gradient script's invocations, which call the API through the
+  // service binding API.
+  const gradient: WorkerOptions[] = opts.queue
+    ? [
+        {
+          ...bundleModules(await bundleGradient()),
+          name: GRADIENT_NAME,
+          compatibilityDate: COMPATIBILITY_DATE,
+          serviceBindings: { API: API_NAME },
+          queueConsumers: { [QUEUE]: { maxBatchSize: 1, maxBatchTimeout: 0, maxRetries: 2, retryDelay: 1, deadLetterQueue: DEAD_LETTERS } },
+          bindings: { WORKER_BUDGET_MS: String(opts.queue.budgetMs) },
+        },
+      ]
+    : [];
+  const relay = opts.workQueue ? [relayWorker(QUEUE, opts.workQueue.relay)] : [];
   const mf = new Miniflare({
-    workers: [api, ...(opts.workQueue ? [relayWorker('edgetrain-work', opts.workQueue.relay)] : [])],
+    workers: [api, ...gradient, ...relay],
     ...(persist ? { durableObjectsPersist: join(persist, 'do'), kvPersist: join(persist, 'kv'), r2Persist: join(persist, 'r2') } : {}),
     ...(opts.verbose ? {} : { handleRuntimeStdio: drain }),
   });
   await mf.ready;
-  const url = (await mf.unsafeGetDirectURL('edgetrain')).toString().replace(/\/$/, '');
+  const url = (await mf.unsafeGetDirectURL(API_NAME)).toString().replace(/\/$/, '');
   return { url, token, mf, dispose: () => mf.dispose() };
 }
 
@@ -101,15 +127,16 @@ export interface WorkerdWorker {
   dispose(): Promise<void>;
 }
 
-/** One gradient worker in its own workerd process, driven by its own local queue. */
+/** One gradient worker: the gradient script in its own workerd process, driven by its own local queue. */
 export async function startWorkerdWorker(opts: { index: number; apiUrl: string; budgetMs?: number; cacheMb?: number; verbose?: boolean }): Promise<WorkerdWorker> {
   const queueName = `edgetrain-work-${opts.index}`;
   const mf = new Miniflare({
-    ...bundleModules(await bundle()),
+    ...bundleModules(await bundleGradient()),
     name: `edgetrain-worker-${opts.index}`,
     compatibilityDate: COMPATIBILITY_DATE,
     queueProducers: { WORK: { queueName } },
-    queueConsumers: { [queueName]: { maxBatchSize: 1, maxBatchTimeout: 0, maxRetries: 0 } },
+    // A failed invocation is retried twice, a second later (its leases are re-issued meanwhile).
+    queueConsumers: { [queueName]: { maxBatchSize: 1, maxBatchTimeout: 0, maxRetries: 2, retryDelay: 1 } },
     bindings: {
       API_URL: opts.apiUrl,
       WORKER_BUDGET_MS: String(opts.budgetMs ?? 600_000),
@@ -118,7 +145,7 @@ export async function startWorkerdWorker(opts: { index: number; apiUrl: string; 
     ...(opts.verbose ? {} : { handleRuntimeStdio: drain }),
   });
   await mf.ready;
-  const queue = await mf.getQueueProducer<WorkMessage>('WORK');
+  const queue = await mf.getQueueProducer<HandStartedMessage>('WORK');
   return {
     index: opts.index,
     start: async (runId, token) => void (await queue.send({ runId, token })),

@@ -1,6 +1,7 @@
-// The deployed topology (wrangler.toml) in one workerd: creating a run makes the coordinator send its
-// chains' queue messages, the consumer takes them, each invocation claims its chain and loops over
-// leases until its budget is spent, then the coordinator sends the chain's next message.
+// The deployed topology (wrangler.toml and workers/gradient/wrangler.toml) in one workerd: creating a
+// run makes its coordinator send its chains' queue messages, the gradient script consumes them, each
+// invocation claims its chain and loops over leases calling the API through its service binding (no
+// API_URL) until its budget is spent, then the coordinator sends the chain's next message.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startCoordinator, type LocalCoordinator } from '../../cli/cluster/local';
 import { prepareDataset } from '../../cli/prepare';
@@ -9,7 +10,7 @@ import { FINAL_STATES, type RunStatus } from '../../shared/protocol';
 import { ApiClient } from '../../workers/gradient/client';
 import { fixtureFiles } from '../support/cifar-fixture';
 
-describe('API, coordinator and queue consumer in one Worker, as deployed', () => {
+describe('the API script and the gradient script (its queue consumer, bound to it by a service binding), as deployed', () => {
   let coordinator: LocalCoordinator;
   let api: ApiClient;
 

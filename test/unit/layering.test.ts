@@ -2,6 +2,7 @@
 // or lower ones, and no modules import each other in a cycle (type-only imports included).
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { build, type Metafile } from 'esbuild';
 import { describe, expect, it } from 'vitest';
 import { cycles, readImportGraph, upwardEdges, type ImportGraph } from '../support/import-graph';
 
@@ -65,4 +66,51 @@ describe('layering of the import graph', () => {
     ]);
     expect(cycles(bad)).toEqual([['shared/training/checkpoint.ts', 'shared/training/trainer.ts']]);
   });
+});
+
+/**
+ * The import chains from `entry` to any input matching `banned`, in a bundle built as wrangler builds
+ * it (esbuild, workerd conditions): package imports included, which the project graph above omits.
+ */
+async function bannedChains(root: string, entry: string, banned: RegExp): Promise<string[]> {
+  const result = await build({
+    entryPoints: [path.join(root, entry)],
+    absWorkingDir: root,
+    bundle: true,
+    write: false,
+    format: 'esm',
+    platform: 'browser',
+    conditions: ['workerd', 'worker', 'browser'],
+    external: ['cloudflare:*', '*.wasm'],
+    metafile: true,
+    logLevel: 'silent',
+  });
+  const inputs: Metafile['inputs'] = result.metafile.inputs;
+  // Breadth-first from the entry: the first path found to each input is a shortest one.
+  const from = new Map<string, string | undefined>([[entry, undefined]]);
+  const queue = [entry];
+  const chains: string[] = [];
+  while (queue.length) {
+    const file = queue.shift()!;
+    for (const imp of inputs[file]?.imports ?? []) {
+      if (from.has(imp.path)) continue;
+      from.set(imp.path, file);
+      if (banned.test(imp.path)) {
+        const chain = [imp.path];
+        for (let at = from.get(imp.path); at; at = from.get(at)) chain.unshift(at);
+        chains.push(chain.join(' → '));
+      } else queue.push(imp.path);
+    }
+  }
+  return chains;
+}
+
+const ORT = /(^|\/)node_modules\/onnxruntime-web\/|\.wasm$/;
+
+describe('the API script carries no onnxruntime-web', () => {
+  it('workers/index.ts reaches neither onnxruntime-web nor a .wasm module; the gradient script does', async () => {
+    expect(await bannedChains(ROOT, 'workers/index.ts', ORT)).toEqual([]);
+    // The check itself finds ORT where it is.
+    expect((await bannedChains(ROOT, 'workers/gradient/consumer.ts', ORT)).some((c) => c.includes('onnxruntime-web'))).toBe(true);
+  }, 30_000);
 });

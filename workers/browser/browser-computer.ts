@@ -56,14 +56,17 @@ export class BrowserComputer implements LeaseComputer {
     private readonly events: ComputerEvents,
   ) {}
 
-  /** Starts the Web Worker on the chosen execution provider (see EpChoice). */
-  static async start(choice: EpChoice, workerUrl: URL, wasmPaths: string, events: ComputerEvents = {}): Promise<BrowserComputer> {
+  /**
+   * Starts the Web Worker on the chosen execution provider (see EpChoice). `webgpuOff`: why WebGPU is
+   * not on offer whatever the browser has (the page was served without ORT's WebGPU build).
+   */
+  static async start(choice: EpChoice, workerUrl: URL, wasmPaths: string, events: ComputerEvents = {}, webgpuOff?: string): Promise<BrowserComputer> {
     if (!['auto', 'webgpu', 'wasm'].includes(choice)) throw new Error(`ep must be auto, webgpu or wasm, not '${choice}'`);
     const c = new BrowserComputer(choice, workerUrl, wasmPaths, events);
     if (choice === 'wasm') {
       await c.spawn('wasm');
     } else {
-      const unavailable = await c.probeWebGpu();
+      const unavailable = webgpuOff ?? (await c.probeWebGpu());
       if (unavailable && choice === 'webgpu') throw new Error(unavailable);
       if (unavailable) {
         c.webgpuUnavailable = unavailable;

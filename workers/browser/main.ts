@@ -5,7 +5,9 @@
 //
 //   index.html#api=<API url>&run=<run id>&token=<worker token>&id=<worker id>&ep=auto|webgpu|wasm
 //
-// (or the form on the page). Progress is shown in the page and kept in `window.edgetrainWorker`.
+// (or the form on the page). Served by the API Worker itself (<api>/worker/, cli/cluster/deploy-assets.ts),
+// the page's meta tags say so: `api` may then be left out (the page's own origin), and only the ORT
+// builds it names are there. Progress is shown in the page and kept in `window.edgetrainWorker`.
 import type { Lease, RunState, SubmitReply } from '../../shared/protocol';
 import { median } from '../../shared/stats';
 import { BlockCache } from '../gradient/block-cache';
@@ -121,14 +123,33 @@ class CountingClient extends ApiClient {
   }
 }
 
-export function parseParams(source: string): WorkerParams | { missing: string[] } {
+/** What the page's server wrote into index.html (none: the CLI's page, with every ORT build). */
+export interface PageSettings {
+  /** The API's origin when the page is served by the API itself. */
+  readonly api?: string;
+  /** The execution providers whose ORT build is served beside the page. */
+  readonly eps: readonly BrowserEp[];
+}
+
+function pageSettings(): PageSettings {
+  const meta = (name: string) => document.querySelector<HTMLMetaElement>(`meta[name="${name}"]`)?.content;
+  const eps = meta('edgetrain-eps');
+  return {
+    ...(meta('edgetrain-api') === 'same-origin' ? { api: location.origin } : {}),
+    eps: eps ? (eps.split(',').filter((e) => e === 'webgpu' || e === 'wasm') as BrowserEp[]) : ['webgpu', 'wasm'],
+  };
+}
+
+export function parseParams(source: string, defaultApi = ''): WorkerParams | { missing: string[] } {
   const q = new URLSearchParams(source.replace(/^#/, ''));
   const get = (k: string) => q.get(k)?.trim() ?? '';
-  const p = { api: get('api').replace(/\/$/, ''), run: get('run'), token: get('token'), id: get('id') || `browser-${crypto.randomUUID().slice(0, 8)}`, ep: (get('ep') || 'auto') as EpChoice };
+  const p = { api: (get('api') || defaultApi).replace(/\/$/, ''), run: get('run'), token: get('token'), id: get('id') || `browser-${crypto.randomUUID().slice(0, 8)}`, ep: (get('ep') || 'auto') as EpChoice };
   const missing: string[] = (['api', 'run', 'token'] as const).filter((k) => !p[k]);
   if (!['auto', 'webgpu', 'wasm'].includes(p.ep)) missing.push('ep (auto, webgpu or wasm)');
   return missing.length ? { missing } : p;
 }
+
+const settings = pageSettings();
 
 async function start(p: WorkerParams): Promise<void> {
   status.running = true;
@@ -139,6 +160,7 @@ async function start(p: WorkerParams): Promise<void> {
   let computer: BrowserComputer | undefined;
   try {
     const workerUrl = new URL('./compute.js', import.meta.url);
+    const webgpuOff = settings.eps.includes('webgpu') ? undefined : "this page is served without ORT's WebGPU build (over Cloudflare's 25 MiB static asset limit); `edgetrain browser` serves one with it";
     computer = await BrowserComputer.start(p.ep, workerUrl, new URL('./', workerUrl).href, {
       log,
       onEp(ep, info) {
@@ -148,7 +170,7 @@ async function start(p: WorkerParams): Promise<void> {
         status.fallback = info.fallback ?? null;
         render();
       },
-    });
+    }, webgpuOff);
     status.ms = computer.ms;
     log(`computing on ${computer.ep}${computer.ep === 'webgpu' ? ` (${computer.adapter})` : ''}`);
     const api = new CountingClient(p.api, { workerId: p.id, token: p.token, retryForMs: 60_000 });
@@ -187,7 +209,7 @@ async function start(p: WorkerParams): Promise<void> {
 
 function main(): void {
   const form = $('form') as HTMLFormElement;
-  const parsed = parseParams(location.hash);
+  const parsed = parseParams(location.hash, settings.api);
   if ('missing' in parsed) {
     // Prefill what the fragment had; the form sets the fragment and starts.
     const q = new URLSearchParams(location.hash.replace(/^#/, ''));
@@ -196,6 +218,8 @@ function main(): void {
       const input = form.elements.namedItem(k) as HTMLInputElement | HTMLSelectElement | null;
       if (v && input) input.value = v;
     }
+    const apiInput = form.elements.namedItem('api') as HTMLInputElement;
+    if (!apiInput.value && settings.api) apiInput.value = settings.api;
     form.hidden = false;
     if (location.hash.length > 1) status.error = `missing in the fragment: ${parsed.missing.join(', ')}`;
     form.addEventListener('submit', (e) => {
@@ -203,7 +227,7 @@ function main(): void {
       const fields = new FormData(form);
       const q = new URLSearchParams();
       for (const k of ['api', 'run', 'token', 'id', 'ep']) q.set(k, String(fields.get(k) ?? ''));
-      const p = parseParams(q.toString());
+      const p = parseParams(q.toString(), settings.api);
       if ('missing' in p) {
         status.error = `missing: ${p.missing.join(', ')}`;
         render();
