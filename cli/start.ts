@@ -10,6 +10,7 @@ import { ApiClient } from '../workers/gradient/client';
 import { NodeWorker } from '../workers/node/runtime';
 import { choiceFlag, intFlag, parseFlags, UsageError } from './args';
 import { buildDeployAssets, joinLink } from './cluster/deploy-assets';
+import { startCloudflareProfile } from './cluster/cloudflare-profile';
 import { startCoordinator, startWorkerdWorker } from './cluster/local';
 import { DEFAULT_STATE, TOKEN_ENV, localToken } from './connect';
 import type { Command } from './command';
@@ -30,6 +31,7 @@ const FLAGS = {
   ...CONFIG_FLAGS,
   ...CLUSTER_FLAGS,
   runtime: { type: 'string' },
+  profile: { type: 'string' },
   port: { type: 'string' },
   state: { type: 'string' },
   data: { type: 'string' },
@@ -46,6 +48,9 @@ const FLAGS = {
 /** The flags that describe the run `start` creates; --serve creates none. */
 const RUN_ONLY = [...Object.keys(CONFIG_FLAGS), 'micro-batch', 'graph-batch', 'lease-ms', 'commit-every', 'snapshot-every', 'aggregators', 'data', 'out', 'keep', 'run', 'captions', 'image-captions'];
 
+const PROFILES = ['local', 'cloudflare'] as const;
+type Profile = (typeof PROFILES)[number];
+
 /** How often a serving cluster looks for runs to launch its workers on. */
 const LAUNCH_POLL_MS = 2000;
 
@@ -54,6 +59,10 @@ edgetrain start --serve [--workers N] [--port N] [--state DIR]   the local clust
 ${CONFIG_USAGE}
   --workers N            gradient-worker processes (default: one per core)
   --runtime workerd|node workerd: the Worker's own code in workerd (default); node: ORT in a worker thread
+  --profile local|cloudflare  cloudflare: as deployed on Cloudflare, from the wrangler configs: the
+                         coordinator supervises its chains through the work queue, one consumer process
+                         per worker (max_concurrency), the deployed invocation budget, queue retries
+                         and the dead-letter queue, the Workers memory budget at run creation
 ${CLUSTER_USAGE}
   --port N (8787)        where the API listens (0 = any free port)
   --state DIR            persistent Durable Object, KV and R2 state (default .edgetrain/state)
@@ -77,19 +86,24 @@ interface Cluster {
   dispose(): Promise<void>;
 }
 
-async function startCluster(opts: { workers: number; runtime: 'workerd' | 'node'; port: number; state: string; verbose: boolean }, log: (s: string) => void): Promise<Cluster> {
+async function startCluster(opts: { workers: number; runtime: 'workerd' | 'node'; profile: Profile; port: number; state: string; verbose: boolean }, log: (s: string) => void): Promise<Cluster> {
   const serving = servingUrl(opts.state);
   const answers = serving && (await fetch(`${serving}/v1/health`, { signal: AbortSignal.timeout(2000) }).then((r) => r.ok, () => false));
   if (serving && answers) throw new CliError(`a local cluster already serves ${opts.state} at ${serving}: use it (\`edgetrain run\`, \`edgetrain status\`), or stop it first`, 1);
   const token = await localToken(opts.state);
   // The API serves the browser worker page under /worker/, as deployed (wrangler.toml [assets]).
   const assets = await buildDeployAssets();
-  const coordinator = await startCoordinator({ persistDir: opts.state, port: opts.port, token, verbose: opts.verbose, assets }).catch((e: unknown) => {
+  const where = { persistDir: opts.state, port: opts.port, token, verbose: opts.verbose, assets };
+  const cloudflare = opts.profile === 'cloudflare' ? startCloudflareProfile({ ...where, workers: opts.workers, log }) : undefined;
+  const started = await (cloudflare ?? startCoordinator(where)).catch((e: unknown) => {
     if (/EADDRINUSE|address already in use/i.test(String((e as Error)?.message ?? e))) {
       throw new CliError(`port ${opts.port} is already in use (another \`edgetrain start\`?): pass --port N, or --port 0 for any free port`, 1);
     }
     throw e;
   });
+  const coordinator = 'broker' in started ? started.coordinator : started;
+  // The Cloudflare profile's consumers and broker go with its coordinator.
+  const disposeCoordinator = () => started.dispose();
   log(`API and coordinator at ${coordinator.url} (state in ${opts.state}; API token in ${path.join(opts.state, 'api-token')} unless ${TOKEN_ENV} is set)`);
   log(`  dashboard: ${coordinator.url}/#token=${token}`);
   const api = new ApiClient(coordinator.url, { workerId: 'edgetrain-cli', token });
@@ -97,7 +111,12 @@ async function startCluster(opts: { workers: number; runtime: 'workerd' | 'node'
   const disposers: (() => Promise<void>)[] = [];
   let launch: Cluster['launch'];
   try {
-    if (opts.runtime === 'workerd') {
+    if ('broker' in started) {
+      const s = started.settings;
+      // Its coordinators start and supervise their chains through the work queue: nothing to launch.
+      launch = async () => undefined;
+      log(`Cloudflare profile: ${opts.workers} consumer process(es) (max_concurrency), ${s.budgetMs / 1000} s per invocation, retries ${s.maxRetries} after ${s.retryDelayS} s then the dead-letter queue, ${s.workerMemoryMb} MiB per worker isolate`);
+    } else if (opts.runtime === 'workerd') {
       const workers = await Promise.all(Array.from({ length: opts.workers }, (_, index) => startWorkerdWorker({ index, apiUrl: coordinator.url, verbose: opts.verbose })));
       disposers.push(...workers.map((w) => () => w.dispose()));
       // Each workerd worker takes its queue's messages one at a time: a second run waits for the first.
@@ -129,7 +148,7 @@ async function startCluster(opts: { workers: number; runtime: 'workerd' | 'node'
   } catch (e) {
     removeOnExit();
     for (const d of disposers) await d();
-    await coordinator.dispose();
+    await disposeCoordinator();
     throw e;
   }
   log(`${opts.workers} gradient worker(s) on the ${opts.runtime} runtime`);
@@ -142,7 +161,7 @@ async function startCluster(opts: { workers: number; runtime: 'workerd' | 'node'
       process.off('exit', removeOnExit);
       removeOnExit();
       for (const d of disposers) await d().catch(() => undefined);
-      await coordinator.dispose();
+      await disposeCoordinator();
     },
   };
 }
@@ -207,11 +226,13 @@ export async function runStart(argv: string[], log: (s: string) => void = consol
   const config = trainConfigFromValues(flags);
   const workers = intFlag('workers', flags.workers, availableParallelism(), 1);
   const runtime = choiceFlag('runtime', flags.runtime, ['workerd', 'node'] as const, 'workerd');
+  const profile = choiceFlag('profile', flags.profile, PROFILES, 'local');
+  if (profile === 'cloudflare' && runtime !== 'workerd') throw new UsageError('start: --profile cloudflare runs the gradient script in workerd; --runtime node has no place in it');
   const cluster = clusterFromValues(flags, { ...DEFAULT_CLUSTER_CONFIG, workers });
   const port = intFlag('port', flags.port, 8787, 0);
   const state = path.resolve(flags.state ?? DEFAULT_STATE);
   await mkdir(state, { recursive: true });
-  const local = await startCluster({ workers, runtime, port, state, verbose: !!flags.verbose }, log);
+  const local = await startCluster({ workers, runtime, profile, port, state, verbose: !!flags.verbose }, log);
   const stop = () => void local.dispose().finally(() => process.exit(130));
   process.once('SIGINT', stop);
   process.once('SIGTERM', stop);

@@ -26,7 +26,7 @@ export interface ConsumerSlot {
   deliver(queue: string, message: QueuedMessage): Promise<Delivered>;
 }
 
-export interface BrokerOptions {
+export interface BrokerOptions<S extends ConsumerSlot> {
   readonly queue: string;
   readonly maxRetries: number;
   readonly retryDelayS: number;
@@ -35,7 +35,7 @@ export interface BrokerOptions {
   /** An invocation running this long is killed and counts as failed (Cloudflare: 15 minutes of wall clock). */
   readonly wallLimitMs: number;
   /** Called when an invocation overran its wall limit: the slot's process is to be replaced. */
-  readonly onOverrun?: (slot: ConsumerSlot) => Promise<void>;
+  readonly onOverrun?: (slot: S) => Promise<void>;
   readonly log?: (line: string) => void;
 }
 
@@ -57,16 +57,16 @@ export function relayWorker(queue: string, broker: (request: Request) => Promise
   };
 }
 
-export class QueueBroker {
+export class QueueBroker<S extends ConsumerSlot = ConsumerSlot> {
   private readonly pending: QueuedMessage[] = [];
-  private readonly idle: ConsumerSlot[] = [];
-  private readonly busy = new Map<ConsumerSlot, QueuedMessage>();
+  private readonly idle: S[] = [];
+  private readonly busy = new Map<S, QueuedMessage>();
   private readonly timers = new Set<ReturnType<typeof setTimeout>>();
   /** Every delivery's result, in order (for tests and logs). */
   readonly history: { slot: string; message: QueuedMessage; result: Delivered | 'failed' | 'overran' | 'dead-lettered' }[] = [];
   private closed = false;
 
-  constructor(private readonly o: BrokerOptions) {}
+  constructor(private readonly o: BrokerOptions<S>) {}
 
   /** The relay's POST handler. */
   readonly receive = async (request: Request): Promise<Response> => {
@@ -79,19 +79,20 @@ export class QueueBroker {
     this.pump();
   }
 
-  addSlot(slot: ConsumerSlot): void {
+  addSlot(slot: S): void {
     this.idle.push(slot);
     this.pump();
   }
 
   /** Takes a slot out of service (its process is going away); its invocation in flight fails and is retried. */
-  removeSlot(slot: ConsumerSlot): void {
+  removeSlot(slot: S): void {
     const i = this.idle.indexOf(slot);
     if (i >= 0) this.idle.splice(i, 1);
   }
 
-  get inFlight(): number {
-    return this.busy.size;
+  /** The message each busy slot is running. */
+  running(): ReadonlyMap<S, QueuedMessage> {
+    return this.busy;
   }
 
   close(): void {
@@ -108,7 +109,7 @@ export class QueueBroker {
     }
   }
 
-  private async run(slot: ConsumerSlot, message: QueuedMessage): Promise<void> {
+  private async run(slot: S, message: QueuedMessage): Promise<void> {
     let overran = false;
     const limit = setTimeout(() => {
       overran = true;
