@@ -8,6 +8,11 @@ export interface Backbone {
   readonly description: string;
   readonly featureDim: number;
   readonly build: (m: ModelBuilder, image: Value) => Value;
+  /**
+   * Graph batches that keep one gradient-worker isolate inside a Worker's 128 MB (measured:
+   * `npm run bench -- worker-memory`): examples per run of the training graph, and of the eval graph.
+   */
+  readonly workers: { readonly graphBatch: number; readonly evalGraphBatch: number };
 }
 
 /**
@@ -18,6 +23,7 @@ export const seedCnn: Backbone = {
   name: 'seed-cnn',
   description: 'conv 3→32 k3 p1, ReLU, maxpool 2, conv 32→64 k3 p1, ReLU, maxpool 2, FC 4096→128, ReLU',
   featureDim: 128,
+  workers: { graphBatch: 32, evalGraphBatch: 50 },
   build: (m, image) => {
     const b = m.b;
     let x = conv2d(m, 'conv1', image, 32, 3, { pad: 1 });
@@ -51,6 +57,7 @@ export const resCnn: Backbone = {
   name: 'res-cnn',
   description: 'ResNet-9 layout with BN at widths 24/48/96/192, global max-pool (feature 192)',
   featureDim: 192,
+  workers: { graphBatch: 8, evalGraphBatch: 25 },
   build: (m, image) => {
     const b = m.b;
     let x = convBnRelu(m, 'prep', image, 24);
@@ -70,6 +77,7 @@ export const bnCnn: Backbone = {
   name: 'bn-cnn',
   description: 'seed-cnn with BN: conv 3→32 k3 p1, BN, maxpool 2, ReLU, conv 32→64 k3 p1, BN, maxpool 2, ReLU, FC 4096→128, ReLU',
   featureDim: 128,
+  workers: { graphBatch: 16, evalGraphBatch: 50 },
   build: (m, image) => {
     const b = m.b;
     let x = batchNorm(m, 'conv1.bn', conv2d(m, 'conv1', image, 32, 3, { pad: 1, bias: false }));
@@ -88,6 +96,7 @@ export const tinyCnn: Backbone = {
   name: 'tiny-cnn',
   description: 'conv 3→8 k3 p1, maxpool 4, ReLU, FC 512→32, ReLU',
   featureDim: 32,
+  workers: { graphBatch: 32, evalGraphBatch: 100 },
   build: (m, image) => {
     const b = m.b;
     const x = op.relu(b, op.maxPool(b, conv2d(m, 'conv1', image, 8, 3, { pad: 1 }), { kernel: [4, 4] })[0]);
