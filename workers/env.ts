@@ -37,4 +37,12 @@ export interface Env extends CoordinatorEnv {
   readonly WORKER_BUDGET_MS?: string;
   /** Dataset blocks a worker keeps in memory, in MiB. */
   readonly DATA_CACHE_MB?: string;
+  /** Per-image caption chunks a worker keeps in memory, in MiB. */
+  readonly CAPTION_CACHE_MB?: string;
+  /**
+   * The memory one gradient-worker isolate may use, in MiB: run creation resolves an unset
+   * cluster.graphBatch to the preset's Workers default and refuses a config whose estimate exceeds
+   * it. Unset (local clusters with Node workers): no check.
+   */
+  readonly WORKER_MEMORY_MB?: string;
 }

@@ -12,14 +12,14 @@ import { BlockCache } from './gradient/block-cache';
 import { ApiClient, type Fetch } from './gradient/client';
 import { LocalComputer } from './gradient/lease-computer';
 import { workLoop } from './gradient/loop';
-import { loadOrtWorkerd } from './ort/workerd';
+import { loadOrtWorkerd, ortWasmHeapBytes } from './ort/workerd';
+import { WORKERS_CACHES } from '../shared/memory-budget';
 
 export { TrainingCoordinator } from '../coordinator/coordinator';
 export { GradientAggregator } from '../coordinator/aggregator';
 
 /** Default budget: 25 s of a Worker's default 30 s CPU limit (wall time bounds CPU time from above). */
 const DEFAULT_BUDGET_MS = 25_000;
-const DEFAULT_CACHE_MB = 48;
 
 // Per isolate: compiled graphs and dataset blocks survive across invocations.
 const computer = new LocalComputer(loadOrtWorkerd);
@@ -44,10 +44,12 @@ const MAX_FAILURES = 3;
  */
 async function work(message: WorkMessage, env: Env, ctx: ExecutionContext): Promise<void> {
   const api = apiFor(env, ctx, message.token);
-  cache ??= new BlockCache(Number(env.DATA_CACHE_MB ?? DEFAULT_CACHE_MB) * 1024 * 1024);
+  cache ??= new BlockCache(Number(env.DATA_CACHE_MB ?? WORKERS_CACHES.blockCacheMb) * 2 ** 20);
+  const captionCacheBytes = Number(env.CAPTION_CACHE_MB ?? WORKERS_CACHES.captionCacheMb) * 2 ** 20;
   try {
-    const report = await workLoop({ api, runId: message.runId, computer, cache, budgetMs: Number(env.WORKER_BUDGET_MS ?? DEFAULT_BUDGET_MS), log: console.log });
-    console.log(`gradient worker: ${JSON.stringify(report)}`);
+    const report = await workLoop({ api, runId: message.runId, computer, cache, captionCacheBytes, budgetMs: Number(env.WORKER_BUDGET_MS ?? DEFAULT_BUDGET_MS), log: console.log });
+    // The wasm heap never shrinks: this is the isolate's peak so far (JS objects are not counted here).
+    console.log(`gradient worker: ${JSON.stringify({ ...report, wasmHeapBytes: ortWasmHeapBytes() })}`);
     if (report.reason === 'budget') await env.WORK?.send({ runId: message.runId, token: message.token });
   } catch (e) {
     const failures = (message.failures ?? 0) + 1;

@@ -6,7 +6,8 @@ import { parseCifarBatch } from '../../shared/data/cifar';
 import { buildTrainingGraph } from '../../shared/models/compile';
 import { flatLayout, initBuffers, initParameters } from '../../shared/models/params';
 import { resolveRunConfig, type Lease, type RunSpec } from '../../shared/protocol';
-import { GradientEngine, evalGraphBatchOf } from '../../workers/gradient/gradient-engine';
+import { evalGraphBatch } from '../../shared/memory-budget';
+import { GradientEngine } from '../../workers/gradient/gradient-engine';
 import { makeBatch } from '../support/cifar-fixture';
 import { webOrt } from '../support/ort';
 
@@ -49,8 +50,8 @@ describe('GradientEngine.evaluate in chunks', () => {
   }, 60_000);
 
   it('defaults to the preset’s Workers eval graph batch', () => {
-    expect(evalGraphBatchOf(specWith(0))).toBe(50);
-    expect(evalGraphBatchOf({ config: resolveRunConfig({ model: { preset: 'res-cnn' } }) })).toBe(25);
-    expect(evalGraphBatchOf(specWith(7))).toBe(7);
+    expect(evalGraphBatch(specWith(0).config)).toBe(50);
+    expect(evalGraphBatch(resolveRunConfig({ model: { preset: 'res-cnn' } }))).toBe(25);
+    expect(evalGraphBatch(specWith(7).config)).toBe(7);
   });
 });

@@ -4,7 +4,7 @@
 import type { CifarSplit } from '../../shared/data/cifar';
 import { buildEvalGraph, buildTrainingGraph } from '../../shared/models/compile';
 import { TEXT_DIM } from '../../shared/models/heads';
-import { findBackbone } from '../../shared/models/presets';
+import { evalGraphBatch } from '../../shared/memory-budget';
 import type { OrtApi } from '../../shared/onnx/session';
 import type { Lease, RunSpec } from '../../shared/protocol';
 import { BatchFeeder } from '../../shared/training/feeder';
@@ -34,9 +34,6 @@ const CAPTION_INPUTS = ['class_text', 'class_texts', 'caption'];
 
 /** Examples per run of the training graph: `cluster.graphBatch`, or the whole lease when 0. */
 const graphBatchOf = (spec: RunSpec) => spec.config.cluster.graphBatch || spec.config.cluster.microBatch;
-
-/** Examples per run of the eval graph: `cluster.evalGraphBatch`, or the preset's Workers default when 0. */
-export const evalGraphBatchOf = (spec: Pick<RunSpec, 'config'>) => spec.config.cluster.evalGraphBatch || findBackbone(spec.config.train.model.preset).workers.evalGraphBatch;
 
 export class GradientEngine {
   private readonly evals = new Map<number, Promise<Bound>>();
@@ -106,7 +103,7 @@ export class GradientEngine {
    */
   async evaluate(lease: Lease, params: Float32Array, buffers: Float32Array, data: LeaseExamples): Promise<EvalResult> {
     const n = lease.indices.length;
-    const chunk = Math.min(n, evalGraphBatchOf(this.spec));
+    const chunk = Math.min(n, evalGraphBatch(this.spec.config));
     let lossSum = 0;
     let correct = 0;
     for (let first = 0; first < n; first += chunk) {
