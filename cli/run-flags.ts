@@ -8,6 +8,7 @@ import { CONFIG_FLAGS, CONFIG_USAGE, trainConfigFromValues } from './config-flag
 export const CLUSTER_FLAGS = {
   'micro-batch': { type: 'string' },
   'graph-batch': { type: 'string' },
+  'eval-graph-batch': { type: 'string' },
   'lease-ms': { type: 'string' },
   'commit-every': { type: 'string' },
   'snapshot-every': { type: 'string' },
@@ -16,6 +17,7 @@ export const CLUSTER_FLAGS = {
 } as const;
 
 export const CLUSTER_USAGE = `  --micro-batch N (32)   examples per lease      --graph-batch N   examples per graph run inside a lease (accumulated)
+  --eval-graph-batch N   examples per eval graph run inside an eval lease (default: the preset's)
   --lease-ms N (30000)  --commit-every N (1)  --snapshot-every N (100)
   --aggregators N (0)    aggregator objects summing each step's gradients (shard s → s mod N) before the coordinator`;
 
@@ -55,6 +57,7 @@ export function clusterFromValues(v: Values, defaults: Partial<ClusterConfig> = 
   const fields: [keyof typeof CLUSTER_FLAGS, keyof ClusterConfig][] = [
     ['micro-batch', 'microBatch'],
     ['graph-batch', 'graphBatch'],
+    ['eval-graph-batch', 'evalGraphBatch'],
     ['lease-ms', 'leaseMs'],
     ['commit-every', 'commitEvery'],
     ['snapshot-every', 'snapshotEvery'],

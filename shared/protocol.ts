@@ -25,6 +25,11 @@ export interface ClusterConfig {
    */
   readonly graphBatch: number;
   /**
+   * Examples per run of the eval graph inside an eval lease (0 = the preset's Workers eval graph
+   * batch): an eval lease of train.evalBatch examples runs in chunks of this many, summed.
+   */
+  readonly evalGraphBatch: number;
+  /**
    * The most milliseconds a lease may go unanswered (heartbeats included) before its shard is given to
    * another worker. Once a few answers are in, deadlines adapt below it to the run's recent answer
    * times (coordinator/lease-window.ts), so a stalled worker costs a few step times, not leaseMs.
@@ -50,7 +55,7 @@ export interface ClusterConfig {
   readonly aggregators: number;
 }
 
-export const DEFAULT_CLUSTER_CONFIG: ClusterConfig = { microBatch: 32, graphBatch: 0, leaseMs: 30_000, commitEvery: 1, snapshotEvery: 100, workers: 2, aggregators: 0 };
+export const DEFAULT_CLUSTER_CONFIG: ClusterConfig = { microBatch: 32, graphBatch: 0, evalGraphBatch: 0, leaseMs: 30_000, commitEvery: 1, snapshotEvery: 100, workers: 2, aggregators: 0 };
 
 export interface RunConfig {
   readonly train: TrainConfig;
@@ -72,6 +77,7 @@ export interface RunConfig {
 export const clusterConfigFields = strictObject({
   microBatch: int(1, MAX_BATCH),
   graphBatch: int(0, MAX_BATCH),
+  evalGraphBatch: int(0, 10_000),
   leaseMs: int(100, 3_600_000),
   commitEvery: int(1, 10_000),
   snapshotEvery: int(1, 1_000_000),

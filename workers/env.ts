@@ -24,4 +24,14 @@ export interface Env extends CoordinatorEnv {
   readonly PUBLIC_READS?: string;
   /** The gradient consumer's max_concurrency (workers/gradient/wrangler.toml): the most chains a run may ask for. */
   readonly WORK_MAX_CONCURRENCY?: string;
+  /** The gradient script's block cache, in MiB (its DATA_CACHE_MB): the memory estimate counts it. */
+  readonly DATA_CACHE_MB?: string;
+  /** The gradient script's caption chunk cache, in MiB (its CAPTION_CACHE_MB). */
+  readonly CAPTION_CACHE_MB?: string;
+  /**
+   * The memory one gradient-worker isolate may use, in MiB: run creation resolves an unset
+   * cluster.graphBatch to the preset's Workers default and refuses a config whose estimate exceeds
+   * it. Unset (local clusters with Node workers): no check.
+   */
+  readonly WORKER_MEMORY_MB?: string;
 }

@@ -69,6 +69,8 @@ export interface CoordinatorOptions {
   readonly workQueue?: { relay: (request: Request) => Promise<Response>; maxConcurrency: number };
   /** A folder the API serves as static assets, as wrangler.toml's [assets] (buildDeployAssets()). */
   readonly assets?: string;
+  /** WORKER_MEMORY_MB: the memory budget run creation checks configs against (unset: no check). */
+  readonly workerMemoryMb?: number;
 }
 
 /** Starts the API and coordinator (and, with `queue`, the gradient script beside it). */
@@ -89,6 +91,7 @@ export async function startCoordinator(opts: CoordinatorOptions = {}): Promise<L
       API_TOKEN: token,
       ...(opts.publicReads ? { PUBLIC_READS: 'true' } : {}),
       ...(opts.workQueue ? { WORK_MAX_CONCURRENCY: String(opts.workQueue.maxConcurrency) } : {}),
+      ...(opts.workerMemoryMb ? { WORKER_MEMORY_MB: String(opts.workerMemoryMb) } : {}),
     },
     // Served straight from the Worker's socket, not through Miniflare's entry worker: multi-MB
     // parameter and gradient bodies move ~1.5× faster that way.

@@ -1,6 +1,6 @@
 // A dataset as content-addressed blocks of records in CIFAR-10's binary layout (1 label byte + 3072
 // pixel bytes), the unit a worker fetches from R2 and caches. Pure: hashing uses Web Crypto.
-import { CIFAR10_CLASSES, IMAGE_BYTES, RECORD_BYTES, parseCifarBatch, type Cifar10, type CifarSplit } from './cifar';
+import { CIFAR10_CLASSES, IMAGE_BYTES, RECORD_BYTES, recordCount, type Cifar10, type CifarSplit } from './cifar';
 
 export const MANIFEST_FORMAT = 1;
 
@@ -28,6 +28,15 @@ export interface DatasetManifest {
 }
 
 export type Split = 'train' | 'test';
+
+/**
+ * A fetched block kept as it came (records of 1 label byte + 3072 pixel bytes): examples are gathered
+ * straight from these bytes, so a worker never holds the block twice (fetched and parsed).
+ */
+export interface RecordBlock {
+  readonly records: Uint8Array;
+  readonly count: number;
+}
 
 export async function sha256Hex(bytes: Uint8Array | string): Promise<string> {
   const data = typeof bytes === 'string' ? new TextEncoder().encode(bytes) : bytes;
@@ -103,13 +112,14 @@ export function blockOf(manifest: DatasetManifest, split: Split, index: number):
 }
 
 /** Copies examples `indices` of a split out of its blocks into a compact split (example i at i). */
-export function gatherExamples(manifest: DatasetManifest, split: Split, indices: ArrayLike<number>, block: (sha256: string) => CifarSplit): CifarSplit {
+export function gatherExamples(manifest: DatasetManifest, split: Split, indices: ArrayLike<number>, block: (sha256: string) => RecordBlock): CifarSplit {
   const out: CifarSplit = { images: new Uint8Array(indices.length * IMAGE_BYTES), labels: new Uint8Array(indices.length), count: indices.length };
   for (let i = 0; i < indices.length; i++) {
     const { block: b, offset } = blockOf(manifest, split, indices[i]);
-    const records = block(b.sha256);
-    out.labels[i] = records.labels[offset];
-    out.images.set(records.images.subarray(offset * IMAGE_BYTES, (offset + 1) * IMAGE_BYTES), i * IMAGE_BYTES);
+    const { records } = block(b.sha256);
+    const at = offset * RECORD_BYTES;
+    out.labels[i] = records[at];
+    out.images.set(records.subarray(at + 1, at + RECORD_BYTES), i * IMAGE_BYTES);
   }
   return out;
 }
@@ -124,11 +134,16 @@ export function blocksFor(manifest: DatasetManifest, split: Split, indices: Arra
   return [...seen.values()];
 }
 
-/** Parses a fetched block, checking its hash first. */
-export async function decodeBlock(bytes: Uint8Array, expected: DatasetBlock): Promise<CifarSplit> {
+/** Checks a fetched block (hash, record count, labels) and keeps its bytes as they are, without a copy. */
+export async function decodeBlock(bytes: Uint8Array, expected: DatasetBlock): Promise<RecordBlock> {
+  const name = `dataset block ${expected.sha256}`;
   const actual = await sha256Hex(bytes);
-  if (actual !== expected.sha256) throw new Error(`dataset block ${expected.sha256}: content hashes to ${actual}`);
-  const split = parseCifarBatch(bytes, `dataset block ${expected.sha256}`);
-  if (split.count !== expected.count) throw new Error(`dataset block ${expected.sha256}: ${split.count} records, manifest says ${expected.count}`);
-  return split;
+  if (actual !== expected.sha256) throw new Error(`${name}: content hashes to ${actual}`);
+  const count = recordCount(bytes, name);
+  if (count !== expected.count) throw new Error(`${name}: ${count} records, manifest says ${expected.count}`);
+  for (let r = 0; r < count; r++) {
+    const label = bytes[r * RECORD_BYTES];
+    if (label >= CIFAR10_CLASSES.length) throw new Error(`${name}: record ${r} has label ${label}, expected 0..${CIFAR10_CLASSES.length - 1}`);
+  }
+  return { records: bytes, count };
 }

@@ -82,7 +82,7 @@ function emptySplit(count: number): CifarSplit {
   return { images: new Uint8Array(count * IMAGE_BYTES), labels: new Uint8Array(count), count };
 }
 
-function recordCount(bytes: Uint8Array, fileName: string): number {
+export function recordCount(bytes: Uint8Array, fileName: string): number {
   const whole = Math.floor(bytes.length / RECORD_BYTES);
   if (bytes.length === 0) {
     throw new Error(`${fileName}: 0 bytes, expected at least one ${RECORD_BYTES}-byte record`);

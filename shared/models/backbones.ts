@@ -8,6 +8,13 @@ export interface Backbone {
   readonly description: string;
   readonly featureDim: number;
   readonly build: (m: ModelBuilder, image: Value) => Value;
+  /**
+   * Graph batches that keep one gradient-worker isolate inside a Worker's 128 MB (measured:
+   * `npm run bench -- worker-memory`): examples per run of the training graph and of the eval graph,
+   * and the ORT wasm heap each example of them costs (MiB, measured at several batches; the heap grows
+   * in steps, so these are slopes through the steps, rounded up).
+   */
+  readonly workers: { readonly graphBatch: number; readonly evalGraphBatch: number; readonly wasmMiBPerExample: { readonly train: number; readonly eval: number } };
 }
 
 /**
@@ -18,6 +25,7 @@ export const seedCnn: Backbone = {
   name: 'seed-cnn',
   description: 'conv 3→32 k3 p1, ReLU, maxpool 2, conv 32→64 k3 p1, ReLU, maxpool 2, FC 4096→128, ReLU',
   featureDim: 128,
+  workers: { graphBatch: 32, evalGraphBatch: 50, wasmMiBPerExample: { train: 0.65, eval: 0.23 } },
   build: (m, image) => {
     const b = m.b;
     let x = conv2d(m, 'conv1', image, 32, 3, { pad: 1 });
@@ -51,6 +59,7 @@ export const resCnn: Backbone = {
   name: 'res-cnn',
   description: 'ResNet-9 layout with BN at widths 24/48/96/192, global max-pool (feature 192)',
   featureDim: 192,
+  workers: { graphBatch: 8, evalGraphBatch: 25, wasmMiBPerExample: { train: 3.3, eval: 0.57 } },
   build: (m, image) => {
     const b = m.b;
     let x = convBnRelu(m, 'prep', image, 24);
@@ -70,6 +79,7 @@ export const bnCnn: Backbone = {
   name: 'bn-cnn',
   description: 'seed-cnn with BN: conv 3→32 k3 p1, BN, maxpool 2, ReLU, conv 32→64 k3 p1, BN, maxpool 2, ReLU, FC 4096→128, ReLU',
   featureDim: 128,
+  workers: { graphBatch: 16, evalGraphBatch: 50, wasmMiBPerExample: { train: 1.0, eval: 0.25 } },
   build: (m, image) => {
     const b = m.b;
     let x = batchNorm(m, 'conv1.bn', conv2d(m, 'conv1', image, 32, 3, { pad: 1, bias: false }));
@@ -88,6 +98,7 @@ export const tinyCnn: Backbone = {
   name: 'tiny-cnn',
   description: 'conv 3→8 k3 p1, maxpool 4, ReLU, FC 512→32, ReLU',
   featureDim: 32,
+  workers: { graphBatch: 32, evalGraphBatch: 100, wasmMiBPerExample: { train: 0.05, eval: 0.03 } },
   build: (m, image) => {
     const b = m.b;
     const x = op.relu(b, op.maxPool(b, conv2d(m, 'conv1', image, 8, 3, { pad: 1 }), { kernel: [4, 4] })[0]);

@@ -13,7 +13,7 @@ import {
   sha256Hex,
   type DatasetManifest,
 } from '../../shared/data/blocks';
-import { IMAGE_BYTES, RECORD_BYTES, assembleCifar10, parseCifarBatch, type Cifar10, type CifarSplit } from '../../shared/data/cifar';
+import { IMAGE_BYTES, RECORD_BYTES, assembleCifar10, type Cifar10 } from '../../shared/data/cifar';
 import { BATCH_NAMES, fixtureFiles, concatBytes } from '../support/cifar-fixture';
 
 const hex = (bytes: Uint8Array | string) => createHash('sha256').update(bytes).digest('hex');
@@ -214,11 +214,10 @@ describe('looking examples up in blocks', () => {
     const { manifest, blocks } = await built;
     const data = fixture();
     const fetched: string[] = [];
-    const decoded = new Map<string, CifarSplit>();
     const block = (sha256: string) => {
       fetched.push(sha256);
-      if (!decoded.has(sha256)) decoded.set(sha256, parseCifarBatch(blocks.get(sha256)!, sha256));
-      return decoded.get(sha256)!;
+      const records = blocks.get(sha256)!;
+      return { records, count: records.length / RECORD_BYTES };
     };
     const indices = [127, 128, 0, 499, 255, 256, 383, 384, 127];
     const out = gatherExamples(manifest, 'train', indices, block);
@@ -238,13 +237,23 @@ describe('looking examples up in blocks', () => {
 });
 
 describe('decodeBlock', () => {
-  it('parses a block whose bytes match its hash and count', async () => {
+  it('accepts a block whose bytes match its hash and count, keeping the fetched bytes without a copy', async () => {
     const { manifest, blocks } = await built;
     const last = manifest.train.blocks[3];
-    const split = await decodeBlock(blocks.get(last.sha256)!, last);
-    expect(split.count).toBe(116);
+    const bytes = blocks.get(last.sha256)!;
+    const block = await decodeBlock(bytes, last);
+    expect(block.count).toBe(116);
+    expect(block.records).toBe(bytes);
+    const split = gatherExamples(manifest, 'train', Array.from({ length: 116 }, (_, i) => 384 + i), () => block);
     expectBytes(split.images, fixture().train.images.subarray(384 * IMAGE_BYTES, 500 * IMAGE_BYTES));
     expect(Array.from(split.labels)).toEqual(Array.from({ length: 116 }, (_, i) => (384 + i) % 10));
+  });
+
+  it('rejects a block with a label outside the classes', async () => {
+    const records = new Uint8Array(2 * RECORD_BYTES);
+    records[RECORD_BYTES] = 10;
+    const b = { sha256: await sha256Hex(records), count: 2 };
+    await expect(decodeBlock(records, b)).rejects.toThrow(`dataset block ${b.sha256}: record 1 has label 10, expected 0..9`);
   });
 
   it('rejects bytes that do not hash to the expected block', async () => {

@@ -19,6 +19,7 @@ import { findManifest } from './datasets';
 import { readVersion } from '../../shared/params-cache';
 import type { Outcome } from '../../coordinator/outcome';
 import { aggregator, coordinator, durableObjectBusy, failure, runIdError, type CoordinatorRpc, type ErrorBody } from './respond';
+import { fitWorkerMemory } from './worker-memory';
 
 type App = { Bindings: Env };
 
@@ -117,6 +118,9 @@ export const runs = new Hono<App>()
         400,
       );
     }
+    const fitted = fitWorkerMemory(config, manifest, c.env);
+    if (!('config' in fitted)) return c.json<ErrorBody>(fitted.body, fitted.status);
+    config = fitted.config;
     // Every run reads caption vectors from KV; one that names no set gets the seeded placeholders,
     // stored there like any set.
     if (!config.captions && headReadsCaptions(config.train.model)) {

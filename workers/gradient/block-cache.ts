@@ -1,10 +1,9 @@
 // Dataset blocks kept in the isolate, least recently used first out, within a byte budget.
-import { blocksFor, decodeBlock, gatherExamples, type DatasetManifest, type Split } from '../../shared/data/blocks';
-import type { CifarSplit } from '../../shared/data/cifar';
-import { IMAGE_BYTES } from '../../shared/data/cifar';
+import { blocksFor, decodeBlock, gatherExamples, type DatasetManifest, type RecordBlock, type Split } from '../../shared/data/blocks';
+import { RECORD_BYTES, type CifarSplit } from '../../shared/data/cifar';
 
 export class BlockCache {
-  private readonly blocks = new Map<string, CifarSplit>();
+  private readonly blocks = new Map<string, RecordBlock>();
   private bytes = 0;
   fetched = 0;
   hits = 0;
@@ -13,7 +12,9 @@ export class BlockCache {
 
   /** Examples `indices` of a split, gathered in order; fetches the blocks they need. */
   async examples(manifest: DatasetManifest, split: Split, indices: readonly number[], fetchBlock: (sha256: string) => Promise<Uint8Array>): Promise<CifarSplit> {
-    for (const block of blocksFor(manifest, split, indices)) {
+    const needed = blocksFor(manifest, split, indices);
+    const keep = new Set(needed.map((b) => b.sha256));
+    for (const block of needed) {
       const cached = this.blocks.get(block.sha256);
       if (cached) {
         this.hits++;
@@ -21,22 +22,25 @@ export class BlockCache {
         this.blocks.set(block.sha256, cached);
         continue;
       }
+      // Room first: the fetched bytes are what the cache keeps, so the evicted ones can go before they arrive.
+      this.evict(keep, bytesOf(block.count));
       const records = await decodeBlock(await fetchBlock(block.sha256), block);
       this.fetched++;
       this.blocks.set(block.sha256, records);
-      this.bytes += records.count * (IMAGE_BYTES + 1);
-      this.evict(block.sha256);
+      this.bytes += records.records.byteLength;
     }
     return gatherExamples(manifest, split, indices, (sha) => this.blocks.get(sha)!);
   }
 
-  /** Drops the oldest blocks over budget, never the one just added. */
-  private evict(keep: string): void {
-    for (const [sha, records] of this.blocks) {
-      if (this.bytes <= this.budgetBytes) return;
-      if (sha === keep) continue;
+  /** Drops the oldest blocks until `incoming` more bytes fit the budget, never one this lease needs. */
+  private evict(keep: ReadonlySet<string>, incoming: number): void {
+    for (const [sha, block] of this.blocks) {
+      if (this.bytes + incoming <= this.budgetBytes) return;
+      if (keep.has(sha)) continue;
       this.blocks.delete(sha);
-      this.bytes -= records.count * (IMAGE_BYTES + 1);
+      this.bytes -= block.records.byteLength;
     }
   }
 }
+
+const bytesOf = (records: number) => records * RECORD_BYTES;

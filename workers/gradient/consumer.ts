@@ -11,11 +11,11 @@ import { ApiClient, type Fetch } from './client';
 import type { GradientEnv } from './env';
 import { runInvocation, type WorkMessage } from './invocation';
 import { LocalComputer } from './lease-computer';
-import { loadOrtWorkerd } from '../ort/workerd';
+import { loadOrtWorkerd, ortWasmHeapBytes } from '../ort/workerd';
+import { WORKERS_CACHES } from '../../shared/memory-budget';
 
 /** Default budget: 25 s of a Worker's default 30 s CPU limit (wall time bounds CPU time from above). */
 const DEFAULT_BUDGET_MS = 25_000;
-const DEFAULT_CACHE_MB = 48;
 /** How long an invocation keeps retrying an unreachable or restarting API before it gives up. */
 const RETRY_MS = 60_000;
 
@@ -38,18 +38,20 @@ export default {
    * that failed every retry is dead-lettered, where its coordinator hears of it.
    */
   async queue(batch: MessageBatch<WorkMessage>, env: GradientEnv): Promise<void> {
-    cache ??= new BlockCache(Number(env.DATA_CACHE_MB ?? DEFAULT_CACHE_MB) * 1024 * 1024);
+    cache ??= new BlockCache(Number(env.DATA_CACHE_MB ?? WORKERS_CACHES.blockCacheMb) * 2 ** 20);
     for (const message of batch.messages) {
       try {
         const report = await runInvocation(message, {
           api: (workerId, token) => apiFor(env, workerId, token),
           computer,
           cache,
+          captionCacheBytes: Number(env.CAPTION_CACHE_MB ?? WORKERS_CACHES.captionCacheMb) * 2 ** 20,
           budgetMs: Number(env.WORKER_BUDGET_MS ?? DEFAULT_BUDGET_MS),
           requeue: env.WORK ? async (m) => void (await env.WORK!.send(m)) : undefined,
           log: console.log,
         });
-        if (report) console.log(`gradient worker: ${JSON.stringify(report)}`);
+        // The wasm heap never shrinks: this is the isolate's peak so far (JS objects are not counted here).
+        if (report) console.log(`gradient worker: ${JSON.stringify({ ...report, wasmHeapBytes: ortWasmHeapBytes() })}`);
         message.ack();
       } catch (e) {
         console.error(`gradient worker failed (attempt ${message.attempts}): ${e instanceof Error ? e.stack : String(e)}`);

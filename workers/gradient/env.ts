@@ -22,4 +22,6 @@ export interface GradientEnv {
   readonly WORKER_BUDGET_MS?: string;
   /** Dataset blocks a worker keeps in memory, in MiB. */
   readonly DATA_CACHE_MB?: string;
+  /** Per-image caption chunks a worker keeps in memory, in MiB. */
+  readonly CAPTION_CACHE_MB?: string;
 }

@@ -4,6 +4,7 @@
 import type { CifarSplit } from '../../shared/data/cifar';
 import { buildEvalGraph, buildTrainingGraph } from '../../shared/models/compile';
 import { TEXT_DIM } from '../../shared/models/heads';
+import { evalGraphBatch } from '../../shared/memory-budget';
 import type { OrtApi } from '../../shared/onnx/session';
 import type { Lease, RunSpec } from '../../shared/protocol';
 import { BatchFeeder } from '../../shared/training/feeder';
@@ -30,8 +31,6 @@ interface Bound {
 }
 
 const CAPTION_INPUTS = ['class_text', 'class_texts', 'caption'];
-
-const identity = (n: number) => Array.from({ length: n }, (_, i) => i);
 
 /** Examples per run of the training graph: `cluster.graphBatch`, or the whole lease when 0. */
 const graphBatchOf = (spec: RunSpec) => spec.config.cluster.graphBatch || spec.config.cluster.microBatch;
@@ -98,14 +97,28 @@ export class GradientEngine {
     return sum!;
   }
 
+  /**
+   * Summed loss and correct count over the lease's examples, in chunks of the eval graph batch: the
+   * same sums as one graph over the whole lease, in a small graph's memory.
+   */
   async evaluate(lease: Lease, params: Float32Array, buffers: Float32Array, data: LeaseExamples): Promise<EvalResult> {
     const n = lease.indices.length;
-    const { runner, feeder } = await this.evalFor(n);
-    const r = await runner.evaluate(params, buffers, feeder.feeds({ split: data.examples, indices: identity(n), epoch: lease.epoch, firstPosition: lease.firstPosition, captions: data.captions }, false));
-    return { lossSum: r.loss * n, correct: r.correct, count: n };
+    const chunk = Math.min(n, evalGraphBatch(this.spec.config));
+    let lossSum = 0;
+    let correct = 0;
+    for (let first = 0; first < n; first += chunk) {
+      const size = Math.min(chunk, n - first);
+      const { runner, feeder } = await this.evalFor(size);
+      const indices = Array.from({ length: size }, (_, i) => first + i);
+      const captions = data.captions?.subarray(first * TEXT_DIM, (first + size) * TEXT_DIM);
+      const r = await runner.evaluate(params, buffers, feeder.feeds({ split: data.examples, indices, epoch: lease.epoch, firstPosition: lease.firstPosition + first, captions }, false));
+      lossSum += r.loss * size;
+      correct += r.correct;
+    }
+    return { lossSum, correct, count: n };
   }
 
-  /** One eval graph per shard size (the full size and a ragged tail). */
+  /** One eval graph per chunk size (the full chunk and a ragged tail). */
   private evalFor(batch: number): Promise<Bound> {
     let bound = this.evals.get(batch);
     if (!bound) {

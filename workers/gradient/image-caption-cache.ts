@@ -3,13 +3,18 @@ import type { Split } from '../../shared/data/blocks';
 import type { ImageCaptionIndex } from '../../shared/text/image-captions';
 import { decodeEmbeddings } from '../../shared/wire/embeddings';
 
-/** Chunks kept (2,048 × 768 floats ≈ 6 MiB each); a block-local batch touches three or four. */
-const KEEP = 6;
-
+/**
+ * Chunks (2,048 × 768 floats ≈ 6 MiB each) are kept within a byte budget, oldest out first, at least
+ * the one in use; a block-local batch touches three or four.
+ */
 export class ImageCaptionCache {
   private readonly chunks = new Map<string, Float32Array>();
+  private bytes = 0;
 
-  constructor(private readonly index: ImageCaptionIndex) {}
+  constructor(
+    private readonly index: ImageCaptionIndex,
+    private readonly budgetBytes: number,
+  ) {}
 
   /** [indices.length, dim] caption vectors of records `indices` of a split; fetches the chunks it lacks. */
   async rows(split: Split, indices: readonly number[], fetchChunk: (hash: string) => Promise<Uint8Array>): Promise<Float32Array> {
@@ -34,7 +39,12 @@ export class ImageCaptionCache {
       const set = decodeEmbeddings(await fetchChunk(hash));
       if (set.dim !== this.index.dim || set.encoder !== this.index.encoder) throw new Error(`caption chunk ${hash}: ${set.encoder} ${set.dim}-d, the set is ${this.index.encoder} ${this.index.dim}-d`);
       data = set.data.slice();
-      if (this.chunks.size >= KEEP) this.chunks.delete(this.chunks.keys().next().value!);
+      for (const [old, kept] of this.chunks) {
+        if (this.bytes + data.byteLength <= this.budgetBytes) break;
+        this.chunks.delete(old);
+        this.bytes -= kept.byteLength;
+      }
+      this.bytes += data.byteLength;
     }
     this.chunks.set(hash, data);
     return data;

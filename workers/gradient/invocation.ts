@@ -30,6 +30,8 @@ export interface InvocationContext {
   readonly api: (workerId: string, token: string) => ApiClient;
   readonly computer: LeaseComputer;
   readonly cache: BlockCache;
+  /** What the per-image caption cache may hold. */
+  readonly captionCacheBytes: number;
   readonly budgetMs: number;
   /** Sends a hand-started worker's message again (its own queue); absent: it ends at its budget. */
   readonly requeue?: (message: HandStartedMessage) => Promise<void>;
@@ -38,7 +40,7 @@ export interface InvocationContext {
 
 export async function runInvocation(delivery: Delivery, o: InvocationContext): Promise<WorkReport | undefined> {
   const message = delivery.body;
-  const loop = { runId: message.runId, computer: o.computer, cache: o.cache, budgetMs: o.budgetMs, log: o.log };
+  const loop = { runId: message.runId, computer: o.computer, cache: o.cache, captionCacheBytes: o.captionCacheBytes, budgetMs: o.budgetMs, log: o.log };
   if (message.chain === undefined) {
     const report = await workLoop({ ...loop, api: o.api(`worker-${crypto.randomUUID().slice(0, 8)}`, message.token) });
     if (report.reason === 'budget') await o.requeue?.(message);

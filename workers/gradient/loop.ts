@@ -14,6 +14,8 @@ export interface WorkOptions {
   readonly runId: string;
   readonly computer: LeaseComputer;
   readonly cache: BlockCache;
+  /** Per-image caption chunks kept in the isolate, in bytes (default 36 MiB: six chunks, for Node and browsers). */
+  readonly captionCacheBytes?: number;
   /** Stop taking leases once this many milliseconds (wall) have passed, leaving room for one more. */
   readonly budgetMs: number;
   /** Extend the lease while computing (only where timers run during compute: a Node worker thread). */
@@ -66,12 +68,12 @@ function classCaptions(api: ApiClient, spec: RunSpec): Promise<Float32Array> | u
   return vectors;
 }
 
-function imageCaptions(api: ApiClient, spec: RunSpec): Promise<ImageCaptionCache> | undefined {
+function imageCaptions(api: ApiClient, spec: RunSpec, budgetBytes: number): Promise<ImageCaptionCache> | undefined {
   const hash = spec.config.imageCaptions;
   if (!hash) return undefined;
   let cache = imageCaptionCaches.get(hash);
   if (!cache) {
-    cache = api.imageCaptionIndex(hash).then((index) => new ImageCaptionCache(index));
+    cache = api.imageCaptionIndex(hash).then((index) => new ImageCaptionCache(index, budgetBytes));
     cache.catch(() => imageCaptionCaches.delete(hash));
     imageCaptionCaches.set(hash, cache);
   }
@@ -82,7 +84,7 @@ export async function workLoop(o: WorkOptions): Promise<WorkReport> {
   const started = Date.now();
   const spec: RunSpec = await o.api.spec(o.runId);
   await o.computer.prepare(spec, await classCaptions(o.api, spec));
-  const imageCaptionCache = await imageCaptions(o.api, spec);
+  const imageCaptionCache = await imageCaptions(o.api, spec, o.captionCacheBytes ?? 36 * 2 ** 20);
   let params: ParameterSet | undefined;
   let leases = 0;
   let accepted = 0;
