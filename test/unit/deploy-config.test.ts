@@ -22,6 +22,10 @@ describe('deploy configs', () => {
     expect(Number(tomlSetting(gradient, 'max_batch_size'))).toBe(1);
   });
 
+  it("the API's mirrors of the gradient script's cache sizes (for the memory estimate) are equal to them", () => {
+    for (const key of ['DATA_CACHE_MB', 'CAPTION_CACHE_MB']) expect(tomlSetting(api, key), key).toBe(tomlSetting(gradient, key));
+  });
+
   it('the settings the local Cloudflare profile copies are all there', () => {
     const s = deployedSettings();
     expect(s.budgetMs).toBeLessThan(300_000);
