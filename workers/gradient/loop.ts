@@ -39,7 +39,11 @@ export interface WorkReport {
   readonly leases: number;
   readonly accepted: number;
   readonly rejected: number;
-  /** Wall milliseconds spent in each phase of the loop. */
+  /**
+   * Wall milliseconds spent in each phase of the loop, as this worker's clock saw them: diagnostics
+   * only. On Cloudflare, Date.now() advances only at I/O (https://developers.cloudflare.com/workers/runtime-apis/performance/),
+   * so `compute` reads ~0 there; the coordinator times lease windows and steps on its own clock.
+   */
   readonly ms: PhaseTimes;
 }
 
