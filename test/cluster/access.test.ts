@@ -165,6 +165,9 @@ function appRoutes(): string[] {
   return [...new Set(app.routes.filter((r) => r.method !== 'ALL').map((r) => `${r.method} ${r.path}`))];
 }
 
+/** A chain invocation's ticket, well formed. */
+const TICKET = { generation: 1, invocation: 'message/1/0123456789abcdef' };
+
 const CLASSES: ClassCaptions = Array.from({ length: 10 }, (_, c) => [`class ${c}: a small photo`]);
 
 /**
@@ -192,6 +195,7 @@ async function routeCases(): Promise<Record<string, RouteCase>> {
     'POST /v1/runs': { access: 'control', headers: json, body: jsonBody(RUN) },
     'POST /v1/runs/:id/cancel': { access: 'control' },
     'POST /v1/runs/:id/resume': { access: 'control' },
+    'POST /v1/runs/:id/reset': { access: 'control' },
     'GET /v1/runs/:id/worker-token': { access: 'control', okWith: 200 },
     'GET /v1/runs/:id/model.onnx': { access: 'control', okWith: 200 },
     'PUT /v1/datasets/blocks/:sha256': { access: 'control', params: { sha256: sha256(newBlock) }, body: newBlock },
@@ -209,6 +213,8 @@ async function routeCases(): Promise<Record<string, RouteCase>> {
     'GET /v1/runs/:id/params/:version': { access: 'run-worker', okWith: 200, workerOk: true },
     'POST /v1/runs/:id/leases': { access: 'run-worker', headers: json, body: jsonBody({ worker: 'w3' }) },
     'POST /v1/runs/:id/leases/:lease/heartbeat': { access: 'run-worker' },
+    'POST /v1/runs/:id/chains/:chain/claim': { access: 'run-worker', params: { chain: 'chain-0' }, headers: { ...json, 'x-worker-id': 'chain-0' }, body: jsonBody(TICKET) },
+    'POST /v1/runs/:id/chains/:chain/handover': { access: 'run-worker', params: { chain: 'chain-0' }, headers: { ...json, 'x-worker-id': 'chain-0' }, body: jsonBody(TICKET) },
     'POST /v1/runs/:id/leases/:lease/gradient': { access: 'run-worker', body: new Uint8Array(256) },
     'POST /v1/runs/:id/leases/:lease/eval': { access: 'run-worker', body: new Uint8Array(64) },
     // any-worker (each also asked with HEAD)
