@@ -21,6 +21,17 @@ const drain = (stdout: Readable, stderr: Readable) => {
   stderr.resume();
 };
 
+/** Workerd's stdout handed over line by line (stderr dropped). */
+const lines = (onLine: (line: string) => void) => (stdout: Readable, stderr: Readable) => {
+  let rest = '';
+  stdout.setEncoding('utf8').on('data', (chunk: string) => {
+    const parts = (rest + chunk).split('\n');
+    rest = parts.pop()!;
+    parts.forEach(onLine);
+  });
+  stderr.resume();
+};
+
 const bundle = (): Promise<WorkerBundle> => bundleWorker(WORKER_ENTRY, 'edgetrain');
 
 export interface LocalCoordinator {
@@ -43,6 +54,10 @@ export interface CoordinatorOptions {
   readonly verbose?: boolean;
   /** Also consume the work queue in this process, as deployed. */
   readonly queue?: { budgetMs: number };
+  /** WORKER_MEMORY_MB: the memory budget run creation checks configs against (unset: no check). */
+  readonly workerMemoryMb?: number;
+  /** Open workerd's V8 inspector on this port (memory measurements). */
+  readonly inspectorPort?: number;
 }
 
 /** Starts the API and coordinator. */
@@ -69,7 +84,9 @@ export async function startCoordinator(opts: CoordinatorOptions = {}): Promise<L
       API_TOKEN: token,
       ...(opts.publicReads ? { PUBLIC_READS: 'true' } : {}),
       ...(opts.queue ? { WORKER_BUDGET_MS: String(opts.queue.budgetMs) } : {}),
+      ...(opts.workerMemoryMb ? { WORKER_MEMORY_MB: String(opts.workerMemoryMb) } : {}),
     },
+    ...(opts.inspectorPort ? { inspectorPort: opts.inspectorPort } : {}),
     ...(persist ? { durableObjectsPersist: join(persist, 'do'), kvPersist: join(persist, 'kv'), r2Persist: join(persist, 'r2') } : {}),
     // Served straight from the Worker's socket, not through Miniflare's entry worker: multi-MB
     // parameter and gradient bodies move ~1.5× faster that way.
@@ -88,12 +105,30 @@ export interface WorkerdWorker {
   dispose(): Promise<void>;
 }
 
+export interface WorkerdWorkerOptions {
+  readonly index: number;
+  readonly apiUrl: string;
+  readonly budgetMs?: number;
+  /** DATA_CACHE_MB (default 256: local workers have the machine's memory). */
+  readonly cacheMb?: number;
+  /** CAPTION_CACHE_MB (default: the Worker's). */
+  readonly captionCacheMb?: number;
+  readonly verbose?: boolean;
+  /** Open workerd's V8 inspector on this port (memory measurements). */
+  readonly inspectorPort?: number;
+  /** Each line the worker writes to stdout (instead of dropping it). */
+  readonly onStdout?: (line: string) => void;
+}
+
+/** The worker's name in workerd, which its inspector target is named after (`core:user:<name>`). */
+export const workerdWorkerName = (index: number) => `edgetrain-worker-${index}`;
+
 /** One gradient worker in its own workerd process, driven by its own local queue. */
-export async function startWorkerdWorker(opts: { index: number; apiUrl: string; budgetMs?: number; cacheMb?: number; verbose?: boolean }): Promise<WorkerdWorker> {
+export async function startWorkerdWorker(opts: WorkerdWorkerOptions): Promise<WorkerdWorker> {
   const queueName = `edgetrain-work-${opts.index}`;
   const mf = new Miniflare({
     ...bundleModules(await bundle()),
-    name: `edgetrain-worker-${opts.index}`,
+    name: workerdWorkerName(opts.index),
     compatibilityDate: COMPATIBILITY_DATE,
     queueProducers: { WORK: { queueName } },
     queueConsumers: { [queueName]: { maxBatchSize: 1, maxBatchTimeout: 0, maxRetries: 0 } },
@@ -101,8 +136,10 @@ export async function startWorkerdWorker(opts: { index: number; apiUrl: string; 
       API_URL: opts.apiUrl,
       WORKER_BUDGET_MS: String(opts.budgetMs ?? 600_000),
       DATA_CACHE_MB: String(opts.cacheMb ?? 256),
+      ...(opts.captionCacheMb ? { CAPTION_CACHE_MB: String(opts.captionCacheMb) } : {}),
     },
-    ...(opts.verbose ? {} : { handleRuntimeStdio: drain }),
+    ...(opts.inspectorPort ? { inspectorPort: opts.inspectorPort } : {}),
+    ...(opts.onStdout ? { handleRuntimeStdio: lines(opts.onStdout) } : opts.verbose ? {} : { handleRuntimeStdio: drain }),
   });
   await mf.ready;
   const queue = await mf.getQueueProducer<WorkMessage>('WORK');
