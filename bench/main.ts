@@ -5,6 +5,7 @@ import { benchCluster } from './cluster';
 import { benchCommit } from './commit';
 import { benchCoordinator } from './coordinator';
 import { benchStep } from './step';
+import { benchWorkerMemory } from './worker-memory';
 
 const BENCHES: Record<string, (args: string[], print: (o: object) => void) => Promise<void>> = {
   step: benchStep,
@@ -13,6 +14,7 @@ const BENCHES: Record<string, (args: string[], print: (o: object) => void) => Pr
   commit: benchCommit,
   coordinator: benchCoordinator,
   captions: benchCaptions,
+  'worker-memory': benchWorkerMemory,
 };
 
 const [name, ...args] = process.argv.slice(2);

@@ -41,6 +41,17 @@ function assetOptions(directory: string): Pick<WorkerOptions, 'assets'> {
   return { assets: { directory, routerConfig: { has_user_worker: true, static_routing: { user_worker: ['/v1/*'] } } } };
 }
 
+/** Workerd's stdout handed over line by line (stderr dropped). */
+const lines = (onLine: (line: string) => void) => (stdout: Readable, stderr: Readable) => {
+  let rest = '';
+  stdout.setEncoding('utf8').on('data', (chunk: string) => {
+    const parts = (rest + chunk).split('\n');
+    rest = parts.pop()!;
+    parts.forEach(onLine);
+  });
+  stderr.resume();
+};
+
 export interface LocalCoordinator {
   readonly url: string;
   /** The API token this coordinator was started with. */
@@ -71,6 +82,8 @@ export interface CoordinatorOptions {
   readonly assets?: string;
   /** WORKER_MEMORY_MB: the memory budget run creation checks configs against (unset: no check). */
   readonly workerMemoryMb?: number;
+  /** Open workerd's V8 inspector on this port (memory measurements). */
+  readonly inspectorPort?: number;
 }
 
 /** Starts the API and coordinator (and, with `queue`, the gradient script beside it). */
@@ -116,6 +129,7 @@ export async function startCoordinator(opts: CoordinatorOptions = {}): Promise<L
   const mf = new Miniflare({
     workers: [api, ...gradient, ...relay],
     ...(persist ? { durableObjectsPersist: join(persist, 'do'), kvPersist: join(persist, 'kv'), r2Persist: join(persist, 'r2') } : {}),
+    ...(opts.inspectorPort ? { inspectorPort: opts.inspectorPort } : {}),
     ...(opts.verbose ? {} : { handleRuntimeStdio: drain }),
   });
   await mf.ready;
@@ -130,12 +144,30 @@ export interface WorkerdWorker {
   dispose(): Promise<void>;
 }
 
+export interface WorkerdWorkerOptions {
+  readonly index: number;
+  readonly apiUrl: string;
+  readonly budgetMs?: number;
+  /** DATA_CACHE_MB (default 256: local workers have the machine's memory). */
+  readonly cacheMb?: number;
+  /** CAPTION_CACHE_MB (default: the Worker's). */
+  readonly captionCacheMb?: number;
+  readonly verbose?: boolean;
+  /** Open workerd's V8 inspector on this port (memory measurements). */
+  readonly inspectorPort?: number;
+  /** Each line the worker writes to stdout (instead of dropping it). */
+  readonly onStdout?: (line: string) => void;
+}
+
+/** The worker's name in workerd, which its inspector target is named after (`core:user:<name>`). */
+export const workerdWorkerName = (index: number) => `edgetrain-worker-${index}`;
+
 /** One gradient worker: the gradient script in its own workerd process, driven by its own local queue. */
-export async function startWorkerdWorker(opts: { index: number; apiUrl: string; budgetMs?: number; cacheMb?: number; verbose?: boolean }): Promise<WorkerdWorker> {
+export async function startWorkerdWorker(opts: WorkerdWorkerOptions): Promise<WorkerdWorker> {
   const queueName = `edgetrain-work-${opts.index}`;
   const mf = new Miniflare({
     ...bundleModules(await bundleGradient()),
-    name: `edgetrain-worker-${opts.index}`,
+    name: workerdWorkerName(opts.index),
     compatibilityDate: COMPATIBILITY_DATE,
     queueProducers: { WORK: { queueName } },
     // A failed invocation is retried twice, a second later (its leases are re-issued meanwhile).
@@ -144,8 +176,10 @@ export async function startWorkerdWorker(opts: { index: number; apiUrl: string; 
       API_URL: opts.apiUrl,
       WORKER_BUDGET_MS: String(opts.budgetMs ?? 600_000),
       DATA_CACHE_MB: String(opts.cacheMb ?? 256),
+      ...(opts.captionCacheMb ? { CAPTION_CACHE_MB: String(opts.captionCacheMb) } : {}),
     },
-    ...(opts.verbose ? {} : { handleRuntimeStdio: drain }),
+    ...(opts.inspectorPort ? { inspectorPort: opts.inspectorPort } : {}),
+    ...(opts.onStdout ? { handleRuntimeStdio: lines(opts.onStdout) } : opts.verbose ? {} : { handleRuntimeStdio: drain }),
   });
   await mf.ready;
   const queue = await mf.getQueueProducer<HandStartedMessage>('WORK');

@@ -59,7 +59,7 @@ export const resCnn: Backbone = {
   name: 'res-cnn',
   description: 'ResNet-9 layout with BN at widths 24/48/96/192, global max-pool (feature 192)',
   featureDim: 192,
-  workers: { graphBatch: 8, evalGraphBatch: 25, wasmMiBPerExample: { train: 3.3, eval: 0.57 } },
+  workers: { graphBatch: 4, evalGraphBatch: 16, wasmMiBPerExample: { train: 3.3, eval: 0.57 } },
   build: (m, image) => {
     const b = m.b;
     let x = convBnRelu(m, 'prep', image, 24);

@@ -51,7 +51,7 @@ describe('GradientEngine.evaluate in chunks', () => {
 
   it('defaults to the preset’s Workers eval graph batch', () => {
     expect(evalGraphBatch(specWith(0).config)).toBe(50);
-    expect(evalGraphBatch(resolveRunConfig({ model: { preset: 'res-cnn' } }))).toBe(25);
+    expect(evalGraphBatch(resolveRunConfig({ model: { preset: 'res-cnn' } }))).toBe(16);
     expect(evalGraphBatch(specWith(7).config)).toBe(7);
   });
 });
