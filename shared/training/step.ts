@@ -40,10 +40,18 @@ function feedFlat(feeds: Record<string, Feed>, inputs: FlatInputs, flat: Float32
   for (const s of inputs.fed) feeds[s.name] = { data: flat.subarray(s.offset, s.offset + s.size), dims: s.shape };
 }
 
-function gather(out: Record<string, unknown>, slices: readonly TensorSlice[], size: number, name: (s: string) => string): Float32Array {
-  const flat = new Float32Array(size);
-  for (const s of slices) flat.set(out[name(s.name)] as Float32Array, s.offset);
-  return flat;
+/** Adds each output tensor into its slice of `flat` (no flat copy of the outputs: they are garbage already). */
+function addInto(flat: Float32Array, out: Record<string, unknown>, slices: readonly TensorSlice[], name: (s: string) => string): void {
+  for (const s of slices) {
+    const values = out[name(s.name)] as Float32Array;
+    for (let i = 0, o = s.offset; i < values.length; i++, o++) flat[o] += values[i];
+  }
+}
+
+/** Where a training graph's gradient and statistics are summed over several runs. */
+export interface StepSums {
+  readonly grads: Float32Array;
+  readonly stats: Float32Array;
 }
 
 /** A compiled graph bound to an ORT session, fed from flat vectors. */
@@ -89,13 +97,24 @@ export class GraphRunner {
 
   /** Training graph: loss, correct count, flat gradient and batch statistics. */
   async step(params: Float32Array, buffers: Float32Array, data: DataFeeds): Promise<StepResult> {
+    const sums = this.emptySums();
+    return { ...(await this.stepInto(params, buffers, data, sums)), ...sums };
+  }
+
+  /** Zeroed vectors of the gradient's and statistics' sizes. */
+  emptySums(): StepSums {
+    return { grads: new Float32Array(this.grads.size), stats: new Float32Array(this.stats.size) };
+  }
+
+  /**
+   * Training graph, its gradient and statistics added into `sums` (gradient accumulation without a
+   * flat copy per run: in a Worker's 128 MB the copies of a lease's many runs outpace the collector).
+   */
+  async stepInto(params: Float32Array, buffers: Float32Array, data: DataFeeds, sums: StepSums): Promise<{ loss: number; correct: number }> {
     const out = await this.session.run(this.feeds(params, buffers, data));
-    return {
-      loss: (out.loss as Float32Array)[0],
-      correct: (out.correct as Float32Array)[0],
-      grads: gather(out, this.grads.slices, this.grads.size, gradOutputName),
-      stats: gather(out, this.stats.slices, this.stats.size, (n) => `stat.${n}`),
-    };
+    addInto(sums.grads, out, this.grads.slices, gradOutputName);
+    addInto(sums.stats, out, this.stats.slices, (n) => `stat.${n}`);
+    return { loss: (out.loss as Float32Array)[0], correct: (out.correct as Float32Array)[0] };
   }
 
   /** Eval graph: summed loss over the batch (mean × batch) and correct count. */
