@@ -97,7 +97,10 @@ export interface ApiClientOptions {
 
 export class ApiClient {
   private readonly client: ReturnType<typeof hc<AppType>>;
-  /** Without retries: for requests that must not be sent twice. */
+  /**
+   * For requests that must not be sent twice: no retry on an answer or a lost connection, only the one
+   * resend on a pooled socket found closed before the request went out.
+   */
   private readonly once: ReturnType<typeof hc<AppType>>;
   private readonly fetch: Fetch;
   readonly workerId: string;
@@ -112,7 +115,7 @@ export class ApiClient {
     this.workerId = opts.workerId ?? 'client';
     this.headers = { 'x-worker-id': this.workerId, ...(opts.token ? { authorization: `Bearer ${opts.token}` } : {}) };
     this.client = hc<AppType>(baseUrl, { fetch: this.fetch, headers: this.headers });
-    this.once = hc<AppType>(baseUrl, { fetch, headers: this.headers });
+    this.once = hc<AppType>(baseUrl, { fetch: retrying(fetch, 0), headers: this.headers });
   }
 
   /** Sent once: a repeated creation would start a second run. */
