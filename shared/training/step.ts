@@ -40,11 +40,15 @@ function feedFlat(feeds: Record<string, Feed>, inputs: FlatInputs, flat: Float32
   for (const s of inputs.fed) feeds[s.name] = { data: flat.subarray(s.offset, s.offset + s.size), dims: s.shape };
 }
 
-/** Adds each output tensor into its slice of `flat` (no flat copy of the outputs: they are garbage already). */
-function addInto(flat: Float32Array, out: Record<string, unknown>, slices: readonly TensorSlice[], name: (s: string) => string): void {
+/**
+ * Copies (`add` false) or adds each output tensor into its slice of `flat`: no flat copy of the
+ * outputs per run, which are garbage already.
+ */
+function into(flat: Float32Array, out: Record<string, unknown>, slices: readonly TensorSlice[], name: (s: string) => string, add: boolean): void {
   for (const s of slices) {
     const values = out[name(s.name)] as Float32Array;
-    for (let i = 0, o = s.offset; i < values.length; i++, o++) flat[o] += values[i];
+    if (!add) flat.set(values, s.offset);
+    else for (let i = 0, o = s.offset; i < values.length; i++, o++) flat[o] += values[i];
   }
 }
 
@@ -97,23 +101,22 @@ export class GraphRunner {
 
   /** Training graph: loss, correct count, flat gradient and batch statistics. */
   async step(params: Float32Array, buffers: Float32Array, data: DataFeeds): Promise<StepResult> {
-    const sums = this.emptySums();
-    return { ...(await this.stepInto(params, buffers, data, sums)), ...sums };
-  }
-
-  /** Zeroed vectors of the gradient's and statistics' sizes. */
-  emptySums(): StepSums {
-    return { grads: new Float32Array(this.grads.size), stats: new Float32Array(this.stats.size) };
+    const out = await this.session.run(this.feeds(params, buffers, data));
+    const sums = { grads: new Float32Array(this.grads.size), stats: new Float32Array(this.stats.size) };
+    return { ...this.results(out, sums, false), ...sums };
   }
 
   /**
-   * Training graph, its gradient and statistics added into `sums` (gradient accumulation without a
-   * flat copy per run: in a Worker's 128 MB the copies of a lease's many runs outpace the collector).
+   * Training graph, its gradient and statistics added into `sums`: gradient accumulation without a
+   * flat copy per run, since in a Worker's 128 MB the copies of a lease's many runs outpace the collector.
    */
   async stepInto(params: Float32Array, buffers: Float32Array, data: DataFeeds, sums: StepSums): Promise<{ loss: number; correct: number }> {
-    const out = await this.session.run(this.feeds(params, buffers, data));
-    addInto(sums.grads, out, this.grads.slices, gradOutputName);
-    addInto(sums.stats, out, this.stats.slices, (n) => `stat.${n}`);
+    return this.results(await this.session.run(this.feeds(params, buffers, data)), sums, true);
+  }
+
+  private results(out: Record<string, unknown>, sums: StepSums, add: boolean): { loss: number; correct: number } {
+    into(sums.grads, out, this.grads.slices, gradOutputName, add);
+    into(sums.stats, out, this.stats.slices, (n) => `stat.${n}`, add);
     return { loss: (out.loss as Float32Array)[0], correct: (out.correct as Float32Array)[0] };
   }
 

@@ -73,26 +73,27 @@ export class GradientEngine {
     const { runner, feeder } = this.trainer;
     const g = feeder.batch;
     if (n % g !== 0) throw new Error(`train lease of ${n} examples is not a whole number of graph batches of ${g}`);
-    // One gradient and statistics vector per lease, summed into by every graph run.
-    const sums = runner.emptySums();
-    let loss = 0;
-    let correct = 0;
+    // The first graph run's vectors hold the lease's sum: later runs add into them.
+    let sum: { loss: number; correct: number; grads: Float32Array; stats: Float32Array } | undefined;
     for (let first = 0; first < n; first += g) {
       const indices = Array.from({ length: g }, (_, i) => first + i);
       const dann = lease.dann && data.target ? { split: data.target, indices, lambda: lease.dann.lambda } : undefined;
       const captions = data.captions?.subarray(first * TEXT_DIM, (first + g) * TEXT_DIM);
       const feeds = feeder.feeds({ split: data.examples, indices, epoch: lease.epoch, firstPosition: lease.firstPosition + first, captions }, this.spec.config.train.augment, dann);
-      const r = await runner.stepInto(params, buffers, feeds, sums);
-      loss += r.loss;
-      correct += r.correct;
+      if (!sum) sum = { ...(await runner.step(params, buffers, feeds)) };
+      else {
+        const r = await runner.stepInto(params, buffers, feeds, sum);
+        sum.loss += r.loss;
+        sum.correct += r.correct;
+      }
     }
     const parts = n / g;
     if (parts > 1) {
-      loss /= parts;
-      for (let i = 0; i < sums.grads.length; i++) sums.grads[i] /= parts;
-      for (let i = 0; i < sums.stats.length; i++) sums.stats[i] /= parts;
+      sum!.loss /= parts;
+      for (let i = 0; i < sum!.grads.length; i++) sum!.grads[i] /= parts;
+      for (let i = 0; i < sum!.stats.length; i++) sum!.stats[i] /= parts;
     }
-    return { loss, correct, ...sums };
+    return sum!;
   }
 
   /**
