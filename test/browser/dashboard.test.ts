@@ -11,13 +11,11 @@ import { resolve } from 'node:path';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startCoordinator, startWorkerdWorker, type LocalCoordinator, type WorkerdWorker } from '../../cli/cluster/local';
-import { prepareDataset } from '../../cli/prepare';
-import { assembleCifar10 } from '../../shared/data/cifar';
 import type { RunCreated, RunRequest, RunStatus } from '../../shared/protocol';
 import { ApiClient } from '../../workers/gradient/client';
 import { launchChromium } from '../support/chromium';
-import { fixtureFiles } from '../support/cifar-fixture';
 import { CHROMIUM, skipWithout } from '../support/prerequisites';
+import { prepareFixtureDataset } from '../support/fixture-dataset';
 
 const WITHOUT_CHROMIUM = skipWithout(CHROMIUM);
 
@@ -66,7 +64,7 @@ describe.skipIf(WITHOUT_CHROMIUM)('dashboard in headless Chromium during a live 
     api = new ApiClient(coordinator.url, { workerId: 'dashboard-test', token: coordinator.token });
     [workers] = await Promise.all([
       Promise.all([0, 1].map((index) => startWorkerdWorker({ index, apiUrl: coordinator.url }))),
-      prepareDataset(api, assembleCifar10(fixtureFiles(100), 'fixture'), 'fixture', 128),
+      prepareFixtureDataset(api),
     ]);
     const res = await fetch(`${coordinator.url}/v1/runs`, { method: 'POST', headers: { authorization: `Bearer ${coordinator.token}`, 'content-type': 'application/json' }, body: JSON.stringify(RUN) });
     run = (await res.json()) as RunCreated;

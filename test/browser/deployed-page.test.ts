@@ -11,13 +11,11 @@ import type { Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ASSET_FILE_LIMIT, buildDeployAssets, joinLink, oversized } from '../../cli/cluster/deploy-assets';
 import { startCoordinator, type LocalCoordinator } from '../../cli/cluster/local';
-import { prepareDataset } from '../../cli/prepare';
-import { assembleCifar10 } from '../../shared/data/cifar';
 import { FINAL_STATES, type RunStatus } from '../../shared/protocol';
 import { ApiClient } from '../../workers/gradient/client';
 import { launchChromium } from '../support/chromium';
-import { fixtureFiles } from '../support/cifar-fixture';
 import { CHROMIUM, skipWithout } from '../support/prerequisites';
+import { prepareFixtureDataset } from '../support/fixture-dataset';
 
 describe.skipIf(skipWithout(CHROMIUM))('the browser worker page served by the API Worker (static assets)', () => {
   let dir: string;
@@ -30,7 +28,7 @@ describe.skipIf(skipWithout(CHROMIUM))('the browser worker page served by the AP
     const assets = await buildDeployAssets(join(dir, 'assets'));
     [coordinator, browser] = await Promise.all([startCoordinator({ assets }), launchChromium()]);
     api = new ApiClient(coordinator.url, { workerId: 'deployed-page-test', token: coordinator.token });
-    await prepareDataset(api, assembleCifar10(fixtureFiles(100), 'fixture'), 'fixture', 128);
+    await prepareFixtureDataset(api);
   }, 60_000);
 
   afterAll(async () => {

@@ -12,8 +12,6 @@ import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { browserBundleSizes, serveBrowserWorker, type BrowserWorkerServer } from '../../cli/cluster/browser';
 import { startCoordinator, type LocalCoordinator } from '../../cli/cluster/local';
-import { prepareDataset } from '../../cli/prepare';
-import { assembleCifar10 } from '../../shared/data/cifar';
 import { trainingLayout } from '../../shared/models/compile';
 import { TEXT_DIM } from '../../shared/models/heads';
 import { flatLayout, type TensorSlice } from '../../shared/models/params';
@@ -26,10 +24,10 @@ import { ApiClient } from '../../workers/gradient/client';
 import { LocalComputer } from '../../workers/gradient/lease-computer';
 import { loadOrt } from '../../workers/ort/node';
 import { launchChromium } from '../support/chromium';
-import { fixtureFiles } from '../support/cifar-fixture';
 import { CHROMIUM, skipWithout } from '../support/prerequisites';
 import { startFaultProxy, type FaultProxy } from '../support/fault-proxy';
 import { median } from '../../shared/stats';
+import { prepareFixtureDataset } from '../support/fixture-dataset';
 
 const WITHOUT_CHROMIUM = skipWithout(CHROMIUM);
 
@@ -113,7 +111,7 @@ describe.skipIf(WITHOUT_CHROMIUM)('browser worker page in headless Chromium', ()
     const t0 = Date.now();
     [coordinator, server, browser] = await Promise.all([startCoordinator(), serveBrowserWorker(), launchChromium()]);
     api = new ApiClient(coordinator.url, { workerId: 'browser-test', token: coordinator.token });
-    await prepareDataset(api, assembleCifar10(fixtureFiles(100), 'fixture'), 'fixture', 128);
+    await prepareFixtureDataset(api);
     proxy = await startFaultProxy(coordinator.url);
     proxy.setHook(async (req, forward) => {
       const res = await forward(req);

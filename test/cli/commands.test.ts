@@ -8,12 +8,11 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startCoordinator, startWorkerdWorker, type LocalCoordinator, type WorkerdWorker } from '../../cli/cluster/local';
-import { prepareDataset } from '../../cli/prepare';
-import { assembleCifar10 } from '../../shared/data/cifar';
 import type { RunMetrics, RunStatus } from '../../shared/protocol';
 import { ApiClient } from '../../workers/gradient/client';
 import { fixtureFiles, writeFolder } from '../support/cifar-fixture';
 import { cli, oneLine, spawnCli, waitForOutput } from './spawn';
+import { prepareFixtureDataset } from '../support/fixture-dataset';
 
 /** 2 steps of 2 shards and one eval epoch: seconds of compute. */
 const SMALL = ['--dataset', 'fixture', '--train-limit', '128', '--batch', '64', '--eval-batch', '50', '--epochs', '1', '--micro-batch', '32'];
@@ -36,7 +35,7 @@ const disposers: (() => Promise<unknown>)[] = [];
 beforeAll(async () => {
   coordinator = await startCoordinator();
   api = new ApiClient(coordinator.url, { token: coordinator.token });
-  await prepareDataset(api, assembleCifar10(fixtureFiles(100), 'fixture'), 'fixture', 128);
+  await prepareFixtureDataset(api);
   env = { EDGETRAIN_URL: coordinator.url, EDGETRAIN_TOKEN: coordinator.token };
 });
 

@@ -9,12 +9,10 @@
 // unanswered for HANG_MS is counted as that, its process killed, and the run tried again in a fresh one.
 import { describe, expect, it } from 'vitest';
 import { startCoordinator } from '../../cli/cluster/local';
-import { prepareDataset } from '../../cli/prepare';
 import { fetchWithTimeout } from '../../cli/target';
-import { assembleCifar10 } from '../../shared/data/cifar';
 import { FINAL_STATES, type RunMetrics, type RunStatus } from '../../shared/protocol';
 import { ApiClient } from '../../workers/gradient/client';
-import { fixtureFiles } from '../support/cifar-fixture';
+import { prepareFixtureDataset } from '../support/fixture-dataset';
 
 /** A call unanswered this long means the process's one thread is stuck (a run here takes ~5 s in all). */
 const HANG_MS = 15_000;
@@ -26,7 +24,7 @@ async function attempt(): Promise<{ status: RunStatus; metrics: RunMetrics } | '
   const coordinator = await startCoordinator({ queue: { budgetMs: 1500 } });
   try {
     const api = new ApiClient(coordinator.url, { workerId: 'topology-test', token: coordinator.token, fetch: fetchWithTimeout(HANG_MS) });
-    await prepareDataset(api, assembleCifar10(fixtureFiles(100), 'fixture'), 'fixture', 128);
+    await prepareFixtureDataset(api);
     const created = await api.createRun({ dataset: 'fixture', epochs: 2, batch: 64, evalBatch: 50, trainLimit: 256, cluster: { microBatch: 32, workers: 2 } });
     let status: RunStatus = created;
     const deadline = Date.now() + 120_000;

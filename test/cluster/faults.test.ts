@@ -17,9 +17,7 @@ import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startCoordinator, startWorkerdWorker, type LocalCoordinator, type WorkerdWorker } from '../../cli/cluster/local';
-import { prepareDataset } from '../../cli/prepare';
 import { runRequestOf } from '../../cli/start';
-import { assembleCifar10 } from '../../shared/data/cifar';
 import { FINAL_STATES, type Lease, type LeaseReply, type RunCreated, type RunRequest, type RunStatus } from '../../shared/protocol';
 import { snapshotKey } from '../../shared/storage-keys';
 import { trainingLayout } from '../../shared/models/compile';
@@ -28,9 +26,9 @@ import { decodeCheckpoint, type TrainerState } from '../../shared/training/check
 import type { TrainConfig } from '../../shared/training/config';
 import { decodeGradient, encodeGradient } from '../../shared/wire';
 import { ApiClient } from '../../workers/gradient/client';
-import { fixtureFiles } from '../support/cifar-fixture';
 import { json, startFaultProxy, type FaultHook, type FaultProxy, type ProxiedRequest, type ProxiedResponse } from '../support/fault-proxy';
 import { tinyTrainConfig } from '../support/tiny-run';
+import { prepareFixtureDataset } from '../support/fixture-dataset';
 
 const TINY = tinyTrainConfig(192);
 /** A preset with batch norm, so that the running statistics the shards contribute are compared too. */
@@ -145,7 +143,7 @@ beforeAll(async () => {
   coordinator = await startCoordinator({ persistDir: stateDir });
   proxy = await startFaultProxy(coordinator.url);
   api = new ApiClient(proxy.url, { workerId: 'fault-test', token: coordinator.token, retryForMs: 30_000 });
-  await prepareDataset(api, assembleCifar10(fixtureFiles(100), 'fixture'), 'fixture', 128);
+  await prepareFixtureDataset(api);
   workers = await Promise.all([0, 1].map((index) => startWorkerdWorker({ index, apiUrl: proxy.url })));
   const run = await startRun();
   await waitFinal(run.runId);

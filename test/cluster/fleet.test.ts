@@ -6,12 +6,10 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { QueuedMessage } from '../../cli/cluster/queue-broker';
 import { startCoordinator, type LocalCoordinator } from '../../cli/cluster/local';
-import { prepareDataset } from '../../cli/prepare';
-import { assembleCifar10 } from '../../shared/data/cifar';
 import type { ChainMessage, ChainTicket, RunCreated, RunRequest } from '../../shared/protocol';
 import { ApiClient } from '../../workers/gradient/client';
-import { fixtureFiles } from '../support/cifar-fixture';
 import { gradientFrame, refusal, statusAndReason, waitFor } from '../support/hand-worker';
+import { prepareFixtureDataset } from '../support/fixture-dataset';
 
 const TINY: RunRequest = { dataset: 'fixture', trainLimit: 128, batch: 64, evalBatch: 50, epochs: 1, cluster: { microBatch: 32, leaseMs: 1000 } };
 const MAX_CONCURRENCY = 250;
@@ -31,7 +29,7 @@ beforeAll(async () => {
     },
   });
   api = new ApiClient(coordinator.url, { workerId: 'fleet-test', token: coordinator.token });
-  await prepareDataset(api, assembleCifar10(fixtureFiles(100), 'fixture'), 'fixture', 128);
+  await prepareFixtureDataset(api);
 });
 
 afterAll(async () => {

@@ -2,15 +2,13 @@
 // KV; a run reads each example's vector from there.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startCoordinator, startWorkerdWorker, type LocalCoordinator, type WorkerdWorker } from '../../cli/cluster/local';
-import { prepareDataset } from '../../cli/prepare';
-import { assembleCifar10 } from '../../shared/data/cifar';
 import { FINAL_STATES, type RunRequest, type RunStatus } from '../../shared/protocol';
 import { parseCaptionFile } from '../../shared/text/caption-file';
 import { CAPTION_CHUNKS_PREFIX, captionsInOrder, imageCaptionHash, precomputeImageCaptions } from '../../shared/text/image-captions';
 import { decodeEmbeddings, encodeEmbeddings } from '../../shared/wire/embeddings';
 import { ApiClient, ApiError } from '../../workers/gradient/client';
-import { fixtureFiles } from '../support/cifar-fixture';
 import { FakeEncoder } from '../support/fake-encoder';
+import { prepareFixtureDataset } from '../support/fixture-dataset';
 
 const jsonl = (count: number, text: (i: number) => string) => Array.from({ length: count }, (_, i) => JSON.stringify({ index: i, text: text(i) })).join('\n');
 
@@ -26,7 +24,7 @@ describe('per-image captions in KV (concat head)', () => {
   beforeAll(async () => {
     coordinator = await startCoordinator();
     api = new ApiClient(coordinator.url, { workerId: 'image-captions-test', token: coordinator.token });
-    await prepareDataset(api, assembleCifar10(fixtureFiles(100), 'fixture'), 'fixture', 128);
+    await prepareFixtureDataset(api);
     worker = await startWorkerdWorker({ index: 0, apiUrl: coordinator.url });
   });
 

@@ -5,12 +5,10 @@
 // group whose aggregator lost its sum (evicted while idle) is leased again and the step completes.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startCoordinator, type LocalCoordinator } from '../../cli/cluster/local';
-import { prepareDataset } from '../../cli/prepare';
-import { assembleCifar10 } from '../../shared/data/cifar';
 import type { Lease, RunRequest, RunSpec } from '../../shared/protocol';
 import { ApiClient } from '../../workers/gradient/client';
-import { fixtureFiles } from '../support/cifar-fixture';
 import { gradientFrame, leaseOrFail, refusal, statusAndReason } from '../support/hand-worker';
+import { prepareFixtureDataset } from '../support/fixture-dataset';
 
 const DATASET = 'fixture';
 /** Four shards of 16 per step; plain SGD, so every update is exact to check. */
@@ -22,7 +20,7 @@ let api: ApiClient;
 beforeAll(async () => {
   coordinator = await startCoordinator();
   api = new ApiClient(coordinator.url, { workerId: 'test-user', token: coordinator.token });
-  await prepareDataset(api, assembleCifar10(fixtureFiles(100), 'fixture'), DATASET, 128);
+  await prepareFixtureDataset(api);
 });
 
 afterAll(async () => {

@@ -7,14 +7,12 @@
 // parameters, worker list); plain SGD (lr 0.5, no momentum) makes every expected update exact.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startCoordinator, type LocalCoordinator } from '../../cli/cluster/local';
-import { prepareDataset } from '../../cli/prepare';
-import { assembleCifar10 } from '../../shared/data/cifar';
 import type { Lease, RunRequest, RunSpec, RunStatus, WorkerSummary } from '../../shared/protocol';
 import { snapshotKey } from '../../shared/storage-keys';
 import { decodeCheckpoint } from '../../shared/training/checkpoint';
 import { ApiClient } from '../../workers/gradient/client';
-import { fixtureFiles } from '../support/cifar-fixture';
 import { evalFrame, gradientFrame, leaseOrFail, mismatches, refusal, statusAndReason, waitFor } from '../support/hand-worker';
+import { prepareFixtureDataset } from '../support/fixture-dataset';
 
 const DATASET = 'fixture';
 /** 500 train / 100 test images; trainLimit 128 with batch 64 gives 2 steps per epoch of 2 shards each. */
@@ -29,7 +27,7 @@ let api: ApiClient;
 beforeAll(async () => {
   coordinator = await startCoordinator();
   api = new ApiClient(coordinator.url, { workerId: 'test-user', token: coordinator.token });
-  await prepareDataset(api, assembleCifar10(fixtureFiles(100), 'fixture'), DATASET, 128);
+  await prepareFixtureDataset(api);
 });
 
 afterAll(async () => {

@@ -7,13 +7,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startCoordinator, type LocalCoordinator } from '../../cli/cluster/local';
-import { prepareDataset } from '../../cli/prepare';
-import { assembleCifar10 } from '../../shared/data/cifar';
 import type { RunRequest, RunSpec } from '../../shared/protocol';
 import { paramsPrefix } from '../../shared/storage-keys';
 import { ApiClient } from '../../workers/gradient/client';
-import { fixtureFiles } from '../support/cifar-fixture';
 import { gradientFrame, leaseOrFail, refusal, statusAndReason } from '../support/hand-worker';
+import { prepareFixtureDataset } from '../support/fixture-dataset';
 
 const DATASET = 'fixture';
 /** One lease per step, so a step is one lease and one answer; 250 steps per epoch (no evaluation here). */
@@ -35,7 +33,7 @@ beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'edgetrain-versions-'));
   token = `test-${crypto.randomUUID()}`;
   await start();
-  await prepareDataset(api, assembleCifar10(fixtureFiles(100), 'fixture'), DATASET, 128);
+  await prepareFixtureDataset(api);
 });
 
 afterAll(async () => {
