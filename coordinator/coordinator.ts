@@ -452,10 +452,11 @@ export class TrainingCoordinator extends DurableObject<CoordinatorEnv> {
   async handOver(chain: string, ticket: ChainTicket): Promise<Outcome<{ handedOver: boolean }>> {
     const run = this.run;
     if (!run) return notFound();
-    if (FINAL_STATES.includes(run.record.state) || !this.fleet.handover(chain, ticket, Date.now())) return ok({ handedOver: false });
     const { runId } = run.record;
-    const generation = ticket.generation + 1;
-    await this.send([{ message: { runId, token: await this.workerToken(runId), chain, generation }, delaySeconds: 0 }]);
+    const token = await this.workerToken(runId);
+    // Checked and advanced with no await between: a repeated handover finds the chain moved on.
+    if (FINAL_STATES.includes(run.record.state) || !this.fleet.holds(chain, ticket)) return ok({ handedOver: false });
+    await this.send(this.fleet.next(runId, token, [chain], Date.now(), 0, false));
     return ok({ handedOver: true });
   }
 

@@ -45,6 +45,8 @@ const SELECT_CHAINS = `SELECT c.chain, c.generation, c.invocation, c.due_at, c.r
     w.excluded_at IS NOT NULL AS excluded
   FROM chains c LEFT JOIN workers w ON w.worker = c.chain`;
 
+const holds = (row: ChainRow, ticket: ChainTicket | undefined): boolean => ticket?.generation === row.generation && ticket.invocation === row.invocation;
+
 const stop = (reason: ChainStop, error: string): ChainClaim => ({ type: 'stop', reason, error });
 
 /** `id/attempts/nonce` → the delivery's message id and attempt. */
@@ -79,7 +81,10 @@ export class Fleet {
     return sends;
   }
 
-  /** Every chain's next generation (a resumed run); `restart` counts it as a restart. */
+  /**
+   * The next generation of `chains`, due `delaySeconds` from now: a handover, a resumed run, or (with
+   * `restart`, counted) a chain started again.
+   */
   next(runId: string, token: string, chains: readonly string[], now: number, delaySeconds: number, restart: boolean): ChainSend[] {
     return chains.map((chain) => {
       this.sql.exec(
@@ -126,18 +131,16 @@ export class Fleet {
   check(worker: string, ticket: ChainTicket | undefined): ChainClaim {
     const row = this.row(worker);
     if (!row) return worker.startsWith(CHAIN_PREFIX) || ticket ? stop('unknown-chain', `this run has no chain '${worker}'`) : { type: 'go' };
-    if (!ticket || ticket.generation !== row.generation || ticket.invocation !== row.invocation) {
+    if (!holds(row, ticket)) {
       return stop('superseded', `chain ${worker} is run by generation ${row.generation} (delivery ${row.invocation ?? 'not yet claimed'}); this invocation is no longer its`);
     }
     return { type: 'go' };
   }
 
-  /** The current holder of `chain` spent its budget: its next generation, or undefined for anyone else. */
-  handover(chain: string, ticket: ChainTicket, now: number): boolean {
+  /** Whether `ticket` is the delivery that holds `chain` now (its current generation, claimed). */
+  holds(chain: string, ticket: ChainTicket): boolean {
     const row = this.row(chain);
-    if (!row || row.generation !== ticket.generation || row.invocation !== ticket.invocation) return false;
-    this.sql.exec('UPDATE chains SET generation = generation + 1, invocation = NULL, claimed_at = NULL, due_at = ? WHERE chain = ?', now, chain);
-    return true;
+    return !!row && holds(row, ticket);
   }
 
   /** Whether `generation` is still `chain`'s current one (a dead-lettered message of an older one is moot). */

@@ -7,7 +7,7 @@
 // read from the wrangler configs (deployed-config.ts).
 import { deployedSettings, type DeployedSettings } from './deployed-config';
 import { startConsumerProcess, startCoordinator, type ConsumerProcess, type LocalCoordinator } from './local';
-import { QueueBroker, type QueuedMessage } from './queue-broker';
+import { QueueBroker, deliverTo, type QueuedMessage } from './queue-broker';
 
 /** Cloudflare Queues: a consumer invocation runs at most 15 minutes of wall clock (https://developers.cloudflare.com/queues/platform/limits/). */
 export const CONSUMER_WALL_LIMIT_MS = 15 * 60_000;
@@ -61,10 +61,7 @@ export async function startCloudflareProfile(o: CloudflareProfileOptions): Promi
     retryDelayS: settings.retryDelayS,
     wallLimitMs: CONSUMER_WALL_LIMIT_MS,
     onOverrun: replace,
-    deadLetter: async (m: QueuedMessage) => {
-      const api = await coordinator!.mf.getWorker('edgetrain');
-      await api.queue(DEAD_LETTERS, [{ id: m.id, timestamp: new Date(m.timestamp), attempts: m.attempts, body: m.body }]);
-    },
+    deadLetter: async (m: QueuedMessage) => void (await deliverTo(await coordinator!.mf.getWorker('edgetrain'), DEAD_LETTERS, m)),
     log: o.log,
   });
   coordinator = await startCoordinator({

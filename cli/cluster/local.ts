@@ -8,7 +8,7 @@ import type { Readable } from 'node:stream';
 import { Miniflare, type WorkerOptions } from 'miniflare';
 import type { HandStartedMessage } from '../../workers/gradient/invocation';
 import { COMPATIBILITY_DATE, bundleModules, bundleWorker, type WorkerBundle } from './bundle';
-import { relayWorker, type ConsumerSlot, type Delivered } from './queue-broker';
+import { deliverTo, relayWorker, type ConsumerSlot } from './queue-broker';
 
 /** The API script's entry (wrangler.toml). */
 export const WORKER_ENTRY = 'workers/index.ts';
@@ -199,29 +199,21 @@ export interface ConsumerProcess extends ConsumerSlot {
  * The gradient script in its own workerd process with no queue of its own: a broker
  * (queue-broker.ts) runs its queue handler with one message at a time, as Cloudflare Queues does.
  */
-export async function startConsumerProcess(opts: { index: number; apiUrl: string; budgetMs: number; cacheMb?: number; verbose?: boolean }): Promise<ConsumerProcess> {
+export async function startConsumerProcess(opts: { index: number; apiUrl: string; budgetMs: number; verbose?: boolean }): Promise<ConsumerProcess> {
   const name = `edgetrain-gradient-${opts.index}`;
   const mf = new Miniflare({
     ...bundleModules(await bundleGradient()),
     name,
     compatibilityDate: COMPATIBILITY_DATE,
-    bindings: {
-      API_URL: opts.apiUrl,
-      WORKER_BUDGET_MS: String(opts.budgetMs),
-      ...(opts.cacheMb ? { DATA_CACHE_MB: String(opts.cacheMb) } : {}),
-    },
+    // The caches keep the Workers defaults, as deployed.
+    bindings: { API_URL: opts.apiUrl, WORKER_BUDGET_MS: String(opts.budgetMs) },
     ...(opts.verbose ? {} : { handleRuntimeStdio: drain }),
   });
   await mf.ready;
   const worker = await mf.getWorker();
   return {
     name,
-    async deliver(queue, message): Promise<Delivered> {
-      const r = await worker.queue(queue, [{ id: message.id, timestamp: new Date(message.timestamp), attempts: message.attempts, body: message.body }]);
-      // Cloudflare acknowledges a message whose handler returned without retrying it (implicit ack).
-      const retried = r.outcome !== 'ok' || r.retryBatch.retry || r.retryMessages.some((m) => m.msgId === message.id);
-      return retried ? 'retry' : 'ack';
-    },
+    deliver: (queue, message) => deliverTo(worker, queue, message),
     dispose: () => mf.dispose(),
   };
 }

@@ -19,6 +19,21 @@ export interface QueuedMessage<T = unknown> {
 /** What a consumer invocation did with its one message. */
 export type Delivered = 'ack' | 'retry';
 
+/** A Worker's queue handler as Miniflare exposes it (`(await mf.getWorker(name)).queue`). */
+export interface QueueHandler {
+  queue(queue: string, messages: { id: string; timestamp: Date; attempts: number; body: unknown }[]): Promise<{ outcome: string; retryBatch: { retry: boolean }; retryMessages: { msgId: string }[] }>;
+}
+
+/**
+ * Runs `worker`'s queue handler with one message, as a queue delivers it. Cloudflare acknowledges a
+ * message whose handler returned without retrying it (implicit ack).
+ */
+export async function deliverTo(worker: QueueHandler, queue: string, message: QueuedMessage): Promise<Delivered> {
+  const r = await worker.queue(queue, [{ id: message.id, timestamp: new Date(message.timestamp), attempts: message.attempts, body: message.body }]);
+  const retried = r.outcome !== 'ok' || r.retryBatch.retry || r.retryMessages.some((m) => m.msgId === message.id);
+  return retried ? 'retry' : 'ack';
+}
+
 /** A process that runs consumer invocations, one at a time. */
 export interface ConsumerSlot {
   readonly name: string;
