@@ -4,8 +4,6 @@
 import { startCoordinator, startWorkerdWorker, type WorkerdWorker } from '../cli/cluster/local';
 import { prepareDataset } from '../cli/prepare';
 import { runRequestOf } from '../cli/start';
-import { IMAGE_BYTES, type Cifar10, type CifarSplit } from '../shared/data/cifar';
-import { mulberry32 } from '../shared/data/shuffle';
 import { FINAL_STATES, type ClusterConfig, type Lease, type StepMetric, type StepPhases } from '../shared/protocol';
 import { SEED_TRAIN_CONFIG, type TrainConfig } from '../shared/training/config';
 import { train } from '../shared/training/trainer';
@@ -13,6 +11,7 @@ import { encodeGradient, encodeParams } from '../shared/wire';
 import { ApiClient } from '../workers/gradient/client';
 import { loadOrt } from '../workers/ort/node';
 import { median } from '../shared/stats';
+import { syntheticCifar } from './synthetic-data';
 
 interface ClusterCase {
   readonly batch: number;
@@ -30,14 +29,6 @@ const CASES: readonly ClusterCase[] = [
   { batch: 512, microBatch: 256, graphBatch: 64, commitEvery: 10 },
 ];
 const WARMUP_STEPS = 3;
-
-function syntheticSplit(count: number, seed: number): CifarSplit {
-  const rng = mulberry32(seed);
-  const images = new Uint8Array(count * IMAGE_BYTES);
-  for (let i = 0; i < images.length; i++) images[i] = (rng() * 256) | 0;
-  const labels = Uint8Array.from({ length: count }, () => (rng() * 10) | 0);
-  return { images, labels, count };
-}
 
 const configFor = (c: ClusterCase, steps: number): TrainConfig => ({
   ...SEED_TRAIN_CONFIG,
@@ -79,7 +70,7 @@ export async function benchCluster(args: string[], print: (o: object) => void): 
   const steps = stepsArg >= 0 ? Number(args[stepsArg + 1]) : quick ? 10 : 20;
   const cases = quick ? CASES.slice(0, 1) : CASES;
   const maxImages = Math.max(...cases.map((c) => c.batch)) * steps;
-  const data: Cifar10 = { train: syntheticSplit(maxImages, 1), test: syntheticSplit(500, 2), classes: Array.from({ length: 10 }, (_, i) => `class${i}`) };
+  const data = syntheticCifar(maxImages, 500);
 
   const coordinator = await startCoordinator();
   const workers: WorkerdWorker[] = [];

@@ -15,7 +15,7 @@ import type { RunRequest } from '../shared/protocol';
 import { median } from '../shared/stats';
 import { encodeGradient } from '../shared/wire';
 import { ApiClient } from '../workers/gradient/client';
-import { blankData } from './coordinator';
+import { blankData } from './synthetic-data';
 
 
 const RUN: RunRequest = { dataset: 'bench', batch: 2, evalBatch: 100, epochs: 1, optimizer: { kind: 'adam', lr: 1e-3 }, cluster: { microBatch: 2, leaseMs: 60_000 } };

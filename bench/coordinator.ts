@@ -14,7 +14,7 @@
 //     .then((m) => m.benchCoordinator([], (o) => console.log(JSON.stringify(o)))).then(() => process.exit(0))"
 import { startCoordinator } from '../cli/cluster/local';
 import { prepareDataset } from '../cli/prepare';
-import { IMAGE_BYTES, type Cifar10 } from '../shared/data/cifar';
+import { blankData } from './synthetic-data';
 import type { Lease, RunRequest, StepMetric } from '../shared/protocol';
 import { median } from '../shared/stats';
 import { checksum32, encodeEval, encodeGradient } from '../shared/wire';
@@ -51,12 +51,6 @@ function quantile(values: readonly number[], q: number): number {
 }
 
 const round = (v: number, digits = 1) => +v.toFixed(digits);
-
-/** A dataset of blank images: what the synthetic benches lease, never read. */
-export function blankData(train: number, test: number): Cifar10 {
-  const split = (count: number) => ({ images: new Uint8Array(count * IMAGE_BYTES), labels: Uint8Array.from({ length: count }, (_, i) => i % 10), count });
-  return { train: split(train), test: split(test), classes: Array.from({ length: 10 }, (_, i) => `class${i}`) };
-}
 
 /** Rewrites a frame built for another lease of the same size into this lease's answer. */
 function patchFrame(frame: Uint8Array<ArrayBuffer>, lease: Lease): void {

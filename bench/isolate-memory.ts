@@ -6,7 +6,7 @@
 import { createServer } from 'node:net';
 import { startCoordinator, startWorkerdWorker, workerdWorkerName, type LocalCoordinator, type WorkerdWorker } from '../cli/cluster/local';
 import { prepareDataset } from '../cli/prepare';
-import { CIFAR10_CLASSES, IMAGE_BYTES, type Cifar10, type CifarSplit } from '../shared/data/cifar';
+import { syntheticCifar } from './synthetic-data';
 import { WORKERS_CACHES, estimateWorkerMemory, evalGraphBatch, type WorkerCaches } from '../shared/memory-budget';
 import { FINAL_STATES, type RunRequest, type RunStatus } from '../shared/protocol';
 import { ApiClient } from '../workers/gradient/client';
@@ -57,15 +57,6 @@ export interface MemoryResult {
 /** Today's defaults before the Workers ones: whole-lease graphs, eval in one graph of evalBatch, a 48 MB block cache. */
 const BEFORE_CACHES: WorkerCaches = { blockCacheMb: 48, captionCacheMb: 36 };
 const EVAL_BATCH = 500;
-
-/** Generated records in CIFAR-10's shape: label i % 10, pixels that differ per record and position. */
-function syntheticSplit(count: number, first: number): CifarSplit {
-  const images = new Uint8Array(count * IMAGE_BYTES);
-  for (let i = 0; i < images.length; i++) images[i] = ((first + Math.floor(i / IMAGE_BYTES)) * 13 + (i % IMAGE_BYTES)) & 255;
-  return { images, labels: Uint8Array.from({ length: count }, (_, i) => (first + i) % 10), count };
-}
-
-const syntheticCifar = (train: number, test: number): Cifar10 => ({ train: syntheticSplit(train, 0), test: syntheticSplit(test, train), classes: [...CIFAR10_CLASSES] });
 
 export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
