@@ -1,8 +1,8 @@
 // The flags that describe a run (training config + how it is spread over workers + its data), shared by
 // `start` (the local cluster) and `run` (any API).
-import { DEFAULT_CLUSTER_CONFIG, clusterConfigFields, type ClusterConfig, type RunRequest } from '../shared/protocol';
+import { AGGREGATIONS, DEFAULT_CLUSTER_CONFIG, clusterConfigFields, type ClusterConfig, type RunRequest } from '../shared/protocol';
 import type { TrainConfig } from '../shared/training/config';
-import { fieldFlag } from './args';
+import { choiceFlag, fieldFlag } from './args';
 import { CONFIG_FLAGS, CONFIG_USAGE, trainConfigFromValues } from './config-flags';
 
 export const CLUSTER_FLAGS = {
@@ -14,12 +14,19 @@ export const CLUSTER_FLAGS = {
   'snapshot-every': { type: 'string' },
   workers: { type: 'string' },
   aggregators: { type: 'string' },
+  'verify-rate': { type: 'string' },
+  'verify-tolerance': { type: 'string' },
+  aggregation: { type: 'string' },
+  trim: { type: 'string' },
 } as const;
 
 export const CLUSTER_USAGE = `  --micro-batch N (32)   examples per lease      --graph-batch N   examples per graph run inside a lease (accumulated)
   --eval-graph-batch N   examples per eval graph run inside an eval lease (default: the preset's)
   --lease-ms N (30000)  --commit-every N (1)  --snapshot-every N (100)
-  --aggregators N (0)    aggregator objects summing each step's gradients (shard s → s mod N) before the coordinator`;
+  --aggregators N (0)    aggregator objects summing each step's gradients (shard s → s mod N) before the coordinator
+  --verify-rate F (0)    fraction of shards also leased to a second worker; answers must agree (liars are excluded)
+  --verify-tolerance F (0)  relative difference two answers may have (0: bit for bit; WebGPU workers need > 0)
+  --aggregation mean|trimmed-mean|median (mean)  how a step combines its shards' gradients   --trim F (0.25)`;
 
 export const RUN_FLAGS = {
   ...CONFIG_FLAGS,
@@ -54,7 +61,7 @@ export const runRequestOf = (c: TrainConfig): RunRequest => ({
 
 /** The cluster flags given, over `defaults` (pass DEFAULT_CLUSTER_CONFIG for a complete config). */
 export function clusterFromValues(v: Values, defaults: Partial<ClusterConfig> = {}): Partial<ClusterConfig> {
-  const fields: [keyof typeof CLUSTER_FLAGS, keyof ClusterConfig][] = [
+  const fields: [keyof typeof CLUSTER_FLAGS, NumericClusterField][] = [
     ['micro-batch', 'microBatch'],
     ['graph-batch', 'graphBatch'],
     ['eval-graph-batch', 'evalGraphBatch'],
@@ -63,13 +70,19 @@ export function clusterFromValues(v: Values, defaults: Partial<ClusterConfig> = 
     ['snapshot-every', 'snapshotEvery'],
     ['workers', 'workers'],
     ['aggregators', 'aggregators'],
+    ['verify-rate', 'verifyRate'],
+    ['verify-tolerance', 'verifyTolerance'],
+    ['trim', 'trim'],
   ];
-  const cluster: Partial<Record<keyof ClusterConfig, number>> = { ...defaults };
+  const cluster: { -readonly [K in keyof ClusterConfig]?: ClusterConfig[K] } = { ...defaults };
   for (const [flag, field] of fields) {
     if (v[flag] !== undefined) cluster[field] = fieldFlag(flag, v[flag], 0, clusterConfigFields.shape[field]);
   }
+  if (v.aggregation !== undefined) cluster.aggregation = choiceFlag('aggregation', v.aggregation, AGGREGATIONS, 'mean');
   return cluster;
 }
+
+type NumericClusterField = Exclude<keyof ClusterConfig, 'aggregation'>;
 
 /** The run request the flags describe: the training config (validated here), cluster, dataset, captions. */
 export function runRequestFromValues(v: Values, clusterDefaults: Partial<ClusterConfig> = {}): RunRequest {

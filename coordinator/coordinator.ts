@@ -43,9 +43,10 @@ import { FULL_STATE_EVERY, RunStore, type Position, type RunRecord, type StatePo
 import { ShardPlan } from './shard-plan';
 import { checkpointBytes, exportModel, indexRun } from './snapshots';
 import { evalMetrics, runStatus, stepMetrics } from './status';
-import { StepAggregator } from '../shared/training/step-aggregator';
+import { StepAggregator, type ShardResult } from '../shared/training/step-aggregator';
 import { VersionStore, type PublishedVersion } from './version-store';
-import { workerSummaries } from './worker-record';
+import { drawVerified, evalsAgree, gradientsAgree, integrityOf, keptAnswersProblem, ShardVerification, type EvalAnswer } from './verification';
+import { excludeWorker, workerSummaries } from './worker-record';
 
 /** Workers seen within this window count as active. */
 const ACTIVE_WINDOW_MS = 15_000;
@@ -93,6 +94,10 @@ interface ActiveRun {
   rounds: Map<number, GroupRound>;
   /** The last applied version's R2 write, under way while its successor is computed. */
   persisting: Promise<void>;
+  /** The current step's shards drawn for verification, and the answers they hold. */
+  verify: ShardVerification<ShardResult>;
+  /** The same for the evaluation in progress (created when it starts). */
+  evalVerify?: { readonly step: number; readonly checks: ShardVerification<EvalAnswer> };
 }
 
 const notFound = () => fail(404, 'unknown run', 'unknown-run');
@@ -133,6 +138,8 @@ export class TrainingCoordinator extends DurableObject<CoordinatorEnv> {
       throw new Error(`run ${record.runId}: replaying the update log gave optimizer step ${optimizer.state.step}, the run row says ${position.optimizerStep}`);
     }
     this.leases.forgetAfterRestart(position.step);
+    // Evaluation answers held for verification were in memory only: their shards are answered again.
+    if (position.phase === 'eval') this.leases.reopenAnswered('eval', position.step, { keep: this.store.evalShards(position.step) });
     this.store.forgetStepsAfter(position.step);
     const run = this.activate(record, position, stateAt, model, versions);
     this.ctx.waitUntil(versions.forgetVersions(await this.publish(run)));
@@ -141,19 +148,38 @@ export class TrainingCoordinator extends DurableObject<CoordinatorEnv> {
 
   private activate(record: RunRecord, position: Position, stateAt: StatePoint, model: ModelState, versions = new VersionStore(this.env.DATA, record.runId)): ActiveRun {
     const shards = new ShardPlan(record.spec);
-    return { record, shards, model, position, committed: position, stateAt, versions, sum: this.emptySum(shards, position.step), pending: new Map(), roundBase: Date.now(), rounds: new Map(), persisting: Promise.resolve() };
+    const step = position.step;
+    return { record, shards, model, position, committed: position, stateAt, versions, sum: this.emptySum(shards, step), verify: this.trainVerification(shards), pending: new Map(), roundBase: Date.now(), rounds: new Map(), persisting: Promise.resolve() };
   }
 
   /** Forgets the current step's answers (applied, or to be taken again). */
   private newStep(run: ActiveRun): void {
     run.sum = this.emptySum(run.shards, run.position.step);
+    run.verify = this.trainVerification(run.shards);
     run.pending = new Map();
     run.roundBase = Math.max(Date.now(), run.roundBase + 1);
     run.rounds = new Map();
   }
 
   private emptySum(shards: ShardPlan, step: number): StepAggregator {
-    return new StepAggregator(step, shards.trainShards, shards.spec.paramCount, shards.spec.bufferCount);
+    const { aggregation, trim } = integrityOf(shards.spec.config.cluster);
+    return new StepAggregator(step, shards.trainShards, shards.spec.paramCount, shards.spec.bufferCount, { aggregation, trim });
+  }
+
+  /** A new draw of the step's shards to verify (secret, so a worker cannot tell a checked lease). */
+  private trainVerification(shards: ShardPlan): ShardVerification<ShardResult> {
+    const { verifyRate, verifyTolerance } = integrityOf(shards.spec.config.cluster);
+    return new ShardVerification(drawVerified(shards.trainShards, verifyRate), gradientsAgree(verifyTolerance, shards.spec.config.cluster.microBatch));
+  }
+
+  /** The verification of the evaluation at the current step, drawn when it is first asked for. */
+  private evalVerification(run: ActiveRun): ShardVerification<EvalAnswer> {
+    const { step } = run.position;
+    if (run.evalVerify?.step !== step) {
+      const { verifyRate, verifyTolerance } = integrityOf(run.record.spec.config.cluster);
+      run.evalVerify = { step, checks: new ShardVerification(drawVerified(run.shards.evalShards, verifyRate), evalsAgree(verifyTolerance)) };
+    }
+    return run.evalVerify.checks;
   }
 
   // ---------- run lifecycle ----------
@@ -169,6 +195,8 @@ export class TrainingCoordinator extends DurableObject<CoordinatorEnv> {
     const layout = trainingLayout(config.train.model);
     const params = initParameters(layout.params, config.train.seed);
     const buffers = initBuffers(layout.buffers);
+    const kept = keptAnswersProblem(config.cluster, config.train.batch / config.cluster.microBatch, params.length, buffers.length);
+    if (kept) return fail(400, kept, 'config');
     const resolved: RunConfig = { ...config, train: { ...config.train, schedule: plan.schedule } };
     // The API read the manifest through checkManifest before calling here.
     const spec: RunSpec = { runId, config: resolved, dataset: manifest, paramCount: params.length, bufferCount: buffers.length };
@@ -297,12 +325,65 @@ export class TrainingCoordinator extends DurableObject<CoordinatorEnv> {
     const problem = await this.gradientProblem(run, s, worker, leaseId, norm, nonFiniteIn(s, norm), gradientShapeProblem(s, run.record.spec));
     if (problem) return problem;
     const t1 = performance.now();
-    sum.add({ shard: s.shard, worker, loss: s.loss, correct: s.correct, grads: s.grads, stats: s.stats });
     sum.decodeMs += t1 - t0;
-    sum.sumMs += performance.now() - t1;
     this.answered(run, lease, worker);
-    if (sum.complete) await this.applyStep(run);
+    const result: ShardResult = { shard: s.shard, worker, loss: s.loss, correct: s.correct, grads: s.grads, stats: s.stats };
+    if (!run.verify.checks(s.shard)) {
+      sum.add(result);
+      sum.sumMs += performance.now() - t1;
+    } else {
+      const agreed = await this.settle(run, 'train', s.shard, leaseId, result, run.verify);
+      // The step may have been started again (a liar's answers were in it): count into the current sum.
+      if (agreed && !run.sum.has(s.shard) && run.sum.step === s.step) run.sum.add(agreed);
+    }
+    if (run.sum.complete && run.sum.step === run.position.step) await this.applyStep(run);
     return ok({ accepted: true, version: run.position.step });
+  }
+
+  /**
+   * An answer to a shard under verification: held until another worker's agrees (the shard is then
+   * leased to one), or the agreed answer once two do, after the workers that answered otherwise are
+   * excluded and what they contributed to the open step or evaluation discarded.
+   */
+  private async settle<T>(run: ActiveRun, kind: LeaseKind, shard: number, leaseId: string, answer: T & { worker: string }, checks: ShardVerification<T>): Promise<T | undefined> {
+    const verdict = checks.add(shard, { worker: answer.worker, leaseId, value: answer });
+    if (verdict.type === 'wait') {
+      this.leases.wake();
+      return undefined;
+    }
+    const { step } = run.position;
+    if (verdict.type === 'unresolved') {
+      await this.end(run, 'failed', `${kind} shard ${shard} at step ${step} got ${verdict.answers} answers from different workers, no two alike: the workers are not deterministic (set cluster.verifyTolerance for WebGPU workers)`);
+      return undefined;
+    }
+    for (const liar of verdict.liars) this.excludeLiar(run, kind, shard, liar.worker);
+    return verdict.value;
+  }
+
+  /**
+   * Excludes a worker whose answer two others contradicted; its answers held for verification are
+   * dropped, its evaluation parts forgotten, and the open step started again when it counted any of
+   * its shards (honest answers recompute to the same values).
+   */
+  private excludeLiar(run: ActiveRun, kind: LeaseKind, shard: number, worker: string): void {
+    const { step } = run.position;
+    console.warn(`run ${run.record.runId}: worker ${worker} answered ${kind} shard ${shard} at step ${step} unlike two other workers; excluding it`);
+    excludeWorker(this.store.sql, worker, `its answer to ${kind} shard ${shard} at step ${step} differed from two other workers' (verification)`);
+    this.leases.refuseAllOf(worker);
+    run.verify.dropWorker(worker);
+    this.leases.reopenAnswered('train', step, { worker });
+    if (run.position.phase === 'eval') {
+      this.evalVerification(run).dropWorker(worker);
+      this.leases.reopenAnswered('eval', step, { worker });
+      // Every answered lease of a shard whose counted part was the liar's is freed: its next answers
+      // may come from any worker, those that answered it before included.
+      this.store.forgetEvalPartsOf(step, worker);
+      this.leases.reopenAnswered('eval', step, { keep: this.store.evalShards(step) });
+    } else if (run.sum.countedFrom(worker)) {
+      this.newStep(run);
+      this.leases.reopenAnswered('train', step, { keep: run.sum.countedShards });
+    }
+    this.leases.wake();
   }
 
   /**
@@ -364,8 +445,12 @@ export class TrainingCoordinator extends DurableObject<CoordinatorEnv> {
       if (problem.reason === 'non-finite') await this.noteNonFinite(run, 'eval', s.shard, leaseId, problem.error);
       return this.refuse(worker, problem, leaseId);
     }
-    this.store.addEvalPart(s.step, s.shard, s.lossSum, s.correct, s.count);
     this.answered(run, lease, worker);
+    const answer = { worker, lossSum: s.lossSum, correct: s.correct, count: s.count };
+    const checks = this.evalVerification(run);
+    const counted = checks.checks(s.shard) ? await this.settle(run, 'eval', s.shard, leaseId, answer, checks) : answer;
+    if (!counted || run.position.phase !== 'eval' || FINAL_STATES.includes(run.record.state)) return ok({ accepted: true, version: run.position.step });
+    this.store.addEvalPart(s.step, s.shard, counted.lossSum, counted.correct, counted.count, counted.worker);
     const totals = this.store.evalTotals(s.step);
     if (totals.parts === run.shards.evalShards) await this.finishEval(run, totals.lossSum / totals.count, totals.correct / totals.count);
     return ok({ accepted: true, version: run.position.step });
@@ -496,8 +581,9 @@ export class TrainingCoordinator extends DurableObject<CoordinatorEnv> {
     const now = Date.now();
     const kind = position.phase;
     const windowMs = this.leases.window.millis(kind, shards.examplesPerLease(kind), record.spec.config.cluster.leaseMs);
-    const counted = kind === 'train' ? run.sum.countedShards : new Set<number>();
-    const choice = pickShard(this.leases.leasesOf(kind, position.step), counted, shards.shards(kind), now, windowMs);
+    const counted = kind === 'train' ? run.sum.countedShards : this.store.evalShards(position.step);
+    const checks = kind === 'train' ? run.verify : this.evalVerification(run);
+    const choice = pickShard(this.leases.leasesOf(kind, position.step), counted, shards.shards(kind), now, windowMs, worker, (shard) => checks.more(shard));
     if ('retryMs' in choice) return { type: 'wait', retryMs: choice.retryMs };
     if (record.state === 'created') this.setState(run, 'training');
     const deadline = now + windowMs;

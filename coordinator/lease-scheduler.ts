@@ -24,26 +24,40 @@ export const LONG_POLL_MS = 2000;
 export type ShardChoice = { readonly shard: number } | { readonly retryMs: number };
 
 /**
- * The first shard of `shards` that is free: not counted, not answered, and not covered by a lease
- * still within its window. A lease kept alive past the window by heartbeats gets one backup lease
- * for another worker (whichever answers first counts), so a straggler that heartbeats but never
- * answers costs one window. With none free: when to ask again.
+ * The first shard of `shards` that `worker` may take: not counted, still wanting an answer (one
+ * answered lease is enough, unless `more` says how many answers a shard under verification still
+ * wants), not covered by leases still within their window, and never one the worker holds or
+ * answered (a verified shard's answers must come from different workers). A lease kept alive past the window by heartbeats gets one backup lease for
+ * another worker (whichever answers first counts), so a straggler that heartbeats but never answers
+ * costs one window. With none free: when to ask again.
  */
-export function pickShard(leases: readonly LeaseRow[], counted: ReadonlySet<number>, shards: number, now: number, windowMs: number): ShardChoice {
-  const busy = new Set(counted);
-  const open = new Map<number, number>();
+export function pickShard(
+  leases: readonly LeaseRow[],
+  counted: ReadonlySet<number>,
+  shards: number,
+  now: number,
+  windowMs: number,
+  worker?: string,
+  more: (shard: number) => number | undefined = () => undefined,
+): ShardChoice {
+  const byShard = new Map<number, LeaseRow[]>();
+  for (const l of leases) byShard.set(l.shard, [...(byShard.get(l.shard) ?? []), l]);
   let soonest = Infinity;
-  for (const l of leases) {
-    if (l.state === 'done') busy.add(l.shard);
-    if (l.state !== 'active' || l.deadline <= now) continue;
-    open.set(l.shard, (open.get(l.shard) ?? 0) + 1);
-    const backupAt = Math.min(l.deadline, l.issuedAt + windowMs);
-    if (backupAt > now) busy.add(l.shard);
-    soonest = Math.min(soonest, backupAt > now ? backupAt : l.deadline);
+  for (let shard = 0; shard < shards; shard++) {
+    if (counted.has(shard)) continue;
+    const of = byShard.get(shard) ?? [];
+    const open = of.filter((l) => l.state === 'active' && l.deadline > now);
+    if (worker !== undefined && of.some((l) => l.worker === worker && (l.state === 'done' || open.includes(l)))) continue;
+    const wanted = more(shard) ?? (of.some((l) => l.state === 'done') ? 0 : 1);
+    if (wanted <= 0) continue;
+    const inWindow = open.filter((l) => Math.min(l.deadline, l.issuedAt + windowMs) > now).length;
+    if (inWindow < wanted && open.length <= wanted) return { shard };
+    for (const l of open) {
+      const backupAt = Math.min(l.deadline, l.issuedAt + windowMs);
+      soonest = Math.min(soonest, backupAt > now ? backupAt : l.deadline);
+    }
   }
-  for (const [shard, n] of open) if (n >= 2) busy.add(shard);
-  for (let shard = 0; shard < shards; shard++) if (!busy.has(shard)) return { shard };
-  return { retryMs: Math.max(10, Math.min(LONG_POLL_MS, soonest - now)) };
+  return { retryMs: Math.max(10, Math.min(LONG_POLL_MS, Number.isFinite(soonest) ? soonest - now : LONG_POLL_MS)) };
 }
 
 /** The object's alarm, as the scheduler uses it. */
@@ -121,6 +135,20 @@ export class LeaseScheduler {
   /** Spends every open lease of an excluded worker. */
   refuseAllOf(worker: string): void {
     this.sql.exec("UPDATE leases SET state = 'rejected' WHERE worker = ? AND state IN ('active', 'expired')", worker);
+  }
+
+  /**
+   * Frees the shards of answered leases whose answers were discarded: a worker's (a liar's), or every
+   * one of the step's but those of `keep` (the shards still counted), so their workers may answer again.
+   */
+  reopenAnswered(kind: LeaseKind, step: number, which: { worker: string } | { keep: ReadonlySet<number> }): void {
+    if ('worker' in which) {
+      this.sql.exec("UPDATE leases SET state = 'rejected' WHERE kind = ? AND step = ? AND worker = ? AND state = 'done'", kind, step, which.worker);
+      return;
+    }
+    for (const l of this.leasesOf(kind, step)) {
+      if (l.state === 'done' && !which.keep.has(l.shard)) this.sql.exec("UPDATE leases SET state = 'rejected' WHERE lease_id = ?", l.leaseId);
+    }
   }
 
   /** Leases of steps before `step` − 1 are no longer needed to recognise late duplicates. */

@@ -171,12 +171,22 @@ export class RunStore {
     this.sql.exec('UPDATE step_metrics SET coordinator_ms = ?, phases = ? WHERE step = ?', ms, JSON.stringify(phases), step);
   }
 
-  addEvalPart(step: number, shard: number, lossSum: number, correct: number, count: number): void {
-    this.sql.exec('INSERT INTO eval_parts (step, shard, loss_sum, correct, count) VALUES (?, ?, ?, ?, ?)', step, shard, lossSum, correct, count);
+  addEvalPart(step: number, shard: number, lossSum: number, correct: number, count: number, worker: string): void {
+    this.sql.exec('INSERT INTO eval_parts (step, shard, loss_sum, correct, count, worker) VALUES (?, ?, ?, ?, ?, ?)', step, shard, lossSum, correct, count, worker);
   }
 
   hasEvalPart(step: number, shard: number): boolean {
     return this.sql.exec('SELECT 1 FROM eval_parts WHERE step = ? AND shard = ?', step, shard).toArray().length > 0;
+  }
+
+  /** The shards of an evaluation with a counted part. */
+  evalShards(step: number): Set<number> {
+    return new Set(this.sql.exec<{ shard: number }>('SELECT shard FROM eval_parts WHERE step = ?', step).toArray().map((r) => r.shard));
+  }
+
+  /** Forgets a worker's parts of an evaluation (it was found lying): their shards are evaluated again. */
+  forgetEvalPartsOf(step: number, worker: string): void {
+    this.sql.exec('DELETE FROM eval_parts WHERE step = ? AND worker = ?', step, worker);
   }
 
   evalTotals(step: number): EvalTotals {

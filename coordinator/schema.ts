@@ -65,6 +65,10 @@ const MIGRATIONS: readonly (readonly string[])[] = [
       restarts INTEGER NOT NULL DEFAULT 0
     )`,
   ],
+  [
+    // Who answered each evaluation part: a worker found lying by verification loses its parts.
+    `ALTER TABLE eval_parts ADD COLUMN worker TEXT`,
+  ],
 ];
 
 export function migrate(sql: SqlStorage): void {

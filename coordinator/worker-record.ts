@@ -25,6 +25,12 @@ export function recordRejected(sql: SqlStorage, worker: string, bad: boolean, wh
   return true;
 }
 
+/** Excludes a worker for good (verification found it lying); a worker already excluded keeps its first reason. */
+export function excludeWorker(sql: SqlStorage, worker: string, why: string): void {
+  touchWorker(sql, worker);
+  sql.exec('UPDATE workers SET excluded_at = ?, excluded_reason = ? WHERE worker = ? AND excluded_at IS NULL', Date.now(), why, worker);
+}
+
 /** Why a worker is excluded, or undefined when it is not. */
 export function exclusionOf(sql: SqlStorage, worker: string): string | undefined {
   return sql.exec<{ excluded_reason: string | null }>('SELECT excluded_reason FROM workers WHERE worker = ? AND excluded_at IS NOT NULL', worker).toArray()[0]?.excluded_reason ?? undefined;
@@ -32,8 +38,8 @@ export function exclusionOf(sql: SqlStorage, worker: string): string | undefined
 
 export function workerSummaries(sql: SqlStorage, activeSince: number): WorkerSummary[] {
   return sql
-    .exec<{ worker: string; last_seen: number; accepted: number; rejected: number; excluded_reason: string | null }>(
-      'SELECT worker, last_seen, accepted, rejected, excluded_reason FROM workers ORDER BY worker',
+    .exec<{ worker: string; last_seen: number; accepted: number; rejected: number; excluded_reason: string | null; excluded_at: number | null }>(
+      'SELECT worker, last_seen, accepted, rejected, excluded_reason, excluded_at FROM workers ORDER BY worker',
     )
     .toArray()
     .map((w) => ({
@@ -42,6 +48,6 @@ export function workerSummaries(sql: SqlStorage, activeSince: number): WorkerSum
       accepted: w.accepted,
       rejected: w.rejected,
       active: w.last_seen > activeSince && w.excluded_reason === null,
-      ...(w.excluded_reason ? { excluded: w.excluded_reason } : {}),
+      ...(w.excluded_reason ? { excluded: w.excluded_reason, excludedAt: w.excluded_at ?? undefined } : {}),
     }));
 }

@@ -5,7 +5,7 @@ import type { DatasetManifest, Split } from './data/blocks';
 import { DEFAULT_MODEL_CONFIG, modelConfigSchema } from './models/presets';
 import { optimizerPatchSchema, optimizerSchema, withOptimizerDefaults } from './optim/config';
 import { scheduleFields, scheduleSchema } from './optim/schedule';
-import { int, strictObject } from './schema/fields';
+import { int, oneOf, real, strictObject } from './schema/fields';
 import { addIssues, whenValid, type FieldIssue } from './schema/issues';
 import { MAX_BATCH, SEED_TRAIN_CONFIG, trainConfigFields, type TrainConfig } from './training/config';
 
@@ -53,9 +53,44 @@ export interface ClusterConfig {
    * to the coordinator itself. At most the shards per step (batch / microBatch).
    */
   readonly aggregators: number;
+  /**
+   * The fraction of train and eval shards also leased to a second worker of another identity, unknown
+   * to either, whose answers must agree before the shard counts; on disagreement a third worker
+   * decides and the outvoted one is excluded (coordinator/verification.ts). 0: none.
+   */
+  readonly verifyRate: number;
+  /**
+   * How far two answers to one shard may differ and still agree: 0 = bit for bit (WASM and native
+   * CPU workers compute the same bits); > 0 = relative L2 distance, for non-deterministic backends (WebGPU).
+   */
+  readonly verifyTolerance: number;
+  /**
+   * How a step combines its shards' gradients: the mean, or coordinate-wise over shards the median or
+   * the mean with `trim` of the values cut from each end, so that a minority of wrong answers moves the
+   * result little (robust to bad workers without the cost of duplicate leases).
+   */
+  readonly aggregation: Aggregation;
+  /** The fraction cut from each end by 'trimmed-mean' (of a step's shards, rounded down). */
+  readonly trim: number;
 }
 
-export const DEFAULT_CLUSTER_CONFIG: ClusterConfig = { microBatch: 32, graphBatch: 0, evalGraphBatch: 0, leaseMs: 30_000, commitEvery: 1, snapshotEvery: 100, workers: 2, aggregators: 0 };
+export const AGGREGATIONS = ['mean', 'trimmed-mean', 'median'] as const;
+export type Aggregation = (typeof AGGREGATIONS)[number];
+
+export const DEFAULT_CLUSTER_CONFIG: ClusterConfig = {
+  microBatch: 32,
+  graphBatch: 0,
+  evalGraphBatch: 0,
+  leaseMs: 30_000,
+  commitEvery: 1,
+  snapshotEvery: 100,
+  workers: 2,
+  aggregators: 0,
+  verifyRate: 0,
+  verifyTolerance: 0,
+  aggregation: 'mean',
+  trim: 0.25,
+};
 
 export interface RunConfig {
   readonly train: TrainConfig;
@@ -83,6 +118,10 @@ export const clusterConfigFields = strictObject({
   snapshotEvery: int(1, 1_000_000),
   workers: int(1, 1000),
   aggregators: int(0, 256),
+  verifyRate: real({ min: 0, max: 1 }),
+  verifyTolerance: real({ min: 0, max: 1 }),
+  aggregation: oneOf(AGGREGATIONS),
+  trim: real({ min: 0, lt: 0.5 }),
 }) satisfies z.ZodType<ClusterConfig>;
 
 /** What the rules across fields read, defaults filled in. */
@@ -131,6 +170,11 @@ export const runRequestSchema = runRequestFields
         ctx.addIssue({ code: 'custom', path: ['cluster', 'microBatch'], message: `${cluster.microBatch} must divide the global batch (${batch}) so every shard has the same size` });
       } else if (cluster.aggregators > batch / cluster.microBatch) {
         ctx.addIssue({ code: 'custom', path: ['cluster', 'aggregators'], message: `${cluster.aggregators} aggregators for ${batch / cluster.microBatch} shards per step (batch ${batch} / microBatch ${cluster.microBatch}): at most one per shard` });
+      } else if (cluster.aggregators && (cluster.verifyRate > 0 || cluster.aggregation !== 'mean')) {
+        // Aggregators sum answers as they come: they keep neither a first answer to compare a second
+        // with, nor each shard's gradient for a coordinate-wise median.
+        const what = cluster.verifyRate > 0 ? `verifyRate ${cluster.verifyRate}` : `aggregation '${cluster.aggregation}'`;
+        ctx.addIssue({ code: 'custom', path: ['cluster', 'aggregators'], message: `${what} needs every shard's answer at the coordinator: use aggregators 0` });
       }
     },
     { when: whenValid('batch', 'cluster') },
@@ -315,6 +359,8 @@ export interface WorkerSummary {
   readonly active: boolean;
   /** Why the worker was excluded from the run, when it was. */
   readonly excluded?: string;
+  /** When it was excluded (ms since the epoch). */
+  readonly excludedAt?: number;
 }
 
 /** The answer to POST /v1/runs: the status, plus the token the run's workers authenticate with. */

@@ -1,9 +1,15 @@
 // The current step's accepted gradients, summed as they arrive, and their mean once every shard is in.
 // Pure: unit-tested without Miniflare (test/unit/step-aggregator.test.ts).
 //
+// With a robust aggregation (robust-mean.ts) each shard's gradient is kept as well, and the step's
+// gradient is their coordinate-wise median or trimmed mean instead of the mean of the sum.
+//
 // Sums are float64: a step's result is then the same whatever order its shards arrive in (to far
 // below float32 resolution), so a run with re-issued, late or re-ordered answers ends with the same
 // parameters as one without.
+
+import type { Aggregation } from '../protocol';
+import { robustMean } from './robust-mean';
 
 /** What one accepted shard contributes. */
 export interface ShardResult {
@@ -36,8 +42,16 @@ export interface StepMean {
   readonly workers: Readonly<Record<string, number>>;
 }
 
+/** How a step combines its shards' gradients (ClusterConfig.aggregation and trim). */
+export interface Combine {
+  readonly aggregation: Aggregation;
+  readonly trim: number;
+}
+
 export class StepAggregator {
   private readonly grads: Float64Array;
+  /** Each counted shard's gradient and statistics, kept for a robust aggregation only. */
+  private readonly rows: { grads: Float32Array; stats: Float32Array }[] = [];
   private readonly stats: Float64Array;
   /** shard → the worker whose answer was counted. */
   private readonly counted = new Map<number, string>();
@@ -57,6 +71,7 @@ export class StepAggregator {
     readonly shards: number,
     paramCount: number,
     bufferCount: number,
+    private readonly combine: Combine = { aggregation: 'mean', trim: 0 },
   ) {
     this.grads = new Float64Array(paramCount);
     this.stats = new Float64Array(bufferCount);
@@ -71,6 +86,12 @@ export class StepAggregator {
     return this.counted.has(shard);
   }
 
+  /** Whether any counted shard is `worker`'s answer. */
+  countedFrom(worker: string): boolean {
+    for (const w of this.counted.values()) if (w === worker) return true;
+    return false;
+  }
+
   get complete(): boolean {
     return this.counted.size === this.shards;
   }
@@ -81,10 +102,12 @@ export class StepAggregator {
 
   add(r: ShardResult): void {
     this.addSums([r], r.grads, r.stats);
+    if (this.combine.aggregation !== 'mean') this.rows.push({ grads: r.grads, stats: r.stats });
   }
 
   /** Adds shards already summed together (their float64 sums): the same result as adding each. */
   addPartial(p: PartialSum): void {
+    if (this.combine.aggregation !== 'mean') throw new Error(`step ${this.step}: a partial sum cannot be combined by '${this.combine.aggregation}'`);
     this.addSums(p.shards, p.grads, p.stats);
   }
 
@@ -114,9 +137,11 @@ export class StepAggregator {
     // No prototype: a worker may call itself '__proto__'.
     const workers: Record<string, number> = Object.create(null);
     for (const worker of this.counted.values()) workers[worker] = (workers[worker] ?? 0) + 1;
+    const { aggregation, trim } = this.combine;
+    const robust = aggregation !== 'mean';
     return {
-      grads: scaled(this.grads, scale),
-      stats: scaled(this.stats, scale),
+      grads: robust ? robustMean(this.rows.map((r) => r.grads), aggregation, trim) : scaled(this.grads, scale),
+      stats: robust && this.stats.length ? robustMean(this.rows.map((r) => r.stats), aggregation, trim) : scaled(this.stats, scale),
       loss: this.loss * scale,
       correct: this.correct,
       workers,

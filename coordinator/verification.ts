@@ -1,0 +1,163 @@
+// Verification by duplicate leases: a secret, random fraction of a step's (or an evaluation's) shards
+// must be answered alike by two workers of different identities before the shard counts. On a
+// disagreement the shard goes to a third worker (and on, up to MAX_ANSWERS); the first answer two
+// workers agree on counts and the workers whose answers differ from it are the liars. Pure: the
+// coordinator holds one ShardVerification per step and per evaluation and acts on its verdicts
+// (excluding liars, discarding what they contributed).
+import { DEFAULT_CLUSTER_CONFIG, type ClusterConfig } from '../shared/protocol';
+import type { ShardResult } from '../shared/training/step-aggregator';
+
+/** Answers to one shard that all disagree at this count end the run: the backend is not deterministic. */
+export const MAX_ANSWERS = 5;
+
+export interface HeldAnswer<T> {
+  readonly worker: string;
+  readonly leaseId: string;
+  readonly value: T;
+}
+
+export type Verdict<T> =
+  /** The shard needs more answers (it goes to another worker). */
+  | { readonly type: 'wait' }
+  /** Two workers agree: `value` counts; `liars` answered otherwise (with their leases). */
+  | { readonly type: 'agreed'; readonly value: T; readonly liars: readonly HeldAnswer<T>[] }
+  /** MAX_ANSWERS answers, no two alike. */
+  | { readonly type: 'unresolved'; readonly answers: number };
+
+/** The shards of `shards` drawn for verification at `rate`, from a secret source: a worker cannot tell. */
+export function drawVerified(shards: number, rate: number): Set<number> {
+  const out = new Set<number>();
+  if (rate <= 0) return out;
+  const draws = crypto.getRandomValues(new Uint32Array(shards));
+  for (let s = 0; s < shards; s++) if (draws[s] / 2 ** 32 < rate) out.add(s);
+  return out;
+}
+
+export class ShardVerification<T> {
+  private readonly held = new Map<number, HeldAnswer<T>[]>();
+
+  constructor(
+    /** The shards drawn for verification. */
+    readonly verified: ReadonlySet<number>,
+    private readonly agree: (a: T, b: T) => boolean,
+  ) {}
+
+  /** Whether answers to `shard` are held until another worker's agrees. */
+  checks(shard: number): boolean {
+    return this.verified.has(shard);
+  }
+
+  /** Answers a verified shard still wants from workers not yet asked (undefined: not verified). */
+  more(shard: number): number | undefined {
+    if (!this.verified.has(shard)) return undefined;
+    const held = this.held.get(shard)?.length ?? 0;
+    return Math.min(MAX_ANSWERS, Math.max(2, held + 1)) - held;
+  }
+
+  /** Adds a worker's answer (at most one per worker and shard; lease picking sees to it). */
+  add(shard: number, answer: HeldAnswer<T>): Verdict<T> {
+    const answers = [...(this.held.get(shard) ?? []).filter((a) => a.worker !== answer.worker), answer];
+    this.held.set(shard, answers);
+    const match = answers.find((a) => a !== answer && this.agree(a.value, answer.value));
+    if (match) {
+      this.held.delete(shard);
+      return { type: 'agreed', value: match.value, liars: answers.filter((a) => a !== answer && a !== match && !this.agree(a.value, match.value)) };
+    }
+    return answers.length >= MAX_ANSWERS ? { type: 'unresolved', answers: answers.length } : { type: 'wait' };
+  }
+
+  /** Drops what an excluded worker answered: its held answers' leases, to be leased again. */
+  dropWorker(worker: string): string[] {
+    const leases: string[] = [];
+    for (const [shard, answers] of this.held) {
+      const kept = answers.filter((a) => a.worker !== worker);
+      for (const a of answers) if (a.worker === worker) leases.push(a.leaseId);
+      if (kept.length) this.held.set(shard, kept);
+      else this.held.delete(shard);
+    }
+    return leases;
+  }
+
+  /** Answers held now (for status and memory accounting). */
+  get heldCount(): number {
+    let n = 0;
+    for (const answers of this.held.values()) n += answers.length;
+    return n;
+  }
+}
+
+/** Relative L2 distance of two vectors (0 when both are zero). */
+export function relativeDistance(a: Float32Array, b: Float32Array): number {
+  let d = 0;
+  let na = 0;
+  let nb = 0;
+  for (let i = 0; i < a.length; i++) {
+    const x = a[i] - b[i];
+    d += x * x;
+    na += a[i] * a[i];
+    nb += b[i] * b[i];
+  }
+  const scale = Math.sqrt(Math.max(na, nb));
+  return scale === 0 ? 0 : Math.sqrt(d) / scale;
+}
+
+function sameBits(a: Float32Array, b: Float32Array): boolean {
+  if (a.length !== b.length) return false;
+  const x = new Uint32Array(a.buffer, a.byteOffset, a.length);
+  const y = new Uint32Array(b.buffer, b.byteOffset, b.length);
+  for (let i = 0; i < x.length; i++) if (x[i] !== y[i]) return false;
+  return true;
+}
+
+const close = (a: number, b: number, tolerance: number) => Math.abs(a - b) <= tolerance * Math.max(Math.abs(a), Math.abs(b));
+
+/** Whether two gradient answers agree: bit for bit at tolerance 0, else within `tolerance` (relative L2). */
+export function gradientsAgree(tolerance: number, count: number) {
+  return (a: ShardResult, b: ShardResult): boolean => {
+    if (tolerance === 0) return a.loss === b.loss && a.correct === b.correct && sameBits(a.grads, b.grads) && sameBits(a.stats, b.stats);
+    return (
+      close(a.loss, b.loss, tolerance) &&
+      Math.abs(a.correct - b.correct) <= Math.ceil(tolerance * count) &&
+      relativeDistance(a.grads, b.grads) <= tolerance &&
+      relativeDistance(a.stats, b.stats) <= tolerance
+    );
+  };
+}
+
+export interface EvalAnswer {
+  readonly worker: string;
+  readonly lossSum: number;
+  readonly correct: number;
+  readonly count: number;
+}
+
+export function evalsAgree(tolerance: number) {
+  return (a: EvalAnswer, b: EvalAnswer): boolean =>
+    a.count === b.count && (tolerance === 0 ? a.lossSum === b.lossSum && a.correct === b.correct : close(a.lossSum, b.lossSum, tolerance) && Math.abs(a.correct - b.correct) <= Math.ceil(tolerance * a.count));
+}
+
+/** A run's integrity settings; runs created before they existed have none (no verification, the mean). */
+export function integrityOf(c: ClusterConfig): Pick<ClusterConfig, 'verifyRate' | 'verifyTolerance' | 'aggregation' | 'trim'> {
+  const d = DEFAULT_CLUSTER_CONFIG;
+  return { verifyRate: c.verifyRate ?? d.verifyRate, verifyTolerance: c.verifyTolerance ?? d.verifyTolerance, aggregation: c.aggregation ?? d.aggregation, trim: c.trim ?? d.trim };
+}
+
+/**
+ * What the coordinator may hold of whole answers within a step: a Durable Object's isolate has 128 MB
+ * (https://developers.cloudflare.com/durable-objects/platform/limits/), shared with the run's
+ * parameters, optimizer state and the step's float64 sum.
+ */
+export const KEPT_ANSWERS_BUDGET = 48 * 1024 * 1024;
+
+/**
+ * Verification holds a step's verified answers until a second arrives, and a robust aggregation keeps
+ * every shard's gradient: a step's shards × (parameters + buffers) × 4 bytes at most must fit.
+ */
+export function keptAnswersProblem(c: ClusterConfig, shardsPerStep: number, paramCount: number, bufferCount: number): string | undefined {
+  const { verifyRate, aggregation } = integrityOf(c);
+  if (verifyRate === 0 && aggregation === 'mean') return undefined;
+  const bytes = shardsPerStep * (paramCount + bufferCount) * 4;
+  if (bytes <= KEPT_ANSWERS_BUDGET) return undefined;
+  const why = verifyRate > 0 ? `verifyRate ${verifyRate}` : `aggregation '${aggregation}'`;
+  return `${why} keeps up to ${shardsPerStep} answers of ${((paramCount + bufferCount) * 4 / 2 ** 20).toFixed(1)} MiB in the coordinator (${(bytes / 2 ** 20).toFixed(0)} MiB), over its ${KEPT_ANSWERS_BUDGET / 2 ** 20} MiB budget: use fewer, larger shards (cluster.microBatch)`;
+}
