@@ -1,7 +1,8 @@
 // The flags that describe a run (training config + how it is spread over workers + its data), shared by
 // `start` (the local cluster) and `run` (any API).
-import { AGGREGATIONS, DEFAULT_CLUSTER_CONFIG, clusterConfigFields, type ClusterConfig, type RunRequest } from '../shared/protocol';
+import { DEFAULT_CLUSTER_CONFIG, clusterConfigFields, type ClusterConfig, type RunRequest } from '../shared/protocol';
 import type { TrainConfig } from '../shared/training/config';
+import { AGGREGATIONS } from '../shared/training/robust-mean';
 import { choiceFlag, fieldFlag } from './args';
 import { CONFIG_FLAGS, CONFIG_USAGE, trainConfigFromValues } from './config-flags';
 

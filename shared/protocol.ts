@@ -6,6 +6,7 @@ import { DEFAULT_MODEL_CONFIG, modelConfigSchema } from './models/presets';
 import { optimizerPatchSchema, optimizerSchema, withOptimizerDefaults } from './optim/config';
 import { scheduleFields, scheduleSchema } from './optim/schedule';
 import { int, oneOf, real, strictObject } from './schema/fields';
+import { AGGREGATIONS, type Aggregation } from './training/robust-mean';
 import { addIssues, whenValid, type FieldIssue } from './schema/issues';
 import { MAX_BATCH, SEED_TRAIN_CONFIG, trainConfigFields, type TrainConfig } from './training/config';
 
@@ -73,9 +74,6 @@ export interface ClusterConfig {
   /** The fraction cut from each end by 'trimmed-mean' (of a step's shards, rounded down). */
   readonly trim: number;
 }
-
-export const AGGREGATIONS = ['mean', 'trimmed-mean', 'median'] as const;
-export type Aggregation = (typeof AGGREGATIONS)[number];
 
 export const DEFAULT_CLUSTER_CONFIG: ClusterConfig = {
   microBatch: 32,

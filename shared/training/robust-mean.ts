@@ -2,7 +2,10 @@
 // sorted, then the median, or the mean after cutting floor(trim × n) values from each end. A minority
 // of wrong answers moves each coordinate at most to the honest values' range (Yin et al., "Byzantine-
 // robust distributed learning", 2018), at the cost of keeping every shard's gradient for the step.
-import type { Aggregation } from '../protocol';
+
+export const AGGREGATIONS = ['mean', 'trimmed-mean', 'median'] as const;
+/** How a step combines its shards' gradients (ClusterConfig.aggregation). */
+export type Aggregation = (typeof AGGREGATIONS)[number];
 
 /** How many values 'trimmed-mean' cuts from each end of n (at least one kept in the middle). */
 export const trimCount = (n: number, trim: number) => Math.min(Math.floor(trim * n), Math.floor((n - 1) / 2));

@@ -8,8 +8,7 @@
 // below float32 resolution), so a run with re-issued, late or re-ordered answers ends with the same
 // parameters as one without.
 
-import type { Aggregation } from '../protocol';
-import { robustMean } from './robust-mean';
+import { robustMean, type Aggregation } from './robust-mean';
 
 /** What one accepted shard contributes. */
 export interface ShardResult {

@@ -113,9 +113,20 @@ describe('one source for every bound', () => {
   });
 
   it('the CLI cluster flags and the HTTP request accept and refuse the same values', () => {
-    const flags: Record<string, string> = { microBatch: 'micro-batch', graphBatch: 'graph-batch', evalGraphBatch: 'eval-graph-batch', leaseMs: 'lease-ms', commitEvery: 'commit-every', snapshotEvery: 'snapshot-every', workers: 'workers', aggregators: 'aggregators' };
+    const flags: Record<string, string> = { microBatch: 'micro-batch', graphBatch: 'graph-batch', evalGraphBatch: 'eval-graph-batch', leaseMs: 'lease-ms', commitEvery: 'commit-every', snapshotEvery: 'snapshot-every', workers: 'workers', aggregators: 'aggregators', verifyRate: 'verify-rate', verifyTolerance: 'verify-tolerance', trim: 'trim' };
     const wrong: string[] = [];
-    for (const [field, schema] of Object.entries(clusterConfigFields.shape)) {
+    const { aggregation, ...numeric } = clusterConfigFields.shape;
+    for (const value of ['mean', 'median', 'trimmed-mean', 'avg', 'Median']) {
+      let cliRefuses = false;
+      try {
+        clusterFromValues({ aggregation: value });
+      } catch {
+        cliRefuses = true;
+      }
+      const httpRefuses = requestRefuses({ cluster: { aggregation: value } }, 'cluster.aggregation');
+      if (cliRefuses !== httpRefuses || httpRefuses === aggregation.safeParse(value).success) wrong.push(`aggregation=${value}: cli ${cliRefuses ? 'refuses' : 'accepts'}, http ${httpRefuses ? 'refuses' : 'accepts'}`);
+    }
+    for (const [field, schema] of Object.entries(numeric)) {
       expect(probes(schema).length, field).toBeGreaterThan(0);
       for (const p of probes(schema)) {
         let cliRefuses = false;
