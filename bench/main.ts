@@ -4,6 +4,7 @@ import { benchCaptions } from './caption-precompute';
 import { benchCluster } from './cluster';
 import { benchCommit } from './commit';
 import { benchCoordinator } from './coordinator';
+import { benchIntegrity } from './integrity';
 import { benchStep } from './step';
 import { benchWorkerMemory } from './worker-memory';
 
@@ -13,6 +14,7 @@ const BENCHES: Record<string, (args: string[], print: (o: object) => void) => Pr
   cluster: benchCluster,
   commit: benchCommit,
   coordinator: benchCoordinator,
+  integrity: benchIntegrity,
   captions: benchCaptions,
   'worker-memory': benchWorkerMemory,
 };

@@ -45,7 +45,7 @@ import { checkpointBytes, exportModel, indexRun } from './snapshots';
 import { evalMetrics, runStatus, stepMetrics } from './status';
 import { StepAggregator, type ShardResult } from '../shared/training/step-aggregator';
 import { VersionStore, type PublishedVersion } from './version-store';
-import { drawVerified, evalsAgree, gradientsAgree, integrityOf, keptAnswersProblem, ShardVerification, type EvalAnswer } from './verification';
+import { drawVerified, evalsAgree, evalSuspect, gradientsAgree, gradientSuspect, integrityOf, keptAnswersProblem, ShardVerification, type EvalAnswer } from './verification';
 import { excludeWorker, workerSummaries } from './worker-record';
 
 /** Workers seen within this window count as active. */
@@ -98,6 +98,8 @@ interface ActiveRun {
   verify: ShardVerification<ShardResult>;
   /** The same for the evaluation in progress (created when it starts). */
   evalVerify?: { readonly step: number; readonly checks: ShardVerification<EvalAnswer> };
+  /** The last applied step's mean gradient: what the next step's first answer is held against. */
+  lastMean?: Float32Array;
 }
 
 const notFound = () => fail(404, 'unknown run', 'unknown-run');
@@ -328,6 +330,7 @@ export class TrainingCoordinator extends DurableObject<CoordinatorEnv> {
     sum.decodeMs += t1 - t0;
     this.answered(run, lease, worker);
     const result: ShardResult = { shard: s.shard, worker, loss: s.loss, correct: s.correct, grads: s.grads, stats: s.stats };
+    if (this.verifying(run) && gradientSuspect(s.grads, sum.gradientSum ?? run.lastMean)) run.verify.escalate(s.shard);
     if (!run.verify.checks(s.shard)) {
       sum.add(result);
       sum.sumMs += performance.now() - t1;
@@ -338,6 +341,11 @@ export class TrainingCoordinator extends DurableObject<CoordinatorEnv> {
     }
     if (run.sum.complete && run.sum.step === run.position.step) await this.applyStep(run);
     return ok({ accepted: true, version: run.position.step });
+  }
+
+  /** Whether the run verifies answers (drawn ones, and suspect ones). */
+  private verifying(run: ActiveRun): boolean {
+    return integrityOf(run.record.spec.config.cluster).verifyRate > 0;
   }
 
   /**
@@ -448,6 +456,7 @@ export class TrainingCoordinator extends DurableObject<CoordinatorEnv> {
     this.answered(run, lease, worker);
     const answer = { worker, lossSum: s.lossSum, correct: s.correct, count: s.count };
     const checks = this.evalVerification(run);
+    if (this.verifying(run) && evalSuspect(s.correct, s.count, this.store.evalReference(s.step))) checks.escalate(s.shard);
     const counted = checks.checks(s.shard) ? await this.settle(run, 'eval', s.shard, leaseId, answer, checks) : answer;
     if (!counted || run.position.phase !== 'eval' || FINAL_STATES.includes(run.record.state)) return ok({ accepted: true, version: run.position.step });
     this.store.addEvalPart(s.step, s.shard, counted.lossSum, counted.correct, counted.count, counted.worker);
@@ -687,6 +696,7 @@ export class TrainingCoordinator extends DurableObject<CoordinatorEnv> {
     const sumMs = sum.sumMs + performance.now() - t;
     t = performance.now();
     applyUpdate(run.model, mean.grads, mean.stats, run.position.step, train);
+    run.lastMean = mean.grads;
     const optimizerMs = performance.now() - t;
     const step = run.position.step + 1;
     const epochEnd = shards.endsEpoch(step);

@@ -184,6 +184,16 @@ export class RunStore {
     return new Set(this.sql.exec<{ shard: number }>('SELECT shard FROM eval_parts WHERE step = ?', step).toArray().map((r) => r.shard));
   }
 
+  /**
+   * The accuracy an evaluation part is held against: the median of the evaluation's parts so far
+   * (from 3), else the last evaluation's accuracy; undefined before either exists.
+   */
+  evalReference(step: number): number | undefined {
+    const parts = this.sql.exec<{ a: number }>('SELECT CAST(correct AS REAL) / count AS a FROM eval_parts WHERE step = ? ORDER BY a', step).toArray();
+    if (parts.length >= 3) return parts[parts.length >> 1].a;
+    return this.sql.exec<{ accuracy: number }>('SELECT accuracy FROM eval_metrics ORDER BY step DESC LIMIT 1').toArray()[0]?.accuracy;
+  }
+
   /** Forgets a worker's parts of an evaluation (it was found lying): their shards are evaluated again. */
   forgetEvalPartsOf(step: number, worker: string): void {
     this.sql.exec('DELETE FROM eval_parts WHERE step = ? AND worker = ?', step, worker);

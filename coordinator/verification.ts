@@ -35,16 +35,24 @@ export function drawVerified(shards: number, rate: number): Set<number> {
 
 export class ShardVerification<T> {
   private readonly held = new Map<number, HeldAnswer<T>[]>();
+  private readonly verified: Set<number>;
 
   constructor(
     /** The shards drawn for verification. */
-    readonly verified: ReadonlySet<number>,
+    verified: ReadonlySet<number>,
     private readonly agree: (a: T, b: T) => boolean,
-  ) {}
+  ) {
+    this.verified = new Set(verified);
+  }
 
   /** Whether answers to `shard` are held until another worker's agrees. */
   checks(shard: number): boolean {
     return this.verified.has(shard);
+  }
+
+  /** Verifies a shard not drawn, because an answer to it looks wrong (suspect answers, below). */
+  escalate(shard: number): void {
+    this.verified.add(shard);
   }
 
   /** Answers a verified shard still wants from workers not yet asked (undefined: not verified). */
@@ -84,6 +92,39 @@ export class ShardVerification<T> {
     for (const answers of this.held.values()) n += answers.length;
     return n;
   }
+}
+
+// Suspect answers. Beside the secret draw, an answer that looks wrong is verified too: a gradient
+// pointing away from the step's others (or, for the step's first, the last step's mean), an evaluation
+// part whose accuracy lies far outside the evaluation's others. A false suspicion costs one duplicate
+// lease, never an exclusion: only a contradicted answer excludes its worker.
+
+/** A gradient whose cosine with the reference is below this is verified (a random direction's is ~0 ± 1/√n). */
+export const SUSPECT_COSINE = 0.01;
+
+/** An evaluation part this many binomial standard deviations from the reference accuracy is verified. */
+export const SUSPECT_SIGMAS = 6;
+
+/** Cosine of two vectors (NaN when either is zero). */
+export function cosine(a: Float32Array, b: Float32Array | Float64Array): number {
+  let ab = 0;
+  let aa = 0;
+  let bb = 0;
+  for (let i = 0; i < a.length; i++) {
+    ab += a[i] * b[i];
+    aa += a[i] * a[i];
+    bb += b[i] * b[i];
+  }
+  return ab / Math.sqrt(aa * bb);
+}
+
+export const gradientSuspect = (grads: Float32Array, reference: Float32Array | Float64Array | undefined): boolean => reference !== undefined && cosine(grads, reference) < SUSPECT_COSINE;
+
+/** Whether `correct` of `count` is implausible against an accuracy `reference` (a fraction). */
+export function evalSuspect(correct: number, count: number, reference: number | undefined): boolean {
+  if (reference === undefined || count === 0) return false;
+  const p = Math.min(Math.max(reference, 0.01), 0.99);
+  return Math.abs(correct / count - reference) > SUSPECT_SIGMAS * Math.sqrt((p * (1 - p)) / count);
 }
 
 /** Relative L2 distance of two vectors (0 when both are zero). */

@@ -35,8 +35,11 @@ export class NodeWorker {
     return new NodeWorker(thread, opts);
   }
 
-  /** Works on a run until it ends (or `signal` aborts). */
-  run(api: ApiClient, runId: string, signal?: AbortSignal, observe: Pick<WorkOptions, 'log' | 'onLease'> = {}): Promise<WorkReport> {
+  /**
+   * Works on a run until it ends (or `signal` aborts). `wrap` puts something between the loop and the
+   * compute thread (the integrity experiment's dishonest worker).
+   */
+  run(api: ApiClient, runId: string, signal?: AbortSignal, observe: Pick<WorkOptions, 'log' | 'onLease'> = {}, wrap: (c: LeaseComputer) => LeaseComputer = (c) => c): Promise<WorkReport> {
     const remote = this.remote;
     // Inputs are copied to the thread (the parameters stay cached here for the next shard).
     const computer: LeaseComputer = {
@@ -44,7 +47,7 @@ export class NodeWorker {
       train: (lease: Lease, params: Float32Array, buffers: Float32Array, data: LeaseExamples) => remote.train(lease, params, buffers, data),
       evaluate: (lease: Lease, params: Float32Array, buffers: Float32Array, data: LeaseExamples) => remote.evaluate(lease, params, buffers, data),
     };
-    return workLoop({ api, runId, computer, cache: this.cache, budgetMs: Number.POSITIVE_INFINITY, heartbeat: true, signal, ...observe });
+    return workLoop({ api, runId, computer: wrap(computer), cache: this.cache, budgetMs: Number.POSITIVE_INFINITY, heartbeat: true, signal, ...observe });
   }
 
   async dispose(): Promise<void> {
