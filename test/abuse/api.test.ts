@@ -193,7 +193,7 @@ describe('abuse: the HTTP API', () => {
     }
   });
 
-  it('model.classes other than the dataset\'s class count → 400 model.classes; a placeholder caption set over the 25 MiB KV value limit → 400 naming size and limit (not 500); nothing created', async () => {
+  it('model.classes other than the dataset\'s class count → 400 model.classes; a caption set over the 25 MiB KV value limit (placeholder at run creation, or POST /v1/captions) → 400 naming size and limit (not 500); nothing created', async () => {
     // The fixture's blocks under a manifest that names 200 classes.
     const data = assembleCifar10(fixtureFiles(100), 'wide');
     const wide = (await prepareDataset(api, { ...data, classes: Array.from({ length: 200 }, (_, i) => `class-${i}`) }, 'wide', 128)).manifest;
@@ -214,6 +214,13 @@ describe('abuse: the HTTP API', () => {
     const unset = refusalOf(await create({ ...RUN, dataset: 'wide', model: { captionsPerClass: 64 } }));
     expect(unset).toMatchObject({ status: 400, reason: 'captions' });
     expect(unset.error).toContain('200 classes × 64 captions');
+    // A set to embed with Workers AI that could not be stored: refused before any embedding (no AI binding here).
+    const texts = (c: number) => Array.from({ length: 4_300 }, (_, k) => `caption ${k} of class ${c}`);
+    const aiSet = await call({ method: 'POST', path: '/v1/captions', headers: { authorization: bearer(coordinator.token), 'content-type': 'application/json' }, body: JSON.stringify({ name: 'huge', classes: [texts(0), texts(1)] }) });
+    const huge = refusalOf(aiSet);
+    expect(huge).toMatchObject({ status: 400, reason: 'captions', issues: [{ path: 'classes' }] });
+    expect(huge.error).toBe('invalid caption set');
+    expect((huge.issues as { message: string }[])[0].message).toMatch(/^8600 captions × 768 float32 make a 25\.2 MiB value .*over Workers KV's 25\.0 MiB value limit/);
     expect(await stored()).toEqual(before);
   });
 });

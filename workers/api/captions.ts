@@ -2,10 +2,10 @@
 import { Hono } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import type { KVNamespace } from '@cloudflare/workers-types/index';
-import { CAPTIONS_PREFIX, captionSetErrors, captionSetKey, precomputeCaptionSet, type CaptionSetEntry, type CaptionStore, type ClassCaptions } from '../../shared/text/caption-store';
+import { CAPTIONS_PREFIX, captionSetErrors, captionSetSizeProblem, captionSetKey, precomputeCaptionSet, type CaptionSetEntry, type CaptionStore, type ClassCaptions } from '../../shared/text/caption-store';
 import { checkCaptionText } from '../../shared/text/caption-file';
 import { CAPTION_CHUNKS_PREFIX, CHUNK_ROWS, IMAGE_CAPTIONS_PREFIX, chunkHash, imageCaptionHash, type ImageCaptionIndex } from '../../shared/text/image-captions';
-import { WorkersAiEncoder } from '../../shared/text/workers-ai-encoder';
+import { WORKERS_AI_DIM, WORKERS_AI_ENCODER_ID, WorkersAiEncoder } from '../../shared/text/workers-ai-encoder';
 import { embeddingsBytes, encodeEmbeddings } from '../../shared/wire/embeddings';
 import { fieldIssues } from '../../shared/protocol';
 import { int } from '../../shared/schema/fields';
@@ -195,9 +195,13 @@ export const captions = new Hono<App>()
     errors.push(...nameErrors(b.name));
     errors.push(...captionSetErrors(b.classes));
     if (errors.length) return c.json(invalid(errors), 400);
+    const classes = b.classes as ClassCaptions;
+    // Before any embedding is paid for: a set that cannot be stored is refused, binding or not.
+    const oversize = captionSetSizeProblem(WORKERS_AI_ENCODER_ID, classes.length * classes[0].length, WORKERS_AI_DIM);
+    if (oversize) return c.json(invalid([`classes: ${oversize}`]), 400);
     if (!c.env.AI) {
       return c.json<ErrorBody>({ error: 'no Workers AI binding (AI) here: precompute with the CLI (`edgetrain captions`) and a BERT model instead', reason: 'no-encoder' }, 501);
     }
-    const report = await precomputeCaptionSet(kvCaptionStore(c.env.KV), new WorkersAiEncoder(c.env.AI), b.name as string, b.classes as ClassCaptions);
+    const report = await precomputeCaptionSet(kvCaptionStore(c.env.KV), new WorkersAiEncoder(c.env.AI), b.name as string, classes);
     return c.json(report, report.hit ? 200 : 201);
   });

@@ -142,9 +142,9 @@ export const runs = new Hono<App>()
     if (!config.captions && headReadsCaptions(config.train.model)) {
       const { classes, captionsPerClass } = config.train.model;
       // Checked before the placeholder vectors are made: too many would not fit the Worker's memory either.
-      const tooLarge = captionSetSizeProblem(PLACEHOLDER_ENCODER_ID, classes * captionsPerClass, TEXT_DIM);
-      if (tooLarge) {
-        const problem = `the placeholder caption set (${classes} classes × ${captionsPerClass} captions) is too large: ${tooLarge}; lower model.captionsPerClass`;
+      const oversize = captionSetSizeProblem(PLACEHOLDER_ENCODER_ID, classes * captionsPerClass, TEXT_DIM);
+      if (oversize) {
+        const problem = `the placeholder caption set (${classes} classes × ${captionsPerClass} captions) is too large: ${oversize}; lower model.captionsPerClass`;
         return c.json<ErrorBody>({ error: problem, reason: 'captions', issues: [{ path: 'model.captionsPerClass', message: problem }] }, 400);
       }
       const { texts, encoder } = placeholderCaptionSet(classes, captionsPerClass, TEXT_DIM);
