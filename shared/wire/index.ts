@@ -4,3 +4,4 @@ export * from './gradient';
 export * from './params';
 export * from './embeddings';
 export * from './update';
+export { LEASE_ID, isLeaseId, leaseIdProblem } from './lease-id';
