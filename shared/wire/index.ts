@@ -5,3 +5,4 @@ export * from './params';
 export * from './embeddings';
 export * from './update';
 export { LEASE_ID, isLeaseId, leaseIdProblem } from './lease-id';
+export { gradientDigest } from './digest';
