@@ -17,6 +17,7 @@ import { requireAccess, requireLeaseToken, workerIdOf } from './auth';
 import { kvCaptionStore, kvHead } from './captions';
 import { findManifest } from './datasets';
 import { readVersion } from '../../shared/params-cache';
+import { isLeaseId, leaseIdProblem } from '../../shared/wire';
 import type { Outcome } from '../../coordinator/outcome';
 import { IMMUTABLE_PRIVATE, aggregator, coordinator, durableObjectBusy, failure, runIdError, type CoordinatorRpc, type ErrorBody } from './respond';
 import { fitWorkerMemory } from './worker-memory';
@@ -82,8 +83,6 @@ function runStub(c: Context<App>) {
   const bad = runIdError(id);
   return bad ? { bad } : { stub: coordinator(c.env.COORDINATOR, id) };
 }
-
-const LEASE_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
 const runWorkerToken = async (c: Context<App>, runId: string) => workerToken(await signingKey(c.env.API_TOKEN!), runId);
 
@@ -309,7 +308,7 @@ async function leaseCall<T extends SubmitReply | { deadline: number }>(c: Contex
   const { bad, stub } = runStub(c);
   if (bad) return c.json(bad, 400);
   const lease = c.req.param('lease') ?? '';
-  if (!LEASE_ID.test(lease)) return c.json<ErrorBody>({ error: `lease id '${lease.slice(0, 80)}' is malformed: a UUID as the lease carried it`, reason: 'lease-id' }, 400);
+  if (!isLeaseId(lease)) return c.json<ErrorBody>({ error: leaseIdProblem(lease), reason: 'lease-id' }, 400);
   const worker = workerIdOf(c);
   if (worker instanceof Response) return worker;
   const denied = await requireLeaseToken(c, c.req.param('id')!, lease, worker);
