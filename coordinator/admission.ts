@@ -3,18 +3,34 @@
 // decisions; the coordinator acts on them (a refusal spends the lease, an exclusion frees the worker's
 // leases, divergence ends the run).
 import type { SqlStorage } from '@cloudflare/workers-types/index';
+import { trainingLayout } from '../shared/models/compile';
+import { VARIANCE_SUFFIX } from '../shared/models/layers';
+import { flatLayout } from '../shared/models/params';
 import { FINAL_STATES, type LeaseKind, type RunSpec, type RunState, type SubmitReply } from '../shared/protocol';
 import type { EvalSubmission, GradientSubmission } from '../shared/wire';
 import { WireError } from '../shared/wire';
+import type { FrameFindings } from './aggregation';
 import type { LeaseRow } from './lease-scheduler';
-import { NormGuard } from './norm-guard';
+import { NormGuard, l2Norm } from './norm-guard';
 import { fail, ok, type Failure, type Outcome } from './outcome';
 import type { Position } from './run-store';
 import { RateLimiter } from './rate-limit';
-import { exclusionOf, recordAccepted, recordRejected, touchWorker } from './worker-record';
+import { ReplayGuard, replayDigest } from './replay-guard';
+import { activeWorkerCount, exclusionOf, hasAccepted, recordAccepted, recordRejected, touchWorker } from './worker-record';
 
-/** Non-finite results for one shard, from distinct leases, that make a run fail as diverged. */
+/**
+ * Distinct workers, each with an answer accepted in the run, whose non-finite results for one shard
+ * make the run fail as diverged (fewer when fewer workers are active: a lone worker's report suffices).
+ */
 export const DIVERGENCE_REPORTS = 3;
+
+/** The start of a diverged run's error: such a run can be resumed. */
+export const DIVERGED = 'training diverged';
+
+/** A gradient frame's mean loss above this is refused as impossible (a diverging run goes non-finite). */
+export const LOSS_CAP = 1e6;
+/** |batch statistic| above this is refused (means and variances of activations, which stay near unit scale). */
+export const STAT_CAP = 1e8;
 
 /** The fields of a frame that tie it to a lease. */
 export type FrameHead = Pick<GradientSubmission, 'leaseId' | 'version' | 'step' | 'shard'>;
@@ -72,6 +88,49 @@ export function nonFiniteIn(s: GradientSubmission, norm: number): string | undef
   return (Number.isFinite(norm) ? undefined : firstNonFinite(s.grads, 'gradient')) ?? firstNonFinite(s.stats, 'statistics');
 }
 
+/** Which entries of a run's flat buffers are variances, by run spec (both are fixed for a run). */
+const variances = new WeakMap<RunSpec, Uint8Array>();
+
+function varianceMask(spec: RunSpec): Uint8Array {
+  let mask = variances.get(spec);
+  if (!mask) {
+    mask = new Uint8Array(spec.bufferCount);
+    for (const s of flatLayout(trainingLayout(spec.config.train.model).buffers).slices) if (s.name.endsWith(VARIANCE_SUFFIX)) mask.fill(1, s.offset, s.offset + s.size);
+    variances.set(spec, mask);
+  }
+  return mask;
+}
+
+/**
+ * A finite gradient frame's loss, correct count and batch statistics against what is possible: a
+ * `correct` within the shard, a loss in [0, LOSS_CAP], statistics within ±STAT_CAP and variances not
+ * negative. Expects the shape already checked.
+ */
+export function gradientRangeProblem(s: Pick<GradientSubmission, 'count' | 'loss' | 'correct' | 'stats'>, spec: RunSpec): Failure | undefined {
+  if (!Number.isInteger(s.correct) || s.correct < 0 || s.correct > s.count) return fail(422, `${s.correct} correct predictions in a shard of ${s.count} is impossible`, 'range');
+  if (!(s.loss >= 0 && s.loss <= LOSS_CAP)) return fail(422, `loss ${s.loss} is outside [0, ${LOSS_CAP}]`, 'range');
+  const mask = varianceMask(spec);
+  for (let i = 0; i < s.stats.length; i++) {
+    const v = s.stats[i];
+    if (Math.abs(v) > STAT_CAP) return fail(422, `statistics value ${i} is ${v}; batch statistics are within ±${STAT_CAP}`, 'range');
+    if (v < 0 && mask[i]) return fail(422, `statistics value ${i} is a variance and is ${v}`, 'range');
+  }
+  return undefined;
+}
+
+/**
+ * Every check on a gradient frame's bytes, done where the bytes are (the coordinator, or the run's
+ * aggregator, which sends these findings with the frame's head): the coordinator judges them in one
+ * place (gradientProblem).
+ */
+export function gradientFindings(s: GradientSubmission, spec: RunSpec): FrameFindings {
+  const norm = l2Norm(s.grads);
+  const shape = gradientShapeProblem(s, spec);
+  const nonFinite = shape ? undefined : nonFiniteIn(s, norm);
+  const range = shape || nonFinite ? undefined : gradientRangeProblem(s, spec);
+  return { norm, digest: replayDigest(s.grads), ...(shape ? { shape } : {}), ...(nonFinite ? { nonFinite } : {}), ...(range ? { range } : {}) };
+}
+
 /** An eval frame's count and values against its shard. */
 export function evalProblem(s: EvalSubmission, expectedCount: number): Failure | undefined {
   if (s.count !== expectedCount) return fail(400, `eval shard of ${s.count} examples; shard ${s.shard} has ${expectedCount}`, 'count');
@@ -93,12 +152,13 @@ export interface RefusalEffect {
   readonly excluded: boolean;
 }
 
-/** The guards with memory: rate limits, the norm guard, divergence reports, and each worker's record (SQL). */
+/** The guards with memory: rate limits, the norm and replay guards, divergence reports, and each worker's record (SQL). */
 export class Admission {
   private readonly limiter = new RateLimiter();
   readonly norms = new NormGuard();
-  /** Leases that answered non-finite, per "kind:step:shard" of the current step or evaluation. */
-  private readonly nonFinite = new Map<string, Set<string>>();
+  readonly replays = new ReplayGuard();
+  /** Non-finite reports per "kind:step:shard" of the current step or evaluation: the established workers and the leases. */
+  private readonly nonFinite = new Map<string, { voters: Set<string>; leases: Set<string> }>();
 
   constructor(private readonly sql: SqlStorage) {}
 
@@ -126,21 +186,29 @@ export class Admission {
   }
 
   /**
-   * Records a non-finite result for a shard; returns how many distinct leases reported one. A shard
-   * that keeps coming back non-finite is divergence, not a faulty worker (the data order is
-   * deterministic). A lease repeating its answer counts once.
+   * Records a non-finite result for a shard; `diverged` when it makes the run fail. A shard that keeps
+   * coming back non-finite from several workers is divergence, not a faulty worker (the data order is
+   * deterministic). Only a worker with an answer accepted in this run votes, and once however many
+   * leases it reports on (`votes`): leases are cheap and identities can be made up, so a newcomer's
+   * reports, or one worker's repeated ones, could otherwise end a run. Divergence takes
+   * DIVERGENCE_REPORTS votes, or as many as there are workers not excluded seen since `activeSince`
+   * when fewer (a lone worker's), and in any case DIVERGENCE_REPORTS reports from distinct leases.
    */
-  reportNonFinite(kind: LeaseKind, step: number, shard: number, leaseId: string): number {
+  reportNonFinite(kind: LeaseKind, step: number, shard: number, worker: string, leaseId: string, activeSince: number): { diverged: boolean; votes: number } {
     const key = `${kind}:${step}:${shard}`;
-    const leases = this.nonFinite.get(key) ?? new Set<string>();
-    leases.add(leaseId);
-    this.nonFinite.set(key, leases);
-    return leases.size;
+    const reports = this.nonFinite.get(key) ?? { voters: new Set<string>(), leases: new Set<string>() };
+    if (hasAccepted(this.sql, worker)) reports.voters.add(worker);
+    reports.leases.add(leaseId);
+    this.nonFinite.set(key, reports);
+    const needed = Math.max(1, Math.min(DIVERGENCE_REPORTS, activeWorkerCount(this.sql, activeSince)));
+    const votes = reports.voters.size;
+    return { diverged: votes >= needed && reports.leases.size >= DIVERGENCE_REPORTS, votes };
   }
 
-  /** A step was applied: its suspect reports are over. */
-  nextStep(): void {
+  /** Step `step` is next (one was applied, or the run resumed): the suspect reports of the last are over. */
+  nextStep(step: number): void {
     this.nonFinite.clear();
     this.norms.nextStep();
+    this.replays.nextStep(step);
   }
 }

@@ -5,9 +5,19 @@ import type { GradientSubmission } from '../shared/wire';
 import type { PartialSum } from '../shared/training/step-aggregator';
 import type { Failure } from './outcome';
 
+/** What the checks on a gradient frame's bytes found (admission.ts gradientFindings). */
+export interface FrameFindings {
+  readonly norm: number;
+  /** The replay guard's digest of the gradient (replay-guard.ts replayDigest); none for a constant one. */
+  readonly digest?: string;
+  readonly nonFinite?: string;
+  readonly shape?: Failure;
+  readonly range?: Failure;
+}
+
 /** What the coordinator needs of an answer to decide whether it counts (the bytes stay with the aggregator). */
 export type ShardCheck =
-  | { readonly kind: 'frame'; readonly head: Omit<GradientSubmission, 'grads' | 'stats'>; readonly norm: number; readonly nonFinite?: string; readonly shape?: Failure }
+  | ({ readonly kind: 'frame'; readonly head: Omit<GradientSubmission, 'grads' | 'stats'> } & FrameFindings)
   | { readonly kind: 'unreadable'; readonly reason: string; readonly message: string };
 
 /**

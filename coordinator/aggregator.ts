@@ -13,10 +13,9 @@ import type { DurableObjectNamespace, DurableObjectStub } from '@cloudflare/work
 import type { RunSpec, SubmitReply } from '../shared/protocol';
 import type { PartialSum } from '../shared/training/step-aggregator';
 import { decodeGradient, WireError, type GradientSubmission } from '../shared/wire';
-import { gradientShapeProblem, nonFiniteIn } from './admission';
+import { gradientFindings } from './admission';
 import { groupShards, type GroupPartial, type GroupRound, type ShardCheck } from './aggregation';
 import type { TrainingCoordinator } from './coordinator';
-import { l2Norm } from './norm-guard';
 import type { Outcome } from './outcome';
 
 export interface AggregatorEnv {
@@ -51,9 +50,8 @@ export class GradientAggregator extends DurableObject<AggregatorEnv> {
     let check: ShardCheck;
     try {
       frame = decodeGradient(new Uint8Array(body));
-      const norm = l2Norm(frame.grads);
       const head = { leaseId: frame.leaseId, version: frame.version, step: frame.step, shard: frame.shard, count: frame.count, loss: frame.loss, correct: frame.correct };
-      check = { kind: 'frame', head, norm, nonFinite: nonFiniteIn(frame, norm), shape: gradientShapeProblem(frame, this.spec) };
+      check = { kind: 'frame', head, ...gradientFindings(frame, this.spec) };
     } catch (e) {
       check = { kind: 'unreadable', reason: e instanceof WireError ? e.reason : 'format', message: e instanceof Error ? e.message : String(e) };
     }

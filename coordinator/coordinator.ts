@@ -29,15 +29,15 @@ import { createOptimizer, restoreOptimizer, slotCount } from '../shared/optim/op
 import { signingKey, workerToken } from '../shared/auth';
 import { FINAL_STATES, type ChainClaim, type ChainTicket, type IssuedLease, type LeaseKind, type LeaseReply, type RunConfig, type RunMetrics, type RunSpec, type RunState, type RunStatus, type StepPhases, type SubmitReply } from '../shared/protocol';
 import { snapshotKey } from '../shared/storage-keys';
+import { runGraphHash } from '../shared/training/graph-hash';
 import { RunPlan } from '../shared/training/plan';
 import { applyUpdate, type ModelState } from '../shared/training/update';
 import { decodeEval, decodeGradient, WireError, type WireErrorReason } from '../shared/wire';
-import { groupShards, type GroupPartial, type GroupRound, type ShardAdmission, type ShardCheck } from './aggregation';
-import { Admission, DIVERGENCE_REPORTS, answerableLease, evalProblem, frameVerdict, gradientShapeProblem, nonFiniteIn, wireFailure, type FrameHead } from './admission';
+import { groupShards, type FrameFindings, type GroupPartial, type GroupRound, type ShardAdmission, type ShardCheck } from './aggregation';
+import { Admission, DIVERGED, answerableLease, evalProblem, frameVerdict, gradientFindings, wireFailure, type FrameHead } from './admission';
 import type { CoordinatorEnv } from './env';
 import { FLEET_CHECK_MS, Fleet, RESTART_DELAY_S, SILENT_MARGIN_MS, sendChains, type ChainSend } from './fleet';
 import { LONG_POLL_MS, LeaseScheduler, pickShard, type LeaseRow } from './lease-scheduler';
-import { l2Norm } from './norm-guard';
 import { fail, ok, type Failure, type Outcome } from './outcome';
 import { FULL_STATE_EVERY, RunStore, type Position, type RunRecord, type StatePoint } from './run-store';
 import { ShardPlan } from './shard-plan';
@@ -187,6 +187,8 @@ export class TrainingCoordinator extends DurableObject<CoordinatorEnv> {
   // ---------- run lifecycle ----------
 
   async create(runId: string, config: RunConfig, manifest: DatasetManifest): Promise<Outcome<RunStatus>> {
+    // First, so that no await separates the existence check from the run's assignment.
+    const graphHash = await runGraphHash(config);
     if (this.run) return fail(409, `run ${this.run.record.runId} already exists here`, 'exists');
     let plan: RunPlan;
     try {
@@ -201,7 +203,7 @@ export class TrainingCoordinator extends DurableObject<CoordinatorEnv> {
     if (kept) return fail(400, kept, 'config');
     const resolved: RunConfig = { ...config, train: { ...config.train, schedule: plan.schedule } };
     // The API read the manifest through checkManifest before calling here.
-    const spec: RunSpec = { runId, config: resolved, dataset: manifest, paramCount: params.length, bufferCount: buffers.length };
+    const spec: RunSpec = { runId, config: resolved, dataset: manifest, paramCount: params.length, bufferCount: buffers.length, graphHash };
     const optimizer = createOptimizer(config.train.optimizer, params.length);
     const now = Date.now();
     const record: RunRecord = { runId, spec, createdAt: now, state: 'created', error: null, updatedAt: now };
@@ -226,12 +228,16 @@ export class TrainingCoordinator extends DurableObject<CoordinatorEnv> {
     return ok(this.statusOf(run));
   }
 
-  /** Continues a cancelled run from its committed step. */
+  /** Continues a cancelled run, or one that failed by divergence, from its committed step. */
   async resume(): Promise<Outcome<RunStatus>> {
     const run = this.run;
     if (!run) return notFound();
-    if (run.record.state !== 'cancelled') return fail(409, `only a cancelled run can be resumed; this one is ${run.record.state}`, 'not-cancelled');
+    const { state, error } = run.record;
+    if (state !== 'cancelled' && !(state === 'failed' && error?.startsWith(DIVERGED))) {
+      return fail(409, `only a cancelled run, or one that failed by divergence, can be resumed; this one is ${state}`, 'not-cancelled');
+    }
     this.newStep(run);
+    this.admission.nextStep(run.position.step);
     if (run.published?.version !== run.position.step) await this.publish(run);
     this.setState(run, run.position.step === 0 && run.position.phase === 'train' ? 'created' : 'training');
     await indexRun(this.env.KV, run.record);
@@ -323,8 +329,7 @@ export class TrainingCoordinator extends DurableObject<CoordinatorEnv> {
     const { sum } = run;
     const { aggregators } = run.record.spec.config.cluster;
     if (aggregators) return this.refuse(worker, fail(400, `this run sums shard ${s.shard}'s answers in aggregator ${s.shard % aggregators}: send the lease's aggregator as x-aggregator`, 'aggregator'), leaseId);
-    const norm = l2Norm(s.grads);
-    const problem = await this.gradientProblem(run, s, worker, leaseId, norm, nonFiniteIn(s, norm), gradientShapeProblem(s, run.record.spec));
+    const problem = await this.gradientProblem(run, s, worker, leaseId, gradientFindings(s, run.record.spec));
     if (problem) return problem;
     const t1 = performance.now();
     sum.decodeMs += t1 - t0;
@@ -412,8 +417,7 @@ export class TrainingCoordinator extends DurableObject<CoordinatorEnv> {
       return this.refuse(worker, fail(400, why, 'aggregator'), leaseId);
     }
     // An unreadable answer was refused by admit.
-    const { norm, nonFinite, shape } = check as Extract<ShardCheck, { kind: 'frame' }>;
-    const problem = await this.gradientProblem(run, s, worker, leaseId, norm, nonFinite, shape);
+    const problem = await this.gradientProblem(run, s, worker, leaseId, check as Extract<ShardCheck, { kind: 'frame' }>);
     if (problem) return problem;
     const now = Date.now();
     run.pending.set(s.shard, { group, worker, leaseId, at: now });
@@ -450,7 +454,7 @@ export class TrainingCoordinator extends DurableObject<CoordinatorEnv> {
     const { run, frame: s, lease } = admitted;
     const problem = evalProblem(s, run.shards.evalRange(s.shard).count);
     if (problem) {
-      if (problem.reason === 'non-finite') await this.noteNonFinite(run, 'eval', s.shard, leaseId, problem.error);
+      if (problem.reason === 'non-finite') await this.noteNonFinite(run, 'eval', s.shard, worker, leaseId, problem.error);
       return this.refuse(worker, problem, leaseId);
     }
     this.answered(run, lease, worker);
@@ -632,15 +636,19 @@ export class TrainingCoordinator extends DurableObject<CoordinatorEnv> {
   }
 
   /** The checks a gradient answer passes before it counts (its lease and frame head already admitted): a refusal, or undefined. */
-  private async gradientProblem(run: ActiveRun, s: FrameHead, worker: string, leaseId: string, norm: number, nonFinite?: string, shape?: Failure): Promise<Failure | undefined> {
-    if (shape) return this.refuse(worker, shape, leaseId);
-    if (nonFinite) {
-      await this.noteNonFinite(run, 'train', s.shard, leaseId, nonFinite);
-      return this.refuse(worker, fail(422, nonFinite, 'non-finite'), leaseId);
+  private async gradientProblem(run: ActiveRun, s: FrameHead, worker: string, leaseId: string, f: FrameFindings): Promise<Failure | undefined> {
+    if (f.shape) return this.refuse(worker, f.shape, leaseId);
+    if (f.nonFinite) {
+      await this.noteNonFinite(run, 'train', s.shard, worker, leaseId, f.nonFinite);
+      return this.refuse(worker, fail(422, f.nonFinite, 'non-finite'), leaseId);
     }
-    const absurd = this.admission.norms.check(s.step, s.shard, worker, norm);
+    if (f.range) return this.refuse(worker, f.range, leaseId);
+    const absurd = this.admission.norms.check(s.step, s.shard, worker, f.norm);
     if (absurd) return this.refuse(worker, fail(422, absurd, 'norm'), leaseId);
-    this.admission.norms.accepted(norm);
+    const replay = this.admission.replays.check(s.step, s.shard, f.digest);
+    if (replay) return this.refuse(worker, fail(422, replay, 'replay'), leaseId);
+    this.admission.norms.accepted(f.norm);
+    this.admission.replays.accepted(s.step, s.shard, f.digest);
     return undefined;
   }
 
@@ -662,13 +670,17 @@ export class TrainingCoordinator extends DurableObject<CoordinatorEnv> {
     return failure;
   }
 
-  /** A shard reported non-finite by enough distinct leases is divergence: the run fails with the last good parameters. */
-  private async noteNonFinite(run: ActiveRun, kind: LeaseKind, shard: number, leaseId: string, what: string): Promise<void> {
+  /**
+   * A shard reported non-finite by enough distinct established workers (Admission.reportNonFinite) is
+   * divergence: the run fails with the last good parameters, and can be resumed from them.
+   */
+  private async noteNonFinite(run: ActiveRun, kind: LeaseKind, shard: number, worker: string, leaseId: string, what: string): Promise<void> {
     const { step } = run.position;
-    const reports = this.admission.reportNonFinite(kind, step, shard, leaseId);
-    if (reports < DIVERGENCE_REPORTS) return;
+    const activeSince = Date.now() - Math.max(ACTIVE_WINDOW_MS, 2 * run.record.spec.config.cluster.leaseMs);
+    const { diverged, votes } = this.admission.reportNonFinite(kind, step, shard, worker, leaseId, activeSince);
+    if (!diverged) return;
     const where = kind === 'train' ? `step ${step + 1}` : `the evaluation at step ${step}`;
-    await this.end(run, 'failed', `training diverged at ${where} (shard ${shard}: ${what}, from ${reports} leases); parameters are those of version ${step}`);
+    await this.end(run, 'failed', `${DIVERGED} at ${where} (shard ${shard}: ${what}, from ${votes} worker${votes === 1 ? '' : 's'}); parameters are those of version ${step}, and resume continues from them`);
   }
 
   /** Ends a run early (cancelled, failed): the last applied step is committed, as full state, and checkpointed. */
@@ -721,7 +733,7 @@ export class TrainingCoordinator extends DurableObject<CoordinatorEnv> {
     });
     const commitMs = performance.now() - t;
     this.newStep(run);
-    this.admission.nextStep();
+    this.admission.nextStep(step);
     t = performance.now();
     const { version, frame } = run.versions.encode(step, run.model.params, run.model.buffers);
     const encodeMs = performance.now() - t;

@@ -1,6 +1,8 @@
 // Refuses gradients whose L2 norm is absurd next to the run's recent ones (or above an absolute cap),
 // unless another worker independently reports the same norm for the same shard: computation is
-// deterministic, so two workers agreeing means a genuine spike, not a fault.
+// deterministic, so two workers agreeing means a genuine spike, not a fault. Until MIN_SAMPLES norms
+// are accepted the bound is tighter: EARLY_CAP, and EARLY_FACTOR × the median of the (nonzero) norms
+// accepted so far, so that one hostile first answer cannot move the parameters far.
 import { median } from '../shared/stats';
 
 const RECENT = 64;
@@ -9,6 +11,15 @@ const MIN_SAMPLES = 8;
 export const NORM_FACTOR = 1000;
 /** Absurd regardless of history. */
 export const NORM_CAP = 1e6;
+/**
+ * Absurd before MIN_SAMPLES norms are accepted. The first-step gradient norms of every preset and head
+ * measure at most ~45 (test/unit/coordinator-parts.test.ts measures them): over 200 × below this.
+ */
+export const EARLY_CAP = 1e4;
+/** Times the median of the first accepted (nonzero) norms that counts as absurd before MIN_SAMPLES. */
+export const EARLY_FACTOR = 100;
+/** The early relative bound never goes below this, so one tiny first answer cannot make honest ones absurd. */
+export const EARLY_FLOOR = 100;
 /** Relative agreement of two reports of one shard. */
 const AGREE = 1e-4;
 
@@ -25,15 +36,13 @@ export class NormGuard {
 
   /** A refusal message, or undefined when the gradient may be counted. */
   check(step: number, shard: number, worker: string, norm: number): string | undefined {
-    const typical = this.typical();
-    const limit = typical === undefined ? NORM_CAP : Math.min(NORM_CAP, NORM_FACTOR * typical);
+    const { limit, basis } = this.limit();
     if (norm <= limit) return undefined;
     const key = `${step}:${shard}`;
     const reports = this.suspects.get(key) ?? [];
     if (reports.some((r) => r.worker !== worker && Math.abs(r.norm - norm) <= AGREE * norm)) return undefined;
     reports.push({ worker, norm });
     this.suspects.set(key, reports);
-    const basis = typical === undefined ? `the cap of ${NORM_CAP}` : `${NORM_FACTOR} × the median of recent gradients (${typical.toPrecision(4)})`;
     return `gradient norm ${norm.toPrecision(4)} is above ${basis}; a second worker reporting the same norm for this shard would be counted`;
   }
 
@@ -47,7 +56,16 @@ export class NormGuard {
     this.suspects.clear();
   }
 
-  private typical(): number | undefined {
-    return this.recent.length < MIN_SAMPLES ? undefined : median(this.recent);
+  /** The bound a norm is held to now, and how to name it. */
+  private limit(): { limit: number; basis: string } {
+    if (this.recent.length >= MIN_SAMPLES) {
+      const typical = median(this.recent);
+      const relative = NORM_FACTOR * typical;
+      return relative < NORM_CAP ? { limit: relative, basis: `${NORM_FACTOR} × the median of recent gradients (${typical.toPrecision(4)})` } : { limit: NORM_CAP, basis: `the cap of ${NORM_CAP}` };
+    }
+    const nonzero = this.recent.filter((n) => n > 0);
+    const first = nonzero.length ? Math.max(EARLY_FLOOR, EARLY_FACTOR * median(nonzero)) : Infinity;
+    if (first < EARLY_CAP) return { limit: first, basis: `${EARLY_FACTOR} × the median of the first accepted gradients (${median(nonzero).toPrecision(4)})` };
+    return { limit: EARLY_CAP, basis: `the cap of ${EARLY_CAP} until ${MIN_SAMPLES} gradients are accepted` };
   }
 }

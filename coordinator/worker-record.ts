@@ -1,10 +1,14 @@
 // What the coordinator knows of each worker of its run: when it was last seen, its accepted and
 // refused submissions, its current run of bad ones, and whether that run got it excluded.
 import type { SqlStorage } from '@cloudflare/workers-types/index';
+import { clip } from '../shared/clip';
 import type { WorkerSummary } from '../shared/protocol';
 
 /** Consecutive bad submissions (undecodable, mismatched, non-finite, absurd) that exclude a worker. */
 export const EXCLUDE_AFTER = 3;
+
+/** The most characters of a refusal quoted in a stored exclusion reason. */
+export const REASON_CHARS = 500;
 
 export function touchWorker(sql: SqlStorage, worker: string): void {
   sql.exec('INSERT INTO workers (worker, last_seen) VALUES (?, ?) ON CONFLICT (worker) DO UPDATE SET last_seen = excluded.last_seen', worker, Date.now());
@@ -21,7 +25,7 @@ export function recordRejected(sql: SqlStorage, worker: string, bad: boolean, wh
   sql.exec('UPDATE workers SET rejected = rejected + 1, bad_streak = bad_streak + ? WHERE worker = ?', bad ? 1 : 0, worker);
   const w = sql.exec<{ bad_streak: number; excluded_at: number | null }>('SELECT bad_streak, excluded_at FROM workers WHERE worker = ?', worker).one();
   if (w.excluded_at !== null || w.bad_streak < EXCLUDE_AFTER) return false;
-  sql.exec('UPDATE workers SET excluded_at = ?, excluded_reason = ? WHERE worker = ?', Date.now(), `${EXCLUDE_AFTER} bad submissions in a row; the last: ${why}`, worker);
+  sql.exec('UPDATE workers SET excluded_at = ?, excluded_reason = ? WHERE worker = ?', Date.now(), `${EXCLUDE_AFTER} bad submissions in a row; the last: ${clip(why, REASON_CHARS)}`, worker);
   return true;
 }
 
@@ -50,4 +54,14 @@ export function workerSummaries(sql: SqlStorage, activeSince: number): WorkerSum
       active: w.last_seen > activeSince && w.excluded_reason === null,
       ...(w.excluded_reason ? { excluded: w.excluded_reason, excludedAt: w.excluded_at ?? undefined } : {}),
     }));
+}
+
+/** Whether the worker has had an answer accepted in this run. */
+export function hasAccepted(sql: SqlStorage, worker: string): boolean {
+  return (sql.exec<{ accepted: number }>('SELECT accepted FROM workers WHERE worker = ?', worker).toArray()[0]?.accepted ?? 0) > 0;
+}
+
+/** Workers not excluded that were seen after `since`. */
+export function activeWorkerCount(sql: SqlStorage, since: number): number {
+  return sql.exec<{ n: number }>('SELECT COUNT(*) AS n FROM workers WHERE excluded_at IS NULL AND last_seen > ?', since).one().n;
 }

@@ -71,6 +71,8 @@ export function conv2d(
   return op.conv(m.b, x, w, bias, { pads: [p, p, p, p], strides: [s, s] });
 }
 
+/** The name ending of batch norm's running-variance buffers: their batch statistics are variances (never negative). */
+export const VARIANCE_SUFFIX = '.running_var';
 
 /**
  * Batch normalisation over N,H,W. Training graphs normalise with the batch's own statistics (and
@@ -82,7 +84,7 @@ export function batchNorm(m: ModelBuilder, name: string, x: Value, eps = 1e-5): 
   const gamma = m.param(`${name}.weight`, [c], { kind: 'constant', value: 1 }, false);
   const beta = m.param(`${name}.bias`, [c], { kind: 'constant', value: 0 }, false);
   const runningMean = m.buffer(`${name}.running_mean`, [c], 0);
-  const runningVar = m.buffer(`${name}.running_var`, [c], 1);
+  const runningVar = m.buffer(`${name}${VARIANCE_SUFFIX}`, [c], 1);
   if (m.mode === 'eval') return op.batchNormalization(m.b, x, gamma, beta, runningMean.value, runningVar.value, eps);
   const axes = [0, 2, 3];
   const meanKeep = op.reduceMean(m.b, x, axes, true);

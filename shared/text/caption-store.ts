@@ -19,6 +19,17 @@ export interface CaptionSetEntry {
   readonly bytes: number;
 }
 
+/** A Workers KV value is at most 25 MiB (https://developers.cloudflare.com/kv/platform/limits/); a set is one value. */
+export const KV_VALUE_LIMIT = 25 * 1024 * 1024;
+
+/** Why `rows` vectors of `dim` from encoder `encoderId` cannot be stored as one set, or undefined when they can. */
+export function captionSetSizeProblem(encoderId: string, rows: number, dim: number): string | undefined {
+  const bytes = embeddingsBytes(encoderId, rows, dim);
+  if (bytes <= KV_VALUE_LIMIT) return undefined;
+  const mib = (n: number) => `${(n / 2 ** 20).toFixed(1)} MiB`;
+  return `${rows} captions × ${dim} float32 make a ${mib(bytes)} value (${bytes} bytes), over Workers KV's ${mib(KV_VALUE_LIMIT)} value limit (${KV_VALUE_LIMIT} bytes)`;
+}
+
 /** Per class, its captions: classes × perClass texts. */
 export type ClassCaptions = readonly (readonly string[])[];
 

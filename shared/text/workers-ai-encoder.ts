@@ -3,6 +3,9 @@
 import type { CaptionEncoder } from './encoder';
 
 export const WORKERS_AI_MODEL = '@cf/baai/bge-base-en-v1.5';
+/** The encoder's id and vector size, known before any binding is at hand. */
+export const WORKERS_AI_ENCODER_ID = `workers-ai:${WORKERS_AI_MODEL}:cls`;
+export const WORKERS_AI_DIM = 768;
 
 /** The slice of the AI binding this encoder calls. */
 export interface AiBinding {
@@ -13,8 +16,8 @@ export interface AiBinding {
 const BATCH = 100;
 
 export class WorkersAiEncoder implements CaptionEncoder {
-  readonly id = `workers-ai:${WORKERS_AI_MODEL}:cls`;
-  readonly dim = 768;
+  readonly id = WORKERS_AI_ENCODER_ID;
+  readonly dim = WORKERS_AI_DIM;
 
   constructor(private readonly ai: AiBinding) {}
 

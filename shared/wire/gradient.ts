@@ -1,5 +1,6 @@
 // Frames a worker posts back for one lease: gradients (training) or eval results (forward-only).
-import { FrameReader, FrameWriter, floatsBytes, stringBytes } from './frame';
+import { FrameReader, FrameWriter, WireError, floatsBytes, stringBytes } from './frame';
+import { isLeaseId, leaseIdProblem } from './lease-id';
 
 export interface GradientSubmission {
   readonly leaseId: string;
@@ -50,8 +51,11 @@ function writeHeader(w: FrameWriter, h: Header, loss: number, correct: number): 
   w.u32(correct);
 }
 
-function readHeader(r: FrameReader): Header & { loss: number; correct: number } {
-  return { leaseId: r.string(), version: r.u32(), step: r.u32(), shard: r.u32(), count: r.u32(), loss: r.f64(), correct: r.u32() };
+/** The header; a lease id that is not one is refused here, before anything quotes it in full. */
+function readHeader(r: FrameReader, what: string): Header & { loss: number; correct: number } {
+  const leaseId = r.string();
+  if (!isLeaseId(leaseId)) throw new WireError('lease-id', `${what}: ${leaseIdProblem(leaseId)}`);
+  return { leaseId, version: r.u32(), step: r.u32(), shard: r.u32(), count: r.u32(), loss: r.f64(), correct: r.u32() };
 }
 
 export function encodeGradient(s: GradientSubmission): Uint8Array<ArrayBuffer> {
@@ -65,7 +69,7 @@ export function encodeGradient(s: GradientSubmission): Uint8Array<ArrayBuffer> {
 /** `grads` and `stats` alias `bytes` when it is 4-byte aligned. */
 export function decodeGradient(bytes: Uint8Array): GradientSubmission {
   const r = new FrameReader(bytes, GRADIENT_MAGIC, GRADIENT_FORMAT, 'gradient frame');
-  const s: GradientSubmission = { ...readHeader(r), grads: r.floats(), stats: r.floats() };
+  const s: GradientSubmission = { ...readHeader(r, 'gradient frame'), grads: r.floats(), stats: r.floats() };
   r.end();
   return s;
 }
@@ -78,7 +82,7 @@ export function encodeEval(s: EvalSubmission): Uint8Array<ArrayBuffer> {
 
 export function decodeEval(bytes: Uint8Array): EvalSubmission {
   const r = new FrameReader(bytes, EVAL_MAGIC, EVAL_FORMAT, 'eval frame');
-  const { loss, ...rest } = readHeader(r);
+  const { loss, ...rest } = readHeader(r, 'eval frame');
   r.end();
   return { ...rest, lossSum: loss };
 }

@@ -4,14 +4,25 @@
 import { describe, expect, it } from 'vitest';
 import { answerableLease, evalProblem, frameVerdict, gradientShapeProblem, nonFiniteIn } from '../../coordinator/admission';
 import { LONG_POLL_MS, pickShard, type LeaseRow } from '../../coordinator/lease-scheduler';
-import { l2Norm } from '../../coordinator/norm-guard';
+import { EARLY_CAP, EARLY_FACTOR, EARLY_FLOOR, NormGuard, l2Norm } from '../../coordinator/norm-guard';
+import { REPLAY_STEPS, ReplayGuard, replayDigest } from '../../coordinator/replay-guard';
+import type { DatasetManifest } from '../../shared/data/blocks';
+import { parseCifarBatch } from '../../shared/data/cifar';
+import { buildTrainingGraph } from '../../shared/models/compile';
+import { TEXT_DIM } from '../../shared/models/heads';
+import { flatLayout, initBuffers, initParameters } from '../../shared/models/params';
+import { HEAD_NAMES, PRESET_NAMES } from '../../shared/models/presets';
+import { gradientDigest } from '../../shared/wire';
+import { GradientEngine } from '../../workers/gradient/gradient-engine';
+import { makeBatch } from '../support/cifar-fixture';
+import { webOrt } from '../support/ort';
 import type { Failure } from '../../coordinator/outcome';
 import type { Position } from '../../coordinator/run-store';
 import { ShardPlan } from '../../coordinator/shard-plan';
 import { StepAggregator, type PartialSum, type ShardResult } from '../../shared/training/step-aggregator';
 import { mulberry32 } from '../../shared/data/shuffle';
 import { createOptimizer } from '../../shared/optim/optimizer';
-import { DEFAULT_CLUSTER_CONFIG, type RunSpec } from '../../shared/protocol';
+import { DEFAULT_CLUSTER_CONFIG, resolveRunConfig, type Lease, type RunSpec } from '../../shared/protocol';
 import { SEED_TRAIN_CONFIG } from '../../shared/training/config';
 import { applyUpdate } from '../../shared/training/update';
 import type { EvalSubmission, GradientSubmission } from '../../shared/wire';
@@ -224,5 +235,80 @@ describe('ShardPlan', () => {
     expect(plan.plan.stepsPerEpoch).toBe(2);
     expect([plan.epochsDone(2, 'eval'), plan.epochsDone(2, 'train'), plan.epochsDone(3, 'train')]).toEqual([0, 1, 1]);
     expect([plan.endsEpoch(2), plan.endsEpoch(3)]).toEqual([true, false]);
+  });
+});
+
+describe('NormGuard before MIN_SAMPLES accepted norms', () => {
+  it('caps at EARLY_CAP, then at EARLY_FACTOR × the median of the nonzero accepted norms (never below EARLY_FLOOR)', () => {
+    const g = new NormGuard();
+    expect(g.check(0, 0, 'a', 9e5)).toMatch(/cap of 10000/);
+    expect(g.check(0, 0, 'b', EARLY_CAP)).toBeUndefined();
+    g.accepted(0);
+    expect(g.check(0, 1, 'a', EARLY_CAP)).toBeUndefined(); // zeros set no relative bound
+    g.accepted(20);
+    expect(g.check(0, 1, 'a', 20 * EARLY_FACTOR)).toBeUndefined();
+    expect(g.check(0, 1, 'a', 20 * EARLY_FACTOR + 1)).toMatch(/100 × the median of the first accepted gradients \(20\.00\)/);
+    const tiny = new NormGuard();
+    tiny.accepted(1e-30);
+    expect(tiny.check(0, 1, 'a', EARLY_FLOOR)).toBeUndefined();
+    expect(tiny.check(0, 1, 'a', EARLY_FLOOR * 1.01)).toMatch(/norm/);
+  });
+
+  // The early cap must pass every honest first step: measured here through the real training graph
+  // (onnxruntime-web), for every preset and head, over a few seeds and batches.
+  it('EARLY_CAP is at least 100 × the first-step gradient norm of every preset and head', async () => {
+    const ort = await webOrt();
+    const captions = Float32Array.from({ length: 10 * 4 * TEXT_DIM }, (_, i) => Math.sin(i * 0.37));
+    let largest = 0;
+    for (const preset of PRESET_NAMES) {
+      for (const head of HEAD_NAMES) {
+        const config = resolveRunConfig({ model: { preset, head }, batch: 32, cluster: { microBatch: 32 } });
+        const graph = buildTrainingGraph(config.train.model, 32);
+        const spec = { runId: 'norms', config, dataset: {} as DatasetManifest, paramCount: flatLayout(graph.params).size, bufferCount: flatLayout(graph.buffers).size } satisfies RunSpec;
+        const engine = await GradientEngine.create(ort, spec, head === 'linear' ? undefined : captions);
+        try {
+          for (const seed of [0, 1, 2]) {
+            const lease = { kind: 'train', indices: Array.from({ length: 32 }, (_, i) => i), epoch: 0, firstPosition: 0 } as unknown as Lease;
+            const data = { examples: parseCifarBatch(makeBatch(seed * 100, 32), 'norms'), captions: head === 'concat' ? captions.subarray(0, 32 * TEXT_DIM) : undefined };
+            const r = await engine.train(lease, initParameters(graph.params, seed), initBuffers(graph.buffers), data);
+            largest = Math.max(largest, l2Norm(r.grads));
+          }
+        } finally {
+          await engine.release();
+        }
+      }
+    }
+    expect(largest).toBeGreaterThan(0);
+    expect(EARLY_CAP / largest).toBeGreaterThanOrEqual(100);
+  }, 120_000);
+});
+
+describe('ReplayGuard', () => {
+  const values = (seed: number) => Float32Array.from({ length: 1000 }, (_, i) => Math.sin(i + seed));
+
+  it('refuses a digest accepted for another (step, shard), passes the same (step, shard), and forgets old steps', () => {
+    const g = new ReplayGuard();
+    const d = replayDigest(values(1));
+    g.accepted(0, 0, d);
+    expect(g.check(0, 0, d)).toBeUndefined();
+    expect(g.check(0, 1, d)).toMatch(/equals the one accepted for step 0 shard 0/);
+    expect(g.check(1, 0, d)).toMatch(/step 0 shard 0/);
+    expect(g.check(0, 1, replayDigest(values(2)))).toBeUndefined();
+    g.nextStep(REPLAY_STEPS - 1);
+    expect(g.check(REPLAY_STEPS - 1, 1, d)).toMatch(/step 0 shard 0/);
+    g.nextStep(REPLAY_STEPS);
+    expect(g.check(REPLAY_STEPS, 1, d)).toBeUndefined();
+  });
+
+  it('takes constant gradients as no evidence (no digest); digests tell one changed value apart', () => {
+    expect(replayDigest(new Float32Array(100))).toBeUndefined();
+    expect(replayDigest(new Float32Array(100).fill(1))).toBeUndefined();
+    const a = values(3);
+    const b = a.slice();
+    b[517] = Math.fround(b[517] + 1e-6);
+    expect(gradientDigest(a)).toMatch(/^[0-9a-f]{16}$/);
+    expect(gradientDigest(a)).toBe(gradientDigest(a.slice()));
+    expect(gradientDigest(b)).not.toBe(gradientDigest(a));
+    expect(gradientDigest(new Float32Array([0, 1]))).not.toBe(gradientDigest(new Float32Array([1, 0])));
   });
 });

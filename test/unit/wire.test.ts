@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import {
   checksum32, decodeEval, decodeGradient, decodeParams, encodeEval, encodeGradient, encodeParams,
-  FrameWriter, WireError, GRADIENT_MAGIC, GRADIENT_FORMAT, type GradientSubmission, type WireErrorReason,
+  FrameWriter, WireError, GRADIENT_MAGIC, GRADIENT_FORMAT, stringBytes, type GradientSubmission, type WireErrorReason,
 } from '../../shared/wire';
 
 const utf8 = new TextEncoder();
@@ -70,7 +70,7 @@ function expectSameBits(got: Float32Array, want: Float32Array): void {
 }
 
 const submission = (over: Partial<GradientSubmission> = {}): GradientSubmission => ({
-  leaseId: 'lease-7f3a', version: 12, step: 345, shard: 6, count: 128, loss: 2.302585092994046, correct: 17,
+  leaseId: '7f3a0c1e-9b2d-4e5f-8a6b-1c2d3e4f5a6b', version: 12, step: 345, shard: 6, count: 128, loss: 2.302585092994046, correct: 17,
   grads: floats(1000, 3), stats: floats(64, 4), ...over,
 });
 
@@ -130,16 +130,18 @@ describe('gradient frame', () => {
   it('round-trips a 545,098-float gradient', () => {
     const s = submission({ grads: floats(545_098, 11) });
     const bytes = encodeGradient(s);
-    expect(bytes.byteLength).toBe(8 + 4 + 12 + 16 + 8 + 4 + 4 + 545_098 * 4 + 4 + 64 * 4 + 4);
+    expect(bytes.byteLength).toBe(8 + 4 + 36 + 16 + 8 + 4 + 4 + 545_098 * 4 + 4 + 64 * 4 + 4);
     expectSameGradient(decodeGradient(bytes), s);
   });
 
-  it('round-trips unicode and odd-length lease ids', () => {
-    for (const leaseId of ['', 'a', 'abc', 'abcde', 'lease/é', 'λ-租约-🚀', 'x'.repeat(1001)]) {
-      const s = submission({ leaseId });
-      const bytes = encodeGradient(s);
+  it('pads lease ids of any length to 4 bytes, and refuses on decoding one that is not a UUID, quoting at most its start', () => {
+    for (const leaseId of ['', 'a', 'abc', 'abcde', 'lease/é', 'λ-租约-🚀', 'x'.repeat(1001), '7F3A0C1E-9B2D-4E5F-8A6B-1C2D3E4F5A6B']) {
+      const bytes = encodeGradient(submission({ leaseId }));
       expect(bytes.byteLength % 4, leaseId).toBe(0);
-      expectSameGradient(decodeGradient(bytes), s);
+      const e = wireError(() => decodeGradient(bytes));
+      expect(e.reason).toBe('lease-id');
+      expect(e.message.length).toBeLessThan(200);
+      expect(wireError(() => decodeEval(encodeEval({ leaseId, version: 0, step: 0, shard: 0, count: 1, lossSum: 1, correct: 0 }))).reason).toBe('lease-id');
     }
   });
 
@@ -177,7 +179,7 @@ describe('gradient frame', () => {
 
 describe('eval frame', () => {
   it('round-trips', () => {
-    const s = { leaseId: 'eval-ü-1', version: 3, step: 0, shard: 41, count: 250, lossSum: 575.6462732485114, correct: 249 };
+    const s = { leaseId: '00000000-0000-4000-8000-0000000000e1', version: 3, step: 0, shard: 41, count: 250, lossSum: 575.6462732485114, correct: 249 };
     expect(decodeEval(encodeEval(s))).toEqual(s);
     expect(decodeEval(at(encodeEval(s), 1))).toEqual(s);
   });
@@ -258,13 +260,15 @@ describe('decode errors', () => {
   it('truncated, not RangeError/OOM, for absurd declared lengths', () => {
     // Declared lengths of u32 max for the lease id or grads, 2^30 floats for stats, with no data behind them.
     const absurd = (field: 'lease' | 'grads' | 'stats') => {
-      const lengths = field === 'lease' ? [0xffffffff] : field === 'grads' ? [0, 0xffffffff] : [0, 0, 0x40000000];
-      const w = new FrameWriter(GRADIENT_MAGIC, GRADIENT_FORMAT, 4 * lengths.length + 16 + 8 + 4);
-      w.u32(lengths[0]);
+      const leaseId = submission().leaseId;
+      const lengths = field === 'grads' ? [0xffffffff] : field === 'stats' ? [0, 0x40000000] : [];
+      const w = new FrameWriter(GRADIENT_MAGIC, GRADIENT_FORMAT, (field === 'lease' ? 4 : stringBytes(leaseId)) + 4 * lengths.length + 16 + 8 + 4);
+      if (field === 'lease') w.u32(0xffffffff);
+      else w.string(leaseId);
       for (let i = 0; i < 4; i++) w.u32(1);
       w.f64(0.5);
       w.u32(0);
-      for (const n of lengths.slice(1)) w.u32(n);
+      for (const n of lengths) w.u32(n);
       return w.finish();
     };
     expectReason(() => decodeGradient(absurd('lease')), 'truncated', /string of 4294967295 bytes/);

@@ -701,11 +701,12 @@ describe('TrainingCoordinator: guards found in review', () => {
     expect(v1.buffers.every(Number.isFinite)).toBe(true);
   });
 
-  // The data order is deterministic, so a shard that keeps coming back non-finite (3 reports in one
-  // step) is divergence, not a bad worker: the run fails with the last good parameters, a snapshot of
-  // them, the index updated and workers told to stop. Fewer reports leave the run training.
-  it('fails a run as diverged after three non-finite reports for one shard of a step, keeping the last good parameters', async () => {
-    const { runId, spec } = await createRun({ optimizer: SGD, cluster: { leaseMs: 200 } });
+  // The data order is deterministic, so a shard that keeps coming back non-finite (reports from 3
+  // workers with answers accepted in the run) is divergence, not a bad worker: the run fails with the
+  // last good parameters, a snapshot of them, the index updated and workers told to stop. Fewer
+  // reports, or reports of workers with nothing accepted yet, leave the run training.
+  it('fails a run as diverged after non-finite reports from three established workers for one shard of a step, keeping the last good parameters', async () => {
+    const { runId, spec } = await createRun({ optimizer: SGD, trainLimit: 256, cluster: { leaseMs: 200 } });
     const v0 = await paramsAt(runId, 0);
     const nan = (l: Lease) => gradientFrame(l, spec, (i) => (i === 7 ? Number.NaN : 1.0));
     /** Submits `frame` for `lease`, expecting the 422 non-finite refusal. */
@@ -730,48 +731,60 @@ describe('TrainingCoordinator: guards found in review', () => {
     const a2 = await leaseOrFail(worker('dv-w4'), runId);
     expect([a2.shard, a2.step]).toEqual([0, 0]);
     expect(await worker('dv-w4').submitGradient(a2, gradientFrame(a2, spec, 3.0))).toEqual({ accepted: true, version: 1 });
-    const v1 = await paramsAt(runId, 1);
-    expect(mismatches(v1.params, (i) => v0.params[i] - 0.5 * 2.0)).toEqual([]);
+    const v0b = await paramsAt(runId, 1);
+    expect(mismatches(v0b.params, (i) => v0.params[i] - 0.5 * 2.0)).toEqual([]);
     await training(1);
+    // Step 1: dv-w1 and dv-w3 have answers accepted too.
+    for (const id of ['dv-w1', 'dv-w3']) {
+      const l = await leaseOrFail(worker(id), runId);
+      expect(await worker(id).submitGradient(l, gradientFrame(l, spec, 0))).toMatchObject({ accepted: true });
+    }
+    const v1 = await paramsAt(runId, 2);
+    await training(2);
 
-    // Step 1: two reports for each shard (four in all) leave it training; the third for shard 0 fails it.
+    // Step 2: two reports for each shard (four in all) leave it training; the third for shard 0 fails it.
     const c0 = await leaseOrFail(worker('dv-w1'), runId);
     const c1 = await leaseOrFail(worker('dv-w2'), runId);
-    expect([c0.shard, c1.shard, c0.step]).toEqual([0, 1, 1]);
+    expect([c0.shard, c1.shard, c0.step]).toEqual([0, 1, 2]);
     expect(await refusedNonFinite(worker('dv-w1'), c0, nan(c0))).toEqual({ status: 422, reason: 'non-finite' });
     expect(await refusedNonFinite(worker('dv-w2'), c1, nan(c1))).toEqual({ status: 422, reason: 'non-finite' });
     const d0 = await leaseOrFail(worker('dv-w3'), runId); // both refused, so free: re-issued in shard order
     const d1 = await leaseOrFail(worker('dv-w4'), runId);
-    expect([d0.shard, d1.shard, d0.step, d1.step]).toEqual([0, 1, 1, 1]);
+    expect([d0.shard, d1.shard, d0.step, d1.step]).toEqual([0, 1, 2, 2]);
     expect(await refusedNonFinite(worker('dv-w3'), d0, nan(d0))).toEqual({ status: 422, reason: 'non-finite' });
     expect(await refusedNonFinite(worker('dv-w4'), d1, nan(d1))).toEqual({ status: 422, reason: 'non-finite' });
-    await training(1);
+    await training(2);
+    // A worker with nothing accepted does not vote.
+    const f0 = await leaseOrFail(worker('dv-w5'), runId);
+    expect([f0.shard, f0.step]).toEqual([0, 2]);
+    expect(await refusedNonFinite(worker('dv-w5'), f0, nan(f0))).toEqual({ status: 422, reason: 'non-finite' });
+    await training(2);
     expect(await kvSummary(runId)).toMatchObject({ state: 'training' });
-    const e0 = await leaseOrFail(worker('dv-w5'), runId);
-    expect([e0.shard, e0.step]).toEqual([0, 1]);
-    expect(await refusedNonFinite(worker('dv-w5'), e0, nan(e0))).toEqual({ status: 422, reason: 'non-finite' });
+    const e0 = await leaseOrFail(worker('dv-w4'), runId);
+    expect([e0.shard, e0.step]).toEqual([0, 2]);
+    expect(await refusedNonFinite(worker('dv-w4'), e0, nan(e0))).toEqual({ status: 422, reason: 'non-finite' });
 
     const failed = await api.status(runId);
-    expect(failed).toMatchObject({ state: 'failed', step: 1, version: 1 });
+    expect(failed).toMatchObject({ state: 'failed', step: 2, version: 2 });
     expect(failed.error).toMatch(/diverged/);
-    expect(failed.error).toMatch(/step 2\b/);
+    expect(failed.error).toMatch(/step 3\b/);
     expect(failed.error).toMatch(/shard 0\b/);
     expect(failed.error).toContain('gradient value 7 is NaN');
-    expect(mismatches((await paramsAt(runId, 1)).params, (i) => v1.params[i])).toEqual([]);
+    expect(mismatches((await paramsAt(runId, 2)).params, (i) => v1.params[i])).toEqual([]);
     expect(await worker('dv-w6').lease(runId)).toEqual({ type: 'done', state: 'failed' });
     expect(await kvSummary(runId)).toMatchObject({ runId, state: 'failed' });
     expect((await api.listRuns()).runs.find((r) => r.runId === runId)?.state).toBe('failed');
     // A finite answer for the failing shard now comes too late.
-    expect(statusAndReason(await refusal(worker('dv-w5').submitGradient(e0, gradientFrame(e0, spec, 1.0))))).toEqual({ status: 409, reason: 'finished' });
+    expect(statusAndReason(await refusal(worker('dv-w4').submitGradient(e0, gradientFrame(e0, spec, 1.0))))).toEqual({ status: 409, reason: 'finished' });
 
-    const key = snapshotKey(runId, 1);
+    const key = snapshotKey(runId, 2);
     await waitFor(() => checkpointKeys(runId), (keys) => keys.includes(key), 5000, `snapshot ${key}`);
     expect(await checkpointKeys(runId)).toEqual([key]);
     const ck = await readCheckpoint(key);
-    expect(ck.step).toBe(1);
+    expect(ck.step).toBe(2);
     expect(mismatches(ck.params, (i) => v1.params[i])).toEqual([]);
     // Cancelling a failed run leaves it failed.
-    expect(await api.cancel(runId)).toMatchObject({ state: 'failed', step: 1 });
+    expect(await api.cancel(runId)).toMatchObject({ state: 'failed', step: 2 });
   });
 
   // Reaching a final state deletes the run's leases; the 'finished' check comes before the lease

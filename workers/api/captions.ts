@@ -2,20 +2,23 @@
 import { Hono } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import type { KVNamespace } from '@cloudflare/workers-types/index';
-import { CAPTIONS_PREFIX, captionSetErrors, captionSetKey, precomputeCaptionSet, type CaptionSetEntry, type CaptionStore, type ClassCaptions } from '../../shared/text/caption-store';
+import { CAPTIONS_PREFIX, captionSetErrors, captionSetSizeProblem, captionSetKey, precomputeCaptionSet, type CaptionSetEntry, type CaptionStore, type ClassCaptions } from '../../shared/text/caption-store';
 import { checkCaptionText } from '../../shared/text/caption-file';
 import { CAPTION_CHUNKS_PREFIX, CHUNK_ROWS, IMAGE_CAPTIONS_PREFIX, chunkHash, imageCaptionHash, type ImageCaptionIndex } from '../../shared/text/image-captions';
-import { WorkersAiEncoder } from '../../shared/text/workers-ai-encoder';
+import { WORKERS_AI_DIM, WORKERS_AI_ENCODER_ID, WorkersAiEncoder } from '../../shared/text/workers-ai-encoder';
 import { embeddingsBytes, encodeEmbeddings } from '../../shared/wire/embeddings';
 import { fieldIssues } from '../../shared/protocol';
 import { int } from '../../shared/schema/fields';
 import { schemaErrors } from '../../shared/schema/issues';
 import type { Env } from '../env';
 import { requireAccess } from './auth';
-import type { ErrorBody } from './respond';
+import { jsonBody } from './json-body';
+import { listKeys } from './kv-list';
+import { IMMUTABLE_PRIVATE, type ErrorBody } from './respond';
 
 const control = requireAccess('control');
 const anyWorker = requireAccess('any-worker');
+const json = jsonBody();
 
 type App = { Bindings: Env };
 
@@ -61,14 +64,8 @@ function base64ToFloats(b64: string): Float32Array | undefined {
 }
 
 async function listMetadata<T>(kv: KVNamespace, prefix: string): Promise<T[]> {
-  const out: T[] = [];
-  let cursor: string | undefined;
-  do {
-    const page = await kv.list<T>({ prefix, cursor });
-    for (const k of page.keys) if (k.metadata) out.push(k.metadata);
-    cursor = page.list_complete ? undefined : page.cursor;
-  } while (cursor);
-  return out;
+  const { keys } = await listKeys<T>(kv, prefix);
+  return keys.flatMap((k) => (k.metadata ? [k.metadata] : []));
 }
 
 /** What the manifest says of an image caption set. */
@@ -94,9 +91,9 @@ export const captions = new Hono<App>()
     if (!HASH.test(hash)) return c.json(badHash(hash), 400);
     const { value, metadata } = await c.env.KV.getWithMetadata<{ dim: number }>(`${CAPTION_CHUNKS_PREFIX}${hash}`, 'arrayBuffer');
     if (!value) return c.json<ErrorBody>({ error: `caption chunk ${hash} is not stored`, reason: 'unknown-chunk' }, 404);
-    return c.body(value, 200, { 'content-type': 'application/octet-stream', 'cache-control': 'public, max-age=31536000, immutable', 'x-caption-dim': String(metadata?.dim ?? '') });
+    return c.body(value, 200, { 'content-type': 'application/octet-stream', 'cache-control': IMMUTABLE_PRIVATE, 'x-caption-dim': String(metadata?.dim ?? '') });
   })
-  .put('/chunks/:hash', control, tooLarge, async (c) => {
+  .put('/chunks/:hash', control, tooLarge, json, async (c) => {
     const body = await c.req.json().catch(() => undefined);
     const hash = c.req.param('hash');
     if (!HASH.test(hash)) return c.json(badHash(hash), 400);
@@ -133,7 +130,7 @@ export const captions = new Hono<App>()
     return c.json(index);
   })
   // The index of an image caption set, written last: every chunk must be stored already.
-  .put('/images/:hash', control, tooLarge, async (c) => {
+  .put('/images/:hash', control, tooLarge, json, async (c) => {
     const index = (await c.req.json().catch(() => undefined)) as ImageCaptionIndex | undefined;
     const hash = c.req.param('hash');
     if (!HASH.test(hash)) return c.json(badHash(hash), 400);
@@ -161,10 +158,10 @@ export const captions = new Hono<App>()
     if (!HASH.test(hash)) return c.json(badHash(hash), 400);
     const { value, metadata } = await c.env.KV.getWithMetadata<CaptionSetEntry>(`${CAPTIONS_PREFIX}${hash}`, 'arrayBuffer');
     if (!value) return c.json<ErrorBody>({ error: `caption set ${hash} is not stored`, reason: 'unknown-captions' }, 404);
-    return c.body(value, 200, { 'content-type': 'application/octet-stream', 'cache-control': 'public, max-age=31536000, immutable', ...(metadata ? { 'x-caption-set': JSON.stringify(metadata) } : {}) });
+    return c.body(value, 200, { 'content-type': 'application/octet-stream', 'cache-control': IMMUTABLE_PRIVATE, ...(metadata ? { 'x-caption-set': JSON.stringify(metadata) } : {}) });
   })
   // Vectors encoded elsewhere (the CLI's BERT): the key is recomputed from the texts and must match.
-  .put('/:hash', control, tooLarge, async (c) => {
+  .put('/:hash', control, tooLarge, json, async (c) => {
     const body = await c.req.json().catch(() => undefined);
     const hash = c.req.param('hash');
     if (!HASH.test(hash)) return c.json(badHash(hash), 400);
@@ -191,16 +188,20 @@ export const captions = new Hono<App>()
     return c.json({ key, hit: false }, 201);
   })
   // Embeds a set with Workers AI (bge-base-en-v1.5) where the AI binding exists.
-  .post('/', control, tooLarge, async (c) => {
+  .post('/', control, tooLarge, json, async (c) => {
     const body = await c.req.json().catch(() => undefined);
     const errors = bodyErrors(body, ['name', 'classes']);
     const b = (body ?? {}) as { name?: unknown; classes?: unknown };
     errors.push(...nameErrors(b.name));
     errors.push(...captionSetErrors(b.classes));
     if (errors.length) return c.json(invalid(errors), 400);
+    const classes = b.classes as ClassCaptions;
+    // Before any embedding is paid for: a set that cannot be stored is refused, binding or not.
+    const oversize = captionSetSizeProblem(WORKERS_AI_ENCODER_ID, classes.length * classes[0].length, WORKERS_AI_DIM);
+    if (oversize) return c.json(invalid([`classes: ${oversize}`]), 400);
     if (!c.env.AI) {
       return c.json<ErrorBody>({ error: 'no Workers AI binding (AI) here: precompute with the CLI (`edgetrain captions`) and a BERT model instead', reason: 'no-encoder' }, 501);
     }
-    const report = await precomputeCaptionSet(kvCaptionStore(c.env.KV), new WorkersAiEncoder(c.env.AI), b.name as string, b.classes as ClassCaptions);
+    const report = await precomputeCaptionSet(kvCaptionStore(c.env.KV), new WorkersAiEncoder(c.env.AI), b.name as string, classes);
     return c.json(report, report.hit ? 200 : 201);
   });

@@ -6,7 +6,8 @@ import { checkManifest, sha256Hex, type DatasetManifest } from '../../shared/dat
 import { blockKey, datasetNameKey, manifestKey } from '../../shared/storage-keys';
 import type { Env } from '../env';
 import { requireAccess } from './auth';
-import type { ErrorBody } from './respond';
+import { jsonBody } from './json-body';
+import { IMMUTABLE_PRIVATE, type ErrorBody } from './respond';
 
 const control = requireAccess('control');
 const anyWorker = requireAccess('any-worker');
@@ -48,9 +49,9 @@ export const datasets = new Hono<App>()
     if (!SHA256.test(sha)) return c.json<ErrorBody>({ error: `'${sha.slice(0, 80)}' is not a SHA-256 hex digest`, reason: 'hash' }, 400);
     const object = await c.env.DATA.get(blockKey(sha));
     if (!object) return c.json<ErrorBody>({ error: `no dataset block ${sha}`, reason: 'unknown-block' }, 404);
-    return c.body(await object.arrayBuffer(), 200, { 'content-type': 'application/octet-stream', 'cache-control': 'public, max-age=31536000, immutable' });
+    return c.body(await object.arrayBuffer(), 200, { 'content-type': 'application/octet-stream', 'cache-control': IMMUTABLE_PRIVATE });
   })
-  .put('/:name', control, bodyLimit({ maxSize: 1024 * 1024, onError: (c) => c.json<ErrorBody>({ error: 'manifest exceeds 1 MiB', reason: 'too-large' }, 413) }), async (c) => {
+  .put('/:name', control, bodyLimit({ maxSize: 1024 * 1024, onError: (c) => c.json<ErrorBody>({ error: 'manifest exceeds 1 MiB', reason: 'too-large' }, 413) }), jsonBody(), async (c) => {
     const name = c.req.param('name');
     if (!NAME.test(name)) return c.json<ErrorBody>({ error: `dataset name '${name.slice(0, 80)}' is malformed: lowercase letters, digits, '.', '_', '-'`, reason: 'name' }, 400);
     let manifest: DatasetManifest;

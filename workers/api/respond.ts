@@ -26,6 +26,14 @@ export function failure(c: Context, f: Failure) {
 /** The coordinator as the API sees it: a Durable Object stub typed from the class (every method async). */
 export type CoordinatorRpc = DurableObjectStub<TrainingCoordinator>;
 
+/**
+ * Content-addressed bytes (dataset blocks, caption vectors, parameter versions) never change, so any
+ * cache may keep them a year; but every route serving them needs a token, so `private`: a shared cache
+ * (Cloudflare's included, which follows the origin's Cache-Control:
+ * https://developers.cloudflare.com/cache/about/cache-control/) must not hand them to callers without one.
+ */
+export const IMMUTABLE_PRIVATE = 'private, max-age=31536000, immutable';
+
 export const RUN_ID = /^[a-z0-9][a-z0-9-]{0,63}$/;
 
 export function coordinator(ns: DurableObjectNamespace<TrainingCoordinator>, runId: string): CoordinatorRpc {

@@ -10,16 +10,19 @@ import { RUN_INDEX_PREFIX, paramsKey } from '../../shared/storage-keys';
 import type { Env } from '../env';
 import { TEXT_DIM } from '../../shared/models/heads';
 import { findHead, type ModelConfig } from '../../shared/models/presets';
-import { CAPTIONS_PREFIX, precomputeCaptionSet, type CaptionSetEntry } from '../../shared/text/caption-store';
+import { CAPTIONS_PREFIX, captionSetSizeProblem, precomputeCaptionSet, type CaptionSetEntry } from '../../shared/text/caption-store';
 import { IMAGE_CAPTIONS_PREFIX, type ImageCaptionIndex } from '../../shared/text/image-captions';
-import { placeholderCaptionSet } from '../../shared/training/caption-feed';
+import { PLACEHOLDER_ENCODER_ID, placeholderCaptionSet } from '../../shared/training/caption-feed';
 import { requireAccess, requireLeaseToken, workerIdOf } from './auth';
 import { kvCaptionStore, kvHead } from './captions';
 import { findManifest } from './datasets';
 import { readVersion } from '../../shared/params-cache';
+import { isLeaseId, leaseIdProblem } from '../../shared/wire';
 import type { Outcome } from '../../coordinator/outcome';
-import { aggregator, coordinator, durableObjectBusy, failure, runIdError, type CoordinatorRpc, type ErrorBody } from './respond';
+import { IMMUTABLE_PRIVATE, aggregator, coordinator, durableObjectBusy, failure, runIdError, type CoordinatorRpc, type ErrorBody } from './respond';
 import { fitWorkerMemory } from './worker-memory';
+import { jsonBody } from './json-body';
+import { KV_LIST_MAX_PAGES, listKeys } from './kv-list';
 
 type App = { Bindings: Env };
 
@@ -55,6 +58,11 @@ const sinceQuery = zValidator('query', z.object({ since: z.coerce.number().int()
   if (!result.success) return c.json<ErrorBody>({ error: 'invalid query', reason: 'query', issues: issuesOf(result.error) }, 400);
 });
 
+/** GET /v1/runs?limit=N: only the newest N runs. */
+const limitQuery = zValidator('query', z.object({ limit: z.coerce.number().int().min(1).max(KV_LIST_MAX_PAGES * 1000).optional() }).strict(), (result, c) => {
+  if (!result.success) return c.json<ErrorBody>({ error: 'invalid query', reason: 'query', issues: issuesOf(result.error) }, 400);
+});
+
 /** How long a read of the current version waits for its R2 write (tens of ms for megabytes) before answering 503. */
 const STORE_WAIT_MS = 2000;
 
@@ -75,8 +83,6 @@ function runStub(c: Context<App>) {
   const bad = runIdError(id);
   return bad ? { bad } : { stub: coordinator(c.env.COORDINATOR, id) };
 }
-
-const LEASE_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
 const runWorkerToken = async (c: Context<App>, runId: string) => workerToken(await signingKey(c.env.API_TOKEN!), runId);
 
@@ -107,9 +113,10 @@ function fleetLimitProblem(env: Env, workers: number): string | undefined {
 const control = requireAccess('control');
 const read = requireAccess('read');
 const runWorker = requireAccess('run-worker');
+const json = jsonBody();
 
 export const runs = new Hono<App>()
-  .post('/', control, tooLarge(JSON_LIMIT), runRequest, async (c) => {
+  .post('/', control, tooLarge(JSON_LIMIT), json, runRequest, async (c) => {
     let config = resolveRunConfig(c.req.valid('json'));
     const manifest = await findManifest(c.env.DATA, config.dataset);
     if (!manifest) {
@@ -118,6 +125,14 @@ export const runs = new Hono<App>()
         400,
       );
     }
+    // The model's classes are the dataset's: unset, they follow it; set otherwise, the run would train a
+    // head that cannot name every label (or names labels that never occur).
+    const datasetClasses = manifest.classes.length;
+    if (c.req.valid('json').model?.classes === undefined) config = { ...config, train: { ...config.train, model: { ...config.train.model, classes: datasetClasses } } };
+    else if (config.train.model.classes !== datasetClasses) {
+      const problem = `${config.train.model.classes}, but dataset '${config.dataset}' has ${datasetClasses} classes: leave model.classes unset or set it to ${datasetClasses}`;
+      return c.json<ErrorBody>({ error: `model.classes is ${problem}`, reason: 'config', issues: [{ path: 'model.classes', message: problem }] }, 400);
+    }
     const fitted = fitWorkerMemory(config, manifest, c.env);
     if (!('config' in fitted)) return c.json<ErrorBody>(fitted.body, fitted.status);
     config = fitted.config;
@@ -125,6 +140,12 @@ export const runs = new Hono<App>()
     // stored there like any set.
     if (!config.captions && headReadsCaptions(config.train.model)) {
       const { classes, captionsPerClass } = config.train.model;
+      // Checked before the placeholder vectors are made: too many would not fit the Worker's memory either.
+      const oversize = captionSetSizeProblem(PLACEHOLDER_ENCODER_ID, classes * captionsPerClass, TEXT_DIM);
+      if (oversize) {
+        const problem = `the placeholder caption set (${classes} classes × ${captionsPerClass} captions) is too large: ${oversize}; lower model.captionsPerClass`;
+        return c.json<ErrorBody>({ error: problem, reason: 'captions', issues: [{ path: 'model.captionsPerClass', message: problem }] }, 400);
+      }
       const { texts, encoder } = placeholderCaptionSet(classes, captionsPerClass, TEXT_DIM);
       const { entry } = await precomputeCaptionSet(kvCaptionStore(c.env.KV), encoder, 'placeholder', texts);
       config = { ...config, captions: entry.key.slice(CAPTIONS_PREFIX.length) };
@@ -155,13 +176,12 @@ export const runs = new Hono<App>()
     if (!created.ok) return failure(c, created);
     return c.json<RunCreated>({ ...created.value, workerToken: await runWorkerToken(c, runId) }, 201);
   })
-  .get('/', read, async (c) => {
-    const list = await c.env.KV.list<RunSummary>({ prefix: RUN_INDEX_PREFIX });
-    const summaries = await Promise.all(
-      list.keys.map(async (k) => k.metadata ?? ((await c.env.KV.get<RunSummary>(k.name, 'json')) as RunSummary | null)),
-    );
-    const runs = summaries.filter((s): s is RunSummary => s !== null).sort((a, b) => b.createdAt - a.createdAt);
-    return c.json({ runs });
+  .get('/', read, limitQuery, async (c) => {
+    const { keys, complete } = await listKeys<RunSummary>(c.env.KV, RUN_INDEX_PREFIX);
+    const summaries = await Promise.all(keys.map(async (k) => k.metadata ?? ((await c.env.KV.get<RunSummary>(k.name, 'json')) as RunSummary | null)));
+    const all = summaries.filter((s): s is RunSummary => s !== null).sort((a, b) => b.createdAt - a.createdAt);
+    const { limit } = c.req.valid('query');
+    return c.json({ runs: limit === undefined ? all : all.slice(0, limit), ...(complete ? {} : { truncated: true }) });
   })
   .get('/:id', read, async (c) => {
     const { bad, stub } = runStub(c);
@@ -243,10 +263,9 @@ export const runs = new Hono<App>()
         return c.json<ErrorBody>({ error: `parameter version ${version} is still being written; ask again`, reason: 'writing' }, 503);
       }
     }
-    // A version's bytes never change; private: the route needs a token.
-    return c.body(bytes, 200, { 'content-type': 'application/octet-stream', 'cache-control': 'private, max-age=31536000, immutable', 'x-params-tag': tag });
+    return c.body(bytes, 200, { 'content-type': 'application/octet-stream', 'cache-control': IMMUTABLE_PRIVATE, 'x-params-tag': tag });
   })
-  .post('/:id/leases', runWorker, tooLarge(JSON_LIMIT), workerBody, async (c) => {
+  .post('/:id/leases', runWorker, tooLarge(JSON_LIMIT), json, workerBody, async (c) => {
     const { bad, stub } = runStub(c);
     if (bad) return c.json(bad, 400);
     const { worker, ticket } = c.req.valid('json');
@@ -257,13 +276,13 @@ export const runs = new Hono<App>()
     const token = await leaseToken(await signingKey(c.env.API_TOKEN!), lease.runId, lease.leaseId, worker);
     return c.json<LeaseReply>({ type: 'lease', lease: { ...lease, token } });
   })
-  .post('/:id/chains/:chain/claim', runWorker, tooLarge(JSON_LIMIT), ticketBody, async (c) => {
+  .post('/:id/chains/:chain/claim', runWorker, tooLarge(JSON_LIMIT), json, ticketBody, async (c) => {
     const call = chainCall(c);
     if (call instanceof Response) return call;
     const r = await call.stub.claimChain(call.chain, c.req.valid('json'));
     return r.ok ? c.json(r.value) : failure(c, r);
   })
-  .post('/:id/chains/:chain/handover', runWorker, tooLarge(JSON_LIMIT), ticketBody, async (c) => {
+  .post('/:id/chains/:chain/handover', runWorker, tooLarge(JSON_LIMIT), json, ticketBody, async (c) => {
     const call = chainCall(c);
     if (call instanceof Response) return call;
     const r = await call.stub.handOver(call.chain, c.req.valid('json'));
@@ -289,7 +308,7 @@ async function leaseCall<T extends SubmitReply | { deadline: number }>(c: Contex
   const { bad, stub } = runStub(c);
   if (bad) return c.json(bad, 400);
   const lease = c.req.param('lease') ?? '';
-  if (!LEASE_ID.test(lease)) return c.json<ErrorBody>({ error: `lease id '${lease.slice(0, 80)}' is malformed: a UUID as the lease carried it`, reason: 'lease-id' }, 400);
+  if (!isLeaseId(lease)) return c.json<ErrorBody>({ error: leaseIdProblem(lease), reason: 'lease-id' }, 400);
   const worker = workerIdOf(c);
   if (worker instanceof Response) return worker;
   const denied = await requireLeaseToken(c, c.req.param('id')!, lease, worker);

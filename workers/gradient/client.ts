@@ -132,8 +132,9 @@ export class ApiClient {
     return this.client.v1.runs[':id']['worker-token'].$get({ param: { id } }).then((r) => json<{ token: string }>(r)).then((r) => r.token);
   }
 
-  listRuns() {
-    return this.client.v1.runs.$get().then((r) => json<{ runs: { runId: string; state: string; createdAt: number }[] }>(r));
+  /** Runs, newest first; with `limit`, only the newest that many. */
+  listRuns(limit?: number) {
+    return this.client.v1.runs.$get({ query: limit === undefined ? {} : { limit: String(limit) } }).then((r) => json<{ runs: { runId: string; state: string; createdAt: number }[]; truncated?: true }>(r));
   }
 
   status(id: string): Promise<RunStatus> {

@@ -8,6 +8,7 @@ import { evalGraphBatch } from '../../shared/memory-budget';
 import type { OrtApi } from '../../shared/onnx/session';
 import type { Lease, RunSpec } from '../../shared/protocol';
 import { BatchFeeder } from '../../shared/training/feeder';
+import { graphBatchOf, graphHash, graphMismatch } from '../../shared/training/graph-hash';
 import { GraphRunner, type RunLayout, type StepResult } from '../../shared/training/step';
 
 /** A lease's examples, gathered so that example i of the lease is record i. */
@@ -32,9 +33,6 @@ interface Bound {
 
 const CAPTION_INPUTS = ['class_text', 'class_texts', 'caption'];
 
-/** Examples per run of the training graph: `cluster.graphBatch`, or the whole lease when 0. */
-const graphBatchOf = (spec: RunSpec) => spec.config.cluster.graphBatch || spec.config.cluster.microBatch;
-
 export class GradientEngine {
   private readonly evals = new Map<number, Promise<Bound>>();
 
@@ -49,8 +47,10 @@ export class GradientEngine {
   /** `captions`: the run's caption vectors [classes, perClass, 768], read from KV (none for the linear head). */
   static async create(ort: OrtApi, spec: RunSpec, captions: Float32Array = new Float32Array(0)): Promise<GradientEngine> {
     const { train } = spec.config;
-    const graphBatch = graphBatchOf(spec);
+    const graphBatch = graphBatchOf(spec.config);
     const graph = buildTrainingGraph(train.model, graphBatch);
+    const mismatch = graphMismatch(spec, await graphHash(graph.bytes));
+    if (mismatch) throw new Error(mismatch);
     // The training graph holds every parameter and buffer of the run: it is the run's flat layout.
     const layout: RunLayout = graph;
     if (graph.dataInputs.some((d) => CAPTION_INPUTS.includes(d.name)) && captions.length === 0) {
