@@ -12,7 +12,8 @@ import { resolveTarget } from './target';
 const FLAGS = { ...TARGET_FLAGS, run: { type: 'string' }, port: { type: 'string' }, ep: { type: 'string' } } as const;
 
 const USAGE = `edgetrain browser [--run ID] [options]   serve the browser gradient-worker page (WebGPU when the browser offers it, else WASM)
-  --run ID               print the page's URL for this run (its worker token in the URL fragment)
+  --run ID               print the page's URL for this run (its worker token in the URL fragment when
+                         stdout is a terminal)
   --ep auto|webgpu|wasm  the execution provider the page should use (default auto)
   --port N (8788)        where the page is served (0 = any free port)
 ${TARGET_USAGE}
@@ -29,14 +30,17 @@ export const browserCommand: Command = {
       ctx.runId = flags.run;
       const target = (ctx.target = await resolveTarget(flags));
       const token = target.token && isWorkerToken(target.token) ? target.token : await new ApiClient(target.url, { token: target.token }).workerToken(flags.run);
-      const fragment = new URLSearchParams({ api: target.url, run: flags.run, token, ep: flags.ep ?? 'auto' });
+      // The token goes to a terminal only: output piped into a log file must not hold it.
+      const shown = ctx.out.tty ? token : undefined;
+      const fragment = new URLSearchParams({ api: target.url, run: flags.run, ...(shown ? { token: shown } : {}), ep: flags.ep ?? 'auto' });
       url = `${served.url}#${fragment}`;
-      apiServed = joinLink(target.url, flags.run, token);
+      apiServed = joinLink(target.url, flags.run, shown);
     }
     ctx.out.line(`browser worker page: ${url}`);
     // The API serves the page too (deployed, or a local cluster from `edgetrain start`): no CLI needed.
     if (apiServed) ctx.out.line(`  or the API's own page (WASM only): ${apiServed}`);
     if (!flags.run) ctx.out.line('  (the page asks for the API URL, the run id and its worker token; `edgetrain run` prints the token)');
+    else if (!ctx.out.tty) ctx.out.line("  (the page asks for the run's worker token: the links with it are shown on a terminal)");
     ctx.out.line('serving until Ctrl-C');
     await new Promise<void>((resolve) => process.once('SIGINT', resolve));
     await served.close();

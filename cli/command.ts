@@ -1,8 +1,8 @@
 // What every `edgetrain` command module provides, and what the commands that talk to an API share:
 // the target flags and their resolution (cli/target.ts), the run id for error messages.
 import type { ApiClient } from '../workers/gradient/client';
-import type { ErrorContext } from './errors';
-import { apiFor, resolveTarget, type Target } from './target';
+import { CliError, EXIT, type ErrorContext } from './errors';
+import { apiFor, resolveTarget, staleServerMessage, type Target } from './target';
 
 export interface Output {
   /** A line of the command's output (stdout). */
@@ -50,5 +50,7 @@ export const TARGET_USAGE = `  --url URL              the API (default: $EDGETRA
 /** Resolves the command's target and opens the typed client on it. */
 export async function connectTarget(flags: { url?: string; state?: string }, ctx: CommandContext, opts: { workerId?: string; timeoutMs?: number } = {}): Promise<ApiClient> {
   ctx.target = await resolveTarget(flags);
+  // Said before any request: whatever answers at the default URL is not the cluster the file named.
+  if (ctx.target.staleServer) throw new CliError(staleServerMessage(ctx.target.staleServer, ctx.target.state), EXIT.unreachable);
   return apiFor(ctx.target, opts.workerId, opts.timeoutMs);
 }

@@ -2,12 +2,12 @@
 // given (--url, $EDGETRAIN_URL, a config file) or a local cluster serves the state; otherwise a local
 // coordinator of its own, started on the state folder, whose token is kept beside its state.
 import { randomBytes } from 'node:crypto';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { ApiClient } from '../workers/gradient/client';
 import { UsageError } from './args';
 import { startCoordinator, type LocalCoordinator } from './cluster/local';
-import { TOKEN_ENV, apiFor, noteTarget, resolveTarget } from './target';
+import { TOKEN_ENV, apiFor, noteTarget, readTokenFile, resolveTarget } from './target';
 
 export { DEFAULT_STATE, TOKEN_ENV } from './target';
 
@@ -19,17 +19,14 @@ export async function localToken(stateDir: string): Promise<string> {
   const fromEnv = process.env[TOKEN_ENV];
   if (fromEnv) return fromEnv;
   const file = path.join(stateDir, 'api-token');
-  try {
-    return (await readFile(file, 'utf8')).trim();
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
-  }
+  const stored = await readTokenFile(file);
+  if (stored) return stored;
   const token = `et_${randomBytes(24).toString('base64url')}`;
   await mkdir(stateDir, { recursive: true });
   await writeFile(file, `${token}\n`, { mode: 0o600, flag: 'wx' }).catch(async (e: NodeJS.ErrnoException) => {
     if (e.code !== 'EEXIST') throw e;
   });
-  return (await readFile(file, 'utf8')).trim();
+  return (await readTokenFile(file)) ?? token;
 }
 
 export interface Connection {

@@ -2,7 +2,7 @@
 // code. Stack traces only with --debug or EDGETRAIN_DEBUG=1.
 import { ApiError } from '../workers/gradient/client';
 import { UsageError } from './args';
-import { TOKEN_ENV, URL_ENV, type Target } from './target';
+import { TOKEN_ENV, URL_ENV, staleServerMessage, type Target } from './target';
 
 export const EXIT = {
   ok: 0,
@@ -114,6 +114,7 @@ export function explain(e: unknown, ctx: ErrorContext = {}): { message: string; 
   if (reason) {
     const t = ctx.target;
     const where = t ? `${t.url}${t.urlSource === 'default' || t.urlSource === 'flag' ? '' : ` (from ${t.urlFrom})`}` : 'the API';
+    if (t?.staleServer) return { code: EXIT.unreachable, message: `cannot reach ${where} (${reason}): ${staleServerMessage(t.staleServer, t.state)}` };
     const hint = !t || t.local ? 'is the local cluster running (`edgetrain start --serve`)? or pass --url / set EDGETRAIN_URL' : `check the URL, or pass --url / set ${URL_ENV}`;
     return { code: EXIT.unreachable, message: `cannot reach ${where}: ${reason} — ${hint}` };
   }

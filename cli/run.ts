@@ -18,7 +18,8 @@ ${RUN_DATA_USAGE}
   --watch                follow the run until it ends, as \`edgetrain status ID --watch\`
   --json                 print the API's answer (status + workerToken) as JSON
 ${TARGET_USAGE}
-Prints the run id, its status URL and how to add a worker from any machine. On the local cluster
+Prints the run id, its status URL and how to add a worker from any machine (with the run's worker
+token when stdout is a terminal; --json always includes it). On the local cluster
 (\`edgetrain start --serve\`) the cluster's own workers pick the run up.
 ${EXIT_CODES_USAGE}`;
 
@@ -36,7 +37,9 @@ export const runCommand: Command = {
     else {
       out.line(`run ${created.runId} created: ${runShape(created)}`);
       out.line(`  status:  ${url}/v1/runs/${created.runId}  (\`edgetrain status ${created.runId} --watch\`)`);
-      out.line(`  workers: EDGETRAIN_TOKEN=${created.workerToken} edgetrain worker --url ${url} --run ${created.runId}`);
+      // The worker token goes to a terminal only: output piped into a log file must not hold it.
+      const token = out.tty ? created.workerToken : '<its worker token, shown on a terminal or with --json; or the API token>';
+      out.line(`  workers: EDGETRAIN_TOKEN=${token} edgetrain worker --url ${url} --run ${created.runId}`);
     }
     if (!flags.watch) return 0;
     const final = await watchRun(api, created.runId, { live: out.tty && !flags.json, write: out.write, line: flags.json ? out.note : out.line });

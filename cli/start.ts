@@ -51,6 +51,9 @@ const RUN_ONLY = [...Object.keys(CONFIG_FLAGS), 'micro-batch', 'graph-batch', 'l
 const PROFILES = ['local', 'cloudflare'] as const;
 type Profile = (typeof PROFILES)[number];
 
+/** How long after the API's process exits before `start` treats it as lost (see startCluster). */
+const EXIT_GRACE_MS = 1000;
+
 /** How often a serving cluster looks for runs to launch its workers on. */
 const LAUNCH_POLL_MS = 2000;
 
@@ -86,14 +89,28 @@ interface Cluster {
   dispose(): Promise<void>;
 }
 
-async function startCluster(opts: { workers: number; runtime: 'workerd' | 'node'; profile: Profile; port: number; state: string; verbose: boolean }, log: (s: string) => void): Promise<Cluster> {
+/** Where the API token of a local cluster is, in words: printed instead of the token off a terminal. */
+const tokenPlace = (state: string) => (process.env[TOKEN_ENV] ? `$${TOKEN_ENV}` : path.join(state, 'api-token'));
+
+async function startCluster(opts: { workers: number; runtime: 'workerd' | 'node'; profile: Profile; port: number; state: string; verbose: boolean; tty: boolean }, log: (s: string) => void): Promise<Cluster> {
   const serving = servingUrl(opts.state);
   const answers = serving && (await fetch(`${serving}/v1/health`, { signal: AbortSignal.timeout(2000) }).then((r) => r.ok, () => false));
   if (serving && answers) throw new CliError(`a local cluster already serves ${opts.state} at ${serving}: use it (\`edgetrain run\`, \`edgetrain status\`), or stop it first`, 1);
   const token = await localToken(opts.state);
   // The API serves the browser worker page under /worker/, as deployed (wrangler.toml [assets]).
   const assets = await buildDeployAssets();
-  const where = { persistDir: opts.state, port: opts.port, token, verbose: opts.verbose, assets };
+  // The API's workerd exiting on its own (killed, crashed) leaves nothing to serve: see lost().
+  let exited = false;
+  let ready: Cluster | undefined;
+  let disposing = false;
+  // A Ctrl-C in a terminal reaches workerd too (one process group) and its exit may be seen first: the
+  // SIGINT handlers exit this process well within the grace before lost() is called.
+  const onExit = () =>
+    void setTimeout(() => {
+      exited = true;
+      if (ready && !disposing) lost(ready, opts.state);
+    }, EXIT_GRACE_MS).unref();
+  const where = { persistDir: opts.state, port: opts.port, token, verbose: opts.verbose, assets, onExit };
   const cloudflare = opts.profile === 'cloudflare' ? startCloudflareProfile({ ...where, workers: opts.workers, log }) : undefined;
   const started = await (cloudflare ?? startCoordinator(where)).catch((e: unknown) => {
     if (/EADDRINUSE|address already in use/i.test(String((e as Error)?.message ?? e))) {
@@ -105,7 +122,8 @@ async function startCluster(opts: { workers: number; runtime: 'workerd' | 'node'
   // The Cloudflare profile's consumers and broker go with its coordinator.
   const disposeCoordinator = () => started.dispose();
   log(`API and coordinator at ${coordinator.url} (state in ${opts.state}; API token in ${path.join(opts.state, 'api-token')} unless ${TOKEN_ENV} is set)`);
-  log(`  dashboard: ${coordinator.url}/#token=${token}`);
+  // A token goes to a terminal only: output piped into a log file must not hold it.
+  log(`  dashboard: ${opts.tty ? `${coordinator.url}/#token=${token}` : `${coordinator.url}/ (the page asks for the token: ${tokenPlace(opts.state)})`}`);
   const api = new ApiClient(coordinator.url, { workerId: 'edgetrain-cli', token });
   const removeOnExit = () => removeServerFile(opts.state);
   const disposers: (() => Promise<void>)[] = [];
@@ -152,18 +170,30 @@ async function startCluster(opts: { workers: number; runtime: 'workerd' | 'node'
     throw e;
   }
   log(`${opts.workers} gradient worker(s) on the ${opts.runtime} runtime`);
-  return {
+  ready = {
     api,
     url: coordinator.url,
     workers: opts.workers,
     launch: (runId, workerToken) => launch(runId, workerToken),
     async dispose() {
+      disposing = true;
       process.off('exit', removeOnExit);
       removeOnExit();
       for (const d of disposers) await d().catch(() => undefined);
       await disposeCoordinator();
     },
   };
+  if (exited) lost(ready, opts.state);
+  return ready;
+}
+
+/**
+ * The API and coordinator process exited while `start` ran: it says so, stops its workers, removes its
+ * server.json (dispose) and exits 1, rather than serve on without an API.
+ */
+function lost(cluster: Cluster, state: string): void {
+  process.stderr.write(`edgetrain start: the API and coordinator process (workerd) at ${cluster.url} exited unexpectedly; stopping this cluster and its workers (the state stays in ${state}: \`edgetrain start\` again continues from it)\n`);
+  void cluster.dispose().finally(() => process.exit(EXIT.failed));
 }
 
 /**
@@ -209,7 +239,7 @@ async function serveForever(local: Cluster, state: string, log: (s: string) => v
   const stateFlag = defaultState ? '' : ` --state ${path.relative(process.cwd(), state) || '.'}`;
   const prepared = !!(await local.api.manifest('cifar10'));
   log(`serving at ${local.url} until Ctrl-C; the cluster's ${local.workers} worker(s) join every run created on it`);
-  log(`  token: ${process.env[TOKEN_ENV] ? `$${TOKEN_ENV}` : tokenFile}`);
+  log(`  token: ${tokenPlace(state)}`);
   log(`  create a run:   edgetrain run${stateFlag} --epochs 2 --watch   (from this folder: the URL and token are found through the state)`);
   log(`  from elsewhere: EDGETRAIN_URL=${local.url} EDGETRAIN_TOKEN=$(cat ${tokenFile}) edgetrain run …`);
   if (!prepared) log(`  dataset cifar10 is not prepared here yet: \`edgetrain prepare${stateFlag}\` uploads it (once)`);
@@ -217,7 +247,8 @@ async function serveForever(local: Cluster, state: string, log: (s: string) => v
   return new Promise<never>(() => undefined);
 }
 
-export async function runStart(argv: string[], log: (s: string) => void = console.log): Promise<RunStatus> {
+/** `tty`: whether `log` reaches a terminal; only then are links printed with their tokens. */
+export async function runStart(argv: string[], log: (s: string) => void = console.log, tty = !!process.stdout.isTTY): Promise<RunStatus> {
   const flags = parseFlags(argv, FLAGS, 'start');
   if (flags.serve) {
     const given = RUN_ONLY.filter((k) => (flags as Record<string, unknown>)[k] !== undefined);
@@ -232,7 +263,7 @@ export async function runStart(argv: string[], log: (s: string) => void = consol
   const port = intFlag('port', flags.port, 8787, 0);
   const state = path.resolve(flags.state ?? DEFAULT_STATE);
   await mkdir(state, { recursive: true });
-  const local = await startCluster({ workers, runtime, profile, port, state, verbose: !!flags.verbose }, log);
+  const local = await startCluster({ workers, runtime, profile, port, state, verbose: !!flags.verbose, tty }, log);
   const stop = () => void local.dispose().finally(() => process.exit(130));
   process.once('SIGINT', stop);
   process.once('SIGTERM', stop);
@@ -252,7 +283,7 @@ export async function runStart(argv: string[], log: (s: string) => void = consol
     log(`run ${runId}${flags.run ? ` (continued at step ${created.step}, ${created.state})` : ''}: ${c.train.model.preset}/${c.train.model.head}${c.train.model.dann ? '+dann' : ''}, ${c.train.epochs} epoch(s) of ${created.totalSteps / c.train.epochs} steps, global batch ${c.train.batch} in shards of ${c.cluster.microBatch}`);
     log(`  status: ${local.url}/v1/runs/${runId}  (\`edgetrain status ${runId}\` from this folder)`);
     const workerToken = await local.api.workerToken(runId);
-    log(`  browsers join at: ${joinLink(local.url, runId, workerToken)}`);
+    log(`  browsers join at: ${tty ? joinLink(local.url, runId, workerToken) : `${joinLink(local.url, runId, undefined)} (the page asks for the run's worker token; the link with it is shown on a terminal)`}`);
     await local.launch(runId, workerToken);
     const live = !flags.quiet && !!process.stderr.isTTY;
     const final = await watchRun(local.api, runId, {
@@ -286,4 +317,4 @@ async function continueRun(api: ApiClient, runId: string): Promise<RunStatus> {
   return status.state === 'cancelled' ? api.resume(runId) : status;
 }
 
-export const startCommand: Command = { usage: START_USAGE, run: async (argv, ctx) => ((await runStart(argv, ctx.out.line)).state === 'completed' ? EXIT.ok : EXIT.failed) };
+export const startCommand: Command = { usage: START_USAGE, run: async (argv, ctx) => ((await runStart(argv, ctx.out.line, ctx.out.tty)).state === 'completed' ? EXIT.ok : EXIT.failed) };

@@ -6,7 +6,7 @@
 // $XDG_CONFIG_HOME/edgetrain/config.json (or ~/.config/edgetrain/config.json): {"url": "…", "token": "…"}.
 // A config file's token is only sent to its own URL (or to any, when the file names no URL).
 import { readFileSync, rmSync } from 'node:fs';
-import { readFile, writeFile } from 'node:fs/promises';
+import { readFile, rename, writeFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import path from 'node:path';
 import { ApiClient, type Fetch } from '../workers/gradient/client';
@@ -34,6 +34,8 @@ export interface Target {
   readonly local: boolean;
   /** The local state folder (absolute) whose token a local URL uses. */
   readonly state: string;
+  /** The state's server.json when its process is gone and the URL fell back to the default: why it may not answer. */
+  readonly staleServer?: ServerFile;
 }
 
 export interface TargetEnvironment {
@@ -104,18 +106,75 @@ const alive = (pid: number) => {
   }
 };
 
-/** The URL of the local cluster serving `state`, when one is (its server.json names a live process). */
-export function servingUrl(state: string): string | undefined {
-  try {
-    const { url, pid } = JSON.parse(readFileSync(path.join(state, SERVER_FILE), 'utf8')) as { url?: unknown; pid?: unknown };
-    return typeof url === 'string' && typeof pid === 'number' && alive(pid) ? url : undefined;
-  } catch {
-    return undefined;
-  }
+const notFound = (e: unknown) => ['ENOENT', 'ENOTDIR'].includes((e as NodeJS.ErrnoException).code ?? '');
+
+/** A state's server.json, as `edgetrain start` writes it. */
+export interface ServerFile {
+  readonly file: string;
+  readonly url: string;
+  /** The `edgetrain start` process that wrote it. */
+  readonly pid: number;
+  /** Whether that process still runs; a file whose process is gone is stale. */
+  readonly running: boolean;
 }
 
+/** The state's server.json; undefined when there is none; an error naming the file when it is not what `start` writes. */
+export function readServerFile(state: string): ServerFile | undefined {
+  const file = path.join(state, SERVER_FILE);
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (e) {
+    if (notFound(e)) return undefined;
+    throw e;
+  }
+  const fix = 'written by `edgetrain start` while it serves this state: delete it if no cluster serves it';
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (e) {
+    throw new Error(`${file}: not valid JSON (${(e as Error).message}); ${fix}`);
+  }
+  const { url, pid } = (json ?? {}) as { url?: unknown; pid?: unknown };
+  if (typeof url !== 'string' || !Number.isInteger(pid)) throw new Error(`${file}: expected {"url": "…", "pid": N}; ${fix}`);
+  return { file, url, pid: pid as number, running: alive(pid as number) };
+}
+
+/** The URL of the local cluster serving `state`, when one is (its server.json names a live process). */
+export function servingUrl(state: string): string | undefined {
+  const server = readServerFile(state);
+  return server?.running ? server.url : undefined;
+}
+
+/** Why a stale server.json's state has no local cluster, and what to do. */
+export const staleServerMessage = (s: ServerFile, state: string): string =>
+  `${s.file} is stale: the \`edgetrain start\` that wrote it (pid ${s.pid}, serving ${s.url}) is not running, so no local cluster serves ${state} — start it again (\`edgetrain start --serve\`), or pass --url / set ${URL_ENV}`;
+
+/** Written whole or not at all (through a rename): a reader never sees half of it. */
 export async function writeServerFile(state: string, url: string): Promise<void> {
-  await writeFile(path.join(state, SERVER_FILE), `${JSON.stringify({ url, pid: process.pid })}\n`);
+  const file = path.join(state, SERVER_FILE);
+  await writeFile(`${file}.${process.pid}.tmp`, `${JSON.stringify({ url, pid: process.pid })}\n`);
+  await rename(`${file}.${process.pid}.tmp`, file);
+}
+
+/**
+ * A state's api-token file: its token, undefined when there is none, an error naming the file when it
+ * holds no token (empty, several words or lines, characters outside printable ASCII).
+ */
+export async function readTokenFile(file: string): Promise<string | undefined> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (e) {
+    if (notFound(e)) return undefined;
+    throw e;
+  }
+  const token = text.trim();
+  if (!/^[!-~]+$/.test(token)) {
+    const what = !token ? 'empty' : 'not one token (spaces, several lines or characters outside printable ASCII)';
+    throw new Error(`${file}: ${what}; it holds the local cluster's API token: delete it and a new one is written, or put the token back`);
+  }
+  return token;
 }
 
 /** Removes the state's server.json if this process wrote it (synchronous: it also runs on 'exit'). */
@@ -139,7 +198,8 @@ export async function resolveTarget(flags: { url?: string; state?: string }, whe
     if (c) configs.push(c);
   }
   const fromConfig = configs.find((c) => c.url);
-  const serving = servingUrl(state);
+  const server = readServerFile(state);
+  const serving = server?.running ? server.url : undefined;
   // An explicit --state names a local cluster: $EDGETRAIN_URL and config URLs do not apply.
   const localOnly = flags.state !== undefined;
   const [raw, urlSource, urlFrom]: [string, UrlSource, string] = flags.url
@@ -159,15 +219,13 @@ export async function resolveTarget(flags: { url?: string; state?: string }, whe
   if (env[TOKEN_ENV]) [token, tokenFrom] = [env[TOKEN_ENV], `$${TOKEN_ENV}`];
   else if (configToken) [token, tokenFrom] = [configToken.token, configToken.file];
   else if (local) {
+    // No local state here: the request goes without a token and the API says what it wants.
     const file = path.join(state, 'api-token');
-    try {
-      token = (await readFile(file, 'utf8')).trim() || undefined;
-      if (token) tokenFrom = file;
-    } catch {
-      // No local state here: the request goes without a token and the API says what it wants.
-    }
+    token = await readTokenFile(file);
+    if (token) tokenFrom = file;
   }
-  return noteTarget({ url, urlSource, urlFrom, token, tokenFrom, local, state });
+  const stale = server && !server.running && urlSource === 'default' ? server : undefined;
+  return noteTarget({ url, urlSource, urlFrom, token, tokenFrom, local, state, ...(stale ? { staleServer: stale } : {}) });
 }
 
 /** A fetch that gives up after `ms` without an answer (a hung API fails the command instead of hanging it). */

@@ -14,7 +14,7 @@ import { processOutput, type Command, type Output } from './command';
 import { CONFIG_FLAGS, CONFIG_USAGE, trainConfigFromValues } from './config-flags';
 import { duration } from './display';
 import { loadCifar10 } from './dataset';
-import { EXIT } from './errors';
+import { CliError, EXIT } from './errors';
 
 const FLAGS = {
   ...CONFIG_FLAGS,
@@ -106,7 +106,11 @@ export async function runTrain(argv: string[], out: Output = processOutput()): P
   let resume: TrainerState | undefined;
   if (flags.resume) {
     if (!existsSync(checkpointFile)) throw new UsageError(`--resume: no checkpoint at ${checkpointFile}`);
-    resume = decodeCheckpoint(await readFile(checkpointFile), checkpointFile);
+    try {
+      resume = decodeCheckpoint(await readFile(checkpointFile), checkpointFile);
+    } catch (e) {
+      throw new CliError(`--resume: ${(e as Error).message}; train without --resume to start over (its first epoch replaces the file)`, EXIT.failed);
+    }
     log(`resuming from ${checkpointFile} after epoch ${resume.epoch}`);
   }
   const data = await loadCifar10({ path: flags.data, log });

@@ -22,6 +22,8 @@ export interface CloudflareProfileOptions {
   readonly token?: string;
   readonly assets?: string;
   readonly verbose?: boolean;
+  /** Called when the API's workerd process exits on its own (see startCoordinator). */
+  readonly onExit?: () => void;
   /** Deployed settings to change (tests shorten the retry delay). */
   readonly settings?: Partial<DeployedSettings>;
   readonly log?: (line: string) => void;
@@ -70,6 +72,7 @@ export async function startCloudflareProfile(o: CloudflareProfileOptions): Promi
     token: o.token,
     assets: o.assets,
     verbose: o.verbose,
+    onExit: o.onExit,
     workQueue: { relay: broker.receive, maxConcurrency: o.workers },
     workerMemoryMb: settings.workerMemoryMb,
   });

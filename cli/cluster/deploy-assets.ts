@@ -42,10 +42,10 @@ const PAGE_META = `<meta name="edgetrain-api" content="same-origin" />\n    <met
 
 /**
  * A run's join link on an API that serves the page: `<api>/worker/#run=…&token=…` (the page reaches
- * the API on its own origin). The fragment never reaches a server.
+ * the API on its own origin). The fragment never reaches a server. Without a token the page asks for it.
  */
-export function joinLink(api: string, runId: string, workerToken: string, ep?: 'auto' | 'webgpu' | 'wasm'): string {
-  const fragment = new URLSearchParams({ run: runId, token: workerToken, ...(ep ? { ep } : {}) });
+export function joinLink(api: string, runId: string, workerToken: string | undefined, ep?: 'auto' | 'webgpu' | 'wasm'): string {
+  const fragment = new URLSearchParams({ run: runId, ...(workerToken ? { token: workerToken } : {}), ...(ep ? { ep } : {}) });
   return `${api.replace(/\/$/, '')}${PAGE_PATH}#${fragment}`;
 }
 

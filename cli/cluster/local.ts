@@ -41,6 +41,23 @@ function assetOptions(directory: string): Pick<WorkerOptions, 'assets'> {
   return { assets: { directory, routerConfig: { has_user_worker: true, static_routing: { user_worker: ['/v1/*'] } } } };
 }
 
+type StdioHandler = (stdout: Readable, stderr: Readable) => void;
+
+/** Workerd's output on this process's own (Miniflare's default prints it line by line alike). */
+const echo: StdioHandler = (stdout, stderr) => {
+  stdout.pipe(process.stdout, { end: false });
+  stderr.pipe(process.stderr, { end: false });
+};
+
+/**
+ * `handle`, and `onExit` when the process's stdout ends, which it does when the process exits. Miniflare's
+ * dispose() destroys the stream instead, which ends nothing: a disposed process is not reported.
+ */
+const watchExit = (handle: StdioHandler, onExit: () => void): StdioHandler => (stdout, stderr) => {
+  stdout.once('end', onExit);
+  handle(stdout, stderr);
+};
+
 /** Workerd's stdout handed over line by line (stderr dropped). */
 const lines = (onLine: (line: string) => void) => (stdout: Readable, stderr: Readable) => {
   let rest = '';
@@ -84,6 +101,8 @@ export interface CoordinatorOptions {
   readonly workerMemoryMb?: number;
   /** Open workerd's V8 inspector on this port (memory measurements). */
   readonly inspectorPort?: number;
+  /** Called when the API's workerd process exits on its own (killed, crashed), not through dispose(). */
+  readonly onExit?: () => void;
 }
 
 /** Starts the API and coordinator (and, with `queue`, the gradient script beside it). */
@@ -130,7 +149,7 @@ export async function startCoordinator(opts: CoordinatorOptions = {}): Promise<L
     workers: [api, ...gradient, ...relay],
     ...(persist ? { durableObjectsPersist: join(persist, 'do'), kvPersist: join(persist, 'kv'), r2Persist: join(persist, 'r2') } : {}),
     ...(opts.inspectorPort ? { inspectorPort: opts.inspectorPort } : {}),
-    ...(opts.verbose ? {} : { handleRuntimeStdio: drain }),
+    ...(opts.onExit ? { handleRuntimeStdio: watchExit(opts.verbose ? echo : drain, opts.onExit) } : opts.verbose ? {} : { handleRuntimeStdio: drain }),
   });
   await mf.ready;
   const url = (await mf.unsafeGetDirectURL(API_NAME)).toString().replace(/\/$/, '');

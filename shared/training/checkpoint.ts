@@ -76,7 +76,16 @@ export function decodeCheckpoint(bytes: Uint8Array, source = 'checkpoint'): Trai
   if (bytes.length < 12 || view.getUint32(0, true) !== MAGIC) throw new Error(`${source}: not an edgetrain checkpoint`);
   if (view.getUint32(4, true) !== VERSION) throw new Error(`${source}: checkpoint version ${view.getUint32(4, true)}, expected ${VERSION}`);
   const jsonLength = view.getUint32(8, true);
-  const header = JSON.parse(new TextDecoder().decode(bytes.subarray(12, 12 + jsonLength))) as Header;
+  if (12 + jsonLength > bytes.length) throw new Error(`${source}: ${bytes.length} bytes, its header alone claims ${12 + jsonLength} (truncated or corrupt)`);
+  let header: Header;
+  try {
+    header = JSON.parse(new TextDecoder().decode(bytes.subarray(12, 12 + jsonLength))) as Header;
+  } catch (e) {
+    throw new Error(`${source}: header is not valid JSON (${(e as Error).message}): corrupt checkpoint`);
+  }
+  if (!Array.isArray(header?.sections) || header.sections.some((s) => typeof s?.name !== 'string' || !Number.isInteger(s.length) || s.length < 0)) {
+    throw new Error(`${source}: header lists no valid sections: corrupt checkpoint`);
+  }
   const expected = 12 + jsonLength + header.sections.reduce((n, s) => n + s.length * 4, 0);
   if (bytes.length !== expected) throw new Error(`${source}: ${bytes.length} bytes, header describes ${expected} (truncated or corrupt)`);
   const sections = new Map<string, Float32Array>();

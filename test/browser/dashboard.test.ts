@@ -117,11 +117,12 @@ describe.skipIf(WITHOUT_CHROMIUM)('dashboard in headless Chromium during a live 
     await page.waitForFunction(() => Array.from(document.querySelectorAll("#workers td[data-recent]")).some((td) => Number(td.getAttribute('data-recent')) > 0), null, { timeout: 20_000, polling: 200 });
 
     // Read the page, then the API: the API has every step the page has, maybe more.
-    const [loss, trainAcc, testAcc, throughput] = await Promise.all([
+    const [loss, trainAcc, testAcc, throughput, testLabel] = await Promise.all([
       points(page, 'loss', 'loss'),
       points(page, 'accuracy', 'train-accuracy'),
       points(page, 'accuracy', 'test-accuracy'),
       points(page, 'throughput', 'throughput'),
+      page.textContent('#test-now'),
     ]);
     const rows = await page.$$eval('#workers tbody tr[data-worker]', (trs) =>
       trs.map((tr) => ({ worker: tr.getAttribute('data-worker')!, accepted: Number(tr.querySelector('[data-accepted]')?.getAttribute('data-accepted')), recent: Number(tr.querySelector('[data-recent]')?.getAttribute('data-recent')) })),
@@ -139,6 +140,10 @@ describe.skipIf(WITHOUT_CHROMIUM)('dashboard in headless Chromium during a live 
     // Test accuracy: one point per finished evaluation, at its step, with its epoch.
     expectSeries('test accuracy', testAcc, metrics.evals.map((e) => ({ step: e.step, value: e.accuracy })));
     expect(testAcc.map((p) => Number(p.epoch))).toEqual(metrics.evals.slice(0, testAcc.length).map((e) => e.epoch));
+    // The label names the evaluation's epoch as the API counts it (1-based: the first evaluation is epoch 1).
+    expect(metrics.evals[0].epoch).toBe(1);
+    const lastEval = metrics.evals[testAcc.length - 1];
+    expect(testLabel).toBe(`${(100 * lastEval.accuracy).toFixed(2)} % (epoch ${lastEval.epoch})`);
 
     // Every step records whose answers it counted: all its shards, by workers the status knows.
     const known = new Set(status.workers.map((w) => w.worker));
@@ -185,6 +190,27 @@ describe.skipIf(WITHOUT_CHROMIUM)('dashboard in headless Chromium during a live 
     await page.waitForSelector(`#runs tr.sel[data-run="${run.runId}"]`, { timeout: 10_000 });
     await page.waitForSelector('#error:not(.on)', { state: 'attached', timeout: 10_000 });
     await page.waitForFunction(() => document.querySelectorAll('svg[data-chart="loss"] g[data-series="loss"] circle').length > 0, null, { timeout: 10_000 });
+    await page.close();
+  });
+
+  it('a #token= link opened in an already open tab (only the fragment changes) takes the token and strips it from the address bar', async () => {
+    const page = await browser.newPage();
+    const errors: string[] = [];
+    page.on('pageerror', (e) => errors.push(e.message));
+    await page.goto(`${coordinator.url}/`);
+    await page.waitForSelector('#error.on', { timeout: 10_000 });
+    expect(await page.textContent('#error')).toContain('401');
+    // Same document: no reload, only 'hashchange'.
+    const loads: string[] = [];
+    page.on('load', () => loads.push(page.url()));
+    await page.evaluate((t) => void (location.hash = `#token=${encodeURIComponent(t)}`), coordinator.token);
+    await page.waitForFunction(() => location.hash === '', null, { timeout: 5_000 });
+    expect(page.url()).toBe(`${coordinator.url}/`);
+    expect(await page.evaluate(() => sessionStorage.getItem('edgetrain-token'))).toBe(coordinator.token);
+    await page.waitForSelector(`#runs tr[data-run="${run.runId}"]`, { timeout: 10_000 });
+    await page.waitForSelector('#error:not(.on)', { state: 'attached', timeout: 10_000 });
+    expect(loads).toEqual([]);
+    expect(errors).toEqual([]);
     await page.close();
   });
 

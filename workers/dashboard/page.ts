@@ -61,14 +61,17 @@ export const DASHBOARD_SCRIPT = String.raw`
   var FINAL = { completed: 1, failed: 1, cancelled: 1 };
   var $ = function (id) { return document.getElementById(id); };
 
-  // The token: from #token=… (moved to sessionStorage and out of the address bar), or the form.
-  var m = /(?:^#|&)token=([^&]*)/.exec(location.hash), memo = '';
-  if (m) {
-    try { memo = decodeURIComponent(m[1]); } catch (e) { memo = m[1]; }
-    try { sessionStorage.setItem(KEY, memo); } catch (e) { /* storage off: keep it in memory */ }
+  // The token: from #token=… (moved to sessionStorage and out of the address bar), or the form. A
+  // link opened in an open tab changes only the fragment (no reload): 'hashchange' takes it the same way.
+  function tokenFromHash() {
+    var m = /(?:^#|&)token=([^&]*)/.exec(location.hash), t = '';
+    if (!m) return null;
+    try { t = decodeURIComponent(m[1]); } catch (e) { t = m[1]; }
+    try { sessionStorage.setItem(KEY, t); } catch (e) { /* storage off: keep it in memory */ }
     history.replaceState(null, '', location.pathname + location.search);
+    return t;
   }
-  var token = memo || (function () { try { return sessionStorage.getItem(KEY); } catch (e) { return null; } })() || '';
+  var token = tokenFromHash() || (function () { try { return sessionStorage.getItem(KEY); } catch (e) { return null; } })() || '';
 
   var S = { runs: [], runId: null, picked: false, status: null, steps: [], evals: [], since: -1, timer: 0, gen: 0, lastRuns: 0, drawn: '' };
 
@@ -208,7 +211,7 @@ export const DASHBOARD_SCRIPT = String.raw`
     $('loss-now').textContent = last ? fmt(last.loss, 4) + ' at step ' + last.step : '–';
     var ev = S.evals[S.evals.length - 1];
     $('acc-now').textContent = last ? pct(last.accuracy) : '–';
-    $('test-now').textContent = ev ? pct(ev.accuracy) + ' (epoch ' + (ev.epoch + 1) + ')' : '–';
+    $('test-now').textContent = ev ? pct(ev.accuracy) + ' (epoch ' + ev.epoch + ')' : '–';
     $('tp-now').textContent = st && st.imagesPerSecond !== null ? fmt(st.imagesPerSecond, 1) + ' images/s' : '–';
   }
 
@@ -289,13 +292,22 @@ export const DASHBOARD_SCRIPT = String.raw`
       .then(function () { schedule(again); });
   }
 
-  $('token-form').addEventListener('submit', function (e) {
-    e.preventDefault();
-    token = $('token').value.trim();
-    $('token').value = '';
-    try { if (token) sessionStorage.setItem(KEY, token); else sessionStorage.removeItem(KEY); } catch (x) { /* memory only */ }
+  /** A new token: the run list and the selection start over with it. */
+  function useToken(t) {
+    token = t;
     S.lastRuns = 0; S.runId = null; S.picked = false; S.gen++;
     schedule(0);
+  }
+  $('token-form').addEventListener('submit', function (e) {
+    e.preventDefault();
+    var t = $('token').value.trim();
+    $('token').value = '';
+    try { if (t) sessionStorage.setItem(KEY, t); else sessionStorage.removeItem(KEY); } catch (x) { /* memory only */ }
+    useToken(t);
+  });
+  window.addEventListener('hashchange', function () {
+    var t = tokenFromHash();
+    if (t !== null) useToken(t);
   });
   $('forget').addEventListener('click', function () {
     token = '';

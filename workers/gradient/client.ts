@@ -115,7 +115,8 @@ export class ApiClient {
     this.workerId = opts.workerId ?? 'client';
     this.headers = { 'x-worker-id': this.workerId, ...(opts.token ? { authorization: `Bearer ${opts.token}` } : {}) };
     this.client = hc<AppType>(baseUrl, { fetch: this.fetch, headers: this.headers });
-    this.once = hc<AppType>(baseUrl, { fetch: retrying(fetch, 0), headers: this.headers });
+    // Not even the stale-socket retry: a connection that drops after the request went out may have created the run.
+    this.once = hc<AppType>(baseUrl, { fetch, headers: this.headers });
   }
 
   /** Sent once: a repeated creation would start a second run. */
