@@ -29,7 +29,7 @@ import { createOptimizer, restoreOptimizer, slotCount } from '../shared/optim/op
 import { signingKey, workerToken } from '../shared/auth';
 import { FINAL_STATES, type ChainClaim, type ChainTicket, type IssuedLease, type LeaseKind, type LeaseReply, type RunConfig, type RunMetrics, type RunSpec, type RunState, type RunStatus, type StepPhases, type SubmitReply } from '../shared/protocol';
 import { snapshotKey } from '../shared/storage-keys';
-import { runGraphHash } from '../shared/training/graph-hash';
+import { runGraphHash } from '../shared/graph-hash';
 import { RunPlan } from '../shared/training/plan';
 import { applyUpdate, type ModelState } from '../shared/training/update';
 import { decodeEval, decodeGradient, WireError, type WireErrorReason } from '../shared/wire';

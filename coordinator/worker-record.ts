@@ -1,7 +1,7 @@
 // What the coordinator knows of each worker of its run: when it was last seen, its accepted and
 // refused submissions, its current run of bad ones, and whether that run got it excluded.
 import type { SqlStorage } from '@cloudflare/workers-types/index';
-import { clip } from '../shared/clip';
+import { clip } from '../shared/schema/clip';
 import type { WorkerSummary } from '../shared/protocol';
 
 /** Consecutive bad submissions (undecodable, mismatched, non-finite, absurd) that exclude a worker. */

@@ -225,7 +225,7 @@ export interface RunSpec {
   readonly paramCount: number;
   readonly bufferCount: number;
   /**
-   * Hex SHA-256 of the serialized training graph the run's workers must run (training/graph-hash.ts),
+   * Hex SHA-256 of the serialized training graph the run's workers must run (graph-hash.ts),
    * computed at run creation; a worker that built another graph refuses to work. Absent in specs
    * stored before it existed (the check is skipped then).
    */

@@ -1,6 +1,6 @@
 // Lease ids are UUIDs (the coordinator issues them with crypto.randomUUID): the API's lease routes and
 // the frame decoders accept nothing else.
-import { clip } from '../clip';
+import { clip } from '../schema/clip';
 
 export const LEASE_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 

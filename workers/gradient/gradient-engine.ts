@@ -8,7 +8,7 @@ import { evalGraphBatch } from '../../shared/memory-budget';
 import type { OrtApi } from '../../shared/onnx/session';
 import type { Lease, RunSpec } from '../../shared/protocol';
 import { BatchFeeder } from '../../shared/training/feeder';
-import { graphBatchOf, graphHash, graphMismatch } from '../../shared/training/graph-hash';
+import { graphBatchOf, graphHash, graphMismatch } from '../../shared/graph-hash';
 import { GraphRunner, type RunLayout, type StepResult } from '../../shared/training/step';
 
 /** A lease's examples, gathered so that example i of the lease is record i. */

@@ -2,9 +2,9 @@
 // coordinator records it in the run spec at creation; every worker compares it with the graph it
 // built before computing anything, so a worker built from other code refuses instead of sending
 // gradients of a different graph.
-import { sha256Hex } from '../data/blocks';
-import { buildTrainingGraph } from '../models/compile';
-import type { RunConfig, RunSpec } from '../protocol';
+import { sha256Hex } from './data/blocks';
+import { buildTrainingGraph } from './models/compile';
+import type { RunConfig, RunSpec } from './protocol';
 
 /** Examples per run of the training graph: `cluster.graphBatch`, or the whole lease when 0. */
 export const graphBatchOf = (config: RunConfig): number => config.cluster.graphBatch || config.cluster.microBatch;
