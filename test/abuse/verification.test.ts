@@ -133,6 +133,23 @@ describe('verification by duplicate leases (Miniflare: real DO, KV, R2)', () => 
     expect(status.testAccuracy).toBeCloseTo(30 / 100, 10);
   });
 
+  it('with a draw too rare to pick anything, a gradient pointing away from the step\'s others is verified anyway and its worker excluded', async () => {
+    const { runId, spec } = await createRun({ verifyRate: 1e-9 });
+    const v0 = (await api.params(runId, 0)).params.slice();
+    const [a, b, liar] = [worker('s-a'), worker('s-b'), worker('s-liar')];
+    const la = await leaseOf(a, runId, 0);
+    const lc = await leaseOf(liar, runId, 1);
+    expect(await gradient(a, la, spec, 1)).toEqual({ accepted: true, version: 0 });
+    // Not drawn, but nearly orthogonal to the step's other answer: held, and shard 1 goes to a second worker.
+    expect(await gradient(liar, lc, spec, randomGradient(2))).toEqual({ accepted: true, version: 0 });
+    const a1 = await leaseOf(a, runId, 1);
+    expect(await gradient(a, a1, spec, 1)).toEqual({ accepted: true, version: 0 });
+    const b1 = await leaseOf(b, runId, 1);
+    expect(await gradient(b, b1, spec, 1)).toEqual({ accepted: true, version: 1 });
+    expect((await workerOf(runId, 's-liar')).excluded).toMatch(/train shard 1 at step 0/);
+    expect(mismatches((await api.params(runId, 1)).params, (i) => v0[i] - 0.5)).toEqual([]);
+  });
+
   it('verification and robust aggregation refuse aggregators, and a config over the coordinator memory budget', async () => {
     const bad = await refusal(api.createRun({ ...TINY, cluster: { ...TINY.cluster, verifyRate: 0.05, aggregators: 1 } }));
     expect(bad.status).toBe(400);
