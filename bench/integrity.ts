@@ -1,4 +1,4 @@
-// `npm run bench -- integrity [--quick] [--data PATH] [--epochs N] [--train-limit N]`: a seed-cnn run on
+// `npm run bench -- integrity [--quick] [--data PATH] [--epochs N] [--train-limit N] [--attacks a,b] [--rates r,s]`: a seed-cnn run on
 // real CIFAR-10 through the local cluster (real coordinator, four Node gradient workers) with one of the
 // four dishonest (bench/dishonest-worker.ts: random gradients of the honest norm, or fake evaluation
 // answers), at verification rates 0, 5 % and 20 % and with median aggregation. One JSON object per run:
@@ -61,7 +61,10 @@ export async function benchIntegrity(args: string[], print: (o: object) => void)
     const api = new ApiClient(coordinator.url, { workerId: 'integrity-bench', token: coordinator.token });
     await prepareDataset(api, data);
     let clean: number | undefined;
-    for (const c of quick ? CASES.filter((c) => c.verifyRate !== 0.05) : CASES) {
+    const attacks = flag(args, 'attacks')?.split(',');
+    const rates = flag(args, 'rates')?.split(',').map(Number);
+    const cases = CASES.filter((c) => (!quick || c.verifyRate !== 0.05) && (!attacks || attacks.includes(c.attack)) && (!rates || rates.includes(c.verifyRate)));
+    for (const c of cases) {
       const t0 = Date.now();
       const created = await api.createRun({ ...runRequestOf(config), cluster: { microBatch: MICRO_BATCH, verifyRate: c.verifyRate, aggregation: c.aggregation } });
       const { runId } = created;

@@ -98,8 +98,6 @@ interface ActiveRun {
   verify: ShardVerification<ShardResult>;
   /** The same for the evaluation in progress (created when it starts). */
   evalVerify?: { readonly step: number; readonly checks: ShardVerification<EvalAnswer> };
-  /** The last applied step's mean gradient: what the next step's first answer is held against. */
-  lastMean?: Float32Array;
 }
 
 const notFound = () => fail(404, 'unknown run', 'unknown-run');
@@ -335,7 +333,7 @@ export class TrainingCoordinator extends DurableObject<CoordinatorEnv> {
     sum.decodeMs += t1 - t0;
     this.answered(run, lease, worker);
     const result: ShardResult = { shard: s.shard, worker, loss: s.loss, correct: s.correct, grads: s.grads, stats: s.stats };
-    if (this.verifying(run) && gradientSuspect(s.grads, sum.gradientSum ?? run.lastMean)) run.verify.escalate(s.shard);
+    if (this.verifying(run) && gradientSuspect(s.grads, sum.gradientSum)) run.verify.escalate(s.shard);
     if (!run.verify.checks(s.shard)) {
       sum.add(result);
       sum.sumMs += performance.now() - t1;
@@ -708,7 +706,6 @@ export class TrainingCoordinator extends DurableObject<CoordinatorEnv> {
     const sumMs = sum.sumMs + performance.now() - t;
     t = performance.now();
     applyUpdate(run.model, mean.grads, mean.stats, run.position.step, train);
-    run.lastMean = mean.grads;
     const optimizerMs = performance.now() - t;
     const step = run.position.step + 1;
     const epochEnd = shards.endsEpoch(step);

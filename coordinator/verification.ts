@@ -95,7 +95,8 @@ export class ShardVerification<T> {
 }
 
 // Suspect answers. Beside the secret draw, an answer that looks wrong is verified too: a gradient
-// pointing away from the step's others (or, for the step's first, the last step's mean), an evaluation
+// pointing away from the sum of the step's answers counted so far (a step's first answer has nothing
+// to be held against: the previous step's mean flagged a third of honest answers), an evaluation
 // part whose accuracy lies far outside the evaluation's others. A false suspicion costs one duplicate
 // lease, never an exclusion: only a contradicted answer excludes its worker.
 
