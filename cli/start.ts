@@ -106,7 +106,7 @@ async function startCluster(opts: { workers: number; runtime: 'workerd' | 'node'
   const disposeCoordinator = () => started.dispose();
   log(`API and coordinator at ${coordinator.url} (state in ${opts.state}; API token in ${path.join(opts.state, 'api-token')} unless ${TOKEN_ENV} is set)`);
   log(`  dashboard: ${coordinator.url}/#token=${token}`);
-  const api = new ApiClient(coordinator.url, { workerId: 'edgetrain-cli', token });
+  const api = new ApiClient(coordinator.url, { token });
   const removeOnExit = () => removeServerFile(opts.state);
   const disposers: (() => Promise<void>)[] = [];
   let launch: Cluster['launch'];
@@ -133,7 +133,7 @@ async function startCluster(opts: { workers: number; runtime: 'workerd' | 'node'
         workers.forEach((w, i) => {
           queues[i] = queues[i].then(() =>
             w
-              .run(new ApiClient(coordinator.url, { workerId: `node-worker-${i}`, token: workerToken, retryForMs: 60_000 }), runId, stop.signal)
+              .run(new ApiClient(coordinator.url, { token: workerToken, retryForMs: 60_000 }), runId, stop.signal)
               .then(
                 () => undefined,
                 (e: unknown) => log(`node worker ${i} stopped: ${e instanceof Error ? e.message : String(e)}`),

@@ -110,7 +110,7 @@ describe.skipIf(WITHOUT_CHROMIUM)('browser worker page in headless Chromium', ()
   beforeAll(async () => {
     const t0 = Date.now();
     [coordinator, server, browser] = await Promise.all([startCoordinator(), serveBrowserWorker(), launchChromium()]);
-    api = new ApiClient(coordinator.url, { workerId: 'browser-test', token: coordinator.token });
+    api = new ApiClient(coordinator.url, { token: coordinator.token });
     await prepareFixtureDataset(api);
     proxy = await startFaultProxy(coordinator.url);
     proxy.setHook(async (req, forward) => {

@@ -55,16 +55,16 @@ async function leaseOf(client: ApiClient, runId: string): Promise<Lease> {
 
 beforeAll(async () => {
   coordinator = await startCoordinator();
-  api = new ApiClient(coordinator.url, { workerId: 'operator', token: coordinator.token });
+  api = new ApiClient(coordinator.url, { token: coordinator.token });
   data = assembleCifar10(fixtureFiles(100), DATASET);
   manifest = (await prepareDataset(api, data, DATASET, 128)).manifest;
   // Creating a run stores the placeholder class caption set in KV (the default head reads captions).
   runA = await api.createRun(RUN);
   runB = await api.createRun(RUN);
   runC = await api.createRun(RUN);
-  leaseW1 = await leaseOf(new ApiClient(coordinator.url, { workerId: 'w1', token: runA.workerToken }), runA.runId);
-  leaseW2 = await leaseOf(new ApiClient(coordinator.url, { workerId: 'w2', token: runA.workerToken }), runA.runId);
-  leaseC = await leaseOf(new ApiClient(coordinator.url, { workerId: 'wc', token: runC.workerToken }), runC.runId);
+  leaseW1 = await leaseOf(new ApiClient(coordinator.url, { token: runA.workerToken }), runA.runId);
+  leaseW2 = await leaseOf(new ApiClient(coordinator.url, { token: runA.workerToken }), runA.runId);
+  leaseC = await leaseOf(new ApiClient(coordinator.url, { token: runC.workerToken }), runC.runId);
 });
 
 afterAll(async () => {
@@ -696,7 +696,7 @@ describe('PUBLIC_READS', () => {
 
   beforeAll(async () => {
     open = await startCoordinator({ publicReads: true });
-    const operator = new ApiClient(open.url, { workerId: 'operator', token: open.token });
+    const operator = new ApiClient(open.url, { token: open.token });
     await prepareDataset(operator, data ?? assembleCifar10(fixtureFiles(100), DATASET), DATASET, 128);
     run = await operator.createRun(RUN);
   });
@@ -706,7 +706,7 @@ describe('PUBLIC_READS', () => {
   });
 
   it('opens the status reads without a token; everything else still needs one', async () => {
-    const operator = new ApiClient(open.url, { workerId: 'operator', token: open.token });
+    const operator = new ApiClient(open.url, { token: open.token });
     const before = await snapshot(open, operator, [run.runId]);
     const id = run.runId;
     for (const path of ['/v1/runs', `/v1/runs/${id}`, `/v1/runs/${id}/metrics`]) {

@@ -142,7 +142,7 @@ beforeAll(async () => {
   stateDir = await mkdtemp(path.join(tmpdir(), 'edgetrain-faults-'));
   coordinator = await startCoordinator({ persistDir: stateDir });
   proxy = await startFaultProxy(coordinator.url);
-  api = new ApiClient(proxy.url, { workerId: 'fault-test', token: coordinator.token, retryForMs: 30_000 });
+  api = new ApiClient(proxy.url, { token: coordinator.token, retryForMs: 30_000 });
   await prepareFixtureDataset(api);
   workers = await Promise.all([0, 1].map((index) => startWorkerdWorker({ index, apiUrl: proxy.url })));
   const run = await startRun();
@@ -374,7 +374,7 @@ describe('fault injection: the run survives and learns exactly what a fault-free
 
   it('5. stalled workers holding leases, one silent and one heartbeating forever, cost a lease window, not leaseMs', async () => {
     const run = await startRun({ leaseMs: 60_000 });
-    const stall = (id: string) => new ApiClient(proxy.url, { workerId: id, token: run.workerToken });
+    const stall = (id: string) => new ApiClient(proxy.url, { token: run.workerToken });
     const takeLease = async (client: ApiClient): Promise<Lease> => {
       for (;;) {
         const reply = await client.lease(run.runId);

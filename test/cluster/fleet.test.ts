@@ -32,7 +32,7 @@ beforeEach(async () => {
       maxConcurrency: MAX_CONCURRENCY,
     },
   });
-  api = new ApiClient(coordinator.url, { workerId: 'fleet-test', token: coordinator.token });
+  api = new ApiClient(coordinator.url, { token: coordinator.token });
   await prepareFixtureDataset(api);
 });
 
@@ -52,7 +52,7 @@ const awaitMessages = (runId: string, count: number, timeoutMs = 5000) =>
 
 /** The chain as one invocation of `message` (attempt `attempts`) sees it. */
 function invocation(message: QueuedMessage<ChainMessage>, attempts = message.attempts, nonce = crypto.randomUUID().replaceAll('-', '').slice(0, 16)) {
-  const client = new ApiClient(coordinator.url, { workerId: message.body.chain, token: message.body.token });
+  const client = new ApiClient(coordinator.url, { token: message.body.token });
   const ticket: ChainTicket = { generation: message.body.generation, invocation: `${message.id}/${attempts}/${nonce}` };
   return { client, ticket, runId: message.body.runId };
 }
@@ -93,7 +93,7 @@ describe('the supervised fleet', { retry: 1, timeout: 75_000 }, () => {
     expect(await retry.client.claimChain(run.runId, retry.ticket)).toEqual({ type: 'go' });
     expect(await first.client.lease(run.runId, first.ticket)).toMatchObject({ type: 'stop', reason: 'superseded' });
     // A worker calling itself a chain without a ticket is refused the chain's work.
-    expect(await new ApiClient(coordinator.url, { workerId: m0.body.chain, token: m0.body.token }).lease(run.runId)).toMatchObject({ type: 'stop' });
+    expect(await new ApiClient(coordinator.url, { token: m0.body.token }).lease(run.runId)).toMatchObject({ type: 'stop' });
     // Handing over sends exactly one message: the chain's next generation.
     expect(await retry.client.handOver(run.runId, retry.ticket)).toEqual({ handedOver: true });
     expect(await first.client.handOver(run.runId, first.ticket)).toEqual({ handedOver: false });
@@ -142,8 +142,8 @@ describe('the supervised fleet', { retry: 1, timeout: 75_000 }, () => {
   it('a coordinator reset mid-run (as a deploy does) is answered 503 + Retry-After and retried, not fatal', async () => {
     const run = await createRun(1);
     const spec = await api.spec(run.runId);
-    const a = new ApiClient(coordinator.url, { workerId: 'hand-a', token: run.workerToken, retryForMs: 20_000 });
-    const b = new ApiClient(coordinator.url, { workerId: 'hand-b', token: run.workerToken, retryForMs: 20_000 });
+    const a = new ApiClient(coordinator.url, { token: run.workerToken, retryForMs: 20_000 });
+    const b = new ApiClient(coordinator.url, { token: run.workerToken, retryForMs: 20_000 });
     const leaseA = await a.lease(run.runId);
     const leaseB = await b.lease(run.runId);
     if (leaseA.type !== 'lease' || leaseB.type !== 'lease') throw new Error('expected two leases');

@@ -86,3 +86,16 @@ export async function waitFor<T>(read: () => Promise<T>, done: (v: T) => boolean
     await new Promise((r) => setTimeout(r, 25));
   }
 }
+
+/**
+ * Worker clients by name: the same name is the same client, so it works under the same minted identity
+ * on each run (its id: `client.workerId`, once it has called).
+ */
+export function namedWorkers(make: () => ApiClient): (name: string) => ApiClient {
+  const clients = new Map<string, ApiClient>();
+  return (name) => {
+    let client = clients.get(name);
+    if (!client) clients.set(name, (client = make()));
+    return client;
+  };
+}

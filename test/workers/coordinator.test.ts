@@ -18,7 +18,7 @@ import { runIndexKey, snapshotKey } from '../../shared/storage-keys';
 import { decodeCheckpoint } from '../../shared/training/checkpoint';
 import { ApiClient, type Fetch } from '../../workers/gradient/client';
 import { fixtureFiles } from '../support/cifar-fixture';
-import { evalFrame, gradientFrame, leaseOrFail, mismatches, refusal, statusAndReason, waitFor, type FrameOptions } from '../support/hand-worker';
+import { evalFrame, gradientFrame, leaseOrFail, mismatches, refusal, statusAndReason, waitFor, type FrameOptions, namedWorkers } from '../support/hand-worker';
 
 const DATASET = 'fixture';
 /** 500 train / 100 test images; trainLimit 128 with batch 64 gives 2 steps per epoch of 2 shards each. */
@@ -35,7 +35,7 @@ let prepared: PrepareReport;
 
 beforeAll(async () => {
   coordinator = await startCoordinator();
-  api = new ApiClient(coordinator.url, { workerId: 'test-user', token: coordinator.token });
+  api = new ApiClient(coordinator.url, { token: coordinator.token });
   cifar = assembleCifar10(fixtureFiles(100), 'fixture');
   prepared = await prepareDataset(api, cifar, DATASET, 128);
 });
@@ -46,7 +46,7 @@ afterAll(async () => {
 
 // ---------- helpers ----------
 
-const worker = (id: string) => new ApiClient(coordinator.url, { workerId: id, token: coordinator.token });
+const worker = namedWorkers(() => new ApiClient(coordinator.url, { token: coordinator.token }));
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** POST /v1/runs with TINY plus `overrides` (cluster merged); asserts 201 and returns status and spec. */
@@ -433,7 +433,7 @@ describe('TrainingCoordinator over the HTTP API (Miniflare: real DO, KV, R2)', (
     // A lease id that is no UUID is refused before either.
     const ghost = { ...a, leaseId: '00000000-0000-4000-8000-000000000000' };
     expect(await refused(w.submitGradient(ghost, gradientFrame(ghost, spec, 1.0)))).toEqual({ status: 403, reason: 'forbidden' });
-    const signed = { ...ghost, token: await leaseToken(await signingKey(coordinator.token), runId, ghost.leaseId, w.workerId) };
+    const signed = { ...ghost, token: await leaseToken(await signingKey(coordinator.token), runId, ghost.leaseId, w.workerId!, { expiresAt: Date.now() + 60_000, maxBytes: 1 << 24 }) };
     expect(await refused(w.submitGradient(signed, gradientFrame(signed, spec, 1.0)))).toEqual({ status: 409, reason: 'unknown-lease' });
     const notUuid = { ...a, leaseId: 'not-a-lease' };
     expect(await refused(w.submitGradient(notUuid, gradientFrame(notUuid, spec, 1.0)))).toEqual({ status: 400, reason: 'lease-id' });
@@ -808,7 +808,7 @@ describe('TrainingCoordinator: guards found in review', () => {
     // lease lookup.
     const ghost = { ...t1, leaseId: '00000000-0000-4000-8000-000000000000' };
     expect(statusAndReason(await refusal(w.submitGradient(ghost, gradientFrame(ghost, spec, 0))))).toEqual({ status: 403, reason: 'forbidden' });
-    const signed = { ...ghost, token: await leaseToken(await signingKey(coordinator.token), runId, ghost.leaseId, w.workerId) };
+    const signed = { ...ghost, token: await leaseToken(await signingKey(coordinator.token), runId, ghost.leaseId, w.workerId!, { expiresAt: Date.now() + 60_000, maxBytes: 1 << 24 }) };
     expect(statusAndReason(await refusal(w.submitGradient(signed, gradientFrame(signed, spec, 0))))).toEqual(finished);
     expect(await api.status(runId)).toMatchObject({ state: 'completed', step: 2, testLoss: 1.5, testAccuracy: 0.4 });
   });
@@ -914,7 +914,7 @@ describe('TrainingCoordinator: guards found in review', () => {
         throw e;
       }
     };
-    const client = new ApiClient(coordinator.url, { workerId: 'prepare-again', token: coordinator.token, fetch: counting });
+    const client = new ApiClient(coordinator.url, { token: coordinator.token, fetch: counting });
     const blockPuts = () => calls.filter((c) => c.path.startsWith('/v1/datasets/blocks/'));
 
     const first = await prepareDataset(client, big, bigName, 1500);

@@ -11,7 +11,7 @@ import type { Lease, RunRequest, RunSpec, RunStatus, WorkerSummary } from '../..
 import { snapshotKey } from '../../shared/storage-keys';
 import { decodeCheckpoint } from '../../shared/training/checkpoint';
 import { ApiClient } from '../../workers/gradient/client';
-import { evalFrame, gradientFrame, leaseOrFail, mismatches, refusal, statusAndReason, waitFor } from '../support/hand-worker';
+import { evalFrame, gradientFrame, leaseOrFail, mismatches, refusal, statusAndReason, waitFor, namedWorkers } from '../support/hand-worker';
 import { prepareFixtureDataset } from '../support/fixture-dataset';
 
 const DATASET = 'fixture';
@@ -26,7 +26,7 @@ let api: ApiClient;
 
 beforeAll(async () => {
   coordinator = await startCoordinator();
-  api = new ApiClient(coordinator.url, { workerId: 'test-user', token: coordinator.token });
+  api = new ApiClient(coordinator.url, { token: coordinator.token });
   await prepareFixtureDataset(api);
 });
 
@@ -36,7 +36,7 @@ afterAll(async () => {
 
 // ---------- helpers ----------
 
-const worker = (id: string) => new ApiClient(coordinator.url, { workerId: id, token: coordinator.token });
+const worker = namedWorkers(() => new ApiClient(coordinator.url, { token: coordinator.token }));
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** POST /v1/runs with TINY plus `overrides` (cluster merged); returns the run id and its spec. */
