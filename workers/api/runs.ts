@@ -14,7 +14,7 @@ import { CAPTIONS_PREFIX, precomputeCaptionSet, type CaptionSetEntry } from '../
 import { IMAGE_CAPTIONS_PREFIX, type ImageCaptionIndex } from '../../shared/text/image-captions';
 import { placeholderCaptionSet } from '../../shared/training/caption-feed';
 import { requireAccess, requireLeaseToken, type App } from './auth';
-import { readBoundedBody } from './bounded-body';
+import { FRAME_LIMIT, readBoundedBody } from './bounded-body';
 import { kvCaptionStore, kvHead } from './captions';
 import { findManifest } from './datasets';
 import { readVersion } from '../../shared/params-cache';
@@ -25,12 +25,6 @@ import { fitWorkerMemory } from './worker-memory';
 const JSON_LIMIT = 64 * 1024;
 /** Cloudflare's ceiling on a queue's concurrent consumer invocations. */
 const QUEUE_CONCURRENCY_MAX = 250;
-/**
- * The largest answer the API reads: a lease's own bound (its token's maxBytes) is usually far lower. Below
- * Cloudflare's request body limit on every plan (100 MB Free and Pro, 200 MB Business, 500 MB Enterprise:
- * https://developers.cloudflare.com/workers/platform/limits/#request-limits).
- */
-const FRAME_LIMIT = 64 * 1024 * 1024;
 /** How long a run's worker token lives unless ?ttlHours= says otherwise, and the longest it may. */
 const WORKER_TOKEN_TTL_HOURS = 7 * 24;
 const WORKER_TOKEN_MAX_HOURS = 90 * 24;
