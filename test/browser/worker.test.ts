@@ -20,6 +20,7 @@ import { captionsForModel } from '../../shared/text/caption-store';
 import { decodeGradient, decodeParams, type GradientSubmission, type ParameterSet } from '../../shared/wire';
 import type { BrowserWorkerStatus } from '../../workers/browser/main';
 import { BlockCache } from '../../workers/gradient/block-cache';
+import { workerOfRequest } from '../support/hand-worker';
 import { ApiClient } from '../../workers/gradient/client';
 import { LocalComputer } from '../../workers/gradient/lease-computer';
 import { loadOrt } from '../../workers/ort/node';
@@ -118,7 +119,7 @@ describe.skipIf(WITHOUT_CHROMIUM)('browser worker page in headless Chromium', ()
       const runId = runOf(req.path);
       const c = runId ? captured.get(runId) : undefined;
       if (!c) return res;
-      const worker = String(req.headers['x-worker-id']);
+      const worker = workerOfRequest(req.headers);
       if (req.method === 'POST' && /\/gradient$/.test(req.path)) {
         c.gradients.push({ leaseId: req.path.split('/')[5], worker, status: res.status, frame: decodeGradient(req.body.slice()) });
       } else if (res.status === 200 && req.method === 'POST' && /\/leases$/.test(req.path)) {

@@ -148,10 +148,11 @@ describe('the supervised fleet', { retry: 1, timeout: 75_000 }, () => {
     const leaseB = await b.lease(run.runId);
     if (leaseA.type !== 'lease' || leaseB.type !== 'lease') throw new Error('expected two leases');
     // Both shards are out: a third worker's lease request long-polls inside the coordinator when the reset comes.
+    const { credential } = await new ApiClient(coordinator.url, { token: run.workerToken }).identity(run.runId);
     const polling = fetch(`${coordinator.url}/v1/runs/${run.runId}/leases`, {
       method: 'POST',
-      headers: { authorization: `Bearer ${run.workerToken}`, 'content-type': 'application/json', 'x-worker-id': 'hand-c' },
-      body: JSON.stringify({ worker: 'hand-c' }),
+      headers: { authorization: `Bearer ${credential}`, 'content-type': 'application/json' },
+      body: '{}',
     });
     await new Promise((r) => setTimeout(r, 300));
     const reset = await fetch(`${coordinator.url}/v1/runs/${run.runId}/reset`, { method: 'POST', headers: { authorization: `Bearer ${coordinator.token}` } });

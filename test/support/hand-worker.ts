@@ -1,5 +1,6 @@
 // Hand-driven gradient workers for coordinator tests: leases taken and frames posted by the test
 // itself, with known gradients, so every applied update, duplicate and refusal can be checked exactly.
+import { credentialClaims } from '../../shared/auth';
 import { encodeEval, encodeGradient } from '../../shared/wire';
 import type { Lease, RunSpec } from '../../shared/protocol';
 import { ApiError, type ApiClient } from '../../workers/gradient/client';
@@ -98,4 +99,10 @@ export function namedWorkers(make: () => ApiClient): (name: string) => ApiClient
     if (!client) clients.set(name, (client = make()));
     return client;
   };
+}
+
+/** The worker a proxied request was sent as: the id its credential names ('' for any other bearer). */
+export function workerOfRequest(headers: Record<string, string | string[] | undefined>): string {
+  const m = /^Bearer (\S+)$/.exec(String(headers['authorization'] ?? ''));
+  return (m && credentialClaims(m[1])?.workerId) ?? '';
 }

@@ -269,9 +269,10 @@ describe('TrainingCoordinator over the HTTP API (Miniflare: real DO, KV, R2)', (
     const b = await leaseOrFail(w, runId);
     const fa = gradientFrame(a, spec, 1.0, { loss: 2.0 });
     const fb = gradientFrame(b, spec, 3.0, { loss: 4.0 });
+    const { credential } = await w.identity(runId);
 
     const post = (lease: Lease, frame: Uint8Array<ArrayBuffer>) =>
-      fetch(`${coordinator.url}/v1/runs/${runId}/leases/${lease.leaseId}/gradient`, { method: 'POST', headers: { authorization: `Bearer ${coordinator.token}`, 'x-worker-id': 'w', 'x-lease-token': lease.token }, body: frame });
+      fetch(`${coordinator.url}/v1/runs/${runId}/leases/${lease.leaseId}/gradient`, { method: 'POST', headers: { authorization: `Bearer ${credential}`, 'x-lease-token': lease.token }, body: frame });
     expect(await w.submitGradient(a, fa)).toEqual({ accepted: true, version: 0 });
     const again = await post(a, fa);
     expect([again.status, await again.json()]).toEqual([200, { accepted: false, reason: 'duplicate', version: 0 }]);

@@ -275,11 +275,12 @@ describe('TrainingCoordinator fault handling (Miniflare: real DO, KV, R2)', () =
     const hog = worker('rl-hog');
     const lease = await leaseOrFail(hog, runId);
     const before = await api.status(runId);
+    const { credential } = await hog.identity(runId);
 
     const heartbeat = () =>
       fetch(`${coordinator.url}/v1/runs/${runId}/leases/${lease.leaseId}/heartbeat`, {
         method: 'POST',
-        headers: { authorization: `Bearer ${coordinator.token}`, 'x-worker-id': 'rl-hog', 'x-lease-token': lease.token },
+        headers: { authorization: `Bearer ${credential}`, 'x-lease-token': lease.token },
       }).then(async (r) => ({ status: r.status, retryAfter: r.headers.get('retry-after'), contentType: r.headers.get('content-type'), body: (await r.json()) as { reason?: string; error?: string } }));
     const answers = await Promise.all(Array.from({ length: 300 }, heartbeat));
     const limited = answers.filter((r) => r.status === 429);
