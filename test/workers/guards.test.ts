@@ -68,9 +68,10 @@ async function paramsAt(runId: string, version: number): Promise<Float32Array> {
 /** `params` after one SGD step (lr 0.5) with every gradient `mean`, rounded to float32 as the coordinator does. */
 const sgd = (params: Float32Array, mean: number) => Float32Array.from(params, (p) => p - 0.5 * mean);
 
-/** The run's summary of `id`; fails when the run has none. */
+/** The run's summary of named worker `id` (the identity it was minted there); fails when the run has none. */
 async function workerOf(runId: string, id: string): Promise<WorkerSummary> {
-  const w = (await api.status(runId)).workers.find((x) => x.worker === id);
+  const minted = (await worker(id).identity(runId)).workerId;
+  const w = (await api.status(runId)).workers.find((x) => x.worker === minted);
   if (!w) throw new Error(`run ${runId} lists no worker ${id}`);
   return w;
 }
