@@ -333,7 +333,8 @@ describe('TrainingCoordinator over the HTTP API (Miniflare: real DO, KV, R2)', (
     expect(statusAndReason(forgotten)).toEqual({ status: 409, reason: 'unknown-lease' });
     expect(await api.status(runId)).toMatchObject({ step: 3, state: 'training' });
     // Four refusals recorded, but the 409s are no bad data: the worker is not excluded.
-    const me = (await api.status(runId)).workers.find((x) => x.worker === 'w');
+    const mine = (await w.identity(runId)).workerId;
+    const me = (await api.status(runId)).workers.find((x) => x.worker === mine);
     expect([me?.accepted, me?.rejected, me?.excluded]).toEqual([2, 4, undefined]);
   });
 
@@ -447,7 +448,7 @@ describe('TrainingCoordinator over the HTTP API (Miniflare: real DO, KV, R2)', (
     expect(await refused(w.lease('r-no-such-run'))).toEqual({ status: 404, reason: 'unknown-run' });
     expect(await refused(api.status('Not_A_Run'))).toEqual({ status: 400, reason: 'run-id' });
     expect(await refused(api.params(runId, -1))).toEqual({ status: 400, reason: 'version' });
-    const badLeaseBody = await fetch(`${coordinator.url}/v1/runs/${runId}/leases`, { method: 'POST', headers: { authorization: `Bearer ${coordinator.token}`, 'content-type': 'application/json' }, body: '{"who":"x"}' });
+    const badLeaseBody = await fetch(`${coordinator.url}/v1/runs/${runId}/leases`, { method: 'POST', headers: { authorization: `Bearer ${(await worker('bad-body').identity(runId)).credential}`, 'content-type': 'application/json' }, body: '{"who":"x"}' });
     expect([badLeaseBody.status, ((await badLeaseBody.json()) as { reason: string }).reason]).toEqual([400, 'body']);
 
     // Nothing was counted and no worker excluded: new leases answer and the step applies exactly once.
@@ -612,7 +613,8 @@ describe('TrainingCoordinator over the HTTP API (Miniflare: real DO, KV, R2)', (
     // Only the worker list moved: the refused submission is recorded against its worker.
     const settled = await api.status(runId);
     expect(settled).toEqual({ ...cancelled, workers: settled.workers });
-    expect(settled.workers.find((x) => x.worker === 'w')).toMatchObject({ accepted: 0, rejected: 1 });
+    const mine = (await w.identity(runId)).workerId;
+    expect(settled.workers.find((x) => x.worker === mine)).toMatchObject({ accepted: 0, rejected: 1 });
 
     // Again: same answer, nothing rewritten.
     const again = await api.cancel(runId);
@@ -759,7 +761,7 @@ describe('TrainingCoordinator: guards found in review', () => {
     expect(failed.error).toMatch(/shard 0\b/);
     expect(failed.error).toContain('gradient value 7 is NaN');
     expect(mismatches((await paramsAt(runId, 1)).params, (i) => v1.params[i])).toEqual([]);
-    expect(await worker('dv-w6').lease(runId)).toEqual({ type: 'done', state: 'failed' });
+    expect(await worker('dv-w2').lease(runId)).toEqual({ type: 'done', state: 'failed' });
     expect(await kvSummary(runId)).toMatchObject({ runId, state: 'failed' });
     expect((await api.listRuns()).runs.find((r) => r.runId === runId)?.state).toBe('failed');
     // A finite answer for the failing shard now comes too late.
@@ -808,9 +810,12 @@ describe('TrainingCoordinator: guards found in review', () => {
     // coordinator sees it; with a token signed for it, the coordinator answers 'finished' before any
     // lease lookup.
     const ghost = { ...t1, leaseId: '00000000-0000-4000-8000-000000000000' };
-    expect(statusAndReason(await refusal(w.submitGradient(ghost, gradientFrame(ghost, spec, 0))))).toEqual({ status: 403, reason: 'forbidden' });
-    const signed = { ...ghost, token: await leaseToken(await signingKey(coordinator.token), runId, ghost.leaseId, w.workerId!, { expiresAt: Date.now() + 60_000, maxBytes: 1 << 24 }) };
-    expect(statusAndReason(await refusal(w.submitGradient(signed, gradientFrame(signed, spec, 0))))).toEqual(finished);
+    // (As fin-t1, who holds an identity on this run: minting a new one is refused once the run is over.)
+    const holder = worker('fin-t1');
+    expect(statusAndReason(await refusal(worker('fin-new').lease(runId)))).toEqual(finished);
+    expect(statusAndReason(await refusal(holder.submitGradient(ghost, gradientFrame(ghost, spec, 0))))).toEqual({ status: 403, reason: 'forbidden' });
+    const signed = { ...ghost, token: await leaseToken(await signingKey(coordinator.token), runId, ghost.leaseId, (await holder.identity(runId)).workerId, { expiresAt: Date.now() + 60_000, maxBytes: 1 << 24 }) };
+    expect(statusAndReason(await refusal(holder.submitGradient(signed, gradientFrame(signed, spec, 0))))).toEqual(finished);
     expect(await api.status(runId)).toMatchObject({ state: 'completed', step: 2, testLoss: 1.5, testAccuracy: 0.4 });
   });
 
@@ -874,7 +879,8 @@ describe('TrainingCoordinator: guards found in review', () => {
 
     // The lease request body is strict too.
     const { runId } = await createRun();
-    const res = await fetch(`${coordinator.url}/v1/runs/${runId}/leases`, { method: 'POST', headers: { authorization: `Bearer ${coordinator.token}`, 'content-type': 'application/json' }, body: '{"worker":"w","who":"x"}' });
+    const { credential } = await worker('strict-body').identity(runId);
+    const res = await fetch(`${coordinator.url}/v1/runs/${runId}/leases`, { method: 'POST', headers: { authorization: `Bearer ${credential}`, 'content-type': 'application/json' }, body: '{"who":"x"}' });
     const body = (await res.json()) as { reason: string; issues: unknown };
     expect([res.status, body.reason, body.issues]).toEqual([400, 'body', [unknown('who')]]);
     expect((await api.status(runId)).state).toBe('created');
