@@ -11,6 +11,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { QueuedMessage } from '../../cli/cluster/queue-broker';
 import { startCoordinator, type LocalCoordinator } from '../../cli/cluster/local';
 import type { ChainMessage, ChainTicket, RunCreated, RunRequest } from '../../shared/protocol';
+import { credentialClaims } from '../../shared/auth';
 import { ApiClient } from '../../workers/gradient/client';
 import { gradientFrame, refusal, statusAndReason, waitFor } from '../support/hand-worker';
 import { prepareFixtureDataset } from '../support/fixture-dataset';
@@ -63,7 +64,8 @@ describe('the supervised fleet', { retry: 1, timeout: 75_000 }, () => {
     const messages = await awaitMessages(run.runId, 150);
     expect(messages).toHaveLength(150);
     expect(new Set(messages.map((m) => m.body.chain)).size).toBe(150);
-    expect(messages.every((m) => m.body.generation === 1 && m.body.token === run.workerToken)).toBe(true);
+    // Each chain's message carries its own credential, for its own id and run (not the run's worker token).
+    expect(messages.every((m) => m.body.generation === 1 && credentialClaims(m.body.token)?.workerId === m.body.chain && credentialClaims(m.body.token)?.runId === run.runId)).toBe(true);
     const status = await api.status(run.runId);
     expect(status.fleet?.target).toBe(150);
     expect(status.fleet?.chains).toHaveLength(150);
