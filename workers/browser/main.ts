@@ -49,6 +49,8 @@ export interface BrowserWorkerStatus {
   /** How the loop ended: 'done' (the run is over), 'excluded', 'stopped'. */
   reason: WorkReport['reason'] | null;
   runState: RunState | null;
+  /** The id the run's coordinator minted for this page (null until it joined). */
+  workerId: string | null;
   error: string | null;
   log: string[];
 }
@@ -74,6 +76,7 @@ const status: BrowserWorkerStatus = {
   done: false,
   reason: null,
   runState: null,
+  workerId: null,
   error: null,
   log: [],
 };
@@ -173,7 +176,8 @@ async function start(p: WorkerParams): Promise<void> {
     status.ms = computer.ms;
     log(`computing on ${computer.ep}${computer.ep === 'webgpu' ? ` (${computer.adapter})` : ''}`);
     const api = new CountingClient(p.api, { token: p.token, retryForMs: 60_000 });
-    $('who').textContent = `${(await api.identity(p.run)).workerId} on run ${p.run} at ${p.api}`;
+    status.workerId = (await api.identity(p.run)).workerId;
+    $('who').textContent = `${status.workerId} on run ${p.run} at ${p.api}`;
     const report = await workLoop({
       api,
       runId: p.run,
