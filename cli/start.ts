@@ -46,7 +46,7 @@ const FLAGS = {
 } as const;
 
 /** The flags that describe the run `start` creates; --serve creates none. */
-const RUN_ONLY = [...Object.keys(CONFIG_FLAGS), 'micro-batch', 'graph-batch', 'lease-ms', 'commit-every', 'snapshot-every', 'aggregators', 'data', 'out', 'keep', 'run', 'captions', 'image-captions'];
+const RUN_ONLY = [...Object.keys(CONFIG_FLAGS), 'micro-batch', 'graph-batch', 'lease-ms', 'commit-every', 'snapshot-every', 'aggregators', 'max-workers', 'data', 'out', 'keep', 'run', 'captions', 'image-captions'];
 
 const PROFILES = ['local', 'cloudflare'] as const;
 type Profile = (typeof PROFILES)[number];
