@@ -163,7 +163,9 @@ export class ApiClient {
       current.catch(() => this.identities.delete(id));
     }
     let identity = await current;
-    if (identity.expiresAt - Date.now() < RENEW_BEFORE_MS && identity.expiresAt > Date.now()) {
+    // A chain's credential comes with its queue message and is not renewed (its invocations last minutes).
+    const renewable = !identity.workerId.startsWith('chain-');
+    if (renewable && identity.expiresAt - Date.now() < RENEW_BEFORE_MS && identity.expiresAt > Date.now()) {
       const renewed = this.client.v1.runs[':id'].workers.renew.$post({ param: { id } }, { headers: { authorization: `Bearer ${identity.credential}` } }).then((r) => json<WorkerIdentity>(r));
       this.identities.set(id, renewed);
       renewed.catch(() => this.identities.delete(id));
