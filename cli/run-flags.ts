@@ -14,12 +14,14 @@ export const CLUSTER_FLAGS = {
   'snapshot-every': { type: 'string' },
   workers: { type: 'string' },
   aggregators: { type: 'string' },
+  'max-workers': { type: 'string' },
 } as const;
 
 export const CLUSTER_USAGE = `  --micro-batch N (32)   examples per lease      --graph-batch N   examples per graph run inside a lease (accumulated)
   --eval-graph-batch N   examples per eval graph run inside an eval lease (default: the preset's)
   --lease-ms N (30000)  --commit-every N (1)  --snapshot-every N (100)
-  --aggregators N (0)    aggregator objects summing each step's gradients (shard s → s mod N) before the coordinator`;
+  --aggregators N (0)    aggregator objects summing each step's gradients (shard s → s mod N) before the coordinator
+  --max-workers N        worker identities the run takes at once (default max(16, 4 × workers))`;
 
 export const RUN_FLAGS = {
   ...CONFIG_FLAGS,
@@ -63,6 +65,7 @@ export function clusterFromValues(v: Values, defaults: Partial<ClusterConfig> = 
     ['snapshot-every', 'snapshotEvery'],
     ['workers', 'workers'],
     ['aggregators', 'aggregators'],
+    ['max-workers', 'maxWorkers'],
   ];
   const cluster: Partial<Record<keyof ClusterConfig, number>> = { ...defaults };
   for (const [flag, field] of fields) {

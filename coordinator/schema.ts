@@ -65,6 +65,11 @@ const MIGRATIONS: readonly (readonly string[])[] = [
       restarts INTEGER NOT NULL DEFAULT 0
     )`,
   ],
+  [
+    // Minted worker identities (identities.ts): when each expires. NULL: a chain's row, or a
+    // self-named worker's from before identities were minted (refused from now on, kept for the record).
+    `ALTER TABLE workers ADD COLUMN expires_at INTEGER`,
+  ],
 ];
 
 export function migrate(sql: SqlStorage): void {

@@ -66,7 +66,7 @@ async function storeCaptionChunk(): Promise<{ chunk: string; encoder: string }> 
 
 beforeAll(async () => {
   coordinator = await startCoordinator();
-  api = new ApiClient(coordinator.url, { workerId: 'operator', token: coordinator.token });
+  api = new ApiClient(coordinator.url, { token: coordinator.token });
   manifest = (await prepareFixtureDataset(api)).manifest;
   // The fixture under the default dataset's name too: a body the API ignores then creates a default run.
   await api.putManifest('cifar10', manifest);

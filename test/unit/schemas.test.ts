@@ -113,7 +113,7 @@ describe('one source for every bound', () => {
   });
 
   it('the CLI cluster flags and the HTTP request accept and refuse the same values', () => {
-    const flags: Record<string, string> = { microBatch: 'micro-batch', graphBatch: 'graph-batch', evalGraphBatch: 'eval-graph-batch', leaseMs: 'lease-ms', commitEvery: 'commit-every', snapshotEvery: 'snapshot-every', workers: 'workers', aggregators: 'aggregators' };
+    const flags: Record<string, string> = { microBatch: 'micro-batch', graphBatch: 'graph-batch', evalGraphBatch: 'eval-graph-batch', leaseMs: 'lease-ms', commitEvery: 'commit-every', snapshotEvery: 'snapshot-every', workers: 'workers', aggregators: 'aggregators', maxWorkers: 'max-workers' };
     const wrong: string[] = [];
     for (const [field, schema] of Object.entries(clusterConfigFields.shape)) {
       expect(probes(schema).length, field).toBeGreaterThan(0);
