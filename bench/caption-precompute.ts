@@ -138,7 +138,7 @@ export async function benchCaptions(args: string[], print: (row: object) => void
     t0 = performance.now();
     local = await startCoordinator();
     const coordinatorStartMs = ms(t0);
-    const store = new ApiClient(local.url, { workerId: 'bench-captions', token: local.token }).captionStore();
+    const store = new ApiClient(local.url, { token: local.token }).captionStore();
     const kv = await local.mf.getKVNamespace('KV');
     // The opened encoder, run in batches of the CLI's default size; same id, so the same content address.
     const precomputeEncoder: CaptionEncoder = { id: encoder.id, dim, encode: (t) => encodeInBatches(encoder, t, PRECOMPUTE_BATCH) };

@@ -75,7 +75,7 @@ export async function benchCluster(args: string[], print: (o: object) => void): 
   const coordinator = await startCoordinator();
   const workers: WorkerdWorker[] = [];
   try {
-    const api = new ApiClient(coordinator.url, { workerId: 'bench', token: coordinator.token });
+    const api = new ApiClient(coordinator.url, { token: coordinator.token });
     await prepareDataset(api, data, 'bench', 5000);
     workers.push(...(await Promise.all([0, 1].map((index) => startWorkerdWorker({ index, apiUrl: coordinator.url })))));
     for (const c of cases) {

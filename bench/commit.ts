@@ -33,7 +33,7 @@ export async function benchCommit(args: string[], print: (o: object) => void): P
   const token = `bench-${crypto.randomUUID()}`;
   let coordinator: LocalCoordinator = await startCoordinator({ persistDir: dir, token });
   try {
-    let api = new ApiClient(coordinator.url, { workerId: 'bench', token });
+    let api = new ApiClient(coordinator.url, { token });
     const images = Math.max(400, 2 * steps);
     await prepareDataset(api, blankData(images, images), 'bench', 5000);
     const { runId } = await api.createRun(RUN);
@@ -56,7 +56,7 @@ export async function benchCommit(args: string[], print: (o: object) => void): P
     const logged = steps % FULL_STATE_EVERY;
     await coordinator.dispose();
     coordinator = await startCoordinator({ persistDir: dir, token });
-    api = new ApiClient(coordinator.url, { workerId: 'bench', token });
+    api = new ApiClient(coordinator.url, { token });
     const firstMs = await timeFirstRequest(api, runId);
     const warmMs = median(await Promise.all([0, 1, 2].map(() => timeFirstRequest(api, runId))));
     print({ bench: 'commit', what: 'restart: load the full state and replay the log', loggedSteps: logged, firstRequestMs: +firstMs.toFixed(1), warmRequestMs: +warmMs.toFixed(1) });

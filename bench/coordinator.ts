@@ -125,7 +125,7 @@ export async function benchCoordinator(args: string[], print: (o: object) => voi
   const throughput: { workers: number; imagesPerSecond: number; outPerStep: number }[] = [];
   let design = 'after';
   try {
-    const api = new ApiClient(coordinator.url, { workerId: 'bench', token: coordinator.token });
+    const api = new ApiClient(coordinator.url, { token: coordinator.token });
     await prepareDataset(api, blankData(TRAIN_IMAGES, TEST_IMAGES), 'bench', 4096);
     for (const n of counts) {
       const batch = n * leaseSize;
@@ -152,7 +152,7 @@ export async function benchCoordinator(args: string[], print: (o: object) => voi
       };
       const started = performance.now();
       const workers = Array.from({ length: n }, (_, i) =>
-        syntheticWorker(new ApiClient(coordinator.url, { workerId: `synthetic-${i}`, token: run.workerToken, retryForMs: 30_000 }), run.runId, frame.slice(), traffic),
+        syntheticWorker(new ApiClient(coordinator.url, { token: run.workerToken, retryForMs: 30_000 }), run.runId, frame.slice(), traffic),
       );
       let metrics: readonly StepMetric[] = [];
       while (metrics.length < WARMUP_STEPS + steps + 1) {

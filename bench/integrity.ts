@@ -58,7 +58,7 @@ export async function benchIntegrity(args: string[], print: (o: object) => void)
   const coordinator = await startCoordinator();
   const workers = Array.from({ length: WORKERS }, () => NodeWorker.start({ runtime: 'web', threads: 1 }));
   try {
-    const api = new ApiClient(coordinator.url, { workerId: 'integrity-bench', token: coordinator.token });
+    const api = new ApiClient(coordinator.url, { token: coordinator.token });
     await prepareDataset(api, data);
     let clean: number | undefined;
     const attacks = flag(args, 'attacks')?.split(',');
@@ -70,9 +70,10 @@ export async function benchIntegrity(args: string[], print: (o: object) => void)
       const { runId } = created;
       const token = await api.workerToken(runId);
       const stop = new AbortController();
-      const liar = 'worker-3';
+      const clients = workers.map(() => new ApiClient(coordinator.url, { token, retryForMs: 60_000 }));
+      const liar = (await clients[WORKERS - 1].identity(runId)).workerId;
       const loops = workers.map((w, i) => {
-        const client = new ApiClient(coordinator.url, { workerId: `worker-${i}`, token, retryForMs: 60_000 });
+        const client = clients[i];
         const wrap = c.attack !== 'none' && i === WORKERS - 1 ? (inner: Parameters<typeof dishonest>[0]) => dishonest(inner, c.attack as Dishonesty) : undefined;
         return w.run(client, runId, stop.signal, {}, wrap).catch((e: unknown) => String(e));
       });

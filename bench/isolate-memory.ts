@@ -111,7 +111,7 @@ export async function measureWorkerMemory(c: MemoryCase, log?: (line: string) =>
     // A budget the estimate never reaches: it makes run creation resolve the Workers graph batch, and
     // leaves judging the fit to the measurement.
     coordinator = await startCoordinator({ inspectorPort: coordinatorPort, ...(workers ? { workerMemoryMb: 100_000 } : {}) });
-    const api = new ApiClient(coordinator.url, { workerId: 'memory-bench', token: coordinator.token });
+    const api = new ApiClient(coordinator.url, { token: coordinator.token });
     await prepareDataset(api, syntheticCifar(5 * c.testImages, c.testImages), 'fixture', BLOCK_IMAGES);
     const request: RunRequest = {
       dataset: 'fixture',

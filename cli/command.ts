@@ -48,9 +48,9 @@ export const TARGET_USAGE = `  --url URL              the API (default: $EDGETRA
   token: $EDGETRAIN_TOKEN, else "token" in the config file, else (local URL) the state's api-token`;
 
 /** Resolves the command's target and opens the typed client on it. */
-export async function connectTarget(flags: { url?: string; state?: string }, ctx: CommandContext, opts: { workerId?: string; timeoutMs?: number } = {}): Promise<ApiClient> {
+export async function connectTarget(flags: { url?: string; state?: string }, ctx: CommandContext, opts: { timeoutMs?: number } = {}): Promise<ApiClient> {
   ctx.target = await resolveTarget(flags);
   // Said before any request: whatever answers at the default URL is not the cluster the file named.
   if (ctx.target.staleServer) throw new CliError(staleServerMessage(ctx.target.staleServer, ctx.target.state), EXIT.unreachable);
-  return apiFor(ctx.target, opts.workerId, opts.timeoutMs);
+  return apiFor(ctx.target, opts.timeoutMs);
 }

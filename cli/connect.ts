@@ -41,16 +41,16 @@ export interface Connection {
  * local cluster serving --state (`edgetrain start`; a second coordinator must not open the same
  * state), or else a coordinator of this command's own on --state.
  */
-export async function connect(flags: { url?: string; state?: string }, workerId: string): Promise<Connection> {
+export async function connect(flags: { url?: string; state?: string }): Promise<Connection> {
   const target = await resolveTarget(flags);
   if (target.urlSource !== 'default') {
     if (!target.token) {
       throw new UsageError(`${target.url} (from ${target.urlFrom}) needs a token: set ${TOKEN_ENV} to the deployment's API token (the API_TOKEN secret) or put "token" in .edgetrain/config.json`);
     }
-    return { api: apiFor(target, workerId, 600_000), close: async () => undefined };
+    return { api: apiFor(target, 600_000), close: async () => undefined };
   }
   const token = await localToken(target.state);
   const local = await startCoordinator({ persistDir: target.state, token });
   noteTarget({ ...target, url: local.url, token, tokenFrom: path.join(target.state, 'api-token') });
-  return { api: apiFor({ ...target, url: local.url, token }, workerId, 600_000), local, close: () => local.dispose() };
+  return { api: apiFor({ ...target, url: local.url, token }, 600_000), local, close: () => local.dispose() };
 }

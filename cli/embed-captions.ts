@@ -103,7 +103,7 @@ export async function runCaptions(argv: string[], log: (s: string) => void = con
   if (flags.images && flags.classes) throw new UsageError('captions: --classes (a class caption set) and --images (per-image captions) are different sets; give one');
   const set = flags.images ? undefined : await classCaptions(flags.classes);
   const source = await encoderFromFlags(flags, log);
-  const { api, close } = await connect(flags, 'edgetrain-captions');
+  const { api, close } = await connect(flags);
   try {
     if (!set) return await imageCaptions(api, source, flags as Required<Pick<typeof flags, 'images' | 'test-images'>> & typeof flags, log);
     const report = await precomputeCaptionSet(api.captionStore(), source, flags.name ?? set.name, set.classes);

@@ -53,7 +53,7 @@ export async function runPrepare(argv: string[], log: (s: string) => void = cons
   const flags = parseFlags(argv, FLAGS, 'prepare');
   const blockImages = numberFlag('block-images', flags['block-images'], DEFAULT_BLOCK_IMAGES);
   const data = await loadCifar10({ path: flags.data, log });
-  const { api, close } = await connect(flags, 'edgetrain-prepare');
+  const { api, close } = await connect(flags);
   try {
     const report = await prepareDataset(api, data, flags.name ?? 'cifar10', blockImages);
     log(`dataset ${report.manifest.name} = ${report.manifest.id}: ${report.uploaded} block(s) uploaded (${(report.bytes / 1e6).toFixed(1)} MB), ${report.skipped} already stored`);

@@ -19,6 +19,7 @@ export const CLUSTER_FLAGS = {
   'verify-tolerance': { type: 'string' },
   aggregation: { type: 'string' },
   trim: { type: 'string' },
+  'max-workers': { type: 'string' },
 } as const;
 
 export const CLUSTER_USAGE = `  --micro-batch N (32)   examples per lease      --graph-batch N   examples per graph run inside a lease (accumulated)
@@ -27,7 +28,8 @@ export const CLUSTER_USAGE = `  --micro-batch N (32)   examples per lease      -
   --aggregators N (0)    aggregator objects summing each step's gradients (shard s → s mod N) before the coordinator
   --verify-rate F (0)    fraction of shards also leased to a second worker; answers must agree (liars are excluded)
   --verify-tolerance F (0)  relative difference two answers may have (0: bit for bit; WebGPU workers need > 0)
-  --aggregation mean|trimmed-mean|median (mean)  how a step combines its shards' gradients   --trim F (0.25)`;
+  --aggregation mean|trimmed-mean|median (mean)  how a step combines its shards' gradients   --trim F (0.25)
+  --max-workers N        worker identities the run takes at once (default max(16, 4 × workers))`;
 
 export const RUN_FLAGS = {
   ...CONFIG_FLAGS,
@@ -74,6 +76,7 @@ export function clusterFromValues(v: Values, defaults: Partial<ClusterConfig> = 
     ['verify-rate', 'verifyRate'],
     ['verify-tolerance', 'verifyTolerance'],
     ['trim', 'trim'],
+    ['max-workers', 'maxWorkers'],
   ];
   const cluster: { -readonly [K in keyof ClusterConfig]?: ClusterConfig[K] } = { ...defaults };
   for (const [flag, field] of fields) {

@@ -46,7 +46,7 @@ const FLAGS = {
 } as const;
 
 /** The flags that describe the run `start` creates; --serve creates none. */
-const RUN_ONLY = [...Object.keys(CONFIG_FLAGS), 'micro-batch', 'graph-batch', 'lease-ms', 'commit-every', 'snapshot-every', 'aggregators', 'verify-rate', 'verify-tolerance', 'aggregation', 'trim', 'data', 'out', 'keep', 'run', 'captions', 'image-captions'];
+const RUN_ONLY = [...Object.keys(CONFIG_FLAGS), 'micro-batch', 'graph-batch', 'lease-ms', 'commit-every', 'snapshot-every', 'aggregators', 'max-workers', 'verify-rate', 'verify-tolerance', 'aggregation', 'trim', 'data', 'out', 'keep', 'run', 'captions', 'image-captions'];
 
 const PROFILES = ['local', 'cloudflare'] as const;
 type Profile = (typeof PROFILES)[number];
@@ -124,7 +124,7 @@ async function startCluster(opts: { workers: number; runtime: 'workerd' | 'node'
   log(`API and coordinator at ${coordinator.url} (state in ${opts.state}; API token in ${path.join(opts.state, 'api-token')} unless ${TOKEN_ENV} is set)`);
   // A token goes to a terminal only: output piped into a log file must not hold it.
   log(`  dashboard: ${opts.tty ? `${coordinator.url}/#token=${token}` : `${coordinator.url}/ (the page asks for the token: ${tokenPlace(opts.state)})`}`);
-  const api = new ApiClient(coordinator.url, { workerId: 'edgetrain-cli', token });
+  const api = new ApiClient(coordinator.url, { token });
   const removeOnExit = () => removeServerFile(opts.state);
   const disposers: (() => Promise<void>)[] = [];
   let launch: Cluster['launch'];
@@ -151,7 +151,7 @@ async function startCluster(opts: { workers: number; runtime: 'workerd' | 'node'
         workers.forEach((w, i) => {
           queues[i] = queues[i].then(() =>
             w
-              .run(new ApiClient(coordinator.url, { workerId: `node-worker-${i}`, token: workerToken, retryForMs: 60_000 }), runId, stop.signal)
+              .run(new ApiClient(coordinator.url, { token: workerToken, retryForMs: 60_000 }), runId, stop.signal)
               .then(
                 () => undefined,
                 (e: unknown) => log(`node worker ${i} stopped: ${e instanceof Error ? e.message : String(e)}`),

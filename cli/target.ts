@@ -240,6 +240,6 @@ export function fetchWithTimeout(ms: number): Fetch {
 const CLI_RETRY_MS = 30_000;
 
 /** The typed client for a target. */
-export function apiFor(target: Target, workerId = 'edgetrain-cli', timeoutMs = 120_000): ApiClient {
-  return new ApiClient(target.url, { workerId, token: target.token, fetch: fetchWithTimeout(timeoutMs), retryForMs: CLI_RETRY_MS });
+export function apiFor(target: Target, timeoutMs = 120_000): ApiClient {
+  return new ApiClient(target.url, { token: target.token, fetch: fetchWithTimeout(timeoutMs), retryForMs: CLI_RETRY_MS });
 }

@@ -26,8 +26,8 @@ import type { DatasetManifest } from '../shared/data/blocks';
 import { trainingLayout } from '../shared/models/compile';
 import { decayMask, initBuffers, initParameters } from '../shared/models/params';
 import { createOptimizer, restoreOptimizer, slotCount } from '../shared/optim/optimizer';
-import { signingKey, workerToken } from '../shared/auth';
-import { FINAL_STATES, type ChainClaim, type ChainTicket, type IssuedLease, type LeaseKind, type LeaseReply, type RunConfig, type RunMetrics, type RunSpec, type RunState, type RunStatus, type StepPhases, type SubmitReply } from '../shared/protocol';
+import { signingKey, workerCredential } from '../shared/auth';
+import { FINAL_STATES, maxWorkersOf, type ChainClaim, type ChainMessage, type ChainTicket, type IssuedLease, type LeaseBounds, type LeaseKind, type LeaseReply, type RunConfig, type RunMetrics, type RunSpec, type RunState, type RunStatus, type StepPhases, type SubmitReply } from '../shared/protocol';
 import { snapshotKey } from '../shared/storage-keys';
 import { runGraphHash } from '../shared/graph-hash';
 import { RunPlan } from '../shared/training/plan';
@@ -37,6 +37,7 @@ import { groupShards, type FrameFindings, type GroupPartial, type GroupRound, ty
 import { Admission, DIVERGED, answerableLease, evalProblem, frameVerdict, gradientFindings, wireFailure, type FrameHead } from './admission';
 import type { CoordinatorEnv } from './env';
 import { FLEET_CHECK_MS, Fleet, RESTART_DELAY_S, SILENT_MARGIN_MS, sendChains, type ChainSend } from './fleet';
+import { CREDENTIAL_TTL_MS, Identities, type Minted } from './identities';
 import { LONG_POLL_MS, LeaseScheduler, pickShard, type LeaseRow } from './lease-scheduler';
 import { fail, ok, type Failure, type Outcome } from './outcome';
 import { FULL_STATE_EVERY, RunStore, type Position, type RunRecord, type StatePoint } from './run-store';
@@ -102,12 +103,22 @@ interface ActiveRun {
 
 const notFound = () => fail(404, 'unknown run', 'unknown-run');
 
+/**
+ * Open (active, unanswered) leases one worker may hold at once. The worker loop and the browser page
+ * take one at a time; a second covers a lease request racing its predecessor's answer.
+ */
+export const MAX_OPEN_LEASES = 2;
+
+/** Frame bytes an answer may have beyond its floats (header, lease id, scalars, checksum; see shared/wire). */
+const FRAME_OVERHEAD_BYTES = 1024;
+
 export class TrainingCoordinator extends DurableObject<CoordinatorEnv> {
   private run: ActiveRun | undefined;
   private readonly store: RunStore;
   private readonly leases: LeaseScheduler;
   private readonly admission: Admission;
   private readonly fleet: Fleet;
+  private readonly identities: Identities;
 
   constructor(ctx: DurableObjectState, env: CoordinatorEnv) {
     super(ctx, env);
@@ -115,6 +126,7 @@ export class TrainingCoordinator extends DurableObject<CoordinatorEnv> {
     this.leases = new LeaseScheduler(ctx.storage.sql, { get: () => ctx.storage.getAlarm(), set: (at) => ctx.storage.setAlarm(at) });
     this.admission = new Admission(ctx.storage.sql);
     this.fleet = new Fleet(ctx.storage.sql);
+    this.identities = new Identities(ctx.storage.sql);
     void ctx.blockConcurrencyWhile(async () => {
       this.store.migrate();
       this.run = await this.load();
@@ -285,14 +297,40 @@ export class TrainingCoordinator extends DurableObject<CoordinatorEnv> {
 
   // ---------- the worker protocol ----------
 
-  async lease(worker: string, ticket?: ChainTicket): Promise<Outcome<LeaseReply<IssuedLease>>> {
+  /** A new worker identity for this run (the API signs its credential). */
+  mintWorker(): Outcome<Minted> {
     const run = this.run;
     if (!run) return notFound();
-    const refused = this.admission.gate(worker);
+    if (FINAL_STATES.includes(run.record.state)) return fail(409, `run is ${run.record.state}; it takes no more workers`, 'finished');
+    return this.identities.mint(maxWorkersOf(run.record.spec.config.cluster), Date.now());
+  }
+
+  /** A minted identity's new expiry. */
+  renewWorker(worker: string): Outcome<Minted> {
+    const run = this.run;
+    if (!run) return notFound();
+    if (FINAL_STATES.includes(run.record.state)) return fail(409, `run is ${run.record.state}; it takes no more workers`, 'finished');
+    return this.identities.renew(worker, Date.now());
+  }
+
+  /** Refuses an id this run did not mint (or expired), then an excluded or rate-limited worker. */
+  private gate(worker: string): Failure | undefined {
+    return this.identities.refusal(worker, Date.now()) ?? this.admission.gate(worker);
+  }
+
+  async lease(worker: string, ticket?: ChainTicket): Promise<Outcome<LeaseReply<IssuedLease & LeaseBounds>>> {
+    const run = this.run;
+    if (!run) return notFound();
+    const refused = this.gate(worker);
     if (refused) return refused;
     const chain = this.fleet.check(worker, ticket);
     if (chain.type === 'stop') return ok(chain);
     this.admission.seen(worker);
+    const held = this.leases.openOf(worker, Date.now());
+    if (held.count >= MAX_OPEN_LEASES) {
+      const retryMs = Math.max(100, held.soonest - Date.now());
+      return { ...fail(429, `worker ${worker} holds ${held.count} open leases, the most one worker may: answer one first (or retry in ${Math.ceil(retryMs / 1000)} s, when one expires)`, 'too-many-leases'), retryMs };
+    }
     const wasCreated = run.record.state === 'created';
     // Long poll: hold the request until a shard frees up (a step commits, a lease expires) or time is up.
     const until = Date.now() + LONG_POLL_MS;
@@ -303,14 +341,22 @@ export class TrainingCoordinator extends DurableObject<CoordinatorEnv> {
     }
     if (reply.type === 'lease') await this.leases.armFor(reply.lease.deadline);
     if (wasCreated && run.record.state !== 'created') await indexRun(this.env.KV, run.record);
-    return ok(reply);
+    return ok(reply.type === 'lease' ? { type: 'lease', lease: { ...reply.lease, ...this.boundsOf(run, reply.lease) } } : reply);
+  }
+
+  /** The bounds of a lease's answer: its last possible deadline, and its frame's size (train: every parameter and buffer value). */
+  private boundsOf(run: ActiveRun, lease: IssuedLease): LeaseBounds {
+    const { spec } = run.record;
+    const issued = this.leases.find(lease.leaseId)?.issuedAt ?? Date.now();
+    const floats = lease.kind === 'train' ? spec.paramCount + spec.bufferCount : 0;
+    return { expiresAt: issued + spec.config.cluster.leaseMs, maxBytes: 4 * floats + FRAME_OVERHEAD_BYTES };
   }
 
   /** Extends a lease by the adaptive window, never past leaseMs from its issue. */
   heartbeat(leaseId: string, worker: string): Outcome<{ deadline: number }> {
     const run = this.run;
     if (!run) return notFound();
-    const refused = this.admission.gate(worker);
+    const refused = this.gate(worker);
     if (refused) return refused;
     const now = Date.now();
     const lease = this.leases.find(leaseId);
@@ -475,11 +521,19 @@ export class TrainingCoordinator extends DurableObject<CoordinatorEnv> {
     const now = Date.now();
     const expiry = this.leases.expireDue(now);
     const run = this.run;
-    if (!run || FINAL_STATES.includes(run.record.state)) return;
+    if (!run) return;
+    if (FINAL_STATES.includes(run.record.state)) return this.pruneIdentities(true);
+    const pruneAt = this.identities.prune(now, false);
     const reopen = this.reopenLostGroups(run, now);
     const fleetCheck = await this.superviseFleet(run, now);
-    const next = Math.min(expiry ?? Infinity, reopen ?? Infinity, fleetCheck ?? Infinity);
+    const next = Math.min(expiry ?? Infinity, reopen ?? Infinity, fleetCheck ?? Infinity, pruneAt ?? Infinity);
     if (Number.isFinite(next)) await this.leases.armFor(next);
+  }
+
+  /** Deletes the identities due for it and sets the alarm for the next (the run's end deletes unused ones as they expire). */
+  private async pruneIdentities(runEnded: boolean): Promise<void> {
+    const next = this.identities.prune(Date.now(), runEnded);
+    if (next !== null) await this.leases.armFor(next);
   }
 
   /**
@@ -519,21 +573,23 @@ export class TrainingCoordinator extends DurableObject<CoordinatorEnv> {
   private async startFleet(run: ActiveRun): Promise<void> {
     if (!this.env.WORK) return;
     const { runId, spec } = run.record;
-    const token = await this.workerToken(runId);
     const now = Date.now();
-    const sends = [...this.fleet.next(runId, token, this.fleet.all(), now, 0, false), ...this.fleet.grow(runId, token, spec.config.cluster.workers, now)];
+    const sends = [...this.fleet.next(runId, this.fleet.all(), now, 0, false), ...this.fleet.grow(runId, spec.config.cluster.workers, now)];
     await this.leases.armFor(now + FLEET_CHECK_MS);
     // A send that fails (the queue over its rate) loses nothing: unclaimed chains are sent again by the alarm.
     await this.send(sends).catch((e: unknown) => console.error(`run ${runId}: sending the fleet's messages failed; the alarm sends them again: ${String(e)}`));
   }
 
-  private async workerToken(runId: string): Promise<string> {
-    if (!this.env.API_TOKEN) throw new Error('API_TOKEN is not set: the fleet cannot sign its messages');
-    return workerToken(await signingKey(this.env.API_TOKEN), runId);
-  }
-
+  /** Sends chain messages, each with its chain's credential (the chains are this deployment's own workers: not minted, not counted). */
   private async send(sends: readonly ChainSend[]): Promise<void> {
-    if (this.env.WORK && sends.length) await sendChains(this.env.WORK, sends);
+    if (!this.env.WORK || !sends.length) return;
+    if (!this.env.API_TOKEN) throw new Error('API_TOKEN is not set: the fleet cannot sign its messages');
+    const key = await signingKey(this.env.API_TOKEN);
+    const expiresAt = Date.now() + CREDENTIAL_TTL_MS;
+    const signed = await Promise.all(
+      sends.map(async (s): Promise<ChainSend<ChainMessage>> => ({ ...s, message: { ...s.message, token: await workerCredential(key, { runId: s.message.runId, workerId: s.message.chain, expiresAt }) } })),
+    );
+    await sendChains(this.env.WORK, signed);
   }
 
   /** An invocation starting on a chain: go on, or stop (a duplicate delivery, a superseded generation, a finished run). */
@@ -549,10 +605,9 @@ export class TrainingCoordinator extends DurableObject<CoordinatorEnv> {
     const run = this.run;
     if (!run) return notFound();
     const { runId } = run.record;
-    const token = await this.workerToken(runId);
     // Checked and advanced with no await between: a repeated handover finds the chain moved on.
     if (FINAL_STATES.includes(run.record.state) || !this.fleet.holds(chain, ticket)) return ok({ handedOver: false });
-    await this.send(this.fleet.next(runId, token, [chain], Date.now(), 0, false));
+    await this.send(this.fleet.next(runId, [chain], Date.now(), 0, false));
     return ok({ handedOver: true });
   }
 
@@ -568,7 +623,7 @@ export class TrainingCoordinator extends DurableObject<CoordinatorEnv> {
 
   private async restart(run: ActiveRun, chains: readonly string[]): Promise<void> {
     const { runId } = run.record;
-    await this.send(this.fleet.next(runId, await this.workerToken(runId), chains, Date.now(), RESTART_DELAY_S, true));
+    await this.send(this.fleet.next(runId, chains, Date.now(), RESTART_DELAY_S, true));
   }
 
   /** Starts again the chains not heard from; returns when to look again (null: no fleet). */
@@ -610,7 +665,7 @@ export class TrainingCoordinator extends DurableObject<CoordinatorEnv> {
   private admit<F extends FrameHead>(leaseId: string, worker: string, kind: LeaseKind, read: () => F): { run: ActiveRun; frame: F; lease: LeaseRow } | Outcome<SubmitReply> {
     const run = this.run;
     if (!run) return notFound();
-    const refused = this.admission.gate(worker);
+    const refused = this.gate(worker);
     if (refused) return refused;
     // First whether the lease can take an answer at all (nothing about the body counts against the
     // worker then), then the body.
@@ -689,6 +744,7 @@ export class TrainingCoordinator extends DurableObject<CoordinatorEnv> {
     });
     this.snapshot(run);
     await indexRun(this.env.KV, run.record);
+    await this.pruneIdentities(true);
   }
 
   /**
@@ -793,6 +849,7 @@ export class TrainingCoordinator extends DurableObject<CoordinatorEnv> {
     if (last) this.setState(run, 'completed');
     this.snapshot(run);
     if (last) await indexRun(this.env.KV, run.record);
+    if (last) await this.pruneIdentities(true);
     this.leases.wake();
   }
 

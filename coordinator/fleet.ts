@@ -34,9 +34,9 @@ interface ChainRow extends Record<string, string | number | null> {
   excluded: number;
 }
 
-/** A chain message to send, `delaySeconds` after now. */
-export interface ChainSend {
-  readonly message: ChainMessage;
+/** A chain message to send, `delaySeconds` after now; the coordinator signs the chain's credential into it. */
+export interface ChainSend<M = Omit<ChainMessage, 'token'>> {
+  readonly message: M;
   readonly delaySeconds: number;
 }
 
@@ -71,12 +71,12 @@ export class Fleet {
   }
 
   /** New chains up to `target`, each at generation 1. */
-  grow(runId: string, token: string, target: number, now: number): ChainSend[] {
+  grow(runId: string, target: number, now: number): ChainSend[] {
     const sends: ChainSend[] = [];
     for (let i = this.size; i < target; i++) {
       const chain = `${CHAIN_PREFIX}${i}`;
       this.sql.exec('INSERT INTO chains (chain, generation, invocation, due_at, claimed_at, restarts) VALUES (?, 1, NULL, ?, NULL, 0)', chain, now);
-      sends.push({ message: { runId, token, chain, generation: 1 }, delaySeconds: 0 });
+      sends.push({ message: { runId, chain, generation: 1 }, delaySeconds: 0 });
     }
     return sends;
   }
@@ -85,7 +85,7 @@ export class Fleet {
    * The next generation of `chains`, due `delaySeconds` from now: a handover, a resumed run, or (with
    * `restart`, counted) a chain started again.
    */
-  next(runId: string, token: string, chains: readonly string[], now: number, delaySeconds: number, restart: boolean): ChainSend[] {
+  next(runId: string, chains: readonly string[], now: number, delaySeconds: number, restart: boolean): ChainSend[] {
     return chains.map((chain) => {
       this.sql.exec(
         'UPDATE chains SET generation = generation + 1, invocation = NULL, claimed_at = NULL, due_at = ?, restarts = restarts + ? WHERE chain = ?',
@@ -94,7 +94,7 @@ export class Fleet {
         chain,
       );
       const { generation } = this.sql.exec<{ generation: number }>('SELECT generation FROM chains WHERE chain = ?', chain).one();
-      return { message: { runId, token, chain, generation }, delaySeconds };
+      return { message: { runId, chain, generation }, delaySeconds };
     });
   }
 
@@ -172,7 +172,7 @@ export class Fleet {
 }
 
 /** Sends chain messages in batches of at most SEND_BATCH_MAX, grouped by delay. */
-export async function sendChains(queue: Queue<ChainMessage>, sends: readonly ChainSend[]): Promise<number> {
+export async function sendChains(queue: Queue<ChainMessage>, sends: readonly ChainSend<ChainMessage>[]): Promise<number> {
   let batches = 0;
   for (let i = 0; i < sends.length; i += SEND_BATCH_MAX) {
     await queue.sendBatch(sends.slice(i, i + SEND_BATCH_MAX).map((s) => ({ body: s.message, ...(s.delaySeconds ? { delaySeconds: s.delaySeconds } : {}) })));

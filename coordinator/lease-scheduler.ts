@@ -101,6 +101,12 @@ export class LeaseScheduler {
     return this.sql.exec<Row>('SELECT * FROM leases WHERE kind = ? AND step = ?', kind, step).toArray().map(toLease);
   }
 
+  /** How many leases `worker` holds open (active, within their deadline), and when the soonest of them ends. */
+  openOf(worker: string, now: number): { count: number; soonest: number } {
+    const r = this.sql.exec<{ n: number; soonest: number | null }>("SELECT COUNT(*) AS n, MIN(deadline) AS soonest FROM leases WHERE worker = ? AND state = 'active' AND deadline > ?", worker, now).one();
+    return { count: r.n, soonest: r.soonest ?? now };
+  }
+
   /** Records a new active lease; returns its id. */
   issue(kind: LeaseKind, step: number, shard: number, worker: string, now: number, deadline: number): string {
     const leaseId = crypto.randomUUID();

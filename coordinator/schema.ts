@@ -66,6 +66,11 @@ const MIGRATIONS: readonly (readonly string[])[] = [
     )`,
   ],
   [
+    // Minted worker identities (identities.ts): when each expires. NULL: a chain's row, or a
+    // self-named worker's from before identities were minted (refused from now on, kept for the record).
+    `ALTER TABLE workers ADD COLUMN expires_at INTEGER`,
+  ],
+  [
     // Who answered each evaluation part: a worker found lying by verification loses its parts.
     `ALTER TABLE eval_parts ADD COLUMN worker TEXT`,
   ],

@@ -100,8 +100,12 @@ export class ShardVerification<T> {
 // part whose accuracy lies far outside the evaluation's others. A false suspicion costs one duplicate
 // lease, never an exclusion: only a contradicted answer excludes its worker.
 
-/** A gradient whose cosine with the reference is below this is verified (a random direction's is ~0 ± 1/√n). */
-export const SUSPECT_COSINE = 0.01;
+/**
+ * A gradient of n values whose cosine with the reference is below SUSPECT_SIGMAS_COSINE/√n is verified:
+ * a random direction's cosine is ~N(0, 1/n), so it is caught with probability 1 − 3e-5, while honest
+ * gradients, however noisy, rarely point that far away (0.01 flagged ~30 % of seed-cnn's late in a run).
+ */
+export const SUSPECT_SIGMAS_COSINE = 4;
 
 /** An evaluation part this many binomial standard deviations from the reference accuracy is verified. */
 export const SUSPECT_SIGMAS = 6;
@@ -119,7 +123,8 @@ export function cosine(a: Float32Array, b: Float32Array | Float64Array): number 
   return ab / Math.sqrt(aa * bb);
 }
 
-export const gradientSuspect = (grads: Float32Array, reference: Float32Array | Float64Array | undefined): boolean => reference !== undefined && cosine(grads, reference) < SUSPECT_COSINE;
+export const gradientSuspect = (grads: Float32Array, reference: Float32Array | Float64Array | undefined): boolean =>
+  reference !== undefined && cosine(grads, reference) < SUSPECT_SIGMAS_COSINE / Math.sqrt(grads.length);
 
 /** Whether `correct` of `count` is implausible against an accuracy `reference` (a fraction). */
 export function evalSuspect(correct: number, count: number, reference: number | undefined): boolean {

@@ -1,10 +1,11 @@
-// Credentials: the operator's API token, per-run worker tokens and per-lease tokens.
+// Credentials: the operator's API token, per-run worker tokens, per-worker credentials and per-lease tokens.
 //
 // Only the API token is a stored secret (the Worker's API_TOKEN). Everything else is an HMAC-SHA256
-// signature under a key derived from it, so the API checks a worker or lease token without storage:
-//   worker token  `etw.<runId>.<sig("worker:" runId)>`           lets a worker take leases of that run
-//   lease token   `<sig("lease:" runId ":" leaseId ":" worker)>`  proves the submitter holds that lease
-// Rotating API_TOKEN invalidates every worker and lease token.
+// signature under a key derived from it, so the API checks a token without storage:
+//   worker token  `etw.<runId>.<expiresAt>.<sig>`             the run's join token: reads its data and mints worker credentials
+//   credential    `etc.<runId>.<workerId>.<expiresAt>.<sig>`  one worker identity the run's coordinator minted
+//   lease token   `<expiresAt>.<maxBytes>.<sig>`              the lease was issued to that worker; its answer's size and time bounds
+// Expiry times are epoch milliseconds. Rotating API_TOKEN invalidates every token but the API token.
 
 const encoder = new TextEncoder();
 const keys = new Map<string, Promise<CryptoKey>>();
@@ -37,25 +38,74 @@ export function constantTimeEqual(a: string, b: string): boolean {
   return diff === 0;
 }
 
-const WORKER_TOKEN = /^etw\.([a-z0-9][a-z0-9-]{0,63})\.([A-Za-z0-9_-]{43})$/;
+const RUN = '[a-z0-9][a-z0-9-]{0,63}';
+const SIG = '[A-Za-z0-9_-]{43}';
+const WORKER_TOKEN = new RegExp(`^etw\\.(${RUN})\\.(\\d{1,15})\\.(${SIG})$`);
+/** Worker ids the coordinator mints (`w-` + hex) and the chains of a deployment's fleet (`chain-N`). */
+export const WORKER_ID = /^(?:w-[0-9a-f]{16}|chain-\d{1,4})$/;
+const CREDENTIAL = new RegExp(`^etc\\.(${RUN})\\.(w-[0-9a-f]{16}|chain-\\d{1,4})\\.(\\d{1,15})\\.(${SIG})$`);
+const LEASE_TOKEN = new RegExp(`^(\\d{1,15})\\.(\\d{1,12})\\.(${SIG})$`);
 
-export async function workerToken(key: CryptoKey, runId: string): Promise<string> {
-  return `etw.${runId}.${await sign(key, `worker:${runId}`)}`;
+export interface WorkerTokenClaims {
+  readonly runId: string;
+  readonly expiresAt: number;
 }
 
-/** The run a worker token was issued for, when its signature is valid; undefined otherwise. */
-export async function verifyWorkerToken(key: CryptoKey, token: string): Promise<string | undefined> {
+export interface CredentialClaims {
+  readonly runId: string;
+  readonly workerId: string;
+  readonly expiresAt: number;
+}
+
+export interface LeaseTokenClaims {
+  /** After this the lease can no longer be extended: the bound on how long its answer may take to arrive. */
+  readonly expiresAt: number;
+  /** The largest answer (frame bytes) the lease can have. */
+  readonly maxBytes: number;
+}
+
+export async function workerToken(key: CryptoKey, runId: string, expiresAt: number): Promise<string> {
+  return `etw.${runId}.${expiresAt}.${await sign(key, `worker:${runId}:${expiresAt}`)}`;
+}
+
+/** What a worker token says, when its signature is valid (expired or not); undefined otherwise. */
+export async function verifyWorkerToken(key: CryptoKey, token: string): Promise<WorkerTokenClaims | undefined> {
   const m = WORKER_TOKEN.exec(token);
   if (!m) return undefined;
-  return constantTimeEqual(await sign(key, `worker:${m[1]}`), m[2]) ? m[1] : undefined;
+  const expiresAt = Number(m[2]);
+  return constantTimeEqual(await sign(key, `worker:${m[1]}:${expiresAt}`), m[3]) ? { runId: m[1], expiresAt } : undefined;
 }
 
 export const isWorkerToken = (token: string) => token.startsWith('etw.');
 
-export function leaseToken(key: CryptoKey, runId: string, leaseId: string, worker: string): Promise<string> {
-  return sign(key, `lease:${runId}:${leaseId}:${worker}`);
+export async function workerCredential(key: CryptoKey, c: CredentialClaims): Promise<string> {
+  return `etc.${c.runId}.${c.workerId}.${c.expiresAt}.${await sign(key, `credential:${c.runId}:${c.workerId}:${c.expiresAt}`)}`;
 }
 
-export async function verifyLeaseToken(key: CryptoKey, runId: string, leaseId: string, worker: string, token: string): Promise<boolean> {
-  return constantTimeEqual(await leaseToken(key, runId, leaseId, worker), token);
+/** What a credential says, without checking its signature (a client reading its own). */
+export function credentialClaims(token: string): CredentialClaims | undefined {
+  const m = CREDENTIAL.exec(token);
+  return m ? { runId: m[1], workerId: m[2], expiresAt: Number(m[3]) } : undefined;
+}
+
+/** What a credential says, when its signature is valid (expired or not); undefined otherwise. */
+export async function verifyWorkerCredential(key: CryptoKey, token: string): Promise<CredentialClaims | undefined> {
+  const claims = credentialClaims(token);
+  if (!claims) return undefined;
+  const sig = token.slice(token.lastIndexOf('.') + 1);
+  return constantTimeEqual(await sign(key, `credential:${claims.runId}:${claims.workerId}:${claims.expiresAt}`), sig) ? claims : undefined;
+}
+
+export const isWorkerCredential = (token: string) => token.startsWith('etc.');
+
+export async function leaseToken(key: CryptoKey, runId: string, leaseId: string, worker: string, claims: LeaseTokenClaims): Promise<string> {
+  return `${claims.expiresAt}.${claims.maxBytes}.${await sign(key, `lease:${runId}:${leaseId}:${worker}:${claims.expiresAt}:${claims.maxBytes}`)}`;
+}
+
+/** The bounds a lease token carries, when it was signed for this lease of this worker; undefined otherwise. */
+export async function verifyLeaseToken(key: CryptoKey, runId: string, leaseId: string, worker: string, token: string): Promise<LeaseTokenClaims | undefined> {
+  const m = LEASE_TOKEN.exec(token);
+  if (!m) return undefined;
+  const claims = { expiresAt: Number(m[1]), maxBytes: Number(m[2]) };
+  return constantTimeEqual(await sign(key, `lease:${runId}:${leaseId}:${worker}:${claims.expiresAt}:${claims.maxBytes}`), m[3]) ? claims : undefined;
 }

@@ -73,6 +73,11 @@ export interface ClusterConfig {
   readonly aggregation: Aggregation;
   /** The fraction cut from each end by 'trimmed-mean' (of a step's shards, rounded down). */
   readonly trim: number;
+  /**
+   * Worker identities (POST /v1/runs/:id/workers) alive at once; an excluded one counts until it
+   * expires. The fleet's chains are not counted. Default: max(16, 4 × workers).
+   */
+  readonly maxWorkers: number;
 }
 
 export const DEFAULT_CLUSTER_CONFIG: ClusterConfig = {
@@ -84,11 +89,15 @@ export const DEFAULT_CLUSTER_CONFIG: ClusterConfig = {
   snapshotEvery: 100,
   workers: 2,
   aggregators: 0,
+  maxWorkers: 16,
   verifyRate: 0,
   verifyTolerance: 0,
   aggregation: 'mean',
   trim: 0.25,
 };
+
+/** cluster.maxWorkers, or its default for a config that leaves it out (and for runs stored before it existed). */
+export const maxWorkersOf = (cluster: Omit<ClusterConfig, 'maxWorkers'> & { readonly maxWorkers?: number }): number => cluster.maxWorkers ?? Math.max(16, 4 * cluster.workers);
 
 export interface RunConfig {
   readonly train: TrainConfig;
@@ -116,6 +125,7 @@ export const clusterConfigFields = strictObject({
   snapshotEvery: int(1, 1_000_000),
   workers: int(1, 1000),
   aggregators: int(0, 256),
+  maxWorkers: int(1, 10_000),
   verifyRate: real({ min: 0, max: 1 }),
   verifyTolerance: real({ min: 0, max: 1 }),
   aggregation: oneOf(AGGREGATIONS),
@@ -214,7 +224,8 @@ export function resolveRunConfig(req: RunRequest): RunConfig {
     optimizer: optimizer ? withOptimizerDefaults(optimizer) : s.optimizer,
     schedule: { ...s.schedule, ...schedule },
   };
-  return { train, cluster: { ...DEFAULT_CLUSTER_CONFIG, ...cluster }, dataset: dataset ?? 'cifar10', ...(captions ? { captions } : {}), ...(imageCaptions ? { imageCaptions } : {}) };
+  const merged = { ...DEFAULT_CLUSTER_CONFIG, ...cluster };
+  return { train, cluster: { ...merged, maxWorkers: maxWorkersOf({ ...merged, maxWorkers: cluster?.maxWorkers }) }, dataset: dataset ?? 'cifar10', ...(captions ? { captions } : {}), ...(imageCaptions ? { imageCaptions } : {}) };
 }
 
 /** Everything a worker needs to compute any lease of a run; fixed for the run's life. */
@@ -262,6 +273,14 @@ export interface Lease {
 /** A lease as the coordinator issues it; the API signs it. */
 export type IssuedLease = Omit<Lease, 'token'>;
 
+/** What the coordinator tells the API about an issued lease's answer, signed into the lease token. */
+export interface LeaseBounds {
+  /** The latest a heartbeat can extend the lease to (issue + leaseMs), epoch ms. */
+  readonly expiresAt: number;
+  /** The largest answer frame the lease can have, in bytes. */
+  readonly maxBytes: number;
+}
+
 export type LeaseReply<L = Lease> =
   | { readonly type: 'lease'; readonly lease: L }
   | { readonly type: 'wait'; readonly retryMs: number }
@@ -276,7 +295,7 @@ export type LeaseReply<L = Lease> =
  */
 export interface ChainMessage {
   readonly runId: string;
-  /** The run's worker token: what the invocation authenticates with. */
+  /** The chain's worker credential (etc.…, signed by the coordinator): what the invocation authenticates with. */
   readonly token: string;
   /** The chain's id, also its stable worker id. */
   readonly chain: string;
@@ -367,9 +386,19 @@ export interface WorkerSummary {
   readonly excludedAt?: number;
 }
 
-/** The answer to POST /v1/runs: the status, plus the token the run's workers authenticate with. */
+/** The answer to POST /v1/runs: the status, plus the run's worker token (what volunteers join with) and its expiry. */
 export interface RunCreated extends RunStatus {
   readonly workerToken: string;
+  readonly workerTokenExpiresAt: number;
+}
+
+/** A worker identity the run's coordinator minted (POST /v1/runs/:id/workers, …/workers/renew). */
+export interface WorkerIdentity {
+  readonly workerId: string;
+  /** `Authorization: Bearer` of the worker's lease, heartbeat, answer and chain calls. */
+  readonly credential: string;
+  /** Epoch ms; renew before it. */
+  readonly expiresAt: number;
 }
 
 export interface StepMetric {

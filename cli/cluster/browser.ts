@@ -129,7 +129,7 @@ const CONTENT_TYPES: Record<string, string> = {
 };
 
 export interface BrowserWorkerServer {
-  /** The page: http://127.0.0.1:<port>/ (append `#api=…&run=…&token=…&id=…&ep=…`). */
+  /** The page: http://127.0.0.1:<port>/ (append `#api=…&run=…&token=…&ep=…`). */
   readonly url: string;
   close(): Promise<void>;
 }

@@ -66,7 +66,7 @@ async function storeCaptionChunk(): Promise<{ chunk: string; encoder: string }> 
 
 beforeAll(async () => {
   coordinator = await startCoordinator();
-  api = new ApiClient(coordinator.url, { workerId: 'operator', token: coordinator.token });
+  api = new ApiClient(coordinator.url, { token: coordinator.token });
   manifest = (await prepareFixtureDataset(api)).manifest;
   // The fixture under the default dataset's name too: a body the API ignores then creates a default run.
   await api.putManifest('cifar10', manifest);
@@ -79,9 +79,10 @@ afterAll(async () => {
 
 describe('abuse: the HTTP API', () => {
   it('JSON routes given a body that is not application/json (form-urlencoded, text/plain, none) → 415 content-type naming both types, no run created, nothing stored', async () => {
+    // A worker identity's credential: the lease and chain routes take nothing else.
+    const worker = { authorization: bearer((await api.mintWorker(run.runId)).credential) };
     const before = await stored();
     const api_ = { authorization: bearer(coordinator.token) };
-    const worker = { authorization: bearer(run.workerToken), 'x-worker-id': 'chain-0' };
     const hash = 'ab'.repeat(32);
     const routes: { method: string; path: string; headers: Record<string, string>; body: string }[] = [
       { method: 'POST', path: '/v1/runs', headers: api_, body: JSON.stringify({ ...RUN, epochs: 1 }) },
@@ -127,6 +128,7 @@ describe('abuse: the HTTP API', () => {
     const { id: _, ...content } = manifest;
     const manifestContent = JSON.stringify(content).replace('"train":{', '"train":{"__proto__":{"count":1},');
     const manifestBody = `${manifestContent.slice(0, -1)},"id":"${await sha256Hex(manifestContent)}"}`;
+    const { credential } = await api.mintWorker(run.runId);
     const before = await stored();
 
     const runBody = (inner: string) => `{"dataset":"${FIXTURE_DATASET}","trainLimit":128,"batch":64,"evalBatch":50,${inner}}`;
@@ -139,8 +141,8 @@ describe('abuse: the HTTP API', () => {
       { path: '/v1/runs', body: runBody('"prototype":1'), paths: ['prototype'] },
       {
         path: `/v1/runs/${run.runId}/leases`,
-        headers: { authorization: bearer(run.workerToken), 'content-type': 'application/json' },
-        body: '{"worker":"w1","__proto__":{"ticket":{"generation":1,"invocation":"m/1/0123abcd"}}}',
+        headers: { authorization: bearer(credential), 'content-type': 'application/json' },
+        body: '{"__proto__":{"ticket":{"generation":1,"invocation":"m/1/0123abcd"}}}',
         paths: ['__proto__'],
       },
       { method: 'PUT', path: `/v1/captions/${'cd'.repeat(32)}`, body: '{"name":"n","encoder":"e","dim":2,"classes":[["a"],[{"__proto__":"b"}]],"vectors":""}', paths: ['classes.1.0.__proto__'] },

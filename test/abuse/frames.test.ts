@@ -7,7 +7,7 @@ import type { Lease, RunRequest, RunSpec } from '../../shared/protocol';
 import { decodeGradient, encodeGradient } from '../../shared/wire';
 import { ApiClient } from '../../workers/gradient/client';
 import { GradientEngine } from '../../workers/gradient/gradient-engine';
-import { gradientFrame, leaseOrFail, mismatches, refusal, statusAndReason } from '../support/hand-worker';
+import { gradientFrame, leaseOrFail, mismatches, namedWorkers, refusal, statusAndReason } from '../support/hand-worker';
 import { prepareFixtureDataset } from '../support/fixture-dataset';
 import { webOrt } from '../support/ort';
 
@@ -19,7 +19,7 @@ let api: ApiClient;
 
 beforeAll(async () => {
   coordinator = await startCoordinator();
-  api = new ApiClient(coordinator.url, { workerId: 'test-user', token: coordinator.token });
+  api = new ApiClient(coordinator.url, { token: coordinator.token });
   await prepareFixtureDataset(api);
 });
 
@@ -27,7 +27,9 @@ afterAll(async () => {
   await coordinator?.dispose();
 });
 
-const worker = (id: string) => new ApiClient(coordinator.url, { workerId: id, token: coordinator.token });
+const worker = namedWorkers(() => new ApiClient(coordinator.url, { token: coordinator.token }));
+/** The id the coordinator minted for the test's worker `name` on run `runId`. */
+const idOf = async (name: string, runId: string) => (await worker(name).identity(runId)).workerId;
 const refused = async (p: Promise<unknown>) => statusAndReason(await refusal(p));
 
 async function createRun(overrides: RunRequest = {}): Promise<{ runId: string; spec: RunSpec }> {
@@ -72,7 +74,8 @@ describe('abuse: hostile gradient frames (Miniflare: real coordinator, real API)
       const l = await leaseFor(attacker, runId, 0, 0);
       expect(await refused(attacker.submitGradient(l, nanFrame(l, spec)))).toEqual({ status: 422, reason: 'non-finite' });
     }
-    expect((await api.status(runId)).workers.find((w) => w.worker === 'dv-attacker')?.excluded).toMatch(/3 bad submissions in a row/);
+    const attackerId = await idOf('dv-attacker', runId);
+    expect((await api.status(runId)).workers.find((w) => w.worker === attackerId)?.excluded).toMatch(/3 bad submissions in a row/);
     for (const id of ['dv-fresh-1', 'dv-fresh-2', 'dv-fresh-3']) {
       const l = await leaseFor(worker(id), runId, 0, 0);
       expect(await refused(worker(id).submitGradient(l, nanFrame(l, spec)))).toEqual({ status: 422, reason: 'non-finite' });
@@ -129,7 +132,8 @@ describe('abuse: hostile gradient frames (Miniflare: real coordinator, real API)
     expect(res.status).toBe(200);
     const text = await res.text();
     expect(text.length).toBeLessThan(10_000);
-    const summary = (JSON.parse(text) as { workers: { worker: string; excluded?: string }[] }).workers.find((w) => w.worker === 'big-id');
+    const badId = await idOf('big-id', runId);
+    const summary = (JSON.parse(text) as { workers: { worker: string; excluded?: string }[] }).workers.find((w) => w.worker === badId);
     expect(summary?.excluded).toMatch(/3 bad submissions in a row.*lease id/);
     expect(await refused(bad.lease(runId))).toEqual({ status: 403, reason: 'excluded' });
   });
@@ -179,7 +183,10 @@ describe('abuse: hostile gradient frames (Miniflare: real coordinator, real API)
     }
     const status = await api.status(runId);
     expect(status).toMatchObject({ state: 'training', step: 0, loss: null });
-    for (const w of status.workers.filter((x) => x.worker.startsWith('range-'))) expect(w).toMatchObject({ accepted: 0, rejected: 1 });
+    const rangeIds = await Promise.all(impossible.map((_, i) => idOf(`range-${i}`, runId)));
+    const ranged = status.workers.filter((x) => rangeIds.includes(x.worker));
+    expect(ranged).toHaveLength(impossible.length);
+    for (const w of ranged) expect(w).toMatchObject({ accepted: 0, rejected: 1 });
     expect(mismatches(await paramsAt(runId, 0), (i) => v0[i])).toEqual([]);
   });
 
@@ -224,7 +231,8 @@ describe('abuse: hostile gradient frames (Miniflare: real coordinator, real API)
     expect(await honest.submitGradient(d, gradientFrame(d, spec, gradientOf(1, 0)))).toEqual({ accepted: true, version: 1 });
     const e2 = await leaseFor(honest, runId, 1, 1);
     expect(await honest.submitGradient(e2, gradientFrame(e2, spec, gradientOf(1, 1)))).toEqual({ accepted: true, version: 2 });
-    expect((await api.status(runId)).workers.find((w) => w.worker === 'rp-copier')).toMatchObject({ accepted: 0, rejected: 2 });
+    const copierId = await idOf('rp-copier', runId);
+    expect((await api.status(runId)).workers.find((w) => w.worker === copierId)).toMatchObject({ accepted: 0, rejected: 2 });
   });
 
   it("a worker whose training graph differs from the run's (the spec's graphHash) refuses to work, naming both hashes; the run's own graph is accepted", async () => {

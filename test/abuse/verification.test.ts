@@ -7,7 +7,7 @@ import { startCoordinator, type LocalCoordinator } from '../../cli/cluster/local
 import type { Lease, RunRequest, RunSpec, WorkerSummary } from '../../shared/protocol';
 import { ApiClient } from '../../workers/gradient/client';
 import { prepareFixtureDataset } from '../support/fixture-dataset';
-import { evalFrame, gradientFrame, leaseOrFail, mismatches, refusal, statusAndReason, waitFor } from '../support/hand-worker';
+import { evalFrame, gradientFrame, leaseOrFail, mismatches, namedWorkers, refusal, statusAndReason, waitFor } from '../support/hand-worker';
 
 /** 2 steps per epoch of 2 shards; 100 test images in 2 eval shards of 50. */
 const TINY: RunRequest = { dataset: 'fixture', trainLimit: 128, batch: 64, evalBatch: 50, epochs: 1, optimizer: { kind: 'sgd', lr: 0.5, momentum: 0 }, cluster: { microBatch: 32, leaseMs: 60_000 } };
@@ -17,7 +17,7 @@ let api: ApiClient;
 
 beforeAll(async () => {
   coordinator = await startCoordinator();
-  api = new ApiClient(coordinator.url, { workerId: 'test-user', token: coordinator.token });
+  api = new ApiClient(coordinator.url, { token: coordinator.token });
   await prepareFixtureDataset(api);
 });
 
@@ -25,7 +25,9 @@ afterAll(async () => {
   await coordinator?.dispose();
 });
 
-const worker = (id: string) => new ApiClient(coordinator.url, { workerId: id, token: coordinator.token });
+const worker = namedWorkers(() => new ApiClient(coordinator.url, { token: coordinator.token }));
+/** The id the coordinator minted for the test's worker `name` on run `runId`. */
+const idOf = async (name: string, runId: string) => (await worker(name).identity(runId)).workerId;
 
 async function createRun(cluster: RunRequest['cluster']): Promise<{ runId: string; spec: RunSpec }> {
   const created = await api.createRun({ ...TINY, cluster: { ...TINY.cluster, ...cluster } });
@@ -33,7 +35,8 @@ async function createRun(cluster: RunRequest['cluster']): Promise<{ runId: strin
 }
 
 async function workerOf(runId: string, id: string): Promise<WorkerSummary> {
-  const w = (await api.status(runId)).workers.find((x) => x.worker === id);
+  const minted = await idOf(id, runId);
+  const w = (await api.status(runId)).workers.find((x) => x.worker === minted);
   if (!w) throw new Error(`run ${runId} lists no worker ${id}`);
   return w;
 }
@@ -73,7 +76,7 @@ describe('verification by duplicate leases (Miniflare: real DO, KV, R2)', () => 
     expect(await gradient(a, a1, spec, 1)).toEqual({ accepted: true, version: 0 });
     expect(await gradient(b, b1, spec, 1)).toEqual({ accepted: true, version: 1 });
     expect(mismatches((await api.params(runId, 1)).params, (i) => v0[i] - 0.5)).toEqual([]);
-    expect((await api.metrics(runId)).steps[0].workers).toEqual({ 'v-a': 2 });
+    expect((await api.metrics(runId)).steps[0].workers).toEqual({ [await idOf('v-a', runId)]: 2 });
   });
 
   it("a liar's answers already counted in the open step are discarded: the step is taken again and applies only honest answers", async () => {
@@ -99,7 +102,7 @@ describe('verification by duplicate leases (Miniflare: real DO, KV, R2)', () => 
     await gradient(a, again[0], spec, 1);
     expect(await gradient(b, again[1], spec, 1)).toEqual({ accepted: true, version: 1 });
     expect(mismatches((await api.params(runId, 1)).params, (i) => v0[i] - 0.5 * 2)).toEqual([]);
-    expect((await api.metrics(runId)).steps[0].workers).not.toHaveProperty('d-liar');
+    expect((await api.metrics(runId)).steps[0].workers).not.toHaveProperty(await idOf('d-liar', runId));
   });
 
   it('fake evaluation answers (100 % correct) are caught and the reported accuracy is the honest one', async () => {

@@ -61,7 +61,7 @@ describe.skipIf(WITHOUT_CHROMIUM)('dashboard in headless Chromium during a live 
   beforeAll(async () => {
     const t0 = Date.now();
     [coordinator, browser] = await Promise.all([startCoordinator(), launchChromium()]);
-    api = new ApiClient(coordinator.url, { workerId: 'dashboard-test', token: coordinator.token });
+    api = new ApiClient(coordinator.url, { token: coordinator.token });
     [workers] = await Promise.all([
       Promise.all([0, 1].map((index) => startWorkerdWorker({ index, apiUrl: coordinator.url }))),
       prepareFixtureDataset(api),

@@ -27,7 +27,7 @@ describe.skipIf(skipWithout(CHROMIUM))('the browser worker page served by the AP
     dir = mkdtempSync(join(tmpdir(), 'edgetrain-assets-'));
     const assets = await buildDeployAssets(join(dir, 'assets'));
     [coordinator, browser] = await Promise.all([startCoordinator({ assets }), launchChromium()]);
-    api = new ApiClient(coordinator.url, { workerId: 'deployed-page-test', token: coordinator.token });
+    api = new ApiClient(coordinator.url, { token: coordinator.token });
     await prepareFixtureDataset(api);
   }, 60_000);
 

@@ -20,6 +20,7 @@ import { captionsForModel } from '../../shared/text/caption-store';
 import { decodeGradient, decodeParams, type GradientSubmission, type ParameterSet } from '../../shared/wire';
 import type { BrowserWorkerStatus } from '../../workers/browser/main';
 import { BlockCache } from '../../workers/gradient/block-cache';
+import { workerOfRequest } from '../support/hand-worker';
 import { ApiClient } from '../../workers/gradient/client';
 import { LocalComputer } from '../../workers/gradient/lease-computer';
 import { loadOrt } from '../../workers/ort/node';
@@ -110,7 +111,7 @@ describe.skipIf(WITHOUT_CHROMIUM)('browser worker page in headless Chromium', ()
   beforeAll(async () => {
     const t0 = Date.now();
     [coordinator, server, browser] = await Promise.all([startCoordinator(), serveBrowserWorker(), launchChromium()]);
-    api = new ApiClient(coordinator.url, { workerId: 'browser-test', token: coordinator.token });
+    api = new ApiClient(coordinator.url, { token: coordinator.token });
     await prepareFixtureDataset(api);
     proxy = await startFaultProxy(coordinator.url);
     proxy.setHook(async (req, forward) => {
@@ -118,7 +119,7 @@ describe.skipIf(WITHOUT_CHROMIUM)('browser worker page in headless Chromium', ()
       const runId = runOf(req.path);
       const c = runId ? captured.get(runId) : undefined;
       if (!c) return res;
-      const worker = String(req.headers['x-worker-id']);
+      const worker = workerOfRequest(req.headers);
       if (req.method === 'POST' && /\/gradient$/.test(req.path)) {
         c.gradients.push({ leaseId: req.path.split('/')[5], worker, status: res.status, frame: decodeGradient(req.body.slice()) });
       } else if (res.status === 200 && req.method === 'POST' && /\/leases$/.test(req.path)) {
@@ -161,7 +162,7 @@ describe.skipIf(WITHOUT_CHROMIUM)('browser worker page in headless Chromium', ()
   type PageRun = { runId: string; status: RunStatus; page: BrowserWorkerStatus; c: Captured; ms: number };
 
   /** Creates a run, opens the page on it (through the proxy) as its only worker, waits for the page to finish. */
-  async function runPage(id: string, ep: 'auto' | 'webgpu' | 'wasm', request: RunRequest, timeoutMs: number): Promise<PageRun> {
+  async function runPage(label: string, ep: 'auto' | 'webgpu' | 'wasm', request: RunRequest, timeoutMs: number): Promise<PageRun> {
     const run = await api.createRun(request);
     const c: Captured = { leases: new Map(), params: new Map(), gradients: [] };
     captured.set(run.runId, c);
@@ -172,13 +173,13 @@ describe.skipIf(WITHOUT_CHROMIUM)('browser worker page in headless Chromium', ()
     page.on('pageerror', (e) => console_.push(`pageerror: ${e.message}`));
     const t0 = Date.now();
     try {
-      const fragment = new URLSearchParams({ api: proxy.url, run: run.runId, token: run.workerToken, id, ep });
+      const fragment = new URLSearchParams({ api: proxy.url, run: run.runId, token: run.workerToken, ep });
       await page.goto(`${server.url}#${fragment}`);
       try {
         await page.waitForFunction(() => window.edgetrainWorker?.done === true, undefined, { timeout: timeoutMs, polling: 250 });
       } catch (e) {
         const state = await page.evaluate(() => window.edgetrainWorker).catch(() => undefined);
-        throw new Error(`the page did not finish: ${String(e)}\npage state: ${JSON.stringify(state)}\nconsole:\n${console_.join('\n')}`);
+        throw new Error(`${label}: the page did not finish: ${String(e)}\npage state: ${JSON.stringify(state)}\nconsole:\n${console_.join('\n')}`);
       }
       const ms = Date.now() - t0;
       const state = await page.evaluate(() => window.edgetrainWorker);
@@ -230,8 +231,8 @@ describe.skipIf(WITHOUT_CHROMIUM)('browser worker page in headless Chromium', ()
   }
 
   it('ep=wasm: the page is the run\'s only worker, the run completes, and its gradients are bit-identical to a Node worker\'s for the same leases', async () => {
-    const id = 'browser-wasm';
-    const { runId, status, page, c, ms } = await runPage(id, 'wasm', RUN, 90_000);
+    const { runId, status, page, c, ms } = await runPage('browser-wasm', 'wasm', RUN, 90_000);
+    const id = page.workerId!;
     expect(page.ep).toBe('wasm');
     expect(page.reason).toBe('done');
     expect(page.accepted).toBeGreaterThanOrEqual(TRAIN_SHARDS + EVAL_SHARDS);
@@ -251,8 +252,8 @@ describe.skipIf(WITHOUT_CHROMIUM)('browser worker page in headless Chromium', ()
   }, 110_000);
 
   it('ep=auto (alongside): on WebGPU where Chromium offers an adapter and ORT runs the graph there, gradients within float tolerance of Node\'s; where the page fell back to WASM, the reason recorded and the test skipped with it', async (ctx) => {
-    const id = 'browser-auto';
     const { runId, status, page, c, ms } = await gpuPage;
+    const id = page.workerId!;
     expect(page.reason).toBe('done');
     expectContributed(status, id, c, GPU_TRAIN_SHARDS, GPU_EVAL_SHARDS);
     const results = await recompute(runId, c);

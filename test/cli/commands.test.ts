@@ -231,13 +231,15 @@ describe('runs on the API', () => {
   it('worker: joins a run with the worker token `run` printed, works it to completion and exits 0', async () => {
     const { runId, workerToken } = await createRun();
     // No URL given: the target comes from the environment like every command's.
-    const r = await cli(['worker', '--run', runId, '--id', 'cli-test-worker'], { env: { EDGETRAIN_URL: coordinator.url, EDGETRAIN_TOKEN: workerToken } });
+    const r = await cli(['worker', '--run', runId], { env: { EDGETRAIN_URL: coordinator.url, EDGETRAIN_TOKEN: workerToken } });
     expect(r.code, r.stderr + r.stdout).toBe(0);
-    expect(r.stdout).toContain(`worker cli-test-worker joining run ${runId} at ${coordinator.url}`);
-    expect(r.stdout).toMatch(/worker cli-test-worker done \(run completed\): \d+ accepted/);
+    // The coordinator names the worker (a minted identity), not the command line.
+    const id = /^worker (w-[0-9a-f]{16}) joining run (\S+) at (\S+)$/m.exec(r.stdout);
+    expect(id?.slice(2), r.stdout).toEqual([runId, coordinator.url]);
+    expect(r.stdout).toMatch(new RegExp(`worker ${id![1]} done \\(run completed\\): \\d+ accepted`));
     const status = await api.status(runId);
     expect(status.state).toBe('completed');
-    expect(status.workers.map((w) => w.worker)).toContain('cli-test-worker');
+    expect(status.workers.map((w) => w.worker)).toContain(id![1]);
   }, 120_000);
 });
 

@@ -7,7 +7,7 @@
 // 2. A seeded fuzz of ≥ 1000 malformed requests (FUZZ_SEED=<n> to replay one) never gets a 5xx,
 //    every 4xx is a JSON error, and state is unchanged afterwards.
 // 3. PUBLIC_READS opens the status reads only.
-// 4. The worker endpoints are rate limited per worker: 429 with Retry-After, nothing counted.
+// 4. The worker endpoints are rate limited per (minted) worker: 429 with Retry-After, nothing counted.
 import { createHash } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startCoordinator, type LocalCoordinator } from '../../cli/cluster/local';
@@ -46,6 +46,13 @@ let runC: RunCreated;
 let leaseW1: Lease;
 let leaseW2: Lease;
 let leaseC: Lease;
+/** The credentials w1, w2 (run A) and wc (run C) were minted, and w1's and w2's worker ids. */
+let credW1: string;
+let credW2: string;
+let credC: string;
+let idW1: string;
+let idW2: string;
+let idC: string;
 
 async function leaseOf(client: ApiClient, runId: string): Promise<Lease> {
   const reply = await client.lease(runId);
@@ -55,16 +62,20 @@ async function leaseOf(client: ApiClient, runId: string): Promise<Lease> {
 
 beforeAll(async () => {
   coordinator = await startCoordinator();
-  api = new ApiClient(coordinator.url, { workerId: 'operator', token: coordinator.token });
+  api = new ApiClient(coordinator.url, { token: coordinator.token });
   data = assembleCifar10(fixtureFiles(100), DATASET);
   manifest = (await prepareDataset(api, data, DATASET, 128)).manifest;
   // Creating a run stores the placeholder class caption set in KV (the default head reads captions).
   runA = await api.createRun(RUN);
   runB = await api.createRun(RUN);
   runC = await api.createRun(RUN);
-  leaseW1 = await leaseOf(new ApiClient(coordinator.url, { workerId: 'w1', token: runA.workerToken }), runA.runId);
-  leaseW2 = await leaseOf(new ApiClient(coordinator.url, { workerId: 'w2', token: runA.workerToken }), runA.runId);
-  leaseC = await leaseOf(new ApiClient(coordinator.url, { workerId: 'wc', token: runC.workerToken }), runC.runId);
+  const [w1, w2, wc] = [runA, runA, runC].map((r) => new ApiClient(coordinator.url, { token: r.workerToken }));
+  leaseW1 = await leaseOf(w1, runA.runId);
+  leaseW2 = await leaseOf(w2, runA.runId);
+  leaseC = await leaseOf(wc, runC.runId);
+  ({ credential: credW1, workerId: idW1 } = await w1.identity(runA.runId));
+  ({ credential: credW2, workerId: idW2 } = await w2.identity(runA.runId));
+  ({ credential: credC, workerId: idC } = await wc.identity(runC.runId));
 });
 
 afterAll(async () => {
@@ -133,7 +144,7 @@ const allRuns = () => [runA.runId, runB.runId, runC.runId];
 
 // ---------- the route table ----------
 
-type Access = 'public' | 'control' | 'read' | 'run-worker' | 'any-worker';
+type Access = 'public' | 'control' | 'read' | 'run-worker' | 'any-worker' | 'mint' | 'identity';
 
 /** How to call one route of the app, and who may. */
 interface RouteCase {
@@ -211,12 +222,15 @@ async function routeCases(): Promise<Record<string, RouteCase>> {
     // run-worker
     'GET /v1/runs/:id/spec': { access: 'run-worker', okWith: 200, workerOk: true },
     'GET /v1/runs/:id/params/:version': { access: 'run-worker', okWith: 200, workerOk: true },
-    'POST /v1/runs/:id/leases': { access: 'run-worker', headers: json, body: jsonBody({ worker: 'w3' }) },
-    'POST /v1/runs/:id/leases/:lease/heartbeat': { access: 'run-worker' },
-    'POST /v1/runs/:id/chains/:chain/claim': { access: 'run-worker', params: { chain: 'chain-0' }, headers: { ...json, 'x-worker-id': 'chain-0' }, body: jsonBody(TICKET) },
-    'POST /v1/runs/:id/chains/:chain/handover': { access: 'run-worker', params: { chain: 'chain-0' }, headers: { ...json, 'x-worker-id': 'chain-0' }, body: jsonBody(TICKET) },
-    'POST /v1/runs/:id/leases/:lease/gradient': { access: 'run-worker', body: new Uint8Array(256) },
-    'POST /v1/runs/:id/leases/:lease/eval': { access: 'run-worker', body: new Uint8Array(64) },
+    // mint, and the worker routes (a worker credential of the run only)
+    'POST /v1/runs/:id/workers': { access: 'mint' },
+    'POST /v1/runs/:id/workers/renew': { access: 'identity' },
+    'POST /v1/runs/:id/leases': { access: 'identity', headers: json, body: jsonBody({}) },
+    'POST /v1/runs/:id/leases/:lease/heartbeat': { access: 'identity' },
+    'POST /v1/runs/:id/chains/:chain/claim': { access: 'identity', params: { chain: 'chain-0' }, headers: json, body: jsonBody(TICKET) },
+    'POST /v1/runs/:id/chains/:chain/handover': { access: 'identity', params: { chain: 'chain-0' }, headers: json, body: jsonBody(TICKET) },
+    'POST /v1/runs/:id/leases/:lease/gradient': { access: 'identity', body: new Uint8Array(256) },
+    'POST /v1/runs/:id/leases/:lease/eval': { access: 'identity', body: new Uint8Array(64) },
     // any-worker (each also asked with HEAD)
     'GET /v1/datasets/blocks/:sha256': anyWorkerRead({ sha256: blockSha }),
     'GET /v1/datasets/:name': anyWorkerRead({ name: DATASET }),
@@ -276,7 +290,7 @@ describe('access control of the HTTP API', () => {
     for (const route of routes) {
       if (route.access === 'public') continue;
       // Lease routes carry w1's real lease headers in every case: the bearer check alone must refuse.
-      const leaseHeaders: Record<string, string> = route.lease ? { 'x-worker-id': 'w1', 'x-lease-token': leaseW1.token } : {};
+      const leaseHeaders: Record<string, string> = route.lease ? { 'x-lease-token': leaseW1.token } : {};
       const withAuth = (authorization: string | undefined, extra: Record<string, string> = {}): HttpRequest => ({
         ...route,
         headers: { ...route.headers, ...leaseHeaders, ...(authorization === undefined ? {} : { authorization }), ...extra },
@@ -296,25 +310,31 @@ describe('access control of the HTTP API', () => {
       add("run A's id with run B's signature", withAuth(bearer(forgedWorkerToken(A, sigB))), 403);
       add('malformed worker token', withAuth(bearer('etw.not-a-token')), 403);
       // (e): another run's worker token on run A's routes (and any worker token on the run list).
-      if (route.access === 'run-worker' || (route.access === 'read' && route.path.includes(A))) add("run B's worker token", withAuth(bearer(tokenB)), 403);
+      if (route.access === 'run-worker' || route.access === 'mint' || route.access === 'identity' || (route.access === 'read' && route.path.includes(A))) add("run B's worker token", withAuth(bearer(tokenB)), 403);
+      // (e'): the worker routes take only a credential of the run; a credential cannot mint.
+      if (route.access === 'identity') {
+        add("run A's worker token", withAuth(bearer(tokenA)), 403);
+        add('the API token', withAuth(bearer(coordinator.token)), 403);
+        add("run C's credential", withAuth(bearer(credC)), 403);
+      }
+      if (route.access === 'mint') add("w1's credential", withAuth(bearer(credW1)), 403);
       if (route.access === 'read' && !route.path.includes(A)) add("run A's worker token on the run list", withAuth(bearer(tokenA)), 403);
       // (f): worker tokens cannot control runs or write data.
       if (route.access === 'control') {
         add("run A's worker token", withAuth(bearer(tokenA)), 403);
         add("run B's worker token", withAuth(bearer(tokenB)), 403);
       }
-      // (g): the lease routes also need this lease's token, issued to this x-worker-id.
+      // (g): the lease routes also need this lease's token, issued to the credential's worker.
       if (route.lease) {
-        const asW1 = (headers: Record<string, string>): HttpRequest => ({ ...route, headers: { authorization: bearer(tokenA), ...headers } });
-        add('no x-lease-token', asW1({ 'x-worker-id': 'w1' }), 401);
-        add('no x-lease-token (API token)', { ...route, headers: { authorization: bearer(coordinator.token), 'x-worker-id': 'w1' } }, 401);
-        add('forged x-lease-token', asW1({ 'x-worker-id': 'w1', 'x-lease-token': 'A'.repeat(43) }), 403);
-        add('x-lease-token of a tampered character', asW1({ 'x-worker-id': 'w1', 'x-lease-token': `${leaseW1.token.slice(0, -1)}${leaseW1.token.endsWith('A') ? 'B' : 'A'}` }), 403);
-        add('the right lease token, another x-worker-id', asW1({ 'x-worker-id': 'w2', 'x-lease-token': leaseW1.token }), 403);
-        add('the right lease token, no x-worker-id', asW1({ 'x-lease-token': leaseW1.token }), 403);
-        add("w2's lease token as w1", asW1({ 'x-worker-id': 'w1', 'x-lease-token': leaseW2.token }), 403);
-        add("w2's lease token as w2 on w1's lease", asW1({ 'x-worker-id': 'w2', 'x-lease-token': leaseW2.token }), 403);
-        add("run B's worker token with the right lease token", { ...route, headers: { authorization: bearer(tokenB), 'x-worker-id': 'w1', 'x-lease-token': leaseW1.token } }, 403);
+        const as = (credential: string, headers: Record<string, string>): HttpRequest => ({ ...route, headers: { authorization: bearer(credential), ...headers } });
+        add('no x-lease-token', as(credW1, {}), 401);
+        add('forged x-lease-token', as(credW1, { 'x-lease-token': 'A'.repeat(43) }), 403);
+        add('x-lease-token of a tampered character', as(credW1, { 'x-lease-token': `${leaseW1.token.slice(0, -1)}${leaseW1.token.endsWith('A') ? 'B' : 'A'}` }), 403);
+        add("the right lease token, w2's credential", as(credW2, { 'x-lease-token': leaseW1.token }), 403);
+        add("the right lease token, w1's credential naming w2 in x-worker-id", as(credW1, { 'x-worker-id': idW2, 'x-lease-token': leaseW1.token }), 400);
+        add("w2's lease token as w1", as(credW1, { 'x-lease-token': leaseW2.token }), 403);
+        add("w2's lease token as w2 on w1's lease", as(credW2, { 'x-lease-token': leaseW2.token }), 403);
+        add("run B's worker token with the right lease token", { ...route, headers: { authorization: bearer(tokenB), 'x-lease-token': leaseW1.token } }, 403);
       }
     }
 
@@ -340,10 +360,9 @@ describe('access control of the HTTP API', () => {
     const after = await snapshot(coordinator, api, allRuns());
     expect(after).toEqual(before);
     // The refused lease calls were never counted against w1 (or anyone).
-    expect(after.runs[A].workers).toEqual([
-      { worker: 'w1', accepted: 0, rejected: 0 },
-      { worker: 'w2', accepted: 0, rejected: 0 },
-    ]);
+    expect(after.runs[A].workers).toEqual(
+      [idW1, idW2].sort().map((worker) => ({ worker, accepted: 0, rejected: 0 })),
+    );
   });
 });
 
@@ -496,13 +515,13 @@ function fuzzCases(rng: Rng, n: number): FuzzCase[] {
   const api = bearer(coordinator.token);
   const json = 'application/json';
   const cLease = `/v1/runs/${C}/leases/${leaseC.leaseId}`;
-  const cHeaders = { authorization: bearer(runC.workerToken), 'x-worker-id': 'wc', 'x-lease-token': leaseC.token };
+  const cHeaders = { authorization: bearer(credC), 'x-lease-token': leaseC.token };
   const anchors: FuzzCase[] = [
     { method: 'POST', path: '/v1/runs', headers: { authorization: api, 'content-type': json }, body: jsonBody({ ...RUN, pad: 'x'.repeat(70_000) }), note: 'anchor: 70 KB run request → 413' },
     { method: 'POST', path: `${cLease}/eval`, headers: cHeaders, body: new Uint8Array(70_000), note: 'anchor: 70 KB eval frame → 413' },
     { method: 'POST', path: '/v1/runs', headers: { authorization: api, 'content-type': json }, body: jsonBody({ ...RUN, batch: 'big' }), note: 'anchor: wrong type → 400' },
     { method: 'POST', path: '/v1/runs', headers: { authorization: api, 'content-type': json }, body: jsonBody({ ...RUN, zz: 1 }), note: 'anchor: unknown key → 400' },
-    { method: 'POST', path: `/v1/runs/${A}/leases`, headers: { authorization: api, 'content-type': json }, body: jsonBody({ worker: 'a b' }), note: 'anchor: bad worker → 400' },
+    { method: 'POST', path: `/v1/runs/${A}/leases`, headers: { authorization: bearer(credW1), 'content-type': json }, body: jsonBody({ worker: 'a b' }), note: 'anchor: lease body naming a worker → 400' },
     { method: 'GET', path: `/v1/runs/${A}/params/-1`, headers: { authorization: api }, note: 'anchor: bad version → 400' },
     { method: 'GET', path: `/v1/runs/${A.toUpperCase()}`, headers: { authorization: api }, note: 'anchor: bad run id → 400' },
     { method: 'POST', path: `${cLease}/gradient`, headers: cHeaders, body: rng.bytes(100), note: 'anchor: random gradient frame → 400' },
@@ -558,7 +577,7 @@ function fuzzCases(rng: Rng, n: number): FuzzCase[] {
     ['PUT', () => `/v1/captions/images/${T.hash()}`],
   ];
   const authorization = () => rng.weighted<string | undefined>([
-    [6, api], [3, bearer(runA.workerToken)], [2, bearer(runC.workerToken)], [1, bearer(runB.workerToken)], [1, undefined],
+    [6, api], [3, bearer(runA.workerToken)], [2, bearer(runC.workerToken)], [4, bearer(credC)], [1, bearer(credW1)], [1, bearer(runB.workerToken)], [1, undefined],
     [1, 'Basic xyz'], [1, 'Bearer'], [1, 'Bearer x y'], [1, bearer('x'.repeat(600))], [1, bearer(forgedWorkerToken(A))], [1, bearer('etw.')], [1, `bearer ${coordinator.token}`], [1, bearer(`${coordinator.token}x`)],
   ]);
   const leaseToken = () => rng.weighted<string | undefined>([
@@ -685,7 +704,7 @@ describe('input hardening of the HTTP API', () => {
     const after = await snapshot(coordinator, api, allRuns(), [runC.runId]);
     expect(after).toEqual(before);
     // The frames on C's lease did reach the coordinator's checks: wc's refusals were recorded.
-    const wc = (await api.status(runC.runId)).workers.find((w) => w.worker === 'wc');
+    const wc = (await api.status(runC.runId)).workers.find((w) => w.worker === idC);
     expect(wc?.rejected).toBeGreaterThan(0);
   });
 });
@@ -696,7 +715,7 @@ describe('PUBLIC_READS', () => {
 
   beforeAll(async () => {
     open = await startCoordinator({ publicReads: true });
-    const operator = new ApiClient(open.url, { workerId: 'operator', token: open.token });
+    const operator = new ApiClient(open.url, { token: open.token });
     await prepareDataset(operator, data ?? assembleCifar10(fixtureFiles(100), DATASET), DATASET, 128);
     run = await operator.createRun(RUN);
   });
@@ -706,7 +725,7 @@ describe('PUBLIC_READS', () => {
   });
 
   it('opens the status reads without a token; everything else still needs one', async () => {
-    const operator = new ApiClient(open.url, { workerId: 'operator', token: open.token });
+    const operator = new ApiClient(open.url, { token: open.token });
     const before = await snapshot(open, operator, [run.runId]);
     const id = run.runId;
     for (const path of ['/v1/runs', `/v1/runs/${id}`, `/v1/runs/${id}/metrics`]) {
@@ -745,7 +764,7 @@ describe('rate limiting', () => {
     const heartbeat: HttpRequest = {
       method: 'POST',
       path: `/v1/runs/${A}/leases/${leaseW1.leaseId}/heartbeat`,
-      headers: { authorization: bearer(runA.workerToken), 'x-worker-id': 'w1', 'x-lease-token': leaseW1.token },
+      headers: { authorization: bearer(credW1), 'x-lease-token': leaseW1.token },
     };
     // Buckets hold 120 requests and refill 60/s: 300 at once overflow one unless they trickle in over
     // several seconds. On a very loaded machine they might, so up to three bursts are sent.

@@ -27,7 +27,7 @@ describe('caption embeddings in KV', () => {
   beforeAll(async () => {
     data = assembleCifar10(fixtureFiles(100), 'fixture');
     coordinator = await startCoordinator();
-    api = new ApiClient(coordinator.url, { workerId: 'captions-test', token: coordinator.token });
+    api = new ApiClient(coordinator.url, { token: coordinator.token });
     await prepareDataset(api, data, 'fixture', 128);
     worker = await startWorkerdWorker({ index: 0, apiUrl: coordinator.url });
   });

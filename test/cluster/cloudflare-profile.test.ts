@@ -35,7 +35,7 @@ describe.skipIf(WITHOUT_REAL_CIFAR10)('the Cloudflare profile on real CIFAR-10',
 
     const cf = await startCloudflareProfile({ workers: CHAINS, settings: { budgetMs: 8000, retryDelayS: 1 } });
     try {
-      const api = new ApiClient(cf.coordinator.url, { workerId: 'cloudflare-profile-test', token: cf.coordinator.token });
+      const api = new ApiClient(cf.coordinator.url, { token: cf.coordinator.token });
       await prepareDataset(api, data);
       const run = await api.createRun({ ...runRequestOf(CONFIG), cluster: { microBatch: 32, workers: CHAINS } });
       expect(run.totalSteps).toBe(40);

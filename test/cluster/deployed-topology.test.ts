@@ -23,7 +23,7 @@ async function attempt(): Promise<{ status: RunStatus; metrics: RunMetrics } | '
   // A 1.5 s budget per invocation, so the run needs several invocations chained through the queue.
   const coordinator = await startCoordinator({ queue: { budgetMs: 1500 } });
   try {
-    const api = new ApiClient(coordinator.url, { workerId: 'topology-test', token: coordinator.token, fetch: fetchWithTimeout(HANG_MS) });
+    const api = new ApiClient(coordinator.url, { token: coordinator.token, fetch: fetchWithTimeout(HANG_MS) });
     await prepareFixtureDataset(api);
     const created = await api.createRun({ dataset: 'fixture', epochs: 2, batch: 64, evalBatch: 50, trainLimit: 256, cluster: { microBatch: 32, workers: 2 } });
     let status: RunStatus = created;

@@ -60,7 +60,7 @@ describe('distributed training equals the single-process trainer', () => {
   beforeAll(async () => {
     data = assembleCifar10(fixtureFiles(100), 'fixture');
     coordinator = await startCoordinator();
-    api = new ApiClient(coordinator.url, { workerId: 'equivalence-test', token: coordinator.token });
+    api = new ApiClient(coordinator.url, { token: coordinator.token });
     await prepareDataset(api, data, 'fixture', 128);
   });
 
@@ -176,7 +176,7 @@ describe('distributed training equals the single-process trainer', () => {
     const run = await api.createRun(runRequest(ADAM, MICRO_BATCH / 2));
     const workers = [0, 1].map(() => NodeWorker.start({ runtime: 'web', threads: 1 }));
     try {
-      const reports = await Promise.all(workers.map((w, i) => w.run(new ApiClient(coordinator.url, { workerId: `node-${i}`, token: coordinator.token }), run.runId)));
+      const reports = await Promise.all(workers.map((w, i) => w.run(new ApiClient(coordinator.url, { token: coordinator.token }), run.runId)));
       expect(reports.map((r) => r.state)).toEqual(['completed', 'completed']);
       expect(reports.reduce((n, r) => n + r.accepted, 0)).toBeGreaterThanOrEqual(STEPS * 2);
       const { params } = await api.params(run.runId, STEPS);

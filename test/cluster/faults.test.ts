@@ -25,6 +25,7 @@ import { initBuffers } from '../../shared/models/params';
 import { decodeCheckpoint, type TrainerState } from '../../shared/training/checkpoint';
 import type { TrainConfig } from '../../shared/training/config';
 import { decodeGradient, encodeGradient } from '../../shared/wire';
+import { workerOfRequest } from '../support/hand-worker';
 import { ApiClient } from '../../workers/gradient/client';
 import { json, startFaultProxy, type FaultHook, type FaultProxy, type ProxiedRequest, type ProxiedResponse } from '../support/fault-proxy';
 import { tinyTrainConfig } from '../support/tiny-run';
@@ -95,7 +96,7 @@ async function startRun(cluster: RunRequest['cluster'] = {}, withWorkerd = true)
 
 const isGradient = (r: ProxiedRequest) => r.method === 'POST' && /\/leases\/[^/]+\/gradient$/.test(r.path);
 const isLeaseRequest = (r: ProxiedRequest) => r.method === 'POST' && /\/v1\/runs\/[^/]+\/leases$/.test(r.path);
-const workerOf = (r: ProxiedRequest) => String(r.headers['x-worker-id']);
+const workerOf = (r: ProxiedRequest) => workerOfRequest(r.headers);
 
 /** Records every lease handed out through the proxy, with the worker it went to. */
 function leaseRecorder(): { leases: (Lease & { worker: string })[]; hook: FaultHook } {
@@ -121,19 +122,23 @@ const chain =
 // ---------- `edgetrain worker` processes ----------
 
 interface WorkerProcess {
-  readonly id: string;
+  /** The id the coordinator minted for it (from its "worker <id> joining" line). */
+  id: string;
   readonly child: ChildProcess;
   /** Resolves with the exit code (null when killed by a signal). */
   readonly exited: Promise<number | null>;
 }
 
-function spawnWorker(id: string, runId: string, token: string, onLine: (line: string, w: WorkerProcess) => void): WorkerProcess {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'cli/main.ts', 'worker', '--url', proxy.url, '--run', runId, '--id', id, '--verbose'], {
+function spawnWorker(runId: string, token: string, onLine: (line: string, w: WorkerProcess) => void): WorkerProcess {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'cli/main.ts', 'worker', '--url', proxy.url, '--run', runId, '--verbose'], {
     env: { ...process.env, EDGETRAIN_TOKEN: token },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
-  const w: WorkerProcess = { id, child, exited: new Promise((resolve) => child.once('exit', (code) => resolve(code))) };
-  createInterface({ input: child.stdout! }).on('line', (line) => onLine(line, w));
+  const w: WorkerProcess = { id: '', child, exited: new Promise((resolve) => child.once('exit', (code) => resolve(code))) };
+  createInterface({ input: child.stdout! }).on('line', (line) => {
+    w.id ||= /^worker (\S+) joining/.exec(line)?.[1] ?? '';
+    onLine(line, w);
+  });
   child.stderr!.resume();
   return w;
 }
@@ -142,7 +147,7 @@ beforeAll(async () => {
   stateDir = await mkdtemp(path.join(tmpdir(), 'edgetrain-faults-'));
   coordinator = await startCoordinator({ persistDir: stateDir });
   proxy = await startFaultProxy(coordinator.url);
-  api = new ApiClient(proxy.url, { workerId: 'fault-test', token: coordinator.token, retryForMs: 30_000 });
+  api = new ApiClient(proxy.url, { token: coordinator.token, retryForMs: 30_000 });
   await prepareFixtureDataset(api);
   workers = await Promise.all([0, 1].map((index) => startWorkerdWorker({ index, apiUrl: proxy.url })));
   const run = await startRun();
@@ -165,10 +170,13 @@ describe('fault injection: the run survives and learns exactly what a fault-free
   it('1. worker processes killed mid-step three times (SIGKILL), and a workerd invocation that throws', async () => {
     const run = await startRun({}, false);
     const recorder = leaseRecorder();
-    // The first workerd worker's invocation throws: its parameter fetch after step 2 answers 500.
+    // The first workerd worker's invocation throws: its parameter fetch after step 2 answers 500. The
+    // worker processes join with a worker token of their own, so the workerd worker's reads are told
+    // apart by theirs (reads carry the worker token, not a credential).
+    const processToken = await api.workerToken(run.runId, 24);
     let thrown = false;
     const throwOnce: FaultHook = async (req, forward) => {
-      if (!thrown && req.method === 'GET' && /\/params\/[3-9](\?|$)/.test(req.path) && workerOf(req).startsWith('worker-')) {
+      if (!thrown && req.method === 'GET' && /\/params\/[3-9](\?|$)/.test(req.path) && req.headers['authorization'] === `Bearer ${run.workerToken}`) {
         thrown = true;
         return { status: 500, headers: { 'content-type': 'application/json' }, body: new TextEncoder().encode('{"error":"injected"}') };
       }
@@ -178,7 +186,6 @@ describe('fault injection: the run survives and learns exactly what a fault-free
     const killed: { worker: string; step: number; shard: number }[] = [];
     const killAtSteps = [2, 4, 6];
     const processes: WorkerProcess[] = [];
-    let spawned = 0;
     const onLine = (line: string, w: WorkerProcess) => {
       const m = /^lease (\S+) train step (\d+) shard (\d+)$/.exec(line);
       if (!m || killed.length >= killAtSteps.length || Number(m[2]) < killAtSteps[killed.length] || w.child.exitCode !== null || w.child.signalCode) return;
@@ -186,11 +193,11 @@ describe('fault injection: the run survives and learns exactly what a fault-free
       // Mid-step: the lease is taken and its compute under way.
       setTimeout(() => {
         w.child.kill('SIGKILL');
-        processes.push(spawnWorker(`proc-${spawned++}`, run.runId, run.workerToken, onLine));
+        processes.push(spawnWorker(run.runId, processToken, onLine));
       }, 30);
     };
     try {
-      processes.push(spawnWorker(`proc-${spawned++}`, run.runId, run.workerToken, onLine), spawnWorker(`proc-${spawned++}`, run.runId, run.workerToken, onLine));
+      processes.push(spawnWorker(run.runId, processToken, onLine), spawnWorker(run.runId, processToken, onLine));
       await workers[0].start(run.runId, run.workerToken);
       await expectSameAsReference(run.runId);
     } finally {
@@ -374,7 +381,7 @@ describe('fault injection: the run survives and learns exactly what a fault-free
 
   it('5. stalled workers holding leases, one silent and one heartbeating forever, cost a lease window, not leaseMs', async () => {
     const run = await startRun({ leaseMs: 60_000 });
-    const stall = (id: string) => new ApiClient(proxy.url, { workerId: id, token: run.workerToken });
+    const stall = (id: string) => new ApiClient(proxy.url, { token: run.workerToken });
     const takeLease = async (client: ApiClient): Promise<Lease> => {
       for (;;) {
         const reply = await client.lease(run.runId);
@@ -388,7 +395,8 @@ describe('fault injection: the run survives and learns exactly what a fault-free
     let beating = true;
     try {
       while ((await api.status(run.runId)).step < 3) await sleep(20);
-      const silent = await takeLease(stall('stalled-silent'));
+      const silentClient = stall('stalled-silent');
+      const silent = await takeLease(silentClient);
       while ((await api.status(run.runId)).step < 5) await sleep(20);
       const busy = stall('stalled-heartbeating');
       const held = await takeLease(busy);
@@ -402,7 +410,7 @@ describe('fault injection: the run survives and learns exactly what a fault-free
       const seconds = (Date.now() - t0) / 1000;
       console.log(`[faults] stalled workers: run finished in ${seconds.toFixed(1)} s with leaseMs 60 s`);
       expect(seconds).toBeLessThan(45);
-      for (const [l, who] of [[silent, 'stalled-silent'], [held, 'stalled-heartbeating']] as const) {
+      for (const [l, who] of [[silent, silentClient.workerId], [held, busy.workerId]] as const) {
         expect(recorder.leases.some((r) => r.kind === l.kind && r.step === l.step && r.shard === l.shard && r.worker !== who)).toBe(true);
       }
     } finally {

@@ -11,6 +11,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { QueuedMessage } from '../../cli/cluster/queue-broker';
 import { startCoordinator, type LocalCoordinator } from '../../cli/cluster/local';
 import type { ChainMessage, ChainTicket, RunCreated, RunRequest } from '../../shared/protocol';
+import { credentialClaims } from '../../shared/auth';
 import { ApiClient } from '../../workers/gradient/client';
 import { gradientFrame, refusal, statusAndReason, waitFor } from '../support/hand-worker';
 import { prepareFixtureDataset } from '../support/fixture-dataset';
@@ -32,7 +33,7 @@ beforeEach(async () => {
       maxConcurrency: MAX_CONCURRENCY,
     },
   });
-  api = new ApiClient(coordinator.url, { workerId: 'fleet-test', token: coordinator.token });
+  api = new ApiClient(coordinator.url, { token: coordinator.token });
   await prepareFixtureDataset(api);
 });
 
@@ -52,7 +53,7 @@ const awaitMessages = (runId: string, count: number, timeoutMs = 5000) =>
 
 /** The chain as one invocation of `message` (attempt `attempts`) sees it. */
 function invocation(message: QueuedMessage<ChainMessage>, attempts = message.attempts, nonce = crypto.randomUUID().replaceAll('-', '').slice(0, 16)) {
-  const client = new ApiClient(coordinator.url, { workerId: message.body.chain, token: message.body.token });
+  const client = new ApiClient(coordinator.url, { token: message.body.token });
   const ticket: ChainTicket = { generation: message.body.generation, invocation: `${message.id}/${attempts}/${nonce}` };
   return { client, ticket, runId: message.body.runId };
 }
@@ -63,7 +64,8 @@ describe('the supervised fleet', { retry: 1, timeout: 75_000 }, () => {
     const messages = await awaitMessages(run.runId, 150);
     expect(messages).toHaveLength(150);
     expect(new Set(messages.map((m) => m.body.chain)).size).toBe(150);
-    expect(messages.every((m) => m.body.generation === 1 && m.body.token === run.workerToken)).toBe(true);
+    // Each chain's message carries its own credential, for its own id and run (not the run's worker token).
+    expect(messages.every((m) => m.body.generation === 1 && credentialClaims(m.body.token)?.workerId === m.body.chain && credentialClaims(m.body.token)?.runId === run.runId)).toBe(true);
     const status = await api.status(run.runId);
     expect(status.fleet?.target).toBe(150);
     expect(status.fleet?.chains).toHaveLength(150);
@@ -93,7 +95,7 @@ describe('the supervised fleet', { retry: 1, timeout: 75_000 }, () => {
     expect(await retry.client.claimChain(run.runId, retry.ticket)).toEqual({ type: 'go' });
     expect(await first.client.lease(run.runId, first.ticket)).toMatchObject({ type: 'stop', reason: 'superseded' });
     // A worker calling itself a chain without a ticket is refused the chain's work.
-    expect(await new ApiClient(coordinator.url, { workerId: m0.body.chain, token: m0.body.token }).lease(run.runId)).toMatchObject({ type: 'stop' });
+    expect(await new ApiClient(coordinator.url, { token: m0.body.token }).lease(run.runId)).toMatchObject({ type: 'stop' });
     // Handing over sends exactly one message: the chain's next generation.
     expect(await retry.client.handOver(run.runId, retry.ticket)).toEqual({ handedOver: true });
     expect(await first.client.handOver(run.runId, first.ticket)).toEqual({ handedOver: false });
@@ -142,16 +144,17 @@ describe('the supervised fleet', { retry: 1, timeout: 75_000 }, () => {
   it('a coordinator reset mid-run (as a deploy does) is answered 503 + Retry-After and retried, not fatal', async () => {
     const run = await createRun(1);
     const spec = await api.spec(run.runId);
-    const a = new ApiClient(coordinator.url, { workerId: 'hand-a', token: run.workerToken, retryForMs: 20_000 });
-    const b = new ApiClient(coordinator.url, { workerId: 'hand-b', token: run.workerToken, retryForMs: 20_000 });
+    const a = new ApiClient(coordinator.url, { token: run.workerToken, retryForMs: 20_000 });
+    const b = new ApiClient(coordinator.url, { token: run.workerToken, retryForMs: 20_000 });
     const leaseA = await a.lease(run.runId);
     const leaseB = await b.lease(run.runId);
     if (leaseA.type !== 'lease' || leaseB.type !== 'lease') throw new Error('expected two leases');
     // Both shards are out: a third worker's lease request long-polls inside the coordinator when the reset comes.
+    const { credential } = await new ApiClient(coordinator.url, { token: run.workerToken }).identity(run.runId);
     const polling = fetch(`${coordinator.url}/v1/runs/${run.runId}/leases`, {
       method: 'POST',
-      headers: { authorization: `Bearer ${run.workerToken}`, 'content-type': 'application/json', 'x-worker-id': 'hand-c' },
-      body: JSON.stringify({ worker: 'hand-c' }),
+      headers: { authorization: `Bearer ${credential}`, 'content-type': 'application/json' },
+      body: '{}',
     });
     await new Promise((r) => setTimeout(r, 300));
     const reset = await fetch(`${coordinator.url}/v1/runs/${run.runId}/reset`, { method: 'POST', headers: { authorization: `Bearer ${coordinator.token}` } });

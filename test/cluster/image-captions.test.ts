@@ -23,7 +23,7 @@ describe('per-image captions in KV (concat head)', () => {
 
   beforeAll(async () => {
     coordinator = await startCoordinator();
-    api = new ApiClient(coordinator.url, { workerId: 'image-captions-test', token: coordinator.token });
+    api = new ApiClient(coordinator.url, { token: coordinator.token });
     await prepareFixtureDataset(api);
     worker = await startWorkerdWorker({ index: 0, apiUrl: coordinator.url });
   });

@@ -31,7 +31,7 @@ describe(`${WORKERS} Node gradient workers`, () => {
   beforeAll(async () => {
     data = assembleCifar10(fixtureFiles(100), 'fixture');
     coordinator = await startCoordinator();
-    api = new ApiClient(coordinator.url, { workerId: 'many-workers-test', token: coordinator.token });
+    api = new ApiClient(coordinator.url, { token: coordinator.token });
     await prepareDataset(api, data, 'fixture', 128);
   });
 
@@ -46,7 +46,7 @@ describe(`${WORKERS} Node gradient workers`, () => {
     const workers = Array.from({ length: WORKERS }, () => NodeWorker.start({ runtime: 'web', threads: 1 }));
     try {
       const reports = await Promise.all(
-        workers.map((w, i) => w.run(new ApiClient(coordinator.url, { workerId: `node-${i}`, token: coordinator.token }), run.runId)),
+        workers.map((w, i) => w.run(new ApiClient(coordinator.url, { token: coordinator.token }), run.runId)),
       );
       expect(reports.map((r) => r.state)).toEqual(Array(WORKERS).fill('completed'));
       const metrics = await api.metrics(run.runId);

@@ -38,7 +38,7 @@ describe.skipIf(WITHOUT_REAL_CIFAR10)('real CIFAR-10 through the local cluster',
     const coordinator = await startCoordinator();
     const workers = await Promise.all([0, 1].map((index) => startWorkerdWorker({ index, apiUrl: coordinator.url })));
     try {
-      const api = new ApiClient(coordinator.url, { workerId: 'real-cifar-test', token: coordinator.token });
+      const api = new ApiClient(coordinator.url, { token: coordinator.token });
       await prepareDataset(api, data);
       const run = await api.createRun({ ...runRequestOf(CONFIG), cluster: { microBatch: 32 } });
       for (const w of workers) await w.start(run.runId, run.workerToken);

@@ -1,5 +1,6 @@
 // Hand-driven gradient workers for coordinator tests: leases taken and frames posted by the test
 // itself, with known gradients, so every applied update, duplicate and refusal can be checked exactly.
+import { credentialClaims } from '../../shared/auth';
 import { encodeEval, encodeGradient } from '../../shared/wire';
 import type { Lease, RunSpec } from '../../shared/protocol';
 import { ApiError, type ApiClient } from '../../workers/gradient/client';
@@ -85,4 +86,23 @@ export async function waitFor<T>(read: () => Promise<T>, done: (v: T) => boolean
     if (Date.now() > until) throw new Error(`timed out waiting for ${what}; last value: ${JSON.stringify(v)?.slice(0, 500)}`);
     await new Promise((r) => setTimeout(r, 25));
   }
+}
+
+/**
+ * Worker clients by name: the same name is the same client, so it works under the same minted identity
+ * on each run (its id: `client.workerId`, once it has called).
+ */
+export function namedWorkers(make: () => ApiClient): (name: string) => ApiClient {
+  const clients = new Map<string, ApiClient>();
+  return (name) => {
+    let client = clients.get(name);
+    if (!client) clients.set(name, (client = make()));
+    return client;
+  };
+}
+
+/** The worker a proxied request was sent as: the id its credential names ('' for any other bearer). */
+export function workerOfRequest(headers: Record<string, string | string[] | undefined>): string {
+  const m = /^Bearer (\S+)$/.exec(String(headers['authorization'] ?? ''));
+  return (m && credentialClaims(m[1])?.workerId) ?? '';
 }

@@ -80,7 +80,8 @@ describe('resolveRunConfig defaults and merging', () => {
       dataset: 'abc123',
     });
     expect(c.train).toEqual({ ...SEED_TRAIN_CONFIG, epochs: 3, batch: 128, evalBatch: 1000, seed: -7, augment: true, normalization: 'cifar', bnMomentum: 0.01, trainLimit: 5000, shuffleBlock: 0 });
-    expect(c.cluster).toEqual({ ...DEFAULT_CLUSTER_CONFIG, microBatch: 16, workers: 8 });
+    // maxWorkers follows workers: max(16, 4 × workers).
+    expect(c.cluster).toEqual({ ...DEFAULT_CLUSTER_CONFIG, microBatch: 16, workers: 8, maxWorkers: 32 });
     expect(c.dataset).toBe('abc123');
   });
 });

@@ -113,7 +113,7 @@ describe('one source for every bound', () => {
   });
 
   it('the CLI cluster flags and the HTTP request accept and refuse the same values', () => {
-    const flags: Record<string, string> = { microBatch: 'micro-batch', graphBatch: 'graph-batch', evalGraphBatch: 'eval-graph-batch', leaseMs: 'lease-ms', commitEvery: 'commit-every', snapshotEvery: 'snapshot-every', workers: 'workers', aggregators: 'aggregators', verifyRate: 'verify-rate', verifyTolerance: 'verify-tolerance', trim: 'trim' };
+    const flags: Record<string, string> = { microBatch: 'micro-batch', graphBatch: 'graph-batch', evalGraphBatch: 'eval-graph-batch', leaseMs: 'lease-ms', commitEvery: 'commit-every', snapshotEvery: 'snapshot-every', workers: 'workers', aggregators: 'aggregators', maxWorkers: 'max-workers', verifyRate: 'verify-rate', verifyTolerance: 'verify-tolerance', trim: 'trim' };
     const wrong: string[] = [];
     const { aggregation, ...numeric } = clusterConfigFields.shape;
     for (const value of ['mean', 'median', 'trimmed-mean', 'avg', 'Median']) {

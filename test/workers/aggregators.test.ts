@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startCoordinator, type LocalCoordinator } from '../../cli/cluster/local';
 import type { Lease, RunRequest, RunSpec } from '../../shared/protocol';
 import { ApiClient } from '../../workers/gradient/client';
-import { gradientFrame, leaseOrFail, refusal, statusAndReason } from '../support/hand-worker';
+import { gradientFrame, leaseOrFail, refusal, statusAndReason, namedWorkers } from '../support/hand-worker';
 import { prepareFixtureDataset } from '../support/fixture-dataset';
 
 const DATASET = 'fixture';
@@ -19,7 +19,7 @@ let api: ApiClient;
 
 beforeAll(async () => {
   coordinator = await startCoordinator();
-  api = new ApiClient(coordinator.url, { workerId: 'test-user', token: coordinator.token });
+  api = new ApiClient(coordinator.url, { token: coordinator.token });
   await prepareFixtureDataset(api);
 });
 
@@ -27,7 +27,7 @@ afterAll(async () => {
   await coordinator?.dispose();
 });
 
-const worker = (id: string) => new ApiClient(coordinator.url, { workerId: id, token: coordinator.token });
+const worker = namedWorkers(() => new ApiClient(coordinator.url, { token: coordinator.token }));
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const bits = (a: Float32Array) => Buffer.from(a.buffer, a.byteOffset, a.byteLength).toString('base64');
 /** Shard s of step k: a gradient of its own, so a shard summed twice or lost changes the result. */

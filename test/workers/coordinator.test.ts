@@ -18,7 +18,7 @@ import { runIndexKey, snapshotKey } from '../../shared/storage-keys';
 import { decodeCheckpoint } from '../../shared/training/checkpoint';
 import { ApiClient, type Fetch } from '../../workers/gradient/client';
 import { fixtureFiles } from '../support/cifar-fixture';
-import { evalFrame, gradientFrame, leaseOrFail, mismatches, refusal, statusAndReason, waitFor, type FrameOptions } from '../support/hand-worker';
+import { evalFrame, gradientFrame, leaseOrFail, mismatches, refusal, statusAndReason, waitFor, type FrameOptions, namedWorkers } from '../support/hand-worker';
 
 const DATASET = 'fixture';
 /** 500 train / 100 test images; trainLimit 128 with batch 64 gives 2 steps per epoch of 2 shards each. */
@@ -35,7 +35,7 @@ let prepared: PrepareReport;
 
 beforeAll(async () => {
   coordinator = await startCoordinator();
-  api = new ApiClient(coordinator.url, { workerId: 'test-user', token: coordinator.token });
+  api = new ApiClient(coordinator.url, { token: coordinator.token });
   cifar = assembleCifar10(fixtureFiles(100), 'fixture');
   prepared = await prepareDataset(api, cifar, DATASET, 128);
 });
@@ -46,7 +46,7 @@ afterAll(async () => {
 
 // ---------- helpers ----------
 
-const worker = (id: string) => new ApiClient(coordinator.url, { workerId: id, token: coordinator.token });
+const worker = namedWorkers(() => new ApiClient(coordinator.url, { token: coordinator.token }));
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** POST /v1/runs with TINY plus `overrides` (cluster merged); asserts 201 and returns status and spec. */
@@ -269,9 +269,10 @@ describe('TrainingCoordinator over the HTTP API (Miniflare: real DO, KV, R2)', (
     const b = await leaseOrFail(w, runId);
     const fa = gradientFrame(a, spec, 1.0, { loss: 2.0 });
     const fb = gradientFrame(b, spec, 3.0, { loss: 4.0 });
+    const { credential } = await w.identity(runId);
 
     const post = (lease: Lease, frame: Uint8Array<ArrayBuffer>) =>
-      fetch(`${coordinator.url}/v1/runs/${runId}/leases/${lease.leaseId}/gradient`, { method: 'POST', headers: { authorization: `Bearer ${coordinator.token}`, 'x-worker-id': 'w', 'x-lease-token': lease.token }, body: frame });
+      fetch(`${coordinator.url}/v1/runs/${runId}/leases/${lease.leaseId}/gradient`, { method: 'POST', headers: { authorization: `Bearer ${credential}`, 'x-lease-token': lease.token }, body: frame });
     expect(await w.submitGradient(a, fa)).toEqual({ accepted: true, version: 0 });
     const again = await post(a, fa);
     expect([again.status, await again.json()]).toEqual([200, { accepted: false, reason: 'duplicate', version: 0 }]);
@@ -332,7 +333,8 @@ describe('TrainingCoordinator over the HTTP API (Miniflare: real DO, KV, R2)', (
     expect(statusAndReason(forgotten)).toEqual({ status: 409, reason: 'unknown-lease' });
     expect(await api.status(runId)).toMatchObject({ step: 3, state: 'training' });
     // Four refusals recorded, but the 409s are no bad data: the worker is not excluded.
-    const me = (await api.status(runId)).workers.find((x) => x.worker === 'w');
+    const mine = (await w.identity(runId)).workerId;
+    const me = (await api.status(runId)).workers.find((x) => x.worker === mine);
     expect([me?.accepted, me?.rejected, me?.excluded]).toEqual([2, 4, undefined]);
   });
 
@@ -433,7 +435,7 @@ describe('TrainingCoordinator over the HTTP API (Miniflare: real DO, KV, R2)', (
     // A lease id that is no UUID is refused before either.
     const ghost = { ...a, leaseId: '00000000-0000-4000-8000-000000000000' };
     expect(await refused(w.submitGradient(ghost, gradientFrame(ghost, spec, 1.0)))).toEqual({ status: 403, reason: 'forbidden' });
-    const signed = { ...ghost, token: await leaseToken(await signingKey(coordinator.token), runId, ghost.leaseId, w.workerId) };
+    const signed = { ...ghost, token: await leaseToken(await signingKey(coordinator.token), runId, ghost.leaseId, w.workerId!, { expiresAt: Date.now() + 60_000, maxBytes: 1 << 24 }) };
     expect(await refused(w.submitGradient(signed, gradientFrame(signed, spec, 1.0)))).toEqual({ status: 409, reason: 'unknown-lease' });
     const notUuid = { ...a, leaseId: 'not-a-lease' };
     expect(await refused(w.submitGradient(notUuid, gradientFrame(notUuid, spec, 1.0)))).toEqual({ status: 400, reason: 'lease-id' });
@@ -446,7 +448,7 @@ describe('TrainingCoordinator over the HTTP API (Miniflare: real DO, KV, R2)', (
     expect(await refused(w.lease('r-no-such-run'))).toEqual({ status: 404, reason: 'unknown-run' });
     expect(await refused(api.status('Not_A_Run'))).toEqual({ status: 400, reason: 'run-id' });
     expect(await refused(api.params(runId, -1))).toEqual({ status: 400, reason: 'version' });
-    const badLeaseBody = await fetch(`${coordinator.url}/v1/runs/${runId}/leases`, { method: 'POST', headers: { authorization: `Bearer ${coordinator.token}`, 'content-type': 'application/json' }, body: '{"who":"x"}' });
+    const badLeaseBody = await fetch(`${coordinator.url}/v1/runs/${runId}/leases`, { method: 'POST', headers: { authorization: `Bearer ${(await worker('bad-body').identity(runId)).credential}`, 'content-type': 'application/json' }, body: '{"who":"x"}' });
     expect([badLeaseBody.status, ((await badLeaseBody.json()) as { reason: string }).reason]).toEqual([400, 'body']);
 
     // Nothing was counted and no worker excluded: new leases answer and the step applies exactly once.
@@ -611,7 +613,8 @@ describe('TrainingCoordinator over the HTTP API (Miniflare: real DO, KV, R2)', (
     // Only the worker list moved: the refused submission is recorded against its worker.
     const settled = await api.status(runId);
     expect(settled).toEqual({ ...cancelled, workers: settled.workers });
-    expect(settled.workers.find((x) => x.worker === 'w')).toMatchObject({ accepted: 0, rejected: 1 });
+    const mine = (await w.identity(runId)).workerId;
+    expect(settled.workers.find((x) => x.worker === mine)).toMatchObject({ accepted: 0, rejected: 1 });
 
     // Again: same answer, nothing rewritten.
     const again = await api.cancel(runId);
@@ -771,7 +774,7 @@ describe('TrainingCoordinator: guards found in review', () => {
     expect(failed.error).toMatch(/shard 0\b/);
     expect(failed.error).toContain('gradient value 7 is NaN');
     expect(mismatches((await paramsAt(runId, 2)).params, (i) => v1.params[i])).toEqual([]);
-    expect(await worker('dv-w6').lease(runId)).toEqual({ type: 'done', state: 'failed' });
+    expect(await worker('dv-w2').lease(runId)).toEqual({ type: 'done', state: 'failed' });
     expect(await kvSummary(runId)).toMatchObject({ runId, state: 'failed' });
     expect((await api.listRuns()).runs.find((r) => r.runId === runId)?.state).toBe('failed');
     // A finite answer for the failing shard now comes too late.
@@ -820,9 +823,12 @@ describe('TrainingCoordinator: guards found in review', () => {
     // coordinator sees it; with a token signed for it, the coordinator answers 'finished' before any
     // lease lookup.
     const ghost = { ...t1, leaseId: '00000000-0000-4000-8000-000000000000' };
-    expect(statusAndReason(await refusal(w.submitGradient(ghost, gradientFrame(ghost, spec, 0))))).toEqual({ status: 403, reason: 'forbidden' });
-    const signed = { ...ghost, token: await leaseToken(await signingKey(coordinator.token), runId, ghost.leaseId, w.workerId) };
-    expect(statusAndReason(await refusal(w.submitGradient(signed, gradientFrame(signed, spec, 0))))).toEqual(finished);
+    // (As fin-t1, who holds an identity on this run: minting a new one is refused once the run is over.)
+    const holder = worker('fin-t1');
+    expect(statusAndReason(await refusal(worker('fin-new').lease(runId)))).toEqual(finished);
+    expect(statusAndReason(await refusal(holder.submitGradient(ghost, gradientFrame(ghost, spec, 0))))).toEqual({ status: 403, reason: 'forbidden' });
+    const signed = { ...ghost, token: await leaseToken(await signingKey(coordinator.token), runId, ghost.leaseId, (await holder.identity(runId)).workerId, { expiresAt: Date.now() + 60_000, maxBytes: 1 << 24 }) };
+    expect(statusAndReason(await refusal(holder.submitGradient(signed, gradientFrame(signed, spec, 0))))).toEqual(finished);
     expect(await api.status(runId)).toMatchObject({ state: 'completed', step: 2, testLoss: 1.5, testAccuracy: 0.4 });
   });
 
@@ -886,7 +892,8 @@ describe('TrainingCoordinator: guards found in review', () => {
 
     // The lease request body is strict too.
     const { runId } = await createRun();
-    const res = await fetch(`${coordinator.url}/v1/runs/${runId}/leases`, { method: 'POST', headers: { authorization: `Bearer ${coordinator.token}`, 'content-type': 'application/json' }, body: '{"worker":"w","who":"x"}' });
+    const { credential } = await worker('strict-body').identity(runId);
+    const res = await fetch(`${coordinator.url}/v1/runs/${runId}/leases`, { method: 'POST', headers: { authorization: `Bearer ${credential}`, 'content-type': 'application/json' }, body: '{"who":"x"}' });
     const body = (await res.json()) as { reason: string; issues: unknown };
     expect([res.status, body.reason, body.issues]).toEqual([400, 'body', [unknown('who')]]);
     expect((await api.status(runId)).state).toBe('created');
@@ -927,7 +934,7 @@ describe('TrainingCoordinator: guards found in review', () => {
         throw e;
       }
     };
-    const client = new ApiClient(coordinator.url, { workerId: 'prepare-again', token: coordinator.token, fetch: counting });
+    const client = new ApiClient(coordinator.url, { token: coordinator.token, fetch: counting });
     const blockPuts = () => calls.filter((c) => c.path.startsWith('/v1/datasets/blocks/'));
 
     const first = await prepareDataset(client, big, bigName, 1500);

@@ -11,7 +11,7 @@ import type { Lease, RunRequest, RunSpec, RunStatus, WorkerSummary } from '../..
 import { snapshotKey } from '../../shared/storage-keys';
 import { decodeCheckpoint } from '../../shared/training/checkpoint';
 import { ApiClient } from '../../workers/gradient/client';
-import { evalFrame, gradientFrame, leaseOrFail, mismatches, refusal, statusAndReason, waitFor } from '../support/hand-worker';
+import { evalFrame, gradientFrame, leaseOrFail, mismatches, refusal, statusAndReason, waitFor, namedWorkers } from '../support/hand-worker';
 import { prepareFixtureDataset } from '../support/fixture-dataset';
 
 const DATASET = 'fixture';
@@ -26,7 +26,7 @@ let api: ApiClient;
 
 beforeAll(async () => {
   coordinator = await startCoordinator();
-  api = new ApiClient(coordinator.url, { workerId: 'test-user', token: coordinator.token });
+  api = new ApiClient(coordinator.url, { token: coordinator.token });
   await prepareFixtureDataset(api);
 });
 
@@ -36,7 +36,7 @@ afterAll(async () => {
 
 // ---------- helpers ----------
 
-const worker = (id: string) => new ApiClient(coordinator.url, { workerId: id, token: coordinator.token });
+const worker = namedWorkers(() => new ApiClient(coordinator.url, { token: coordinator.token }));
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** POST /v1/runs with TINY plus `overrides` (cluster merged); returns the run id and its spec. */
@@ -68,9 +68,10 @@ async function paramsAt(runId: string, version: number): Promise<Float32Array> {
 /** `params` after one SGD step (lr 0.5) with every gradient `mean`, rounded to float32 as the coordinator does. */
 const sgd = (params: Float32Array, mean: number) => Float32Array.from(params, (p) => p - 0.5 * mean);
 
-/** The run's summary of `id`; fails when the run has none. */
+/** The run's summary of named worker `id` (the identity it was minted there); fails when the run has none. */
 async function workerOf(runId: string, id: string): Promise<WorkerSummary> {
-  const w = (await api.status(runId)).workers.find((x) => x.worker === id);
+  const minted = (await worker(id).identity(runId)).workerId;
+  const w = (await api.status(runId)).workers.find((x) => x.worker === minted);
   if (!w) throw new Error(`run ${runId} lists no worker ${id}`);
   return w;
 }
@@ -275,11 +276,12 @@ describe('TrainingCoordinator fault handling (Miniflare: real DO, KV, R2)', () =
     const hog = worker('rl-hog');
     const lease = await leaseOrFail(hog, runId);
     const before = await api.status(runId);
+    const { credential } = await hog.identity(runId);
 
     const heartbeat = () =>
       fetch(`${coordinator.url}/v1/runs/${runId}/leases/${lease.leaseId}/heartbeat`, {
         method: 'POST',
-        headers: { authorization: `Bearer ${coordinator.token}`, 'x-worker-id': 'rl-hog', 'x-lease-token': lease.token },
+        headers: { authorization: `Bearer ${credential}`, 'x-lease-token': lease.token },
       }).then(async (r) => ({ status: r.status, retryAfter: r.headers.get('retry-after'), contentType: r.headers.get('content-type'), body: (await r.json()) as { reason?: string; error?: string } }));
     const answers = await Promise.all(Array.from({ length: 300 }, heartbeat));
     const limited = answers.filter((r) => r.status === 429);

@@ -26,7 +26,7 @@ let api: ApiClient;
 
 const start = async () => {
   coordinator = await startCoordinator({ persistDir: dir, token });
-  api = new ApiClient(coordinator.url, { workerId: 'test-user', token: coordinator.token });
+  api = new ApiClient(coordinator.url, { token: coordinator.token });
 };
 
 beforeAll(async () => {

@@ -3,8 +3,8 @@ import { Hono, type Context } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import { zValidator } from '@hono/zod-validator';
 import { z } from 'zod';
-import { leaseToken, signingKey, workerToken } from '../../shared/auth';
-import { runRequestSchema, resolveRunConfig, type FieldIssue, type LeaseReply, type RunCreated, type RunStatus, type RunSummary, type SubmitReply } from '../../shared/protocol';
+import { leaseToken, signingKey, workerCredential, workerToken } from '../../shared/auth';
+import { runRequestSchema, resolveRunConfig, type FieldIssue, type LeaseReply, type RunCreated, type RunStatus, type RunSummary, type SubmitReply, type WorkerIdentity } from '../../shared/protocol';
 import { fieldIssuesOf } from '../../shared/schema/issues';
 import { RUN_INDEX_PREFIX, paramsKey } from '../../shared/storage-keys';
 import type { Env } from '../env';
@@ -13,7 +13,8 @@ import { findHead, type ModelConfig } from '../../shared/models/presets';
 import { CAPTIONS_PREFIX, captionSetSizeProblem, precomputeCaptionSet, type CaptionSetEntry } from '../../shared/text/caption-store';
 import { IMAGE_CAPTIONS_PREFIX, type ImageCaptionIndex } from '../../shared/text/image-captions';
 import { PLACEHOLDER_ENCODER_ID, placeholderCaptionSet } from '../../shared/training/caption-feed';
-import { requireAccess, requireLeaseToken, workerIdOf } from './auth';
+import { requireAccess, requireLeaseToken, type App } from './auth';
+import { FRAME_LIMIT, readBoundedBody } from './bounded-body';
 import { kvCaptionStore, kvHead } from './captions';
 import { findManifest } from './datasets';
 import { readVersion } from '../../shared/params-cache';
@@ -24,13 +25,12 @@ import { fitWorkerMemory } from './worker-memory';
 import { jsonBody } from './json-body';
 import { KV_LIST_MAX_PAGES, listKeys } from './kv-list';
 
-type App = { Bindings: Env };
-
 const JSON_LIMIT = 64 * 1024;
 /** Cloudflare's ceiling on a queue's concurrent consumer invocations. */
 const QUEUE_CONCURRENCY_MAX = 250;
-/** A gradient frame: 4 bytes per parameter; 64 MiB covers models up to ~16M parameters. */
-const FRAME_LIMIT = 64 * 1024 * 1024;
+/** How long a run's worker token lives unless ?ttlHours= says otherwise, and the longest it may. */
+const WORKER_TOKEN_TTL_HOURS = 7 * 24;
+const WORKER_TOKEN_MAX_HOURS = 90 * 24;
 
 const tooLarge = (limit: number) => bodyLimit({ maxSize: limit, onError: (c) => c.json<ErrorBody>({ error: `request body exceeds ${limit} bytes`, reason: 'too-large' }, 413) });
 
@@ -44,7 +44,7 @@ const runRequest = zValidator('json', runRequestSchema, (result, c) => {
 /** A chain invocation's ticket: its generation and its delivery (`message id/attempts/nonce`). */
 const ticketSchema = z.object({ generation: z.number().int().min(1), invocation: z.string().regex(/^[A-Za-z0-9._:-]{1,128}\/\d{1,4}\/[0-9a-f]{8,32}$/, "'<message id>/<attempts>/<nonce>'") }).strict();
 
-const workerBody = zValidator('json', z.object({ worker: z.string().regex(/^[A-Za-z0-9._:-]{1,128}$/, "1–128 letters, digits, '.', '_', ':' or '-'"), ticket: ticketSchema.optional() }).strict(), (result, c) => {
+const workerBody = zValidator('json', z.object({ ticket: ticketSchema.optional() }).strict(), (result, c) => {
   if (!result.success) return c.json<ErrorBody>({ error: 'invalid lease request', reason: 'body', issues: issuesOf(result.error) }, 400);
 });
 
@@ -84,17 +84,30 @@ function runStub(c: Context<App>) {
   return bad ? { bad } : { stub: coordinator(c.env.COORDINATOR, id) };
 }
 
-const runWorkerToken = async (c: Context<App>, runId: string) => workerToken(await signingKey(c.env.API_TOKEN!), runId);
+const ttlQuery = zValidator('query', z.object({ ttlHours: z.coerce.number().int().min(1).max(WORKER_TOKEN_MAX_HOURS).optional() }).strict(), (result, c) => {
+  if (!result.success) return c.json<ErrorBody>({ error: 'invalid query', reason: 'query', issues: issuesOf(result.error) }, 400);
+});
 
-/** A chain route's run and chain: the chain must be the caller's worker id. */
+/** The run's worker token, expiring `ttlHours` from now. */
+async function runWorkerToken(c: Context<App>, runId: string, ttlHours = WORKER_TOKEN_TTL_HOURS): Promise<{ token: string; expiresAt: number }> {
+  const expiresAt = Date.now() + ttlHours * 3_600_000;
+  return { token: await workerToken(await signingKey(c.env.API_TOKEN!), runId, expiresAt), expiresAt };
+}
+
+/** A minted (or renewed) identity with its credential signed. */
+async function identityOf(c: Context<App>, runId: string, minted: { workerId: string; expiresAt: number }): Promise<WorkerIdentity> {
+  const credential = await workerCredential(await signingKey(c.env.API_TOKEN!), { runId, ...minted });
+  return { ...minted, credential };
+}
+
+/** A chain route's run and chain: the chain must be the credential's worker. */
 function chainCall(c: Context<App>): { stub: CoordinatorRpc; chain: string } | Response {
   const { bad, stub } = runStub(c);
   if (bad) return c.json(bad, 400);
   const chain = c.req.param('chain') ?? '';
   if (!CHAIN_ID.test(chain)) return c.json<ErrorBody>({ error: `chain '${chain.slice(0, 40)}' is malformed: 'chain-' and a number`, reason: 'chain' }, 400);
-  const worker = workerIdOf(c);
-  if (worker instanceof Response) return worker;
-  if (worker !== chain) return c.json<ErrorBody>({ error: `x-worker-id '${worker}' is not chain ${chain}: a chain's invocations work under its id`, reason: 'chain' }, 400);
+  const worker = c.get('identity').workerId;
+  if (worker !== chain) return c.json<ErrorBody>({ error: `worker ${worker} is not chain ${chain}: only the chain's own credential works on it`, reason: 'chain' }, 403);
   return { stub, chain };
 }
 
@@ -114,6 +127,8 @@ const control = requireAccess('control');
 const read = requireAccess('read');
 const runWorker = requireAccess('run-worker');
 const json = jsonBody();
+const mint = requireAccess('mint');
+const identity = requireAccess('identity');
 
 export const runs = new Hono<App>()
   .post('/', control, tooLarge(JSON_LIMIT), json, runRequest, async (c) => {
@@ -174,7 +189,8 @@ export const runs = new Hono<App>()
     // The coordinator starts the run's worker chains itself (where the Worker has its work queue).
     const created = await coordinator(c.env.COORDINATOR, runId).create(runId, config, manifest);
     if (!created.ok) return failure(c, created);
-    return c.json<RunCreated>({ ...created.value, workerToken: await runWorkerToken(c, runId) }, 201);
+    const joined = await runWorkerToken(c, runId);
+    return c.json<RunCreated>({ ...created.value, workerToken: joined.token, workerTokenExpiresAt: joined.expiresAt }, 201);
   })
   .get('/', read, limitQuery, async (c) => {
     const { keys, complete } = await listKeys<RunSummary>(c.env.KV, RUN_INDEX_PREFIX);
@@ -217,11 +233,25 @@ export const runs = new Hono<App>()
     if (error !== undefined && !durableObjectBusy(error)) throw error;
     return c.json({ runId: r.value.runId, reset: true }, 202);
   })
-  .get('/:id/worker-token', control, async (c) => {
+  .get('/:id/worker-token', control, ttlQuery, async (c) => {
     const { bad, stub } = runStub(c);
     if (bad) return c.json(bad, 400);
     const r = await stub.status();
-    return r.ok ? c.json({ runId: r.value.runId, token: await runWorkerToken(c, r.value.runId) }) : failure(c, r);
+    if (!r.ok) return failure(c, r);
+    const { token, expiresAt } = await runWorkerToken(c, r.value.runId, c.req.valid('query').ttlHours);
+    return c.json({ runId: r.value.runId, token, expiresAt });
+  })
+  .post('/:id/workers', mint, async (c) => {
+    const { bad, stub } = runStub(c);
+    if (bad) return c.json(bad, 400);
+    const r = await stub.mintWorker();
+    return r.ok ? c.json<WorkerIdentity>(await identityOf(c, c.req.param('id'), r.value), 201) : failure(c, r);
+  })
+  .post('/:id/workers/renew', identity, async (c) => {
+    const { bad, stub } = runStub(c);
+    if (bad) return c.json(bad, 400);
+    const r = await stub.renewWorker(c.get('identity').workerId);
+    return r.ok ? c.json<WorkerIdentity>(await identityOf(c, c.req.param('id'), r.value)) : failure(c, r);
   })
   .get('/:id/model.onnx', control, async (c) => {
     const { bad, stub } = runStub(c);
@@ -265,54 +295,60 @@ export const runs = new Hono<App>()
     }
     return c.body(bytes, 200, { 'content-type': 'application/octet-stream', 'cache-control': IMMUTABLE_PRIVATE, 'x-params-tag': tag });
   })
-  .post('/:id/leases', runWorker, tooLarge(JSON_LIMIT), json, workerBody, async (c) => {
+  .post('/:id/leases', identity, tooLarge(JSON_LIMIT), json, workerBody, async (c) => {
     const { bad, stub } = runStub(c);
     if (bad) return c.json(bad, 400);
-    const { worker, ticket } = c.req.valid('json');
-    const r = await stub.lease(worker, ticket);
+    const worker = c.get('identity').workerId;
+    const r = await stub.lease(worker, c.req.valid('json').ticket);
     if (!r.ok) return failure(c, r);
     if (r.value.type !== 'lease') return c.json<LeaseReply>(r.value);
     const lease = r.value.lease;
-    const token = await leaseToken(await signingKey(c.env.API_TOKEN!), lease.runId, lease.leaseId, worker);
+    const token = await leaseToken(await signingKey(c.env.API_TOKEN!), lease.runId, lease.leaseId, worker, { expiresAt: lease.expiresAt, maxBytes: Math.min(lease.maxBytes, FRAME_LIMIT) });
     return c.json<LeaseReply>({ type: 'lease', lease: { ...lease, token } });
   })
-  .post('/:id/chains/:chain/claim', runWorker, tooLarge(JSON_LIMIT), json, ticketBody, async (c) => {
+  .post('/:id/chains/:chain/claim', identity, tooLarge(JSON_LIMIT), json, ticketBody, async (c) => {
     const call = chainCall(c);
     if (call instanceof Response) return call;
     const r = await call.stub.claimChain(call.chain, c.req.valid('json'));
     return r.ok ? c.json(r.value) : failure(c, r);
   })
-  .post('/:id/chains/:chain/handover', runWorker, tooLarge(JSON_LIMIT), json, ticketBody, async (c) => {
+  .post('/:id/chains/:chain/handover', identity, tooLarge(JSON_LIMIT), json, ticketBody, async (c) => {
     const call = chainCall(c);
     if (call instanceof Response) return call;
     const r = await call.stub.handOver(call.chain, c.req.valid('json'));
     return r.ok ? c.json(r.value) : failure(c, r);
   })
-  .post('/:id/leases/:lease/heartbeat', runWorker, (c) => leaseCall(c, (stub, lease, worker) => stub.heartbeat(lease, worker)))
-  .post('/:id/leases/:lease/gradient', runWorker, tooLarge(FRAME_LIMIT), async (c) => {
-    // The body is read before any refusal: answering first resets the connection under a large upload.
-    const body = await c.req.arrayBuffer();
+  .post('/:id/leases/:lease/heartbeat', identity, (c) => leaseCall(c, (stub, lease, worker) => stub.heartbeat(lease, worker)))
+  // The answer routes check the credential and the lease token before reading a byte of the body,
+  // then read no more than the lease's frame can have, within a deadline (bounded-body.ts). Refusing
+  // first may reset the connection of a large upload: only a caller without a valid lease sees that.
+  .post('/:id/leases/:lease/gradient', identity, (c) => {
     const group = c.req.header('x-aggregator');
-    if (group === undefined) return leaseCall(c, (stub, lease, worker) => stub.submitGradient(lease, body, worker));
+    if (group === undefined) return leaseCall(c, (stub, lease, worker, body) => stub.submitGradient(lease, body, worker), true);
     if (!/^\d{1,3}$/.test(group)) return c.json<ErrorBody>({ error: `x-aggregator '${group.slice(0, 20)}' is not an aggregator number (0–255)`, reason: 'aggregator' }, 400);
     const runId = c.req.param('id');
-    return leaseCall(c, (_stub, lease, worker) => aggregator(c.env.AGGREGATOR, runId, Number(group)).submit(runId, Number(group), lease, body, worker));
+    return leaseCall(c, (_stub, lease, worker, body) => aggregator(c.env.AGGREGATOR, runId, Number(group)).submit(runId, Number(group), lease, body, worker), true);
   })
-  .post('/:id/leases/:lease/eval', runWorker, tooLarge(JSON_LIMIT), async (c) => {
-    const body = await c.req.arrayBuffer();
-    return leaseCall(c, (stub, lease, worker) => stub.submitEval(lease, body, worker));
-  });
+  .post('/:id/leases/:lease/eval', identity, (c) => leaseCall(c, (stub, lease, worker, body) => stub.submitEval(lease, body, worker), true));
 
-/** A call on one lease: run id, lease id, worker id and lease token checked before the coordinator sees it. */
-async function leaseCall<T extends SubmitReply | { deadline: number }>(c: Context<App>, call: (stub: CoordinatorRpc, lease: string, worker: string) => Promise<Outcome<T>>) {
+/**
+ * A call on one lease: run id, lease id and lease token (signed for the credential's worker) checked
+ * before the coordinator sees it; with `withBody`, then the body read within the token's bounds.
+ */
+async function leaseCall<T extends SubmitReply | { deadline: number }>(
+  c: Context<App>,
+  call: (stub: CoordinatorRpc, lease: string, worker: string, body: ArrayBuffer) => Promise<Outcome<T>>,
+  withBody = false,
+) {
   const { bad, stub } = runStub(c);
   if (bad) return c.json(bad, 400);
   const lease = c.req.param('lease') ?? '';
   if (!isLeaseId(lease)) return c.json<ErrorBody>({ error: leaseIdProblem(lease), reason: 'lease-id' }, 400);
-  const worker = workerIdOf(c);
-  if (worker instanceof Response) return worker;
-  const denied = await requireLeaseToken(c, c.req.param('id')!, lease, worker);
-  if (denied) return denied;
-  const r = await call(stub, lease, worker);
+  const worker = c.get('identity').workerId;
+  const bounds = await requireLeaseToken(c, c.req.param('id')!, lease, worker);
+  if (bounds instanceof Response) return bounds;
+  const body = withBody ? await readBoundedBody(c, bounds) : new Uint8Array(0);
+  if (body instanceof Response) return body;
+  const r = await call(stub, lease, worker, body.buffer);
   return r.ok ? c.json(r.value) : failure(c, r);
 }

@@ -3,9 +3,9 @@
 // (workers/gradient/loop.ts); ORT runs in a Web Worker behind comlink (compute-worker.ts), on WebGPU when the
 // browser offers an adapter and ORT can run the training graph on it, on WASM otherwise.
 //
-//   index.html#api=<API url>&run=<run id>&token=<worker token>&id=<worker id>&ep=auto|webgpu|wasm
+//   index.html#api=<API url>&run=<run id>&token=<worker token>&ep=auto|webgpu|wasm
 //
-// (or the form on the page). Served by the API Worker itself (<api>/worker/, cli/cluster/deploy-assets.ts),
+// (or the form on the page). The run's coordinator gives the page its worker id: each page load mints one. Served by the API Worker itself (<api>/worker/, cli/cluster/deploy-assets.ts),
 // the page's meta tags say so: `api` may then be left out (the page's own origin), and only the ORT
 // builds it names are there. Progress is shown in the page and kept in `window.edgetrainWorker`.
 import type { Lease, RunState, SubmitReply } from '../../shared/protocol';
@@ -20,7 +20,6 @@ export interface WorkerParams {
   readonly api: string;
   readonly run: string;
   readonly token: string;
-  readonly id: string;
   readonly ep: EpChoice;
 }
 
@@ -50,6 +49,8 @@ export interface BrowserWorkerStatus {
   /** How the loop ended: 'done' (the run is over), 'excluded', 'stopped'. */
   reason: WorkReport['reason'] | null;
   runState: RunState | null;
+  /** The id the run's coordinator minted for this page (null until it joined). */
+  workerId: string | null;
   error: string | null;
   log: string[];
 }
@@ -75,6 +76,7 @@ const status: BrowserWorkerStatus = {
   done: false,
   reason: null,
   runState: null,
+  workerId: null,
   error: null,
   log: [],
 };
@@ -143,7 +145,7 @@ function pageSettings(): PageSettings {
 export function parseParams(source: string, defaultApi = ''): WorkerParams | { missing: string[] } {
   const q = new URLSearchParams(source.replace(/^#/, ''));
   const get = (k: string) => q.get(k)?.trim() ?? '';
-  const p = { api: (get('api') || defaultApi).replace(/\/$/, ''), run: get('run'), token: get('token'), id: get('id') || `browser-${crypto.randomUUID().slice(0, 8)}`, ep: (get('ep') || 'auto') as EpChoice };
+  const p = { api: (get('api') || defaultApi).replace(/\/$/, ''), run: get('run'), token: get('token'), ep: (get('ep') || 'auto') as EpChoice };
   const missing: string[] = (['api', 'run', 'token'] as const).filter((k) => !p[k]);
   if (!['auto', 'webgpu', 'wasm'].includes(p.ep)) missing.push('ep (auto, webgpu or wasm)');
   return missing.length ? { missing } : p;
@@ -155,7 +157,7 @@ async function start(p: WorkerParams): Promise<void> {
   status.running = true;
   status.requested = p.ep;
   ($('form') as HTMLFormElement).hidden = true;
-  $('who').textContent = `${p.id} on run ${p.run} at ${p.api}`;
+  $('who').textContent = `joining run ${p.run} at ${p.api}`;
   render();
   let computer: BrowserComputer | undefined;
   try {
@@ -173,7 +175,9 @@ async function start(p: WorkerParams): Promise<void> {
     }, webgpuOff);
     status.ms = computer.ms;
     log(`computing on ${computer.ep}${computer.ep === 'webgpu' ? ` (${computer.adapter})` : ''}`);
-    const api = new CountingClient(p.api, { workerId: p.id, token: p.token, retryForMs: 60_000 });
+    const api = new CountingClient(p.api, { token: p.token, retryForMs: 60_000 });
+    status.workerId = (await api.identity(p.run)).workerId;
+    $('who').textContent = `${status.workerId} on run ${p.run} at ${p.api}`;
     const report = await workLoop({
       api,
       runId: p.run,
@@ -213,7 +217,7 @@ function main(): void {
   if ('missing' in parsed) {
     // Prefill what the fragment had; the form sets the fragment and starts.
     const q = new URLSearchParams(location.hash.replace(/^#/, ''));
-    for (const k of ['api', 'run', 'token', 'id', 'ep']) {
+    for (const k of ['api', 'run', 'token', 'ep']) {
       const v = q.get(k);
       const input = form.elements.namedItem(k) as HTMLInputElement | HTMLSelectElement | null;
       if (v && input) input.value = v;
@@ -226,14 +230,13 @@ function main(): void {
       e.preventDefault();
       const fields = new FormData(form);
       const q = new URLSearchParams();
-      for (const k of ['api', 'run', 'token', 'id', 'ep']) q.set(k, String(fields.get(k) ?? ''));
+      for (const k of ['api', 'run', 'token', 'ep']) q.set(k, String(fields.get(k) ?? ''));
       const p = parseParams(q.toString(), settings.api);
       if ('missing' in p) {
         status.error = `missing: ${p.missing.join(', ')}`;
         render();
         return;
       }
-      q.set('id', p.id); // a generated id stays the same on reload
       status.error = null;
       history.replaceState(null, '', `#${q}`);
       void start(p);

@@ -3,7 +3,8 @@ import { hc } from 'hono/client';
 import type { DatasetManifest } from '../../shared/data/blocks';
 import { CAPTIONS_PREFIX, type CaptionSetEntry, type CaptionStore, type ClassCaptions } from '../../shared/text/caption-store';
 import type { ImageCaptionIndex, ImageCaptionStore } from '../../shared/text/image-captions';
-import type { ChainClaim, ChainTicket, Lease, LeaseReply, RunCreated, RunMetrics, RunRequest, RunSpec, RunStatus, SubmitReply } from '../../shared/protocol';
+import { credentialClaims } from '../../shared/auth';
+import type { ChainClaim, ChainTicket, Lease, LeaseReply, RunCreated, RunMetrics, RunRequest, RunSpec, RunStatus, SubmitReply, WorkerIdentity } from '../../shared/protocol';
 import { decodeParams, frameTag, type ParameterSet } from '../../shared/wire';
 import type { AppType } from '../api/app';
 import type { ErrorBody } from '../api/respond';
@@ -38,11 +39,23 @@ function floatsToBase64(vectors: Float32Array): string {
   return btoa(binary);
 }
 
+type Auth = { readonly authorization: string };
+
 const leaseParams = (lease: Lease) => ({ param: { id: lease.runId, lease: lease.leaseId } });
-const leaseInit = (lease: Lease, body?: Uint8Array<ArrayBuffer>) => ({
-  headers: { 'x-lease-token': lease.token, ...(body && lease.aggregator !== undefined ? { 'x-aggregator': String(lease.aggregator) } : {}) },
+const leaseInit = (auth: Auth, lease: Lease, body?: Uint8Array<ArrayBuffer>) => ({
+  headers: { ...auth, 'x-lease-token': lease.token, ...(body && lease.aggregator !== undefined ? { 'x-aggregator': String(lease.aggregator) } : {}) },
   ...(body ? { init: { body } } : {}),
 });
+
+/** A credential is renewed once less than this is left of it. */
+const RENEW_BEFORE_MS = 60 * 60_000;
+
+/** Whether a refusal is an expired credential's (the one case a fresh identity fixes). */
+async function isExpiry(res: Response): Promise<boolean> {
+  if (res.status !== 401) return false;
+  const body = (await res.clone().json().catch(() => ({}))) as Partial<ErrorBody>;
+  return body.reason === 'expired';
+}
 
 const json = async <T>(res: Response): Promise<T> => (await (await expectOk(res)).json()) as T;
 const bytes = async (res: Response): Promise<Uint8Array> => new Uint8Array(await (await expectOk(res)).arrayBuffer());
@@ -86,9 +99,12 @@ function retrying(fetch: Fetch, retryForMs: number): Fetch {
 }
 
 export interface ApiClientOptions {
-  /** Sent as x-worker-id: who the coordinator counts leases and answers against. */
-  readonly workerId?: string;
-  /** The API token (operator) or a run's worker token, sent as a bearer token. */
+  /**
+   * The API token (operator), a run's worker token, or a worker credential, sent as a bearer token.
+   * With either of the first two the client mints a worker identity the first time it works on a run
+   * (POST /v1/runs/:id/workers) and sends its credential on the lease, answer and chain calls,
+   * renewing it before it expires and minting again when it did; a credential is used as it is.
+   */
   readonly token?: string;
   readonly fetch?: Fetch;
   /** How long to keep retrying while the API is unreachable or restarting (default 0: fail at once). */
@@ -103,8 +119,12 @@ export class ApiClient {
    */
   private readonly once: ReturnType<typeof hc<AppType>>;
   private readonly fetch: Fetch;
-  readonly workerId: string;
   private readonly headers: Record<string, string>;
+  /** The worker identity per run: minted on first use, or the credential the client was given. */
+  private readonly identities = new Map<string, Promise<WorkerIdentity>>();
+  /** Whether the token can mint identities (an API or worker token, not a credential). */
+  private readonly mints: boolean;
+  private latest: WorkerIdentity | undefined;
 
   constructor(
     readonly baseUrl: string,
@@ -112,11 +132,58 @@ export class ApiClient {
   ) {
     const fetch = opts.fetch ?? ((input, init) => globalThis.fetch(input, init));
     this.fetch = retrying(fetch, opts.retryForMs ?? 0);
-    this.workerId = opts.workerId ?? 'client';
-    this.headers = { 'x-worker-id': this.workerId, ...(opts.token ? { authorization: `Bearer ${opts.token}` } : {}) };
+    this.headers = opts.token ? { authorization: `Bearer ${opts.token}` } : {};
     this.client = hc<AppType>(baseUrl, { fetch: this.fetch, headers: this.headers });
     // Not even the stale-socket retry: a connection that drops after the request went out may have created the run.
     this.once = hc<AppType>(baseUrl, { fetch, headers: this.headers });
+    const given = opts.token ? credentialClaims(opts.token) : undefined;
+    this.mints = opts.token !== undefined && !given;
+    if (given) {
+      this.latest = { workerId: given.workerId, credential: opts.token!, expiresAt: given.expiresAt };
+      this.identities.set(given.runId, Promise.resolve(this.latest));
+    }
+  }
+
+  /** The id the coordinator gave this client's latest identity (undefined before its first lease call). */
+  get workerId(): string | undefined {
+    return this.latest?.workerId;
+  }
+
+  /** A new worker identity for run `id` (needs the run's worker token or the API token). */
+  mintWorker(id: string): Promise<WorkerIdentity> {
+    return this.client.v1.runs[':id'].workers.$post({ param: { id } }).then((r) => json<WorkerIdentity>(r));
+  }
+
+  /** This client's identity on run `id`: minted on first use, renewed when little of it is left. */
+  async identity(id: string): Promise<WorkerIdentity> {
+    let current = this.identities.get(id);
+    if (!current) {
+      if (!this.mints) throw new Error(`this client holds no worker identity for run ${id} and its token cannot mint one: give it the run's worker token`);
+      current = this.mintWorker(id);
+      this.identities.set(id, current);
+      current.catch(() => this.identities.delete(id));
+    }
+    let identity = await current;
+    // A chain's credential comes with its queue message and is not renewed (its invocations last minutes).
+    const renewable = !identity.workerId.startsWith('chain-');
+    if (renewable && identity.expiresAt - Date.now() < RENEW_BEFORE_MS && identity.expiresAt > Date.now()) {
+      const renewed = this.client.v1.runs[':id'].workers.renew.$post({ param: { id } }, { headers: { authorization: `Bearer ${identity.credential}` } }).then((r) => json<WorkerIdentity>(r));
+      this.identities.set(id, renewed);
+      renewed.catch(() => this.identities.delete(id));
+      identity = await renewed;
+    }
+    this.latest = identity;
+    return identity;
+  }
+
+  /** Sends a worker call with the run's credential; an expired one is replaced by a fresh identity and the call sent again. */
+  private async asWorker(id: string, send: (auth: Auth) => Promise<Response>): Promise<Response> {
+    const identity = await this.identity(id);
+    const res = await send({ authorization: `Bearer ${identity.credential}` });
+    if (!this.mints || !(await isExpiry(res))) return res;
+    if (this.identities.get(id) && (await this.identities.get(id)) === identity) this.identities.delete(id);
+    const fresh = await this.identity(id);
+    return send({ authorization: `Bearer ${fresh.credential}` });
   }
 
   /** Sent once: a repeated creation would start a second run. */
@@ -128,9 +195,12 @@ export class ApiClient {
     return this.client.v1.runs[':id'].resume.$post({ param: { id } }).then((r) => json<RunStatus>(r));
   }
 
-  /** The token a run's workers authenticate with (needs the API token). */
-  workerToken(id: string): Promise<string> {
-    return this.client.v1.runs[':id']['worker-token'].$get({ param: { id } }).then((r) => json<{ token: string }>(r)).then((r) => r.token);
+  /** The token a run's workers join with (needs the API token), valid `ttlHours` (default: the API's, 7 days). */
+  workerToken(id: string, ttlHours?: number): Promise<string> {
+    return this.client.v1.runs[':id']['worker-token']
+      .$get({ param: { id }, query: ttlHours === undefined ? {} : { ttlHours: String(ttlHours) } })
+      .then((r) => json<{ token: string }>(r))
+      .then((r) => r.token);
   }
 
   /** Runs, newest first; with `limit`, only the newest that many. */
@@ -172,30 +242,32 @@ export class ApiClient {
 
   /** A lease, or why not; a supervised chain's invocation sends its ticket. */
   lease(id: string, ticket?: ChainTicket): Promise<LeaseReply> {
-    return this.client.v1.runs[':id'].leases.$post({ param: { id }, json: { worker: this.workerId, ...(ticket ? { ticket } : {}) } }).then((r) => json<LeaseReply>(r));
+    return this.asWorker(id, (headers) => this.client.v1.runs[':id'].leases.$post({ param: { id }, json: ticket ? { ticket } : {} }, { headers })).then((r) => json<LeaseReply>(r));
   }
 
-  /** Claims chain `chain` (this client's worker id) for the delivery `ticket`: go on, or stop. */
-  claimChain(id: string, ticket: ChainTicket): Promise<ChainClaim> {
-    return this.client.v1.runs[':id'].chains[':chain'].claim.$post({ param: { id, chain: this.workerId }, json: ticket }).then((r) => json<ChainClaim>(r));
+  /** Claims the chain this client's credential names for the delivery `ticket`: go on, or stop. */
+  async claimChain(id: string, ticket: ChainTicket): Promise<ChainClaim> {
+    const chain = (await this.identity(id)).workerId;
+    return this.asWorker(id, (headers) => this.client.v1.runs[':id'].chains[':chain'].claim.$post({ param: { id, chain }, json: ticket }, { headers })).then((r) => json<ChainClaim>(r));
   }
 
   /** Hands the chain over to its next invocation (the coordinator sends its message). */
-  handOver(id: string, ticket: ChainTicket): Promise<{ handedOver: boolean }> {
-    return this.client.v1.runs[':id'].chains[':chain'].handover.$post({ param: { id, chain: this.workerId }, json: ticket }).then((r) => json<{ handedOver: boolean }>(r));
+  async handOver(id: string, ticket: ChainTicket): Promise<{ handedOver: boolean }> {
+    const chain = (await this.identity(id)).workerId;
+    return this.asWorker(id, (headers) => this.client.v1.runs[':id'].chains[':chain'].handover.$post({ param: { id, chain }, json: ticket }, { headers })).then((r) => json<{ handedOver: boolean }>(r));
   }
 
   heartbeat(lease: Lease): Promise<{ deadline: number }> {
-    return this.client.v1.runs[':id'].leases[':lease'].heartbeat.$post(leaseParams(lease), leaseInit(lease)).then((r) => json<{ deadline: number }>(r));
+    return this.asWorker(lease.runId, (auth) => this.client.v1.runs[':id'].leases[':lease'].heartbeat.$post(leaseParams(lease), leaseInit(auth, lease))).then((r) => json<{ deadline: number }>(r));
   }
 
   /** Posts a gradient frame; resolves to the coordinator's reply, rejects with ApiError on refusal. */
   submitGradient(lease: Lease, frame: Uint8Array<ArrayBuffer>): Promise<SubmitReply> {
-    return this.client.v1.runs[':id'].leases[':lease'].gradient.$post(leaseParams(lease), leaseInit(lease, frame)).then((r) => json<SubmitReply>(r));
+    return this.asWorker(lease.runId, (auth) => this.client.v1.runs[':id'].leases[':lease'].gradient.$post(leaseParams(lease), leaseInit(auth, lease, frame))).then((r) => json<SubmitReply>(r));
   }
 
   submitEval(lease: Lease, frame: Uint8Array<ArrayBuffer>): Promise<SubmitReply> {
-    return this.client.v1.runs[':id'].leases[':lease'].eval.$post(leaseParams(lease), leaseInit(lease, frame)).then((r) => json<SubmitReply>(r));
+    return this.asWorker(lease.runId, (auth) => this.client.v1.runs[':id'].leases[':lease'].eval.$post(leaseParams(lease), leaseInit(auth, lease, frame))).then((r) => json<SubmitReply>(r));
   }
 
   /** A caption set's stored vectors (an embeddings frame). */

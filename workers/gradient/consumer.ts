@@ -23,13 +23,13 @@ const RETRY_MS = 60_000;
 const computer = new LocalComputer(loadOrtWorkerd);
 let cache: BlockCache | undefined;
 
-function apiFor(env: GradientEnv, workerId: string, token: string): ApiClient {
-  if (env.API_URL) return new ApiClient(env.API_URL, { workerId, token, retryForMs: RETRY_MS });
+function apiFor(env: GradientEnv, token: string): ApiClient {
+  if (env.API_URL) return new ApiClient(env.API_URL, { token, retryForMs: RETRY_MS });
   const service = env.API;
   if (!service) throw new Error('gradient consumer: neither the API service binding nor API_URL is set (workers/gradient/wrangler.toml)');
   // The host is never resolved: a service binding delivers the request to the bound script.
   const fetch: Fetch = (input, init) => service.fetch(new Request(input, init));
-  return new ApiClient('https://edgetrain.internal', { workerId, token, fetch, retryForMs: RETRY_MS });
+  return new ApiClient('https://edgetrain.internal', { token, fetch, retryForMs: RETRY_MS });
 }
 
 export default {
@@ -42,7 +42,7 @@ export default {
     for (const message of batch.messages) {
       try {
         const report = await runInvocation(message, {
-          api: (workerId, token) => apiFor(env, workerId, token),
+          api: (token) => apiFor(env, token),
           computer,
           cache,
           captionCacheBytes: Number(env.CAPTION_CACHE_MB ?? WORKERS_CACHES.captionCacheMb) * 2 ** 20,

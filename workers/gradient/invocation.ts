@@ -1,7 +1,8 @@
-// One queue delivery of gradient work. A supervised chain's message (the coordinator minted it) claims
-// its chain, works under the chain's id with the delivery's ticket, and at the end of its budget asks
-// the coordinator to send the chain's next message. A hand-started worker's message (local clusters
-// started by the CLI) works under a fresh id and re-enqueues itself. Failures propagate: the queue
+// One queue delivery of gradient work. A supervised chain's message (the coordinator minted it, with the
+// chain's credential) claims its chain, works under the chain's id with the delivery's ticket, and at
+// the end of its budget asks the coordinator to send the chain's next message. A hand-started worker's
+// message (local clusters started by the CLI) carries the run's worker token: each invocation mints an
+// identity of its own and re-enqueues the message. Failures propagate: the queue
 // retries the message (retry_delay), and dead-letters it after max_retries.
 import type { ChainMessage, ChainTicket } from '../../shared/protocol';
 import type { BlockCache } from './block-cache';
@@ -26,8 +27,8 @@ export interface Delivery {
 }
 
 export interface InvocationContext {
-  /** A client of the API working as `workerId` with the run's worker token. */
-  readonly api: (workerId: string, token: string) => ApiClient;
+  /** A client of the API with `token`: a chain's credential, or the run's worker token (it mints an identity). */
+  readonly api: (token: string) => ApiClient;
   readonly computer: LeaseComputer;
   readonly cache: BlockCache;
   /** What the per-image caption cache may hold. */
@@ -42,13 +43,13 @@ export async function runInvocation(delivery: Delivery, o: InvocationContext): P
   const message = delivery.body;
   const loop = { runId: message.runId, computer: o.computer, cache: o.cache, captionCacheBytes: o.captionCacheBytes, budgetMs: o.budgetMs, log: o.log };
   if (message.chain === undefined) {
-    const report = await workLoop({ ...loop, api: o.api(`worker-${crypto.randomUUID().slice(0, 8)}`, message.token) });
+    const report = await workLoop({ ...loop, api: o.api(message.token) });
     if (report.reason === 'budget') await o.requeue?.(message);
     return report;
   }
   const nonce = crypto.randomUUID().replaceAll('-', '').slice(0, 16);
   const ticket: ChainTicket = { generation: message.generation, invocation: `${delivery.id}/${delivery.attempts}/${nonce}` };
-  const api = o.api(message.chain, message.token);
+  const api = o.api(message.token);
   const claim = await api.claimChain(message.runId, ticket);
   if (claim.type === 'stop') {
     o.log(`${message.chain} generation ${message.generation}: not started: ${claim.error}`);
