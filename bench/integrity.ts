@@ -110,6 +110,7 @@ export async function benchIntegrity(args: string[], print: (o: object) => void)
         answersComputed: computed,
         answersNeeded: needed,
         computeOverhead: +(computed / needed - 1).toFixed(3),
+        verification: status.verification ?? null,
         wallS: +((Date.now() - t0) / 1000).toFixed(1),
       });
     }

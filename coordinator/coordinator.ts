@@ -46,7 +46,7 @@ import { checkpointBytes, exportModel, indexRun } from './snapshots';
 import { evalMetrics, runStatus, stepMetrics } from './status';
 import { StepAggregator, type ShardResult } from '../shared/training/step-aggregator';
 import { VersionStore, type PublishedVersion } from './version-store';
-import { drawVerified, evalsAgree, evalSuspect, gradientsAgree, gradientSuspect, integrityOf, keptAnswersProblem, ShardVerification, type EvalAnswer } from './verification';
+import { drawVerified, evalsAgree, evalSuspect, gradientsAgree, integrityOf, keptAnswersProblem, ShardVerification, type EvalAnswer } from './verification';
 import { excludeWorker, workerSummaries } from './worker-record';
 
 /** Workers seen within this window count as active. */
@@ -97,6 +97,8 @@ interface ActiveRun {
   persisting: Promise<void>;
   /** The current step's shards drawn for verification, and the answers they hold. */
   verify: ShardVerification<ShardResult>;
+  /** Verification's counts since this object started. */
+  counts: { drawn: number; suspectEvals: number; disagreements: number; liars: number };
   /** The same for the evaluation in progress (created when it starts). */
   evalVerify?: { readonly step: number; readonly checks: ShardVerification<EvalAnswer> };
 }
@@ -161,7 +163,7 @@ export class TrainingCoordinator extends DurableObject<CoordinatorEnv> {
   private activate(record: RunRecord, position: Position, stateAt: StatePoint, model: ModelState, versions = new VersionStore(this.env.DATA, record.runId)): ActiveRun {
     const shards = new ShardPlan(record.spec);
     const step = position.step;
-    return { record, shards, model, position, committed: position, stateAt, versions, sum: this.emptySum(shards, step), verify: this.trainVerification(shards), pending: new Map(), roundBase: Date.now(), rounds: new Map(), persisting: Promise.resolve() };
+    return { record, shards, model, position, committed: position, stateAt, versions, sum: this.emptySum(shards, step), verify: this.trainVerification(shards), counts: { drawn: 0, suspectEvals: 0, disagreements: 0, liars: 0 }, pending: new Map(), roundBase: Date.now(), rounds: new Map(), persisting: Promise.resolve() };
   }
 
   /** Forgets the current step's answers (applied, or to be taken again). */
@@ -379,7 +381,6 @@ export class TrainingCoordinator extends DurableObject<CoordinatorEnv> {
     sum.decodeMs += t1 - t0;
     this.answered(run, lease, worker);
     const result: ShardResult = { shard: s.shard, worker, loss: s.loss, correct: s.correct, grads: s.grads, stats: s.stats };
-    if (this.verifying(run) && gradientSuspect(s.grads, sum.gradientSum)) run.verify.escalate(s.shard);
     if (!run.verify.checks(s.shard)) {
       sum.add(result);
       sum.sumMs += performance.now() - t1;
@@ -404,6 +405,8 @@ export class TrainingCoordinator extends DurableObject<CoordinatorEnv> {
    */
   private async settle<T>(run: ActiveRun, kind: LeaseKind, shard: number, leaseId: string, answer: T & { worker: string }, checks: ShardVerification<T>): Promise<T | undefined> {
     const verdict = checks.add(shard, { worker: answer.worker, leaseId, value: answer });
+    if (checks.answersTo(shard) === 1 && verdict.type === 'wait' && !checks.suspect(shard)) run.counts.drawn++;
+    if (verdict.type === 'wait' && checks.answersTo(shard) > 1) run.counts.disagreements++;
     if (verdict.type === 'wait') {
       this.leases.wake();
       return undefined;
@@ -413,6 +416,7 @@ export class TrainingCoordinator extends DurableObject<CoordinatorEnv> {
       await this.end(run, 'failed', `${kind} shard ${shard} at step ${step} got ${verdict.answers} answers from different workers, no two alike: the workers are not deterministic (set cluster.verifyTolerance for WebGPU workers)`);
       return undefined;
     }
+    run.counts.liars += verdict.liars.length;
     for (const liar of verdict.liars) this.excludeLiar(run, kind, shard, liar.worker);
     return verdict.value;
   }
@@ -504,7 +508,10 @@ export class TrainingCoordinator extends DurableObject<CoordinatorEnv> {
     this.answered(run, lease, worker);
     const answer = { worker, lossSum: s.lossSum, correct: s.correct, count: s.count };
     const checks = this.evalVerification(run);
-    if (this.verifying(run) && evalSuspect(s.correct, s.count, this.store.evalReference(s.step))) checks.escalate(s.shard);
+    if (this.verifying(run) && !checks.checks(s.shard) && evalSuspect(s.correct, s.count, this.store.evalReference(s.step))) {
+      checks.escalate(s.shard);
+      run.counts.suspectEvals++;
+    }
     const counted = checks.checks(s.shard) ? await this.settle(run, 'eval', s.shard, leaseId, answer, checks) : answer;
     if (!counted || run.position.phase !== 'eval' || FINAL_STATES.includes(run.record.state)) return ok({ accepted: true, version: run.position.step });
     this.store.addEvalPart(s.step, s.shard, counted.lossSum, counted.correct, counted.count, counted.worker);
@@ -890,6 +897,7 @@ export class TrainingCoordinator extends DurableObject<CoordinatorEnv> {
     const now = Date.now();
     const status = runStatus(this.store.sql, run.record, run.position, run.shards, workerSummaries(this.store.sql, now - ACTIVE_WINDOW_MS));
     const fleet = this.fleet.status(run.record.spec.config.cluster.workers, now);
-    return fleet ? { ...status, fleet } : status;
+    const verification = this.verifying(run) ? { verification: { ...run.counts } } : {};
+    return { ...status, ...(fleet ? { fleet } : {}), ...verification };
   }
 }

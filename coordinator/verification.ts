@@ -50,9 +50,22 @@ export class ShardVerification<T> {
     return this.verified.has(shard);
   }
 
+  private readonly suspects = new Set<number>();
+
   /** Verifies a shard not drawn, because an answer to it looks wrong (suspect answers, below). */
   escalate(shard: number): void {
     this.verified.add(shard);
+    this.suspects.add(shard);
+  }
+
+  /** Whether the shard is verified because an answer looked suspect (not drawn). */
+  suspect(shard: number): boolean {
+    return this.suspects.has(shard);
+  }
+
+  /** Answers held for the shard now. */
+  answersTo(shard: number): number {
+    return this.held.get(shard)?.length ?? 0;
   }
 
   /** Answers a verified shard still wants from workers not yet asked (undefined: not verified). */
@@ -94,37 +107,14 @@ export class ShardVerification<T> {
   }
 }
 
-// Suspect answers. Beside the secret draw, an answer that looks wrong is verified too: a gradient
-// pointing away from the sum of the step's answers counted so far (a step's first answer has nothing
-// to be held against: the previous step's mean flagged a third of honest answers), an evaluation
-// part whose accuracy lies far outside the evaluation's others. A false suspicion costs one duplicate
-// lease, never an exclusion: only a contradicted answer excludes its worker.
-
-/**
- * A gradient of n values whose cosine with the reference is below SUSPECT_SIGMAS_COSINE/√n is verified:
- * a random direction's cosine is ~N(0, 1/n), so it is caught with probability 1 − 3e-5, while honest
- * gradients, however noisy, rarely point that far away (0.01 flagged ~30 % of seed-cnn's late in a run).
- */
-export const SUSPECT_SIGMAS_COSINE = 4;
+// Suspect evaluation answers. Beside the secret draw, an evaluation part whose accuracy lies far
+// outside the evaluation's others is verified too. A false suspicion costs one duplicate lease, never
+// an exclusion: only a contradicted answer excludes its worker. (Gradients have no such test: held
+// against the sum of a step's other answers, a quarter of honest seed-cnn gradients pointed as far away
+// as a random direction does, at cosines below 4/√n.)
 
 /** An evaluation part this many binomial standard deviations from the reference accuracy is verified. */
 export const SUSPECT_SIGMAS = 6;
-
-/** Cosine of two vectors (NaN when either is zero). */
-export function cosine(a: Float32Array, b: Float32Array | Float64Array): number {
-  let ab = 0;
-  let aa = 0;
-  let bb = 0;
-  for (let i = 0; i < a.length; i++) {
-    ab += a[i] * b[i];
-    aa += a[i] * a[i];
-    bb += b[i] * b[i];
-  }
-  return ab / Math.sqrt(aa * bb);
-}
-
-export const gradientSuspect = (grads: Float32Array, reference: Float32Array | Float64Array | undefined): boolean =>
-  reference !== undefined && cosine(grads, reference) < SUSPECT_SIGMAS_COSINE / Math.sqrt(grads.length);
 
 /** Whether `correct` of `count` is implausible against an accuracy `reference` (a fraction). */
 export function evalSuspect(correct: number, count: number, reference: number | undefined): boolean {

@@ -370,6 +370,17 @@ export interface RunStatus {
   /** Every worker that has called for this run. */
   readonly workers: readonly WorkerSummary[];
   readonly fleet?: FleetStatus;
+  /** What verification did since the coordinator last started (runs with cluster.verifyRate > 0). */
+  readonly verification?: VerificationCounts;
+}
+
+/** Verification's work: shards checked because drawn or because an evaluation answer looked suspect, disagreements, liars. */
+export interface VerificationCounts {
+  readonly drawn: number;
+  readonly suspectEvals: number;
+  /** Answers that disagreed with the shard's first, sending it to a further worker. */
+  readonly disagreements: number;
+  readonly liars: number;
 }
 
 export interface WorkerSummary {

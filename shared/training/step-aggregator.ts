@@ -85,11 +85,6 @@ export class StepAggregator {
     return this.counted.has(shard);
   }
 
-  /** The sum of the gradients counted so far (undefined before the first); read-only. */
-  get gradientSum(): Float64Array | undefined {
-    return this.counted.size ? this.grads : undefined;
-  }
-
   /** Whether any counted shard is `worker`'s answer. */
   countedFrom(worker: string): boolean {
     for (const w of this.counted.values()) if (w === worker) return true;

@@ -29,8 +29,8 @@ const worker = namedWorkers(() => new ApiClient(coordinator.url, { token: coordi
 /** The id the coordinator minted for the test's worker `name` on run `runId`. */
 const idOf = async (name: string, runId: string) => (await worker(name).identity(runId)).workerId;
 
-async function createRun(cluster: RunRequest['cluster']): Promise<{ runId: string; spec: RunSpec }> {
-  const created = await api.createRun({ ...TINY, cluster: { ...TINY.cluster, ...cluster } });
+async function createRun(cluster: RunRequest['cluster'], overrides: RunRequest = {}): Promise<{ runId: string; spec: RunSpec }> {
+  const created = await api.createRun({ ...TINY, ...overrides, cluster: { ...TINY.cluster, ...cluster } });
   return { runId: created.runId, spec: await api.spec(created.runId) };
 }
 
@@ -136,21 +136,32 @@ describe('verification by duplicate leases (Miniflare: real DO, KV, R2)', () => 
     expect(status.testAccuracy).toBeCloseTo(30 / 100, 10);
   });
 
-  it('with a draw too rare to pick anything, a gradient pointing away from the step\'s others is verified anyway and its worker excluded', async () => {
-    const { runId, spec } = await createRun({ verifyRate: 1e-9 });
-    const v0 = (await api.params(runId, 0)).params.slice();
-    const [a, b, liar] = [worker('s-a'), worker('s-b'), worker('s-liar')];
-    const la = await leaseOf(a, runId, 0);
-    const lc = await leaseOf(liar, runId, 1);
-    expect(await gradient(a, la, spec, 1)).toEqual({ accepted: true, version: 0 });
-    // Not drawn, but nearly orthogonal to the step's other answer: held, and shard 1 goes to a second worker.
-    expect(await gradient(liar, lc, spec, randomGradient(2))).toEqual({ accepted: true, version: 0 });
-    const a1 = await leaseOf(a, runId, 1);
-    expect(await gradient(a, a1, spec, 1)).toEqual({ accepted: true, version: 0 });
-    const b1 = await leaseOf(b, runId, 1);
-    expect(await gradient(b, b1, spec, 1)).toEqual({ accepted: true, version: 1 });
-    expect((await workerOf(runId, 's-liar')).excluded).toMatch(/train shard 1 at step 0/);
-    expect(mismatches((await api.params(runId, 1)).params, (i) => v0[i] - 0.5)).toEqual([]);
+  it('with a draw too rare to pick anything, an evaluation part claiming every image right among honest ones is verified anyway and its worker excluded', async () => {
+    const { runId, spec } = await createRun({ verifyRate: 1e-9 }, { evalBatch: 20 });
+    const [a, b, liar] = [worker('q-a'), worker('q-b'), worker('q-liar')];
+    for (let step = 0; step < 2; step++) {
+      for (const shard of [0, 1]) {
+        const l = await leaseOf(a, runId, shard);
+        await gradient(a, l, spec, 1 + step * 2 + shard);
+      }
+    }
+    // Five eval shards of 20 images: three honest parts at 10 %, then 100 % from the liar.
+    for (const shard of [0, 1, 2]) {
+      const l = await leaseOf(a, runId, shard);
+      await a.submitEval(l, evalFrame(l, 40, 2));
+    }
+    const fake = await leaseOf(liar, runId, 3);
+    expect(await liar.submitEval(fake, evalFrame(fake, 0.1, 20))).toEqual({ accepted: true, version: 2 });
+    const second = await leaseOf(b, runId, 3);
+    await b.submitEval(second, evalFrame(second, 40, 2));
+    const third = await leaseOf(a, runId, 3);
+    await a.submitEval(third, evalFrame(third, 40, 2));
+    expect((await workerOf(runId, 'q-liar')).excluded).toMatch(/eval shard 3 at step 2/);
+    const last = await leaseOf(b, runId, 4);
+    await b.submitEval(last, evalFrame(last, 40, 2));
+    const status = await waitFor(() => api.status(runId), (s) => s.state === 'completed', 5000, 'the run to complete');
+    expect(status.testAccuracy).toBeCloseTo(0.1, 10);
+    expect(status.verification).toMatchObject({ suspectEvals: 1, disagreements: 1, liars: 1 });
   });
 
   it('verification and robust aggregation refuse aggregators, and a config over the coordinator memory budget', async () => {
