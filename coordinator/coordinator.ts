@@ -555,7 +555,9 @@ export class TrainingCoordinator extends DurableObject<CoordinatorEnv> {
     const now = Date.now();
     const kind = position.phase;
     const windowMs = this.leases.window.millis(kind, shards.examplesPerLease(kind), record.spec.config.cluster.leaseMs);
-    const counted = kind === 'train' ? run.sum.countedShards : new Set<number>();
+    // Eval answers are stored: after a cancel (which forgets every lease) and a resume, the shards
+    // answered before are not leased again.
+    const counted = kind === 'train' ? run.sum.countedShards : this.store.evalShardsDone(position.step);
     const choice = pickShard(this.leases.leasesOf(kind, position.step), counted, shards.shards(kind), now, windowMs);
     if ('retryMs' in choice) return { type: 'wait', retryMs: choice.retryMs };
     if (record.state === 'created') this.setState(run, 'training');

@@ -179,6 +179,11 @@ export class RunStore {
     return this.sql.exec('SELECT 1 FROM eval_parts WHERE step = ? AND shard = ?', step, shard).toArray().length > 0;
   }
 
+  /** The eval shards of `step` whose answers are stored. */
+  evalShardsDone(step: number): Set<number> {
+    return new Set(this.sql.exec<{ shard: number }>('SELECT shard FROM eval_parts WHERE step = ?', step).toArray().map((r) => r.shard));
+  }
+
   evalTotals(step: number): EvalTotals {
     const t = this.sql
       .exec<{ n: number; loss: number | null; correct: number | null; count: number | null }>(
