@@ -654,6 +654,8 @@ export class TrainingCoordinator extends DurableObject<CoordinatorEnv> {
     const now = Date.now();
     const kind = position.phase;
     const windowMs = this.leases.window.millis(kind, shards.examplesPerLease(kind), record.spec.config.cluster.leaseMs);
+    // Eval answers are stored: after a cancel (which forgets every lease) and a resume, the shards
+    // answered before are not leased again.
     const counted = kind === 'train' ? run.sum.countedShards : this.store.evalShards(position.step);
     const checks = kind === 'train' ? run.verify : this.evalVerification(run);
     const choice = pickShard(this.leases.leasesOf(kind, position.step), counted, shards.shards(kind), now, windowMs, worker, (shard) => checks.more(shard));
