@@ -182,6 +182,13 @@ describe('abuse: the HTTP API', () => {
     }
   });
 
+  it('a parameter version not in decimal digits (0x10, 1e1, +1, " 1", 1.5, -1) → 400 version, not read as another number', async () => {
+    for (const v of ['0x10', '1e1', '+1', '%201', '1.5', '-1', '9'.repeat(16)]) {
+      const res = await fetch(`${coordinator.url}/v1/runs/${run.runId}/params/${v}`, { headers: { authorization: bearer(coordinator.token) } });
+      expect({ v, status: res.status, reason: ((await res.json()) as { reason?: string }).reason }).toEqual({ v, status: 400, reason: 'version' });
+    }
+  });
+
   it('dataset blocks, caption sets and caption chunks read with a token → Cache-Control private (immutable), never public', async () => {
     const { chunk: hash } = await storeCaptionChunk();
     const captionSet = run.config.captions!.replace(CAPTIONS_PREFIX, '');

@@ -477,7 +477,7 @@ describe('seeded fuzz of success paths', () => {
         [1, () => ({ req: { method: 'GET', path: `/v1/runs/${R.toUpperCase()}`, headers: { authorization: bearer(coordinator.token) } }, want: [400], what: 'malformed run id' })],
         [1, () => ({ req: { method: 'GET', path: `/v1/runs/r00000000000000-deadbeef`, headers: { authorization: bearer(coordinator.token) } }, want: [404], what: 'unknown run' })],
         [1, () => ({ req: { method: 'GET', path: `/v1/runs/${R}/metrics?since=${rng.pick(['abc', '1.5', '-2', '1e99'])}`, headers: { authorization: bearer(coordinator.token) } }, want: [400], what: 'bad metrics query' })],
-        [1, () => ({ req: { method: 'GET', path: `/v1/runs/${R}/params/${rng.pick(['-1', 'abc', '1.5', 'NaN'])}`, headers: { authorization: bearer(coordinator.token) } }, want: [400], what: 'bad parameter version' })],
+        [1, () => ({ req: { method: 'GET', path: `/v1/runs/${R}/params/${rng.pick(['-1', 'abc', '1.5', 'NaN', '0x10', '1e1', '+1'])}`, headers: { authorization: bearer(coordinator.token) } }, want: [400], what: 'bad parameter version' })],
         [1, () => ({ req: { method: 'POST', path: `/v1/runs/${R}/${rng.pick(['cancel', 'resume'])}`, headers: { authorization: bearer(run.workerToken) } }, want: [403], what: 'cancel or resume with the worker token' })],
         [1, () => ({ req: { method: 'POST', path: `/v1/runs/${R}/leases`, headers: { authorization: bearer(coordinator.token), 'content-type': json }, body: '{}' }, want: [403], what: 'lease with the API token' })],
         [1, () => ({ req: { method: 'POST', path: `/v1/runs/${R}/leases`, headers: { authorization: bearer(run.workerToken), 'content-type': json }, body: '{}' }, want: [403], what: "lease with the run's worker token" })],

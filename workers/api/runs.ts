@@ -19,6 +19,7 @@ import { kvCaptionStore, kvHead } from './captions';
 import { findManifest } from './datasets';
 import { readVersion } from '../../shared/params-cache';
 import { isLeaseId, leaseIdProblem } from '../../shared/wire';
+import { clip } from '../../shared/schema/clip';
 import type { Outcome } from '../../coordinator/outcome';
 import { IMMUTABLE_PRIVATE, aggregator, coordinator, durableObjectBusy, failure, runIdError, type CoordinatorRpc, type ErrorBody } from './respond';
 import { fitWorkerMemory } from './worker-memory';
@@ -270,8 +271,10 @@ export const runs = new Hono<App>()
     const { bad, stub } = runStub(c);
     if (bad) return c.json(bad, 400);
     const runId = c.req.param('id');
-    const version = Number(c.req.param('version'));
-    if (!Number.isInteger(version) || version < 0) return c.json<ErrorBody>({ error: `version '${c.req.param('version')}' is not an integer ≥ 0`, reason: 'version' }, 400);
+    const raw = c.req.param('version');
+    // Decimal digits only: Number() would also read '0x10', '1e1', '+1' and ' 1'.
+    if (!/^\d{1,15}$/.test(raw)) return c.json<ErrorBody>({ error: `version '${clip(raw, 40)}' is not an integer ≥ 0 in decimal digits`, reason: 'version' }, 400);
+    const version = Number(raw);
     // Workers send the tag their lease carries, so the coordinator is not asked; without one, it says
     // which bytes are the current version (or that the version is gone or not there yet).
     let tag = c.req.valid('query').tag;
