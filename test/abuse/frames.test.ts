@@ -1,14 +1,14 @@
 // The abuse suite, frames: hostile answers posted by hand on real leases through the real API and
 // coordinator (Miniflare: SQLite Durable Objects, KV, R2), each test one finding and the answer the
 // run now gives. Plain SGD (lr 0.5) makes every applied update exact to check.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startCoordinator, type LocalCoordinator } from '../../cli/cluster/local';
+import { describe, expect, it } from 'vitest';
+import type { LocalCoordinator } from '../../cli/cluster/local';
 import type { Lease, RunRequest, RunSpec } from '../../shared/protocol';
 import { decodeGradient, encodeGradient } from '../../shared/wire';
 import { ApiClient } from '../../workers/gradient/client';
 import { GradientEngine } from '../../workers/gradient/gradient-engine';
 import { gradientFrame, leaseOrFail, mismatches, namedWorkers, refusal, statusAndReason } from '../support/hand-worker';
-import { prepareFixtureDataset } from '../support/fixture-dataset';
+import { useFixtureCoordinator } from '../support/fixture-dataset';
 import { webOrt } from '../support/ort';
 
 /** 4 steps of 2 shards of 32 per epoch. */
@@ -17,15 +17,7 @@ const RUN: RunRequest = { dataset: 'fixture', trainLimit: 256, batch: 64, evalBa
 let coordinator: LocalCoordinator;
 let api: ApiClient;
 
-beforeAll(async () => {
-  coordinator = await startCoordinator();
-  api = new ApiClient(coordinator.url, { token: coordinator.token });
-  await prepareFixtureDataset(api);
-});
-
-afterAll(async () => {
-  await coordinator?.dispose();
-});
+useFixtureCoordinator((local) => ({ coordinator, api } = local));
 
 const worker = namedWorkers(() => new ApiClient(coordinator.url, { token: coordinator.token }));
 /** The id the coordinator minted for the test's worker `name` on run `runId`. */

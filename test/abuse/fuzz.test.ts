@@ -9,11 +9,11 @@
 // Lease deadlines adapt to answer times, so whether a lease is still open when the coordinator looks
 // depends on the clock: the model knows every deadline it was told, and where one falls within SLACK_MS
 // of the request it accepts either answer.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startCoordinator, type LocalCoordinator } from '../../cli/cluster/local';
+import { describe, expect, it } from 'vitest';
+import type { LocalCoordinator } from '../../cli/cluster/local';
 import type { Lease, LeaseBounds, LeaseReply, RunCreated, RunRequest, RunSpec, RunState, RunStatus, SubmitReply, WorkerIdentity } from '../../shared/protocol';
 import { ApiClient, ApiError } from '../../workers/gradient/client';
-import { FIXTURE_DATASET, prepareFixtureDataset } from '../support/fixture-dataset';
+import { FIXTURE_DATASET, useFixtureCoordinator } from '../support/fixture-dataset';
 import { errorBodyOf, preview, Rng, send, type HttpRequest } from '../support/fuzz';
 import { evalFrame, gradientFrame } from '../support/hand-worker';
 
@@ -32,15 +32,7 @@ const MAX_OPEN_LEASES = 2;
 let coordinator: LocalCoordinator;
 let api: ApiClient;
 
-beforeAll(async () => {
-  coordinator = await startCoordinator();
-  api = new ApiClient(coordinator.url, { token: coordinator.token });
-  await prepareFixtureDataset(api);
-});
-
-afterAll(async () => {
-  await coordinator?.dispose();
-});
+useFixtureCoordinator((local) => ({ coordinator, api } = local));
 
 // ---------- the model ----------
 
@@ -176,6 +168,19 @@ describe('seeded fuzz of success paths', () => {
 
     /** A worker request's refusal before anything else: an excluded worker (the run's state is not looked at). */
     const gateOf = (w: MWorker) => (w.excluded ? { status: 403, reason: 'excluded' } : undefined);
+    /** The refusals an answer gets before its frame is judged (an excluded worker, a finished run, a spent lease): true when one applied. */
+    const refusedBeforeJudged = (a: { status: number; body: unknown }, w: MWorker, run: MRun, l: MLease): boolean => {
+      const gate = gateOf(w);
+      if (gate) {
+        expectRefusal(a, gate.status, gate.reason);
+        return true;
+      }
+      if (!isFinal(run) && l.state !== 'gone' && l.state !== 'rejected') return false;
+      w.rejected++;
+      if (isFinal(run)) expectRefusal(a, 409, 'finished');
+      else expectRefusal(a, 409, 'unknown-lease');
+      return true;
+    };
 
     /** Open at the coordinator when it looked, sometime in [t0, t1]: 'yes', 'no' or 'either'. */
     const openAt = (deadline: number, t0: number, t1: number) => (deadline > t1 + SLACK_MS ? 'yes' : deadline <= t0 - SLACK_MS ? 'no' : 'either');
@@ -334,16 +339,7 @@ describe('seeded fuzz of success paths', () => {
       l.frame = frame;
       const post = l.lease.kind === 'train' ? w.client.submitGradient(l.lease, frame) : w.client.submitEval(l.lease, frame);
       const a = await answer(post);
-      const gate = gateOf(w);
-      if (gate) return expectRefusal(a, gate.status, gate.reason);
-      if (isFinal(run)) {
-        w.rejected++;
-        return expectRefusal(a, 409, 'finished');
-      }
-      if (l.state === 'gone' || l.state === 'rejected') {
-        w.rejected++;
-        return expectRefusal(a, 409, 'unknown-lease');
-      }
+      if (refusedBeforeJudged(a, w, run, l)) return;
       if (l.state === 'done' || shardCounted(run, l)) {
         expectThat(a.status === 200 && JSON.stringify(a.body) === JSON.stringify({ accepted: false, reason: 'duplicate', version: run.step }), `{accepted: false, reason: 'duplicate', version: ${run.step}}`, a);
         return note('duplicate');
@@ -377,16 +373,7 @@ describe('seeded fuzz of success paths', () => {
       const frame = honestFrame(run, l).slice();
       frame[frame.length >> 1] ^= 0x40;
       const a = await answer(l.lease.kind === 'train' ? w.client.submitGradient(l.lease, frame) : w.client.submitEval(l.lease, frame));
-      const gate = gateOf(w);
-      if (gate) return expectRefusal(a, gate.status, gate.reason);
-      if (isFinal(run)) {
-        w.rejected++;
-        return expectRefusal(a, 409, 'finished');
-      }
-      if (l.state === 'gone' || l.state === 'rejected') {
-        w.rejected++;
-        return expectRefusal(a, 409, 'unknown-lease');
-      }
+      if (refusedBeforeJudged(a, w, run, l)) return;
       expectRefusal(a, 400, 'checksum');
       badAnswer(run, w, l);
       note(w.excluded ? `${w.name} excluded` : `streak ${w.streak}`);

@@ -2,12 +2,12 @@
 // ids, credentials and answer bodies, against the real API and coordinator in Miniflare. Each test
 // names a finding and the answer the API must give.
 import http from 'node:http';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startCoordinator, type LocalCoordinator } from '../../cli/cluster/local';
+import { describe, expect, it } from 'vitest';
+import type { LocalCoordinator } from '../../cli/cluster/local';
 import { signingKey, workerCredential, workerToken } from '../../shared/auth';
 import type { Lease, RunRequest, RunSpec, RunStatus, WorkerIdentity } from '../../shared/protocol';
 import { ApiClient, ApiError } from '../../workers/gradient/client';
-import { prepareFixtureDataset } from '../support/fixture-dataset';
+import { useFixtureCoordinator } from '../support/fixture-dataset';
 import { evalFrame, gradientFrame, leaseOrFail, refusal, statusAndReason } from '../support/hand-worker';
 
 const DATASET = 'fixture';
@@ -18,15 +18,7 @@ let coordinator: LocalCoordinator;
 /** The operator's client. */
 let api: ApiClient;
 
-beforeAll(async () => {
-  coordinator = await startCoordinator();
-  api = new ApiClient(coordinator.url, { token: coordinator.token });
-  await prepareFixtureDataset(api);
-});
-
-afterAll(async () => {
-  await coordinator?.dispose();
-});
+useFixtureCoordinator((local) => ({ coordinator, api } = local));
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 

@@ -2,11 +2,11 @@
 // against verification by duplicate leases and robust aggregation, through the real Worker bundle in
 // Miniflare with hand-driven workers posting frames of known gradients. Every shard is verified here
 // (verifyRate 1) so each scenario is deterministic; plain SGD (lr 0.5) makes each update exact.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startCoordinator, type LocalCoordinator } from '../../cli/cluster/local';
+import { describe, expect, it } from 'vitest';
+import type { LocalCoordinator } from '../../cli/cluster/local';
 import type { Lease, RunRequest, RunSpec, WorkerSummary } from '../../shared/protocol';
 import { ApiClient } from '../../workers/gradient/client';
-import { prepareFixtureDataset } from '../support/fixture-dataset';
+import { useFixtureCoordinator } from '../support/fixture-dataset';
 import { evalFrame, gradientFrame, leaseOrFail, mismatches, namedWorkers, refusal, statusAndReason, waitFor } from '../support/hand-worker';
 
 /** 2 steps per epoch of 2 shards; 100 test images in 2 eval shards of 50. */
@@ -15,15 +15,7 @@ const TINY: RunRequest = { dataset: 'fixture', trainLimit: 128, batch: 64, evalB
 let coordinator: LocalCoordinator;
 let api: ApiClient;
 
-beforeAll(async () => {
-  coordinator = await startCoordinator();
-  api = new ApiClient(coordinator.url, { token: coordinator.token });
-  await prepareFixtureDataset(api);
-});
-
-afterAll(async () => {
-  await coordinator?.dispose();
-});
+useFixtureCoordinator((local) => ({ coordinator, api } = local));
 
 const worker = namedWorkers(() => new ApiClient(coordinator.url, { token: coordinator.token }));
 /** The id the coordinator minted for the test's worker `name` on run `runId`. */

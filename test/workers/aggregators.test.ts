@@ -3,12 +3,12 @@
 // float64 partial per step; the run ends with the very parameters of a run without aggregators.
 // Answers to the wrong aggregator, or past the aggregators, are refused; duplicates count once; and a
 // group whose aggregator lost its sum (evicted while idle) is leased again and the step completes.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startCoordinator, type LocalCoordinator } from '../../cli/cluster/local';
+import { describe, expect, it } from 'vitest';
+import type { LocalCoordinator } from '../../cli/cluster/local';
 import type { Lease, RunRequest, RunSpec } from '../../shared/protocol';
 import { ApiClient } from '../../workers/gradient/client';
 import { gradientFrame, leaseOrFail, refusal, statusAndReason, namedWorkers } from '../support/hand-worker';
-import { prepareFixtureDataset } from '../support/fixture-dataset';
+import { useFixtureCoordinator } from '../support/fixture-dataset';
 
 const DATASET = 'fixture';
 /** Four shards of 16 per step; plain SGD, so every update is exact to check. */
@@ -17,15 +17,7 @@ const RUN: RunRequest = { dataset: DATASET, trainLimit: 256, batch: 64, evalBatc
 let coordinator: LocalCoordinator;
 let api: ApiClient;
 
-beforeAll(async () => {
-  coordinator = await startCoordinator();
-  api = new ApiClient(coordinator.url, { token: coordinator.token });
-  await prepareFixtureDataset(api);
-});
-
-afterAll(async () => {
-  await coordinator?.dispose();
-});
+useFixtureCoordinator((local) => ({ coordinator, api } = local));
 
 const worker = namedWorkers(() => new ApiClient(coordinator.url, { token: coordinator.token }));
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

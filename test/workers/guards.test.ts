@@ -5,14 +5,14 @@
 // the wrong parameter version, the per-worker rate limit, adaptive lease deadlines and heartbeats
 // capped by leaseMs, and cancel → resume. Each test checks the run afterwards (step, version,
 // parameters, worker list); plain SGD (lr 0.5, no momentum) makes every expected update exact.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startCoordinator, type LocalCoordinator } from '../../cli/cluster/local';
+import { describe, expect, it } from 'vitest';
+import type { LocalCoordinator } from '../../cli/cluster/local';
 import type { Lease, RunRequest, RunSpec, RunStatus, WorkerSummary } from '../../shared/protocol';
 import { snapshotKey } from '../../shared/storage-keys';
 import { decodeCheckpoint } from '../../shared/training/checkpoint';
 import { ApiClient } from '../../workers/gradient/client';
 import { evalFrame, gradientFrame, leaseOrFail, mismatches, refusal, statusAndReason, waitFor, namedWorkers } from '../support/hand-worker';
-import { prepareFixtureDataset } from '../support/fixture-dataset';
+import { useFixtureCoordinator } from '../support/fixture-dataset';
 
 const DATASET = 'fixture';
 /** 500 train / 100 test images; trainLimit 128 with batch 64 gives 2 steps per epoch of 2 shards each. */
@@ -24,15 +24,7 @@ let coordinator: LocalCoordinator;
 /** The user's client (creates, polls, cancels, resumes). */
 let api: ApiClient;
 
-beforeAll(async () => {
-  coordinator = await startCoordinator();
-  api = new ApiClient(coordinator.url, { token: coordinator.token });
-  await prepareFixtureDataset(api);
-});
-
-afterAll(async () => {
-  await coordinator?.dispose();
-});
+useFixtureCoordinator((local) => ({ coordinator, api } = local));
 
 // ---------- helpers ----------
 
