@@ -120,7 +120,12 @@ export class RunStore {
   load(slots: (spec: RunSpec) => number): StoredRun | undefined {
     const row = this.sql.exec<RunRow>('SELECT * FROM run WHERE id = 1').toArray()[0];
     if (!row) return undefined;
-    const spec = JSON.parse(row.spec) as RunSpec;
+    let spec: RunSpec;
+    try {
+      spec = JSON.parse(row.spec) as RunSpec;
+    } catch (e) {
+      throw new Error(`run ${row.run_id}: the spec stored in its coordinator's run table is not valid JSON (${(e as Error).message})`);
+    }
     return {
       record: { runId: row.run_id, spec, createdAt: row.created_at, state: row.state, error: row.error, updatedAt: row.updated_at },
       position: { step: row.step, phase: row.phase, optimizerStep: row.optimizer_step },

@@ -7,7 +7,7 @@ import { prepareDataset } from '../../cli/prepare';
 import { sha256Hex, type DatasetManifest } from '../../shared/data/blocks';
 import { assembleCifar10 } from '../../shared/data/cifar';
 import type { RunCreated, RunRequest, RunSummary } from '../../shared/protocol';
-import { RUN_INDEX_PREFIX, runIndexKey } from '../../shared/storage-keys';
+import { RUN_INDEX_PREFIX, datasetNameKey, manifestKey, runIndexKey } from '../../shared/storage-keys';
 import { CAPTIONS_PREFIX } from '../../shared/text/caption-store';
 import { chunkHash, imageCaptionHash } from '../../shared/text/image-captions';
 import { ApiClient } from '../../workers/gradient/client';
@@ -180,6 +180,18 @@ describe('abuse: the HTTP API', () => {
       const res = await call({ method: 'GET', path: `/v1/runs?limit=${limit}`, headers: { authorization: bearer(coordinator.token) } });
       expect(refusalOf(res), `limit=${limit}`).toMatchObject({ status: 400, reason: 'query', issues: [{ path: 'limit' }] });
     }
+  });
+
+  it('a corrupt stored dataset manifest → an error naming the dataset, the R2 object and the way out, not a bare parse error', async () => {
+    const bucket = await coordinator.mf.getR2Bucket('DATA');
+    const content = '{"format":1,"name":"broken"';
+    const id = await sha256Hex(content);
+    await bucket.put(manifestKey(id), content);
+    await bucket.put(datasetNameKey('broken'), id);
+    const res = await fetch(`${coordinator.url}/v1/runs`, { method: 'POST', headers: { authorization: bearer(coordinator.token), 'content-type': 'application/json' }, body: JSON.stringify({ dataset: 'broken' }) });
+    const body = (await res.json()) as { error: string };
+    expect(res.status).toBe(500);
+    expect(body.error).toMatch(/dataset 'broken': its stored manifest \(R2 datasets\/manifests\/[0-9a-f]{64}\.json\) is corrupt .*prepare the dataset again/);
   });
 
   it('a parameter version not in decimal digits (0x10, 1e1, +1, " 1", 1.5, -1) → 400 version, not read as another number', async () => {

@@ -1,4 +1,5 @@
 // /v1/datasets: content-addressed dataset blocks and named manifests in R2, written once by `prepare`.
+import { clip } from '../../shared/schema/clip';
 import { Hono } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import type { R2Bucket } from '@cloudflare/workers-types/index';
@@ -28,8 +29,16 @@ export async function findManifest(bucket: R2Bucket, nameOrId: string): Promise<
     if (!pointer) return undefined;
     id = await pointer.text();
   }
-  const object = await bucket.get(manifestKey(id));
-  return object ? checkManifest(await object.json()) : undefined;
+  const key = manifestKey(id);
+  const object = await bucket.get(key);
+  if (!object) return undefined;
+  const text = await object.text();
+  try {
+    return checkManifest(JSON.parse(text));
+  } catch (e) {
+    // Stored state, not the request, is wrong: say which dataset and which object, and the way out.
+    throw new Error(`dataset '${clip(nameOrId, 80)}': its stored manifest (R2 ${key}) is corrupt (${clip(e instanceof Error ? e.message : String(e), 200)}); prepare the dataset again (\`edgetrain prepare\`)`);
+  }
 }
 
 export const datasets = new Hono<App>()
