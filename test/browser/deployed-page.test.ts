@@ -80,7 +80,7 @@ describe.skipIf(skipWithout(CHROMIUM))('the browser worker page served by the AP
       expect(status.state, status.error).toBe('completed');
       const workers = status.workers.filter((w) => w.accepted > 0);
       expect(workers).toHaveLength(1);
-      expect(workers[0].worker).toMatch(/^browser-/);
+      expect(workers[0].worker).toMatch(/^w-[0-9a-f]{16}$/);
     } finally {
       await context.close();
     }

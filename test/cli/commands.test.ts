@@ -223,7 +223,7 @@ describe('runs on the API', () => {
     expect((await api.status(runId)).state).not.toBe('cancelled');
     const again = await cli(['resume', runId], { env });
     expect(again.code).toBe(1);
-    expect(again.stderr.trim()).toMatch(/^error: only a cancelled run can be resumed; this one is (created|training)$/);
+    expect(again.stderr.trim()).toMatch(/^error: only a cancelled run, or one that failed by divergence, can be resumed; this one is (created|training)$/);
     expect(again.stderr).not.toContain('    at ');
     await api.cancel(runId);
   });

@@ -36,14 +36,16 @@ export function gradientFrame(lease: Lease, spec: RunSpec, value: number | ((i: 
   if (typeof value === 'number') grads.fill(value);
   else for (let i = 0; i < grads.length; i++) grads[i] = value(i);
   const stats = o.stats instanceof Float32Array ? o.stats : new Float32Array(spec.bufferCount).fill(o.stats ?? 0);
+  const count = o.count ?? lease.indices.length;
   return encodeGradient({
     leaseId: o.leaseId ?? lease.leaseId,
     version: o.version ?? lease.version,
     step: o.step ?? lease.step,
     shard: o.shard ?? lease.shard,
-    count: o.count ?? lease.indices.length,
+    count,
     loss: o.loss ?? 2.3,
-    correct: o.correct ?? 3,
+    // Within the shard: more than its examples is refused as impossible.
+    correct: o.correct ?? Math.min(3, count),
     grads,
     stats,
   });

@@ -120,8 +120,8 @@ export const DASHBOARD_SCRIPT = String.raw`
     return 'The API answered ' + e.status + ': ' + e.message;
   }
 
-  // A worker token (etw.<runId>.<mac>) reads its own run only, not the run list.
-  function tokenRun() { var p = token.split('.'); return p.length === 3 && p[0] === 'etw' ? p[1] : null; }
+  // A worker token (etw.<runId>.<expiry>.<mac>) reads its own run only, not the run list.
+  function tokenRun() { var p = token.split('.'); return p.length === 4 && p[0] === 'etw' ? p[1] : null; }
 
   function loadRuns() {
     var own = tokenRun();
