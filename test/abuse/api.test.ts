@@ -182,6 +182,20 @@ describe('abuse: the HTTP API', () => {
     }
   });
 
+  it('a run creation resent with the same Idempotency-Key gets the run the first made (200), not a second run; a malformed key → 400', async () => {
+    const post = (key: string) =>
+      fetch(`${coordinator.url}/v1/runs`, { method: 'POST', headers: { authorization: bearer(coordinator.token), 'content-type': 'application/json', 'idempotency-key': key }, body: JSON.stringify({ dataset: FIXTURE_DATASET, trainLimit: 128, batch: 64, evalBatch: 50, epochs: 1 }) });
+    const key = crypto.randomUUID();
+    const first = await post(key);
+    const again = await post(key);
+    expect([first.status, again.status]).toEqual([201, 200]);
+    const [a, b] = [(await first.json()) as { runId: string }, (await again.json()) as { runId: string }];
+    expect(b.runId).toBe(a.runId);
+    expect((await post(crypto.randomUUID())).status).toBe(201);
+    const bad = await post('short');
+    expect({ status: bad.status, reason: ((await bad.json()) as { reason: string }).reason }).toEqual({ status: 400, reason: 'idempotency-key' });
+  });
+
   it('a corrupt stored dataset manifest → an error naming the dataset, the R2 object and the way out, not a bare parse error', async () => {
     const bucket = await coordinator.mf.getR2Bucket('DATA');
     const content = '{"format":1,"name":"broken"';

@@ -57,19 +57,6 @@ async function deadPid(): Promise<number> {
   return child.pid!;
 }
 
-/** A local HTTP server that counts the requests it gets and answers each with `answer`. */
-async function countingServer(answer: (res: import('node:http').ServerResponse) => void): Promise<{ url: string; count: () => number }> {
-  let n = 0;
-  const server = createServer((req, res) => {
-    n++;
-    req.resume();
-    req.on('end', () => answer(res));
-  });
-  servers.push(server);
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, count: () => n };
-}
-
 describe('abuse: the CLI against careless users and hostile input', () => {
   it('start --serve, run and browser with stdout piped into a log print no API or worker token, and say where the token is', async () => {
     const { proc, state, url } = await serve('tokens');
@@ -174,13 +161,26 @@ describe('abuse: the CLI against careless users and hostile input', () => {
     }
   });
 
-  it('run sends createRun once: an API answering 503, or dropping the connection, gets one request and the command fails', async () => {
-    const unavailable = await countingServer((res) => res.writeHead(503, { 'content-type': 'application/json', 'retry-after': '0' }).end('{"error":"coordinator restarting"}'));
-    const dropped = await countingServer((res) => res.socket?.destroy());
-    for (const [name, server] of [['503', unavailable], ['dropped', dropped]] as const) {
-      const r = await cli(['run', '--epochs', '1', '--dataset', 'fixture'], { cwd: dir, env: { EDGETRAIN_URL: server.url, EDGETRAIN_TOKEN: 'et_test' } });
-      expect(r.code, `${name}: ${r.stderr}`).not.toBe(0);
-      expect(server.count(), `${name}: POST /v1/runs requests`).toBe(1);
+  it('run creation is resent safely: after a 503 or a dropped connection the client sends it again with the same Idempotency-Key', async () => {
+    const created = { runId: 'r20261204000000-abcdef01', workerToken: 'etw.x', workerTokenExpiresAt: 0 };
+    for (const fail of ['503', 'dropped'] as const) {
+      const keys: (string | undefined)[] = [];
+      const server = createServer((req, res) => {
+        keys.push(req.headers['idempotency-key'] as string | undefined);
+        req.resume();
+        req.on('end', () => {
+          if (keys.length > 1) res.writeHead(201, { 'content-type': 'application/json' }).end(JSON.stringify(created));
+          else if (fail === '503') res.writeHead(503, { 'content-type': 'application/json', 'retry-after': '0' }).end('{"error":"coordinator restarting"}');
+          else res.socket?.destroy();
+        });
+      });
+      servers.push(server);
+      await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+      const client = new ApiClient(`http://127.0.0.1:${(server.address() as AddressInfo).port}`, { token: 'et_test', retryForMs: 5000 });
+      expect(await client.createRun({ epochs: 1 }), fail).toMatchObject({ runId: created.runId });
+      expect(keys, fail).toHaveLength(2);
+      expect(keys[0], fail).toMatch(/^[0-9a-f-]{36}$/);
+      expect(keys[1], fail).toBe(keys[0]);
     }
   });
 });

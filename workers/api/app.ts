@@ -16,7 +16,7 @@ export const app = new Hono<{ Bindings: Env }>()
     '/v1/*',
     cors({
       origin: '*',
-      allowHeaders: ['authorization', 'content-type', 'x-worker-id', 'x-lease-token'],
+      allowHeaders: ['authorization', 'content-type', 'x-worker-id', 'x-lease-token', 'idempotency-key'],
       exposeHeaders: ['retry-after', 'x-caption-set', 'x-caption-dim'],
       maxAge: 600,
     }),

@@ -6,7 +6,7 @@ import { z } from 'zod';
 import { leaseToken, signingKey, workerCredential, workerToken } from '../../shared/auth';
 import { runRequestSchema, resolveRunConfig, type FieldIssue, type LeaseReply, type RunCreated, type RunStatus, type RunSummary, type SubmitReply, type WorkerIdentity } from '../../shared/protocol';
 import { fieldIssuesOf } from '../../shared/schema/issues';
-import { RUN_INDEX_PREFIX, paramsKey } from '../../shared/storage-keys';
+import { RUN_INDEX_PREFIX, paramsKey, runRequestKey } from '../../shared/storage-keys';
 import type { Env } from '../env';
 import { TEXT_DIM } from '../../shared/models/heads';
 import { findHead, type ModelConfig } from '../../shared/models/presets';
@@ -27,6 +27,9 @@ import { jsonBody } from './json-body';
 import { KV_LIST_MAX_PAGES, listKeys } from './kv-list';
 
 const JSON_LIMIT = 64 * 1024;
+const IDEMPOTENCY_KEY = /^[A-Za-z0-9_-]{16,128}$/;
+/** How long a run creation's Idempotency-Key is remembered. */
+const IDEMPOTENCY_TTL_S = 24 * 3600;
 /** Cloudflare's ceiling on a queue's concurrent consumer invocations. */
 const QUEUE_CONCURRENCY_MAX = 250;
 /** How long a run's worker token lives unless ?ttlHours= says otherwise, and the longest it may. */
@@ -133,6 +136,19 @@ const identity = requireAccess('identity');
 
 export const runs = new Hono<App>()
   .post('/', control, tooLarge(JSON_LIMIT), json, runRequest, async (c) => {
+    // A client resending a creation whose answer it lost sends the same Idempotency-Key: it gets the
+    // run its first request created, not a second one.
+    const requestKey = c.req.header('idempotency-key');
+    if (requestKey !== undefined && !IDEMPOTENCY_KEY.test(requestKey)) {
+      return c.json<ErrorBody>({ error: `Idempotency-Key '${clip(requestKey, 40)}' is malformed: 16–128 letters, digits, '-' or '_'`, reason: 'idempotency-key' }, 400);
+    }
+    const earlier = requestKey ? await c.env.KV.get(runRequestKey(requestKey)) : null;
+    if (earlier) {
+      const r = await coordinator(c.env.COORDINATOR, earlier).status();
+      if (!r.ok) return failure(c, r);
+      const joined = await runWorkerToken(c, earlier);
+      return c.json<RunCreated>({ ...r.value, workerToken: joined.token, workerTokenExpiresAt: joined.expiresAt }, 200);
+    }
     let config = resolveRunConfig(c.req.valid('json'));
     const manifest = await findManifest(c.env.DATA, config.dataset);
     if (!manifest) {
@@ -190,6 +206,9 @@ export const runs = new Hono<App>()
     // The coordinator starts the run's worker chains itself (where the Worker has its work queue).
     const created = await coordinator(c.env.COORDINATOR, runId).create(runId, config, manifest);
     if (!created.ok) return failure(c, created);
+    // KV is eventually consistent (https://developers.cloudflare.com/kv/concepts/how-kv-works/): a
+    // resend reaching another location within about a minute may not see this yet.
+    if (requestKey) await c.env.KV.put(runRequestKey(requestKey), runId, { expirationTtl: IDEMPOTENCY_TTL_S });
     const joined = await runWorkerToken(c, runId);
     return c.json<RunCreated>({ ...created.value, workerToken: joined.token, workerTokenExpiresAt: joined.expiresAt }, 201);
   })

@@ -68,7 +68,8 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
  * `retryForMs` when the API is unreachable or answers 502/503/504 (a coordinator restarting or reset,
  * after its Retry-After when it sends one) or 429 (rate-limited, after its Retry-After). Every body this
  * client sends is a buffer or string, so it can be sent again; the coordinator counts a repeated
- * submission once. Run creation is not repeatable and does not go through here.
+ * submission once, and a run creation carries an Idempotency-Key the API answers a resend of with
+ * the run it already created.
  */
 function retrying(fetch: Fetch, retryForMs: number): Fetch {
   return async (input, init) => {
@@ -113,11 +114,6 @@ export interface ApiClientOptions {
 
 export class ApiClient {
   private readonly client: ReturnType<typeof hc<AppType>>;
-  /**
-   * For requests that must not be sent twice: no retry on an answer or a lost connection, only the one
-   * resend on a pooled socket found closed before the request went out.
-   */
-  private readonly once: ReturnType<typeof hc<AppType>>;
   private readonly fetch: Fetch;
   private readonly headers: Record<string, string>;
   /** The worker identity per run: minted on first use, or the credential the client was given. */
@@ -134,8 +130,6 @@ export class ApiClient {
     this.fetch = retrying(fetch, opts.retryForMs ?? 0);
     this.headers = opts.token ? { authorization: `Bearer ${opts.token}` } : {};
     this.client = hc<AppType>(baseUrl, { fetch: this.fetch, headers: this.headers });
-    // Not even the stale-socket retry: a connection that drops after the request went out may have created the run.
-    this.once = hc<AppType>(baseUrl, { fetch, headers: this.headers });
     const given = opts.token ? credentialClaims(opts.token) : undefined;
     this.mints = opts.token !== undefined && !given;
     if (given) {
@@ -188,7 +182,8 @@ export class ApiClient {
 
   /** Sent once: a repeated creation would start a second run. */
   createRun(request: RunRequest): Promise<RunCreated> {
-    return this.once.v1.runs.$post({ json: request }).then((r) => json<RunCreated>(r));
+    // Retried like any call, under one Idempotency-Key: a resend gets the run the first request made.
+    return this.client.v1.runs.$post({ json: request }, { headers: { 'idempotency-key': crypto.randomUUID() } }).then((r) => json<RunCreated>(r));
   }
 
   resume(id: string): Promise<RunStatus> {
