@@ -343,15 +343,14 @@ export class TrainingCoordinator extends DurableObject<CoordinatorEnv> {
     }
     if (reply.type === 'lease') await this.leases.armFor(reply.lease.deadline);
     if (wasCreated && run.record.state !== 'created') await indexRun(this.env.KV, run.record);
-    return ok(reply.type === 'lease' ? { type: 'lease', lease: { ...reply.lease, ...this.boundsOf(run, reply.lease) } } : reply);
+    return ok(reply);
   }
 
-  /** The bounds of a lease's answer: its last possible deadline, and its frame's size (train: every parameter and buffer value). */
-  private boundsOf(run: ActiveRun, lease: IssuedLease): LeaseBounds {
+  /** The bounds of an answer to a lease issued at `issuedAt`: its last possible deadline, and its frame's size (train: every parameter and buffer value). */
+  private boundsOf(run: ActiveRun, kind: LeaseKind, issuedAt: number): LeaseBounds {
     const { spec } = run.record;
-    const issued = this.leases.find(lease.leaseId)?.issuedAt ?? Date.now();
-    const floats = lease.kind === 'train' ? spec.paramCount + spec.bufferCount : 0;
-    return { expiresAt: issued + spec.config.cluster.leaseMs, maxBytes: 4 * floats + FRAME_OVERHEAD_BYTES };
+    const floats = kind === 'train' ? spec.paramCount + spec.bufferCount : 0;
+    return { expiresAt: issuedAt + spec.config.cluster.leaseMs, maxBytes: 4 * floats + FRAME_OVERHEAD_BYTES };
   }
 
   /** Extends a lease by the adaptive window, never past leaseMs from its issue. */
@@ -646,7 +645,7 @@ export class TrainingCoordinator extends DurableObject<CoordinatorEnv> {
 
   // ---------- internals ----------
 
-  private tryLease(run: ActiveRun, worker: string): LeaseReply<IssuedLease> {
+  private tryLease(run: ActiveRun, worker: string): LeaseReply<IssuedLease & LeaseBounds> {
     const { record, position, shards } = run;
     if (FINAL_STATES.includes(record.state)) return { type: 'done', state: record.state };
     const published = run.published;
@@ -664,7 +663,8 @@ export class TrainingCoordinator extends DurableObject<CoordinatorEnv> {
     const deadline = now + windowMs;
     const leaseId = this.leases.issue(kind, position.step, choice.shard, worker, now, deadline);
     if (kind === 'train' && run.sum.empty && run.sum.firstLeaseAt === 0) run.sum.firstLeaseAt = now;
-    return { type: 'lease', lease: shards.lease(kind, { leaseId, step: position.step, shard: choice.shard, deadline, paramsTag: published.tag }) };
+    const lease = shards.lease(kind, { leaseId, step: position.step, shard: choice.shard, deadline, paramsTag: published.tag });
+    return { type: 'lease', lease: { ...lease, ...this.boundsOf(run, kind, now) } };
   }
 
   /**
@@ -857,8 +857,10 @@ export class TrainingCoordinator extends DurableObject<CoordinatorEnv> {
     const last = epoch >= run.record.spec.config.train.epochs;
     if (last) this.setState(run, 'completed');
     this.snapshot(run);
-    if (last) await indexRun(this.env.KV, run.record);
-    if (last) await this.pruneIdentities(true);
+    if (last) {
+      await indexRun(this.env.KV, run.record);
+      await this.pruneIdentities(true);
+    }
     this.leases.wake();
   }
 

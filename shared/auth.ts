@@ -42,8 +42,8 @@ const RUN = '[a-z0-9][a-z0-9-]{0,63}';
 const SIG = '[A-Za-z0-9_-]{43}';
 const WORKER_TOKEN = new RegExp(`^etw\\.(${RUN})\\.(\\d{1,15})\\.(${SIG})$`);
 /** Worker ids the coordinator mints (`w-` + hex) and the chains of a deployment's fleet (`chain-N`). */
-export const WORKER_ID = /^(?:w-[0-9a-f]{16}|chain-\d{1,4})$/;
-const CREDENTIAL = new RegExp(`^etc\\.(${RUN})\\.(w-[0-9a-f]{16}|chain-\\d{1,4})\\.(\\d{1,15})\\.(${SIG})$`);
+const WORKER = 'w-[0-9a-f]{16}|chain-\\d{1,4}';
+const CREDENTIAL = new RegExp(`^etc\\.(${RUN})\\.(${WORKER})\\.(\\d{1,15})\\.(${SIG})$`);
 const LEASE_TOKEN = new RegExp(`^(\\d{1,15})\\.(\\d{1,12})\\.(${SIG})$`);
 
 export interface WorkerTokenClaims {

@@ -98,6 +98,12 @@ async function runWorkerToken(c: Context<App>, runId: string, ttlHours = WORKER_
   return { token: await workerToken(await signingKey(c.env.API_TOKEN!), runId, expiresAt), expiresAt };
 }
 
+/** The answer to a run creation: the run's status and a fresh worker token for it. */
+async function runCreated(c: Context<App>, status: RunStatus): Promise<RunCreated> {
+  const joined = await runWorkerToken(c, status.runId);
+  return { ...status, workerToken: joined.token, workerTokenExpiresAt: joined.expiresAt };
+}
+
 /** A minted (or renewed) identity with its credential signed. */
 async function identityOf(c: Context<App>, runId: string, minted: { workerId: string; expiresAt: number }): Promise<WorkerIdentity> {
   const credential = await workerCredential(await signingKey(c.env.API_TOKEN!), { runId, ...minted });
@@ -145,9 +151,7 @@ export const runs = new Hono<App>()
     const earlier = requestKey ? await c.env.KV.get(runRequestKey(requestKey)) : null;
     if (earlier) {
       const r = await coordinator(c.env.COORDINATOR, earlier).status();
-      if (!r.ok) return failure(c, r);
-      const joined = await runWorkerToken(c, earlier);
-      return c.json<RunCreated>({ ...r.value, workerToken: joined.token, workerTokenExpiresAt: joined.expiresAt }, 200);
+      return r.ok ? c.json<RunCreated>(await runCreated(c, r.value), 200) : failure(c, r);
     }
     let config = resolveRunConfig(c.req.valid('json'));
     const manifest = await findManifest(c.env.DATA, config.dataset);
@@ -209,8 +213,7 @@ export const runs = new Hono<App>()
     // KV is eventually consistent (https://developers.cloudflare.com/kv/concepts/how-kv-works/): a
     // resend reaching another location within about a minute may not see this yet.
     if (requestKey) await c.env.KV.put(runRequestKey(requestKey), runId, { expirationTtl: IDEMPOTENCY_TTL_S });
-    const joined = await runWorkerToken(c, runId);
-    return c.json<RunCreated>({ ...created.value, workerToken: joined.token, workerTokenExpiresAt: joined.expiresAt }, 201);
+    return c.json<RunCreated>(await runCreated(c, created.value), 201);
   })
   .get('/', read, limitQuery, async (c) => {
     const { keys, complete } = await listKeys<RunSummary>(c.env.KV, RUN_INDEX_PREFIX);

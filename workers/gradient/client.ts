@@ -175,7 +175,8 @@ export class ApiClient {
     const identity = await this.identity(id);
     const res = await send({ authorization: `Bearer ${identity.credential}` });
     if (!this.mints || !(await isExpiry(res))) return res;
-    if (this.identities.get(id) && (await this.identities.get(id)) === identity) this.identities.delete(id);
+    const current = this.identities.get(id);
+    if (current && (await current) === identity) this.identities.delete(id);
     const fresh = await this.identity(id);
     return send({ authorization: `Bearer ${fresh.credential}` });
   }
