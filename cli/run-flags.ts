@@ -3,6 +3,8 @@
 import { DEFAULT_CLUSTER_CONFIG, clusterConfigFields, type ClusterConfig, type RunRequest } from '../shared/protocol';
 import type { TrainConfig } from '../shared/training/config';
 import { AGGREGATIONS } from '../shared/training/robust-mean';
+import { compressionFields, dilocoFields, type CompressionConfig, type DilocoConfig } from '../shared/training/communication';
+import { DENSE_CODECS, GRADIENT_CODECS } from '../shared/wire/codec';
 import { choiceFlag, fieldFlag } from './args';
 import { CONFIG_FLAGS, CONFIG_USAGE, trainConfigFromValues } from './config-flags';
 
@@ -20,7 +22,20 @@ export const CLUSTER_FLAGS = {
   aggregation: { type: 'string' },
   trim: { type: 'string' },
   'max-workers': { type: 'string' },
+  gradients: { type: 'string' },
+  'param-codec': { type: 'string' },
+  'top-k': { type: 'string' },
+  'error-feedback': { type: 'boolean' },
+  diloco: { type: 'string' },
+  'outer-lr': { type: 'string' },
+  'outer-momentum': { type: 'string' },
 } as const;
+
+export const COMMUNICATION_USAGE = `  --gradients ${GRADIENT_CODECS.join('|')} (fp32)  codec of the frames workers send   --top-k F (0.01)  fraction kept by topk
+  --error-feedback       each worker adds what its last encoding lost to its next gradient
+  --param-codec ${DENSE_CODECS.join('|')} (fp32)  codec of the parameter versions workers fetch
+  --diloco H             local SGD: each lease is H inner steps (default optimizer adamw), the delta sent
+  --outer-lr X (0.7)  --outer-momentum X (0.9)   DiLoCo's outer Nesterov SGD`;
 
 export const CLUSTER_USAGE = `  --micro-batch N (32)   examples per lease      --graph-batch N   examples per graph run inside a lease (accumulated)
   --eval-graph-batch N   examples per eval graph run inside an eval lease (default: the preset's)
@@ -29,7 +44,8 @@ export const CLUSTER_USAGE = `  --micro-batch N (32)   examples per lease      -
   --verify-rate F (0)    fraction of shards also leased to a second worker; answers must agree (liars are excluded)
   --verify-tolerance F (0)  relative difference two answers may have (0: bit for bit; WebGPU workers need > 0)
   --aggregation mean|trimmed-mean|median (mean)  how a step combines its shards' gradients   --trim F (0.25)
-  --max-workers N        worker identities the run takes at once (default max(16, 4 × workers))`;
+  --max-workers N        worker identities the run takes at once (default max(16, 4 × workers))
+${COMMUNICATION_USAGE}`;
 
 export const RUN_FLAGS = {
   ...CONFIG_FLAGS,
@@ -80,17 +96,36 @@ export function clusterFromValues(v: Values, defaults: Partial<ClusterConfig> = 
   ];
   const cluster: { -readonly [K in keyof ClusterConfig]?: ClusterConfig[K] } = { ...defaults };
   for (const [flag, field] of fields) {
-    if (v[flag] !== undefined) cluster[field] = fieldFlag(flag, v[flag], 0, clusterConfigFields.shape[field]);
+    if (v[flag] !== undefined) cluster[field] = fieldFlag(flag, v[flag] as string, 0, clusterConfigFields.shape[field]);
   }
   if (v.aggregation !== undefined) cluster.aggregation = choiceFlag('aggregation', v.aggregation, AGGREGATIONS, 'mean');
-  return cluster;
+  return { ...cluster, ...communicationFromValues(v) };
 }
 
-type NumericClusterField = Exclude<keyof ClusterConfig, 'aggregation'>;
+type CommunicationValues = { [K in 'gradients' | 'param-codec' | 'top-k' | 'diloco' | 'outer-lr' | 'outer-momentum']?: string } & { 'error-feedback'?: boolean };
+
+/** The compression and DiLoCo flags given (each part only when one of its flags is). */
+export function communicationFromValues(v: CommunicationValues): { compression?: Partial<CompressionConfig>; diloco?: Partial<DilocoConfig> } {
+  const compression: { -readonly [K in keyof CompressionConfig]?: CompressionConfig[K] } = {};
+  if (v.gradients !== undefined) compression.gradients = choiceFlag('gradients', v.gradients, GRADIENT_CODECS, 'fp32');
+  if (v['param-codec'] !== undefined) compression.params = choiceFlag('param-codec', v['param-codec'], DENSE_CODECS, 'fp32');
+  if (v['top-k'] !== undefined) compression.topK = fieldFlag('top-k', v['top-k'], 0, compressionFields.shape.topK);
+  if (v['error-feedback']) compression.errorFeedback = true;
+  const diloco: { -readonly [K in keyof DilocoConfig]?: DilocoConfig[K] } = {};
+  if (v.diloco !== undefined) diloco.innerSteps = fieldFlag('diloco', v.diloco, 0, dilocoFields.shape.innerSteps);
+  if (v['outer-lr'] !== undefined) diloco.outerLr = fieldFlag('outer-lr', v['outer-lr'], 0, dilocoFields.shape.outerLr);
+  if (v['outer-momentum'] !== undefined) diloco.outerMomentum = fieldFlag('outer-momentum', v['outer-momentum'], 0, dilocoFields.shape.outerMomentum);
+  return { ...(Object.keys(compression).length ? { compression } : {}), ...(Object.keys(diloco).length ? { diloco } : {}) };
+}
+
+/** DiLoCo's inner optimizer is AdamW unless --optimizer names another. */
+export const withDilocoOptimizer = <V extends { diloco?: string; optimizer?: string }>(v: V): V => (v.diloco !== undefined && v.optimizer === undefined ? { ...v, optimizer: 'adamw' } : v);
+
+type NumericClusterField = Exclude<keyof ClusterConfig, 'aggregation' | 'compression' | 'diloco'>;
 
 /** The run request the flags describe: the training config (validated here), cluster, dataset, captions. */
 export function runRequestFromValues(v: Values, clusterDefaults: Partial<ClusterConfig> = {}): RunRequest {
-  const config = trainConfigFromValues(v);
+  const config = trainConfigFromValues(withDilocoOptimizer(v));
   const cluster = clusterFromValues(v, clusterDefaults);
   return {
     ...runRequestOf(config),

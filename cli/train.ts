@@ -12,6 +12,8 @@ import { loadOrt } from '../workers/ort/node';
 import { choiceFlag, fieldFlag, numberFlag, parseFlags, UsageError } from './args';
 import { processOutput, type Command, type Output } from './command';
 import { CONFIG_FLAGS, CONFIG_USAGE, trainConfigFromValues } from './config-flags';
+import { COMMUNICATION_USAGE, communicationFromValues, withDilocoOptimizer } from './run-flags';
+import { communicationOf } from '../shared/training/communication';
 import { duration } from './display';
 import { loadCifar10 } from './dataset';
 import { CliError, EXIT } from './errors';
@@ -27,6 +29,14 @@ const FLAGS = {
   resume: { type: 'boolean' },
   'micro-batch': { type: 'string' },
   quiet: { type: 'boolean' },
+  workers: { type: 'string' },
+  gradients: { type: 'string' },
+  'param-codec': { type: 'string' },
+  'top-k': { type: 'string' },
+  'error-feedback': { type: 'boolean' },
+  diloco: { type: 'string' },
+  'outer-lr': { type: 'string' },
+  'outer-momentum': { type: 'string' },
 } as const;
 
 export const TRAIN_USAGE = `edgetrain train [options]   the single-process trainer (the reference the cluster must equal)
@@ -38,17 +48,22 @@ ${CONFIG_USAGE}
   --resume               continue from DIR/checkpoint.bin (an epoch's end, or mid-epoch: a cluster snapshot)
   --micro-batch N        run each step in shards of N examples as a cluster run with --micro-batch N does
                          (batch-norm statistics per shard): reproduces such a run, resumed from its snapshot
-  --quiet                no progress line (shown only when stdout is a terminal)`;
+  --quiet                no progress line (shown only when stdout is a terminal)
+  Simulating a cluster's communication exactly (shards of --micro-batch; bytes per epoch reported):
+${COMMUNICATION_USAGE}
+  --workers N            workers the shards are spread over (shard s → worker s mod N; default one per shard)`;
 
 export function trainConfigFromFlags(argv: string[]): { config: TrainConfig; flags: ReturnType<typeof parseFlags<typeof FLAGS>> } {
   const flags = parseFlags(argv, FLAGS, 'train');
-  return { config: trainConfigFromValues(flags), flags };
+  return { config: trainConfigFromValues(withDilocoOptimizer(flags)), flags };
 }
 
 const pct = (x: number) => `${(100 * x).toFixed(2)}%`;
+const mb = (bytes: number) => (bytes / 1e6).toFixed(1);
 
 export function formatEpoch(r: EpochReport, epochs: number): string {
-  return `epoch ${String(r.epoch).padStart(2)}/${epochs}  loss ${r.trainLoss.toFixed(4)}  train ${pct(r.trainAccuracy)}  test loss ${r.testLoss.toFixed(4)}  test ${pct(r.testAccuracy)}  ${r.seconds.toFixed(1)} s  (${r.trainImagesPerSecond.toFixed(0)} img/s)`;
+  const traffic = r.upBytes === undefined ? '' : `  sent ${mb(r.upBytes)} MB, fetched ${mb(r.downBytes ?? 0)} MB`;
+  return `epoch ${String(r.epoch).padStart(2)}/${epochs}  loss ${r.trainLoss.toFixed(4)}  train ${pct(r.trainAccuracy)}  test loss ${r.testLoss.toFixed(4)}  test ${pct(r.testAccuracy)}  ${r.seconds.toFixed(1)} s  (${r.trainImagesPerSecond.toFixed(0)} img/s)${traffic}`;
 }
 
 /** The in-epoch progress line: step, loss, images/s over this epoch so far, the run's ETA (training steps only). */
@@ -99,6 +114,9 @@ export async function runTrain(argv: string[], out: Output = processOutput()): P
     convWeightGrad: choiceFlag('conv-weight-grad', flags['conv-weight-grad'], ['conv', 'im2col'] as const, DEFAULT_AUTODIFF_OPTIONS.convWeightGrad),
     convInputGrad: choiceFlag('conv-input-grad', flags['conv-input-grad'], ['convTranspose', 'conv'] as const, DEFAULT_AUTODIFF_OPTIONS.convInputGrad),
   };
+  const given = communicationFromValues(flags);
+  const workers = flags.workers === undefined ? undefined : fieldFlag('workers', flags.workers, 1, clusterConfigFields.shape.workers);
+  const communication = Object.keys(given).length || workers ? { ...communicationOf(given), workers } : undefined;
   const outDir = path.resolve(flags.out ?? path.join('.edgetrain', 'runs', `${config.model.preset}-${config.model.head}${config.model.dann ? '-dann' : ''}`));
   const checkpointFile = path.join(outDir, 'checkpoint.bin');
   await mkdir(outDir, { recursive: true });
@@ -125,6 +143,7 @@ export async function runTrain(argv: string[], out: Output = processOutput()): P
       resume: resume ? { ...resume, config } : undefined,
       autodiff,
       ghostBatch: microBatch,
+      communication,
       onStep: progress?.step,
       onEpoch: async (report, s) => {
         progress?.clear();

@@ -7,6 +7,7 @@ import { optimizerPatchSchema, optimizerSchema, withOptimizerDefaults } from './
 import { scheduleFields, scheduleSchema } from './optim/schedule';
 import { int, oneOf, real, strictObject } from './schema/fields';
 import { AGGREGATIONS, type Aggregation } from './training/robust-mean';
+import { compressionFields, dilocoFields, type CompressionConfig, type DilocoConfig } from './training/communication';
 import { addIssues, whenValid, type FieldIssue } from './schema/issues';
 import { MAX_BATCH, SEED_TRAIN_CONFIG, trainConfigFields, type TrainConfig } from './training/config';
 
@@ -78,6 +79,10 @@ export interface ClusterConfig {
    * expires. The fleet's chains are not counted. Default: max(16, 4 × workers).
    */
   readonly maxWorkers: number;
+  /** Codecs of the frames workers send and fetch, error feedback (training/communication.ts); fp32 both ways without. */
+  readonly compression?: Partial<CompressionConfig>;
+  /** Local SGD rounds (DiLoCo) instead of synchronous steps when innerSteps > 0. */
+  readonly diloco?: Partial<DilocoConfig>;
 }
 
 export const DEFAULT_CLUSTER_CONFIG: ClusterConfig = {
@@ -130,6 +135,8 @@ export const clusterConfigFields = strictObject({
   verifyTolerance: real({ min: 0, max: 1 }),
   aggregation: oneOf(AGGREGATIONS),
   trim: real({ min: 0, lt: 0.5 }),
+  compression: compressionFields.partial().optional(),
+  diloco: dilocoFields.partial().optional(),
 }) satisfies z.ZodType<ClusterConfig>;
 
 /** What the rules across fields read, defaults filled in. */

@@ -12,6 +12,9 @@ export interface EpochReport {
   /** Wall seconds of the epoch (training + evaluation). */
   readonly seconds: number;
   readonly trainImagesPerSecond: number;
+  /** Bytes workers sent (gradient or delta frames) and fetched (parameter versions) in the epoch: runs simulating a cluster's communication. */
+  readonly upBytes?: number;
+  readonly downBytes?: number;
 }
 
 const MAGIC = 0x4b435445; // "ETCK" little-endian

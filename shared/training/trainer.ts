@@ -13,7 +13,12 @@ import { BatchFeeder } from './feeder';
 import { RunPlan } from './plan';
 import { GraphRunner, type RunLayout, type StepResult } from './step';
 import { StepAggregator, type StepMean } from './step-aggregator';
-import { applyUpdate, type ModelState } from './update';
+import { applyOuterUpdate, applyUpdate, type ModelState } from './update';
+import { flatLayout } from '../models/params';
+import { roundTrip } from '../wire/codec';
+import { gradientCodec, gradientFrameBytes, outerOptimizer, paramsCodec, paramsFrameBytes, RoundPlan, type CompressionConfig, type DilocoConfig } from './communication';
+import { ErrorFeedback } from './error-feedback';
+import { innerLoop } from './local-sgd';
 
 export interface StepProgress {
   readonly epoch: number;
@@ -53,6 +58,13 @@ export interface TrainOptions {
   readonly ghostBatch?: number;
   readonly autodiff?: AutodiffOptions;
   readonly sessionOptions?: SessionOptions;
+  /**
+   * Simulates a cluster's communication exactly as its workers and coordinator do it: each ghost batch
+   * is a shard, computed by worker (shard mod `workers`) at the parameters it would fetch (the params
+   * codec's round trip), sent through the gradient codec with that worker's error feedback; with
+   * DiLoCo, each shard is a lease of H inner steps. Counts the bytes per epoch (EpochReport up/downBytes).
+   */
+  readonly communication?: { readonly compression: CompressionConfig; readonly diloco: DilocoConfig; readonly workers?: number };
 }
 
 /** Loss and accuracy over one split with the eval graph, its sessions created once per run. */
@@ -132,23 +144,47 @@ export async function train(opts: TrainOptions): Promise<TrainerState> {
 
   const params = opts.resume?.params ?? initParameters(graph.params, config.seed);
   const buffers = opts.resume?.buffers ?? initBuffers(graph.buffers);
+  const comm = opts.communication;
+  const diloco = comm && comm.diloco.innerSteps > 0 ? comm.diloco : undefined;
+  // A DiLoCo run's own optimizer is the outer one; train.optimizer runs inside each lease.
+  const optimizerConfig = diloco ? outerOptimizer(diloco) : config.optimizer;
   const optimizer = opts.resume
-    ? restoreOptimizer(config.optimizer, opts.resume.optimizer, params.length)
-    : createOptimizer(config.optimizer, params.length);
+    ? restoreOptimizer(optimizerConfig, opts.resume.optimizer, params.length)
+    : createOptimizer(optimizerConfig, params.length);
   const model: ModelState = { params, buffers, optimizer, mask };
   let state: TrainerState = opts.resume ?? { config, epoch: 0, step: 0, params, buffers, optimizer: optimizer.state, history: [] };
   let step = state.step;
-  const runSlice = (offset: number): Promise<StepResult> => {
-    const ex = plan.examples(step, offset, ghostBatch);
+  const runSliceAt = (at: number, offset: number, p: Float32Array, b: Float32Array): Promise<StepResult> => {
+    const ex = plan.examples(at, offset, ghostBatch);
     const dann = ex.dann && { split, indices: ex.dann.indices, lambda: ex.dann.lambda };
-    return runner.step(params, buffers, feeder.feeds({ split, ...ex }, config.augment, dann));
+    return runner.step(p, b, feeder.feeds({ split, ...ex }, config.augment, dann));
   };
+  const runSlice = (offset: number) => runSliceAt(step, offset, params, buffers);
+  const shards = config.batch / ghostBatch;
+  const link = comm && communicationLink(comm.compression, Math.min(comm.workers ?? shards, shards), shards, graph.params, buffers.length);
   /** One step: the whole batch in one graph run, or ghost batches averaged as the coordinator averages shards. */
   const computeStep = async (): Promise<Pick<StepMean, 'grads' | 'stats' | 'loss' | 'correct'>> => {
-    if (ghostBatch === config.batch) return runSlice(0);
-    const slices = new StepAggregator(step, config.batch / ghostBatch, params.length, buffers.length);
-    for (let slice = 0; slice < slices.shards; slice++) slices.add({ shard: slice, worker: 'trainer', ...(await runSlice(slice * ghostBatch)) });
+    if (ghostBatch === config.batch && !link) return runSlice(0);
+    const slices = new StepAggregator(step, shards, params.length, buffers.length);
+    const seen = link ? link.fetch(params) : params;
+    for (let slice = 0; slice < slices.shards; slice++) {
+      const r = await runSliceAt(step, slice * ghostBatch, seen, buffers);
+      slices.add({ shard: slice, worker: 'trainer', ...r, grads: link ? link.send(slice, r.grads) : r.grads });
+    }
     return slices.mean();
+  };
+  const rounds = diloco && new RoundPlan(stepsPerEpoch, diloco.innerSteps);
+  /** One DiLoCo round from `step`: every shard a lease of inner steps; returns the steps it covered. */
+  const computeRound = async (): Promise<{ count: number; mean: StepMean }> => {
+    const { first, count } = rounds!.steps(Math.floor(step / stepsPerEpoch) * rounds!.roundsPerEpoch + Math.ceil((step % stepsPerEpoch) / diloco!.innerSteps));
+    if (first !== step) throw new Error(`step ${step} is inside a DiLoCo round (it starts at ${first}): resume at a round's start`);
+    const leases = new StepAggregator(step, shards, params.length, buffers.length);
+    const seen = link!.fetch(params);
+    for (let shard = 0; shard < shards; shard++) {
+      const r = await innerLoop(seen, buffers, { first, count }, config, mask, (p, b, at) => runSliceAt(at, shard * ghostBatch, p, b));
+      leases.add({ shard, worker: 'trainer', loss: r.loss, correct: r.correct, grads: link!.send(shard, r.delta), stats: r.buffers });
+    }
+    return { count, mean: leases.mean() };
   };
   try {
     // A resumed state may sit mid-epoch (a coordinator snapshot): the loop continues at its step.
@@ -158,6 +194,14 @@ export async function train(opts: TrainOptions): Promise<TrainerState> {
       let lossSum = 0;
       let correct = 0;
       const epochEnd = Math.min((epoch + 1) * stepsPerEpoch, untilStep);
+      for (; step < epochEnd && rounds; ) {
+        const { count, mean } = await computeRound();
+        applyOuterUpdate(model, mean.grads, mean.stats, diloco!);
+        lossSum += mean.loss * count;
+        correct += mean.correct;
+        step += count;
+        opts.onStep?.({ epoch, stepInEpoch: step - epoch * stepsPerEpoch, stepsPerEpoch, loss: mean.loss, params });
+      }
       for (; step < epochEnd; ) {
         const r = await computeStep();
         if (!Number.isFinite(r.loss)) throw new NonFiniteLossError(epoch, step, r.loss);
@@ -183,6 +227,7 @@ export async function train(opts: TrainOptions): Promise<TrainerState> {
         testAccuracy: test.accuracy,
         seconds: (performance.now() - started) / 1000,
         trainImagesPerSecond: (steps * config.batch) / trainSeconds,
+        ...(link ? link.traffic() : {}),
       };
       state = { config, epoch: epoch + 1, step, params, buffers, optimizer: optimizer.state, history: [...state.history, report] };
       await opts.onEpoch?.(report, state);
@@ -192,4 +237,35 @@ export async function train(opts: TrainOptions): Promise<TrainerState> {
     await evaluator.release();
   }
   return state;
+}
+
+/**
+ * The simulated wire between `workers` workers and the coordinator: what a worker computes with when it
+ * fetches a version, what the coordinator decodes from a shard's answer (through its worker's error
+ * feedback), and the bytes both moved since the last `traffic()`.
+ */
+function communicationLink(compression: CompressionConfig, workers: number, shards: number, layout: readonly { name: string; shape: readonly number[] }[], bufferCount: number) {
+  const segments = flatLayout(layout).slices.map((s) => s.size);
+  const size = segments.reduce((a, b) => a + b, 0);
+  const feedback = Array.from({ length: workers }, () => new ErrorFeedback(size));
+  const spec = gradientCodec(compression);
+  let up = 0;
+  let down = 0;
+  return {
+    /** Each worker fetches the version once (it takes shards of every step, or of every round). */
+    fetch(params: Float32Array): Float32Array {
+      down += workers * paramsFrameBytes(compression, segments, bufferCount);
+      return compression.params === 'fp32' ? params : roundTrip(params, paramsCodec(compression), segments);
+    },
+    send(shard: number, values: Float32Array): Float32Array {
+      up += gradientFrameBytes(compression, segments, bufferCount);
+      if (spec.codec === 'fp32') return values;
+      return feedback[shard % workers].encode(values, spec, segments, compression.errorFeedback).sent;
+    },
+    traffic(): { upBytes: number; downBytes: number } {
+      const t = { upBytes: up, downBytes: down };
+      up = down = 0;
+      return t;
+    },
+  };
 }

@@ -2,6 +2,7 @@
 // from a batch's mean gradient and batch-norm statistics.
 import type { Optimizer } from '../optim/optimizer';
 import { learningRate } from '../optim/schedule';
+import type { DilocoConfig } from './communication';
 import type { TrainConfig } from './config';
 
 /** What a step changes: parameters and optimizer state (by the optimizer), batch-norm running statistics. */
@@ -25,4 +26,13 @@ export function updateRunningStats(buffers: Float32Array, stats: Float32Array, m
 export function applyUpdate(state: ModelState, grads: Float32Array, stats: Float32Array, step: number, config: Pick<TrainConfig, 'optimizer' | 'schedule' | 'bnMomentum'>): void {
   state.optimizer.step(state.params, grads, learningRate(config.optimizer.lr, config.schedule, step), state.mask);
   if (stats.length) updateRunningStats(state.buffers, stats, config.bnMomentum);
+}
+
+/**
+ * Applies a DiLoCo round: the outer optimizer (model.optimizer, outerOptimizer(diloco)) steps on the
+ * leases' mean parameter delta, and the running statistics become the leases' mean.
+ */
+export function applyOuterUpdate(state: ModelState, delta: Float32Array, buffers: Float32Array, diloco: DilocoConfig): void {
+  state.optimizer.step(state.params, delta, diloco.outerLr);
+  if (buffers.length) state.buffers.set(buffers);
 }
