@@ -9,7 +9,7 @@ import { decodeCheckpoint, encodeCheckpoint, type EpochReport, type TrainerState
 import type { TrainConfig } from '../shared/training/config';
 import { NonFiniteLossError, train, type StepProgress } from '../shared/training/trainer';
 import { loadOrt } from '../workers/ort/node';
-import { choiceFlag, fieldFlag, numberFlag, parseFlags, UsageError } from './args';
+import { choiceFlag, fieldFlag, intFlag, numberFlag, parseFlags, UsageError } from './args';
 import { processOutput, type Command, type Output } from './command';
 import { CONFIG_FLAGS, CONFIG_USAGE, trainConfigFromValues } from './config-flags';
 import { COMMUNICATION_USAGE, communicationFromValues, withDilocoOptimizer } from './run-flags';
@@ -30,6 +30,7 @@ const FLAGS = {
   'micro-batch': { type: 'string' },
   quiet: { type: 'boolean' },
   workers: { type: 'string' },
+  'replace-worker-every': { type: 'string' },
   gradients: { type: 'string' },
   'param-codec': { type: 'string' },
   'top-k': { type: 'string' },
@@ -51,7 +52,8 @@ ${CONFIG_USAGE}
   --quiet                no progress line (shown only when stdout is a terminal)
   Simulating a cluster's communication exactly (shards of --micro-batch; bytes per epoch reported):
 ${COMMUNICATION_USAGE}
-  --workers N            workers the shards are spread over (shard s → worker s mod N; default one per shard)`;
+  --workers N            workers the shards are spread over (shard s → worker s mod N; default one per shard)
+  --replace-worker-every N  churn: every N answers a worker is replaced, losing its error-feedback residual`;
 
 export function trainConfigFromFlags(argv: string[]): { config: TrainConfig; flags: ReturnType<typeof parseFlags<typeof FLAGS>> } {
   const flags = parseFlags(argv, FLAGS, 'train');
@@ -62,7 +64,8 @@ const pct = (x: number) => `${(100 * x).toFixed(2)}%`;
 const mb = (bytes: number) => (bytes / 1e6).toFixed(1);
 
 export function formatEpoch(r: EpochReport, epochs: number): string {
-  const traffic = r.upBytes === undefined ? '' : `  sent ${mb(r.upBytes)} MB, fetched ${mb(r.downBytes ?? 0)} MB`;
+  const churn = r.workersReplaced === undefined ? '' : `, ${r.workersReplaced} workers replaced (residual lost: ${(r.lostResidualRatio ?? 0).toFixed(2)}× an answer)`;
+  const traffic = r.upBytes === undefined ? '' : `  sent ${mb(r.upBytes)} MB, fetched ${mb(r.downBytes ?? 0)} MB${churn}`;
   return `epoch ${String(r.epoch).padStart(2)}/${epochs}  loss ${r.trainLoss.toFixed(4)}  train ${pct(r.trainAccuracy)}  test loss ${r.testLoss.toFixed(4)}  test ${pct(r.testAccuracy)}  ${r.seconds.toFixed(1)} s  (${r.trainImagesPerSecond.toFixed(0)} img/s)${traffic}`;
 }
 
@@ -116,7 +119,8 @@ export async function runTrain(argv: string[], out: Output = processOutput()): P
   };
   const given = communicationFromValues(flags);
   const workers = flags.workers === undefined ? undefined : fieldFlag('workers', flags.workers, 1, clusterConfigFields.shape.workers);
-  const communication = Object.keys(given).length || workers ? { ...communicationOf(given), workers } : undefined;
+  const replaceWorkerEvery = flags['replace-worker-every'] === undefined ? undefined : intFlag('replace-worker-every', flags['replace-worker-every'], 0, 1);
+  const communication = Object.keys(given).length || workers ? { ...communicationOf(given), workers, replaceWorkerEvery } : undefined;
   const outDir = path.resolve(flags.out ?? path.join('.edgetrain', 'runs', `${config.model.preset}-${config.model.head}${config.model.dann ? '-dann' : ''}`));
   const checkpointFile = path.join(outDir, 'checkpoint.bin');
   await mkdir(outDir, { recursive: true });

@@ -15,6 +15,9 @@ export interface EpochReport {
   /** Bytes workers sent (gradient or delta frames) and fetched (parameter versions) in the epoch: runs simulating a cluster's communication. */
   readonly upBytes?: number;
   readonly downBytes?: number;
+  /** Simulated churn: workers replaced in the epoch, and their lost residuals' mean size relative to the answer they were lost at. */
+  readonly workersReplaced?: number;
+  readonly lostResidualRatio?: number;
 }
 
 const MAGIC = 0x4b435445; // "ETCK" little-endian

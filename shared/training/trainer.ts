@@ -64,7 +64,13 @@ export interface TrainOptions {
    * codec's round trip), sent through the gradient codec with that worker's error feedback; with
    * DiLoCo, each shard is a lease of H inner steps. Counts the bytes per epoch (EpochReport up/downBytes).
    */
-  readonly communication?: { readonly compression: CompressionConfig; readonly diloco: DilocoConfig; readonly workers?: number };
+  readonly communication?: {
+    readonly compression: CompressionConfig;
+    readonly diloco: DilocoConfig;
+    readonly workers?: number;
+    /** Churn: every N answers one worker (in turn) is replaced by a new one, its error-feedback residual lost. */
+    readonly replaceWorkerEvery?: number;
+  };
 }
 
 /** Loss and accuracy over one split with the eval graph, its sessions created once per run. */
@@ -161,7 +167,7 @@ export async function train(opts: TrainOptions): Promise<TrainerState> {
   };
   const runSlice = (offset: number) => runSliceAt(step, offset, params, buffers);
   const shards = config.batch / ghostBatch;
-  const link = comm && communicationLink(comm.compression, Math.min(comm.workers ?? shards, shards), shards, graph.params, buffers.length);
+  const link = comm && communicationLink(comm.compression, Math.min(comm.workers ?? shards, shards), graph.params, buffers.length, comm.replaceWorkerEvery);
   /** One step: the whole batch in one graph run, or ghost batches averaged as the coordinator averages shards. */
   const computeStep = async (): Promise<Pick<StepMean, 'grads' | 'stats' | 'loss' | 'correct'>> => {
     if (ghostBatch === config.batch && !link) return runSlice(0);
@@ -244,13 +250,17 @@ export async function train(opts: TrainOptions): Promise<TrainerState> {
  * fetches a version, what the coordinator decodes from a shard's answer (through its worker's error
  * feedback), and the bytes both moved since the last `traffic()`.
  */
-function communicationLink(compression: CompressionConfig, workers: number, shards: number, layout: readonly { name: string; shape: readonly number[] }[], bufferCount: number) {
+function communicationLink(compression: CompressionConfig, workers: number, layout: readonly { name: string; shape: readonly number[] }[], bufferCount: number, replaceEvery = 0) {
   const segments = flatLayout(layout).slices.map((s) => s.size);
   const size = segments.reduce((a, b) => a + b, 0);
   const feedback = Array.from({ length: workers }, () => new ErrorFeedback(size));
   const spec = gradientCodec(compression);
   let up = 0;
   let down = 0;
+  let answers = 0;
+  let replaced = 0;
+  /** What replaced workers' residuals held, relative to the answer they were lost at (L2 norms). */
+  let lostRatio = 0;
   return {
     /** Each worker fetches the version once (it takes shards of every step, or of every round). */
     fetch(params: Float32Array): Float32Array {
@@ -260,12 +270,28 @@ function communicationLink(compression: CompressionConfig, workers: number, shar
     send(shard: number, values: Float32Array): Float32Array {
       up += gradientFrameBytes(compression, segments, bufferCount);
       if (spec.codec === 'fp32') return values;
-      return feedback[shard % workers].encode(values, spec, segments, compression.errorFeedback).sent;
+      const worker = feedback[shard % workers];
+      const { sent } = worker.encode(values, spec, segments, compression.errorFeedback);
+      if (replaceEvery && ++answers % replaceEvery === 0) {
+        const lost = feedback[replaced % workers];
+        lostRatio += norm(lost.residual) / norm(values);
+        lost.residual.fill(0);
+        replaced++;
+      }
+      return sent;
     },
-    traffic(): { upBytes: number; downBytes: number } {
-      const t = { upBytes: up, downBytes: down };
+    traffic(): { upBytes: number; downBytes: number; workersReplaced?: number; lostResidualRatio?: number } {
+      const t = { upBytes: up, downBytes: down, ...(replaceEvery ? { workersReplaced: replaced, lostResidualRatio: replaced ? lostRatio / replaced : 0 } : {}) };
       up = down = 0;
+      replaced = 0;
+      lostRatio = 0;
       return t;
     },
   };
+}
+
+function norm(x: Float32Array): number {
+  let s = 0;
+  for (let i = 0; i < x.length; i++) s += x[i] * x[i];
+  return Math.sqrt(s);
 }
