@@ -26,6 +26,7 @@ export const CLUSTER_FLAGS = {
   'param-codec': { type: 'string' },
   'top-k': { type: 'string' },
   'error-feedback': { type: 'boolean' },
+  'momentum-correction': { type: 'string' },
   diloco: { type: 'string' },
   'outer-lr': { type: 'string' },
   'outer-momentum': { type: 'string' },
@@ -33,6 +34,7 @@ export const CLUSTER_FLAGS = {
 
 export const COMMUNICATION_USAGE = `  --gradients ${GRADIENT_CODECS.join('|')} (fp32)  codec of the frames workers send   --top-k F (0.01)  fraction kept by topk
   --error-feedback       each worker adds what its last encoding lost to its next gradient
+  --momentum-correction M  DGC: workers keep the momentum M (use --optimizer sgd --momentum 0)
   --param-codec ${DENSE_CODECS.join('|')} (fp32)  codec of the parameter versions workers fetch
   --diloco H             local SGD: each lease is H inner steps (default optimizer adamw), the delta sent
   --outer-lr X (0.7)  --outer-momentum X (0.9)   DiLoCo's outer Nesterov SGD`;
@@ -102,7 +104,7 @@ export function clusterFromValues(v: Values, defaults: Partial<ClusterConfig> = 
   return { ...cluster, ...communicationFromValues(v) };
 }
 
-type CommunicationValues = { [K in 'gradients' | 'param-codec' | 'top-k' | 'diloco' | 'outer-lr' | 'outer-momentum']?: string } & { 'error-feedback'?: boolean };
+type CommunicationValues = { [K in 'gradients' | 'param-codec' | 'top-k' | 'momentum-correction' | 'diloco' | 'outer-lr' | 'outer-momentum']?: string } & { 'error-feedback'?: boolean };
 
 /** The compression and DiLoCo flags given (each part only when one of its flags is). */
 export function communicationFromValues(v: CommunicationValues): { compression?: Partial<CompressionConfig>; diloco?: Partial<DilocoConfig> } {
@@ -111,6 +113,7 @@ export function communicationFromValues(v: CommunicationValues): { compression?:
   if (v['param-codec'] !== undefined) compression.params = choiceFlag('param-codec', v['param-codec'], DENSE_CODECS, 'fp32');
   if (v['top-k'] !== undefined) compression.topK = fieldFlag('top-k', v['top-k'], 0, compressionFields.shape.topK);
   if (v['error-feedback']) compression.errorFeedback = true;
+  if (v['momentum-correction'] !== undefined) compression.momentumCorrection = fieldFlag('momentum-correction', v['momentum-correction'], 0, compressionFields.shape.momentumCorrection);
   const diloco: { -readonly [K in keyof DilocoConfig]?: DilocoConfig[K] } = {};
   if (v.diloco !== undefined) diloco.innerSteps = fieldFlag('diloco', v.diloco, 0, dilocoFields.shape.innerSteps);
   if (v['outer-lr'] !== undefined) diloco.outerLr = fieldFlag('outer-lr', v['outer-lr'], 0, dilocoFields.shape.outerLr);

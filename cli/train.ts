@@ -35,6 +35,7 @@ const FLAGS = {
   'param-codec': { type: 'string' },
   'top-k': { type: 'string' },
   'error-feedback': { type: 'boolean' },
+  'momentum-correction': { type: 'string' },
   diloco: { type: 'string' },
   'outer-lr': { type: 'string' },
   'outer-momentum': { type: 'string' },

@@ -15,6 +15,11 @@ export interface CompressionConfig {
   readonly topK: number;
   /** Each worker adds what its last encodings lost to its next gradient (error-feedback.ts). */
   readonly errorFeedback: boolean;
+  /**
+   * > 0: DGC momentum correction with this factor: workers keep the momentum (error-feedback.ts), so
+   * train.optimizer must be SGD without momentum. 0: off.
+   */
+  readonly momentumCorrection: number;
 }
 
 /**
@@ -30,7 +35,7 @@ export interface DilocoConfig {
   readonly outerNesterov: boolean;
 }
 
-export const DEFAULT_COMPRESSION: CompressionConfig = { gradients: 'fp32', params: 'fp32', topK: 0.01, errorFeedback: false };
+export const DEFAULT_COMPRESSION: CompressionConfig = { gradients: 'fp32', params: 'fp32', topK: 0.01, errorFeedback: false, momentumCorrection: 0 };
 export const DEFAULT_DILOCO: DilocoConfig = { innerSteps: 0, outerLr: 0.7, outerMomentum: 0.9, outerNesterov: true };
 
 export const compressionFields = strictObject({
@@ -38,6 +43,7 @@ export const compressionFields = strictObject({
   params: oneOf(DENSE_CODECS),
   topK: real({ gt: 0, max: 1 }),
   errorFeedback: bool(),
+  momentumCorrection: real({ min: 0, lt: 1 }),
 }) satisfies z.ZodType<CompressionConfig>;
 
 export const dilocoFields = strictObject({

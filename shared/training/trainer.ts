@@ -151,6 +151,9 @@ export async function train(opts: TrainOptions): Promise<TrainerState> {
   const params = opts.resume?.params ?? initParameters(graph.params, config.seed);
   const buffers = opts.resume?.buffers ?? initBuffers(graph.buffers);
   const comm = opts.communication;
+  if (comm?.compression.momentumCorrection && (config.optimizer.kind !== 'sgd' || config.optimizer.momentum !== 0)) {
+    throw new RangeError(`momentum correction ${comm.compression.momentumCorrection} keeps the momentum on the workers: the optimizer must be SGD with momentum 0 (it is ${config.optimizer.kind}${config.optimizer.kind === 'sgd' ? ` with momentum ${config.optimizer.momentum}` : ''})`);
+  }
   const diloco = comm && comm.diloco.innerSteps > 0 ? comm.diloco : undefined;
   // A DiLoCo run's own optimizer is the outer one; train.optimizer runs inside each lease.
   const optimizerConfig = diloco ? outerOptimizer(diloco) : config.optimizer;
@@ -253,7 +256,7 @@ export async function train(opts: TrainOptions): Promise<TrainerState> {
 function communicationLink(compression: CompressionConfig, workers: number, layout: readonly { name: string; shape: readonly number[] }[], bufferCount: number, replaceEvery = 0) {
   const segments = flatLayout(layout).slices.map((s) => s.size);
   const size = segments.reduce((a, b) => a + b, 0);
-  const feedback = Array.from({ length: workers }, () => new ErrorFeedback(size));
+  const feedback = Array.from({ length: workers }, () => new ErrorFeedback(size, compression.momentumCorrection));
   const spec = gradientCodec(compression);
   let up = 0;
   let down = 0;
@@ -273,9 +276,9 @@ function communicationLink(compression: CompressionConfig, workers: number, layo
       const worker = feedback[shard % workers];
       const { sent } = worker.encode(values, spec, segments, compression.errorFeedback);
       if (replaceEvery && ++answers % replaceEvery === 0) {
-        const lost = feedback[replaced % workers];
-        lostRatio += norm(lost.residual) / norm(values);
-        lost.residual.fill(0);
+        const lost = replaced % workers;
+        lostRatio += norm(feedback[lost].residual) / norm(values);
+        feedback[lost] = new ErrorFeedback(size, compression.momentumCorrection);
         replaced++;
       }
       return sent;
