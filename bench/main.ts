@@ -3,6 +3,7 @@ import { benchBundle } from './bundle';
 import { benchCaptions } from './caption-precompute';
 import { benchCluster } from './cluster';
 import { benchCommit } from './commit';
+import { benchCompression } from './compression';
 import { benchCoordinator } from './coordinator';
 import { benchIntegrity } from './integrity';
 import { benchStep } from './step';
@@ -13,6 +14,7 @@ const BENCHES: Record<string, (args: string[], print: (o: object) => void) => Pr
   bundle: benchBundle,
   cluster: benchCluster,
   commit: benchCommit,
+  compression: benchCompression,
   coordinator: benchCoordinator,
   integrity: benchIntegrity,
   captions: benchCaptions,

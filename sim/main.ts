@@ -6,10 +6,13 @@
 //   --workers 1,2,4,…  --lease 512  --aggregators auto|G  --steps 8  --seed 1  --data docs/data
 //   --svg docs/scaling.svg  --no-svg  --validate (exit 1 when a validated point is off by > 20 %)
 //   --rpc-ms --worker-mbps --object-mbps --version-read-ms --cache-put-ms --compute-cv (assumptions)
+//   --communication all|MODE,… (only the communication modes' lines: bytes, sync rounds and step
+//   time of seed-cnn on CIFAR-10 at batch 128 in leases of 32; modes in sim/communication.ts)
 import { writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { scalingChart, type Series } from './chart';
 import { ASSUMPTION_FLAGS, CLOUDFLARE, DEFAULT_ASSUMPTIONS, cloudflareCosts, localCosts, readMeasured, type Assumptions, type Measured } from './inputs';
+import { COMMUNICATION_MODES, SEED_CIFAR_RUN, layoutOf, modeStepMs, modeTraffic } from './communication';
 import { bestAggregators, simulate, type Costs, type Design } from './model';
 
 const print = (o: object) => console.log(JSON.stringify(o));
@@ -26,6 +29,7 @@ const { values: flags } = parseArgs({
     svg: { type: 'string', default: 'docs/scaling.svg' },
     'no-svg': { type: 'boolean', default: false },
     validate: { type: 'boolean', default: false },
+    communication: { type: 'string' },
     ...Object.fromEntries(Object.values(ASSUMPTION_FLAGS).map((f) => [f, { type: 'string' as const }])),
   },
 });
@@ -108,6 +112,44 @@ function validation(m: Measured): { points: { design: 'before' | 'after' | 'clus
   }
   for (const p of points) print({ simulate: 'validate', ...p, calibratedAt: p.design === 'cluster' ? 'compute at 1 worker' : `workers ${fit.join(' and ')}` });
   return { points, worst: Math.max(...points.map((p) => Math.abs(p.error))) };
+}
+
+/** One line per selected communication mode, on Cloudflare's costs at the run's lease. */
+function communicationModes(selection: string): void {
+  const names = selection === 'all' ? COMMUNICATION_MODES.map((m) => m.name) : selection.split(',');
+  const unknown = names.filter((n) => !COMMUNICATION_MODES.some((m) => m.name === n));
+  if (unknown.length) throw new Error(`--communication ${unknown.join(',')}: expected all or some of ${COMMUNICATION_MODES.map((m) => m.name).join(',')}`);
+  const run = SEED_CIFAR_RUN;
+  const layout = layoutOf(run.model);
+  const costs = cloudflareCosts(measured, assumptions, run.microBatch);
+  const fp32 = modeTraffic(COMMUNICATION_MODES[0], run, layout);
+  for (const m of COMMUNICATION_MODES.filter((m) => names.includes(m.name))) {
+    const t = modeTraffic(m, run, layout);
+    const shape = { design: 'new' as const, workers: run.workers, shards: t.shards, aggregators: Math.min(aggregatorsFor(t.shards), t.shards), steps, seed };
+    const stepMs = modeStepMs(costs, m, t, shape);
+    print({
+      simulate: 'communication',
+      mode: m.name,
+      model: `${run.model.preset}/${run.model.head}`,
+      trainImages: run.trainImages,
+      batch: run.batch,
+      microBatch: run.microBatch,
+      workers: run.workers,
+      ...m.compression,
+      innerSteps: m.innerSteps,
+      ...t,
+      bytesPerStep: Math.round(t.bytesPerStep),
+      fp32OverBytes: round(fp32.bytesPerEpoch / t.bytesPerEpoch, 2),
+      stepMs: round(stepMs),
+      computeMs: round(costs.computeMs),
+      imagesPerSecond: round((run.batch * 1000) / stepMs),
+    });
+  }
+}
+
+if (flags.communication !== undefined) {
+  communicationModes(String(flags.communication));
+  process.exit(0);
 }
 
 const curves = projections();

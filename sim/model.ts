@@ -30,6 +30,14 @@ export interface Costs {
   /** Parameter frame and gradient frame size (4 bytes per parameter); partial sums are twice it. */
   readonly frameMB: number;
   /**
+   * A compressed gradient and parameter frame's bytes on the wire (sim/communication.ts), where they
+   * differ from frameMB: they shorten the worker's transfers and the old coordinator's serving. The
+   * objects' intake stays charged per frameMB: decoding and summing touch every parameter whatever
+   * the codec.
+   */
+  readonly gradientWireMB?: number;
+  readonly paramsWireMB?: number;
+  /**
    * Local only: the API, the cache, R2 and every Durable Object share one workerd thread, so their
    * work queues on one server (on Cloudflare each object is its own server).
    */
@@ -67,6 +75,8 @@ export function simulate(costs: Costs, shape: RunShape): StepProjection {
   const aggregators = Array.from({ length: shape.aggregators }, (_, g) => (costs.oneThread ? coordinator : new Server(sim, `aggregator ${g}`)));
   const mbps = (mb: number) => (mb / costs.workerMBps) * 1000;
   const f = costs.frameMB;
+  const up = costs.gradientWireMB ?? f;
+  const down = costs.paramsWireMB ?? f;
 
   let step = 0;
   let nextShard = 0;
@@ -113,7 +123,7 @@ export function simulate(costs: Costs, shape: RunShape): StepProjection {
       });
       return;
     }
-    inMB += f;
+    inMB += up;
     coordinator.serve(f * costs.objectInMsPerMB, () => counts(1));
   };
 
@@ -132,17 +142,17 @@ export function simulate(costs: Costs, shape: RunShape): StepProjection {
       if (version.step === leasedStep) return compute(shard);
       version.step = leasedStep;
       if (shape.design === 'old') {
-        outMB += f;
-        coordinator.serve(f * costs.objectOutMsPerMB, () => sim.after(costs.rpcMs + mbps(f), () => compute(shard)));
+        outMB += down;
+        coordinator.serve(down * costs.objectOutMsPerMB, () => sim.after(costs.rpcMs + mbps(down), () => compute(shard)));
       } else if (costs.oneThread) {
-        coordinator.serve(f * costs.objectOutMsPerMB, () => sim.after(costs.rpcMs + mbps(f), () => compute(shard)));
+        coordinator.serve(down * costs.objectOutMsPerMB, () => sim.after(costs.rpcMs + mbps(down), () => compute(shard)));
       } else {
-        sim.after(costs.versionReadMs + mbps(f), () => compute(shard));
+        sim.after(costs.versionReadMs + mbps(down), () => compute(shard));
       }
     };
     const compute = (shard: number) => {
       const ms = Math.max(0.5 * costs.computeMs, costs.computeMs * (1 + costs.computeCv * normal()));
-      sim.after(ms, () => sim.after(costs.rpcMs / 2 + mbps(f), () => {
+      sim.after(ms, () => sim.after(costs.rpcMs / 2 + mbps(up), () => {
         answer(shard);
         takeLease();
       }));
@@ -162,7 +172,7 @@ export function simulate(costs: Costs, shape: RunShape): StepProjection {
     aggregatorBusyMs: busiestAggregator / shape.steps,
     coordinatorInMB: inMB / shape.steps,
     // New: each version once into the cache and once into R2, whatever the number of workers.
-    coordinatorOutMB: shape.design === 'old' ? outMB / shape.steps : 2 * f,
+    coordinatorOutMB: shape.design === 'old' ? outMB / shape.steps : 2 * down,
   };
 }
 
