@@ -159,20 +159,19 @@ export function encodeValues(x: Float32Array, spec: CodecSpec, segments: readonl
 
 /** Flat indices of the `k` largest |x| in [start, start + size), ascending (ties: lower index first). */
 function largest(x: Float32Array, start: number, size: number, k: number): Uint32Array {
-  const idx = new Uint32Array(size);
-  for (let i = 0; i < size; i++) idx[i] = start + i;
-  if (k < size) {
-    // Threshold at the k-th largest magnitude, then keep k entries at or above it.
-    const mags = new Float32Array(size);
-    for (let i = 0; i < size; i++) mags[i] = Math.abs(x[start + i]);
-    const threshold = kthSmallest(mags.slice(), size - k);
-    const out = new Uint32Array(k);
-    let n = 0;
-    for (let i = 0; i < size && n < k; i++) if (mags[i] > threshold) out[n++] = start + i;
-    for (let i = 0; i < size && n < k; i++) if (mags[i] === threshold) out[n++] = start + i;
-    return out.sort();
+  const out = new Uint32Array(k);
+  if (k === size) {
+    for (let i = 0; i < size; i++) out[i] = start + i;
+    return out;
   }
-  return idx;
+  // Threshold at the k-th largest magnitude, then keep k entries at or above it.
+  const mags = new Float32Array(size);
+  for (let i = 0; i < size; i++) mags[i] = Math.abs(x[start + i]);
+  const threshold = kthSmallest(mags.slice(), size - k);
+  let n = 0;
+  for (let i = 0; i < size && n < k; i++) if (mags[i] > threshold) out[n++] = start + i;
+  for (let i = 0; i < size && n < k; i++) if (mags[i] === threshold) out[n++] = start + i;
+  return out.sort();
 }
 
 /** The value of rank `k` (0-based) in ascending order; reorders `a` (quickselect, expected linear time). */
