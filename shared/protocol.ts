@@ -205,6 +205,18 @@ export const runRequestSchema = runRequestFields
   )
   .superRefine(
     (req, ctx) => {
+      const { cluster } = withDefaults(req);
+      // Each worker adds its own residual to its answers, so two workers' answers to one shard differ:
+      // verification, which needs them to agree, could only ever see disagreement. (topK with a codec
+      // other than 'topk' is allowed and ignored.)
+      if (cluster.verifyRate > 0 && cluster.compression?.errorFeedback) {
+        ctx.addIssue({ code: 'custom', path: ['cluster', 'compression', 'errorFeedback'], message: `cluster.verifyRate ${cluster.verifyRate} needs workers' answers to agree, and cluster.compression.errorFeedback makes each worker's depend on its own residual: use one or the other` });
+      }
+    },
+    { when: whenValid('cluster') },
+  )
+  .superRefine(
+    (req, ctx) => {
       const { head } = withDefaults(req);
       if (req.imageCaptions && head !== 'concat') ctx.addIssue({ code: 'custom', path: ['imageCaptions'], message: `per-image captions feed the concat head; this run's head is '${head}'` });
     },
