@@ -50,7 +50,7 @@ export class GradientAggregator extends DurableObject<AggregatorEnv> {
     let frame: GradientSubmission | undefined;
     let check: ShardCheck;
     try {
-      frame = decodeGradient(new Uint8Array(body), runEncodings(this.spec.config).gradients);
+      frame = decodeGradient(new Uint8Array(body), runEncodings(this.spec).gradients);
       const head = { leaseId: frame.leaseId, version: frame.version, step: frame.step, shard: frame.shard, count: frame.count, loss: frame.loss, correct: frame.correct };
       check = { kind: 'frame', head, ...gradientFindings(frame, this.spec) };
     } catch (e) {

@@ -24,7 +24,7 @@ import { DurableObject } from 'cloudflare:workers';
 import type { DurableObjectState } from '@cloudflare/workers-types/index';
 import type { DatasetManifest } from '../shared/data/blocks';
 import { trainingLayout } from '../shared/models/compile';
-import { decayMask, initBuffers, initParameters } from '../shared/models/params';
+import { decayMask, flatLayout, initBuffers, initParameters } from '../shared/models/params';
 import { createOptimizer, restoreOptimizer, slotCount } from '../shared/optim/optimizer';
 import { signingKey, workerCredential } from '../shared/auth';
 import { FINAL_STATES, maxWorkersOf, type ChainClaim, type ChainMessage, type ChainTicket, type IssuedLease, type LeaseBounds, type LeaseKind, type LeaseReply, type RunConfig, type RunMetrics, type RunSpec, type RunState, type RunStatus, type StepPhases, type SubmitReply } from '../shared/protocol';
@@ -122,7 +122,7 @@ const FRAME_OVERHEAD_BYTES = 1024;
  * that the coordinator, not a bare 413, refuses one, naming the run's codec.
  */
 function trainAnswerBytes(spec: RunSpec): number {
-  const { gradients } = runEncodings(spec.config);
+  const { gradients } = runEncodings(spec);
   const encoded = gradients.codec.codec === 'fp32' ? 0 : payloadBytes(gradients.codec, gradients.segments) + 4 * gradients.segments.length;
   return Math.max(4 * spec.paramCount, encoded) + 4 * spec.bufferCount;
 }
@@ -156,7 +156,7 @@ export class TrainingCoordinator extends DurableObject<CoordinatorEnv> {
     const { train } = record.spec.config;
     const optimizer = restoreOptimizer(train.optimizer, { step: stateAt.optimizerStep, slots: [...tensors.slots] }, record.spec.paramCount);
     const model: ModelState = { params: tensors.params, buffers: tensors.buffers, optimizer, mask: decayMask(trainingLayout(train.model).params) };
-    const versions = new VersionStore(this.env.DATA, record.runId, runEncodings(record.spec.config).params);
+    const versions = new VersionStore(this.env.DATA, record.runId, runEncodings(record.spec).params);
     for (let step = stateAt.step + 1; step <= position.step; step++) {
       const update = this.store.readUpdate(step);
       applyUpdate(model, update.grads, update.stats, step - 1, train);
@@ -173,7 +173,7 @@ export class TrainingCoordinator extends DurableObject<CoordinatorEnv> {
     return run;
   }
 
-  private activate(record: RunRecord, position: Position, stateAt: StatePoint, model: ModelState, versions = new VersionStore(this.env.DATA, record.runId, runEncodings(record.spec.config).params)): ActiveRun {
+  private activate(record: RunRecord, position: Position, stateAt: StatePoint, model: ModelState, versions = new VersionStore(this.env.DATA, record.runId, runEncodings(record.spec).params)): ActiveRun {
     const shards = new ShardPlan(record.spec);
     const step = position.step;
     return { record, shards, model, position, committed: position, stateAt, versions, sum: this.emptySum(shards, step), verify: this.trainVerification(shards), counts: { drawn: 0, suspectEvals: 0, disagreements: 0, liars: 0 }, pending: new Map(), roundBase: Date.now(), rounds: new Map(), persisting: Promise.resolve() };
@@ -228,7 +228,8 @@ export class TrainingCoordinator extends DurableObject<CoordinatorEnv> {
     if (kept) return fail(400, kept, 'config');
     const resolved: RunConfig = { ...config, train: { ...config.train, schedule: plan.schedule } };
     // The API read the manifest through checkManifest before calling here.
-    const spec: RunSpec = { runId, config: resolved, dataset: manifest, paramCount: params.length, bufferCount: buffers.length, graphHash };
+    const paramSegments = flatLayout(layout.params).slices.map((slice) => slice.size);
+    const spec: RunSpec = { runId, config: resolved, dataset: manifest, paramCount: params.length, bufferCount: buffers.length, graphHash, paramSegments };
     const optimizer = createOptimizer(config.train.optimizer, params.length);
     const now = Date.now();
     const record: RunRecord = { runId, spec, createdAt: now, state: 'created', error: null, updatedAt: now };
@@ -382,7 +383,7 @@ export class TrainingCoordinator extends DurableObject<CoordinatorEnv> {
     const t0 = performance.now();
     // A frame in another encoding than the run's is refused (WireError 'codec'/'segments') before its
     // payload is decoded; every check after this one reads the dense gradient, whatever the encoding.
-    const expected = this.run && runEncodings(this.run.record.spec.config).gradients;
+    const expected = this.run && runEncodings(this.run.record.spec).gradients;
     const admitted = this.admit(leaseId, worker, 'train', () => decodeGradient(new Uint8Array(body), expected));
     if (!('frame' in admitted)) return admitted;
     const { run, frame: s, lease } = admitted;

@@ -7,7 +7,8 @@ import { optimizerPatchSchema, optimizerSchema, withOptimizerDefaults } from './
 import { scheduleFields, scheduleSchema } from './optim/schedule';
 import { int, oneOf, real, strictObject } from './schema/fields';
 import { AGGREGATIONS, type Aggregation } from './training/robust-mean';
-import { compressionFields, dilocoFields, type CompressionConfig, type DilocoConfig } from './training/communication';
+import type { CompressionConfig, DilocoConfig } from './training/communication';
+import { compressionFields, dilocoFields } from './training/communication-fields';
 import { addIssues, whenValid, type FieldIssue } from './schema/issues';
 import { MAX_BATCH, SEED_TRAIN_CONFIG, trainConfigFields, type TrainConfig } from './training/config';
 
@@ -260,6 +261,12 @@ export interface RunSpec {
    * stored before it existed (the check is skipped then).
    */
   readonly graphHash?: string;
+  /**
+   * The parameter tensors' sizes in flat order, computed at run creation: the segments compressed
+   * frames are encoded within (training/run-encodings.ts). Absent in specs stored before it existed
+   * (those runs are fp32, which needs none).
+   */
+  readonly paramSegments?: readonly number[];
 }
 
 export type LeaseKind = 'train' | 'eval';

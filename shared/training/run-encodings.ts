@@ -1,13 +1,9 @@
 // The encodings a cluster run's frames travel in (cluster.compression over the model's tensors): the
-// coordinator checks answers and encodes versions with them, workers encode answers with them.
-import { trainingLayout } from '../models/compile';
-import { flatLayout } from '../models/params';
-import type { ModelConfig } from '../models/presets';
+// coordinator checks answers and encodes versions with them, workers encode answers with them. Read
+// from the run spec (its paramSegments), so a browser page's loop need not build the model's layout.
+import type { RunSpec } from '../protocol';
 import type { ValueEncoding } from '../wire/codec';
 import { communicationOf, gradientCodec, paramsCodec } from './communication';
-
-/** The tensor sizes of a model's parameters in flat order: the segments its codecs work within. */
-export const paramSegments = (model: ModelConfig): number[] => flatLayout(trainingLayout(model).params).slices.map((s) => s.size);
 
 export interface RunEncodings {
   /** Of the gradient frames workers send (fp32: the dense 'ETGR' frame). */
@@ -17,16 +13,18 @@ export interface RunEncodings {
   readonly errorFeedback: boolean;
 }
 
-const cache = new WeakMap<object, RunEncodings>();
+const cache = new WeakMap<RunSpec, RunEncodings>();
 
-/** A run config's encodings (computed once per config object: a run's config never changes). */
-export function runEncodings(config: { readonly train: { readonly model: ModelConfig }; readonly cluster: Parameters<typeof communicationOf>[0] }): RunEncodings {
-  let e = cache.get(config);
+/** A run's encodings (computed once per spec object: a run's spec never changes). */
+export function runEncodings(spec: RunSpec): RunEncodings {
+  let e = cache.get(spec);
   if (!e) {
-    const { compression } = communicationOf(config.cluster);
-    const segments = paramSegments(config.train.model);
+    const { compression } = communicationOf(spec.config.cluster);
+    const compressed = compression.gradients !== 'fp32' || compression.params !== 'fp32';
+    if (compressed && !spec.paramSegments) throw new Error(`run ${spec.runId} compresses its frames, and its spec names no parameter segments`);
+    const segments = spec.paramSegments ?? [spec.paramCount];
     e = { gradients: { codec: gradientCodec(compression), segments }, params: { codec: paramsCodec(compression), segments }, errorFeedback: compression.errorFeedback };
-    cache.set(config, e);
+    cache.set(spec, e);
   }
   return e;
 }

@@ -73,7 +73,7 @@ describe('a compressed run through the local cluster', () => {
       cluster: { microBatch: MICRO_BATCH, snapshotEvery: 1, leaseMs: 60_000, aggregators, compression: { gradients: 'int8', params: 'int8', errorFeedback: true } },
     });
     const spec = await api.spec(run.runId);
-    const encodings = runEncodings(spec.config);
+    const encodings = runEncodings(spec);
 
     // A hand worker answers its lease in the wrong encodings: each refusal spends the lease, and the
     // shard goes to the next worker; nothing of it counts.

@@ -35,7 +35,7 @@ export class GradientAnswers {
 
   /** The answers of `workerId` (asked for only when the run compresses gradients) to the run `spec`. */
   static async forRun(spec: RunSpec, workerId: () => Promise<string>): Promise<GradientAnswers> {
-    const encodings = runEncodings(spec.config);
+    const encodings = runEncodings(spec);
     if (encodings.gradients.codec.codec === 'fp32') return new GradientAnswers(encodings, undefined);
     return new GradientAnswers(encodings, residualOf(spec.runId, await workerId(), spec.paramCount));
   }
