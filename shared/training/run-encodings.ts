@@ -1,7 +1,6 @@
 // The encodings a cluster run's frames travel in (cluster.compression over the model's tensors): the
 // coordinator checks answers and encodes versions with them, workers encode answers with them. Read
 // from the run spec (its paramSegments), so a browser page's loop need not build the model's layout.
-import type { RunSpec } from '../protocol';
 import type { ValueEncoding } from '../wire/codec';
 import { communicationOf, gradientCodec, paramsCodec } from './communication';
 
@@ -13,10 +12,18 @@ export interface RunEncodings {
   readonly errorFeedback: boolean;
 }
 
-const cache = new WeakMap<RunSpec, RunEncodings>();
+/** What of a run spec (shared/protocol.ts RunSpec, a layer above) the encodings read. */
+export interface EncodedRun {
+  readonly runId: string;
+  readonly paramCount: number;
+  readonly paramSegments?: readonly number[];
+  readonly config: { readonly cluster: Parameters<typeof communicationOf>[0] };
+}
+
+const cache = new WeakMap<EncodedRun, RunEncodings>();
 
 /** A run's encodings (computed once per spec object: a run's spec never changes). */
-export function runEncodings(spec: RunSpec): RunEncodings {
+export function runEncodings(spec: EncodedRun): RunEncodings {
   let e = cache.get(spec);
   if (!e) {
     const { compression } = communicationOf(spec.config.cluster);
