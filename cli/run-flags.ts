@@ -3,7 +3,8 @@
 import { DEFAULT_CLUSTER_CONFIG, clusterConfigFields, type ClusterConfig, type RunRequest } from '../shared/protocol';
 import type { TrainConfig } from '../shared/training/config';
 import { AGGREGATIONS } from '../shared/training/robust-mean';
-import { compressionFields, dilocoFields, type CompressionConfig, type DilocoConfig } from '../shared/training/communication';
+import type { CompressionConfig, DilocoConfig } from '../shared/training/communication';
+import { compressionFields, dilocoFields } from '../shared/training/communication-fields';
 import { DENSE_CODECS, GRADIENT_CODECS } from '../shared/wire/codec';
 import { choiceFlag, fieldFlag } from './args';
 import { CONFIG_FLAGS, CONFIG_USAGE, trainConfigFromValues } from './config-flags';

@@ -12,6 +12,7 @@ import { DurableObject } from 'cloudflare:workers';
 import type { DurableObjectNamespace, DurableObjectStub } from '@cloudflare/workers-types/index';
 import type { RunSpec, SubmitReply } from '../shared/protocol';
 import type { PartialSum } from '../shared/training/step-aggregator';
+import { runEncodings } from '../shared/training/run-encodings';
 import { decodeGradient, WireError, type GradientSubmission } from '../shared/wire';
 import { gradientFindings } from './admission';
 import { groupShards, type GroupPartial, type GroupRound, type ShardCheck } from './aggregation';
@@ -49,7 +50,7 @@ export class GradientAggregator extends DurableObject<AggregatorEnv> {
     let frame: GradientSubmission | undefined;
     let check: ShardCheck;
     try {
-      frame = decodeGradient(new Uint8Array(body));
+      frame = decodeGradient(new Uint8Array(body), runEncodings(this.spec).gradients);
       const head = { leaseId: frame.leaseId, version: frame.version, step: frame.step, shard: frame.shard, count: frame.count, loss: frame.loss, correct: frame.correct };
       check = { kind: 'frame', head, ...gradientFindings(frame, this.spec) };
     } catch (e) {

@@ -24,7 +24,7 @@ import { DurableObject } from 'cloudflare:workers';
 import type { DurableObjectState } from '@cloudflare/workers-types/index';
 import type { DatasetManifest } from '../shared/data/blocks';
 import { trainingLayout } from '../shared/models/compile';
-import { decayMask, initBuffers, initParameters } from '../shared/models/params';
+import { decayMask, flatLayout, initBuffers, initParameters } from '../shared/models/params';
 import { createOptimizer, restoreOptimizer, slotCount } from '../shared/optim/optimizer';
 import { signingKey, workerCredential } from '../shared/auth';
 import { FINAL_STATES, maxWorkersOf, type ChainClaim, type ChainMessage, type ChainTicket, type IssuedLease, type LeaseBounds, type LeaseKind, type LeaseReply, type RunConfig, type RunMetrics, type RunSpec, type RunState, type RunStatus, type StepPhases, type SubmitReply } from '../shared/protocol';
@@ -33,6 +33,8 @@ import { runGraphHash } from '../shared/graph-hash';
 import { RunPlan } from '../shared/training/plan';
 import { applyUpdate, type ModelState } from '../shared/training/update';
 import { decodeEval, decodeGradient, WireError, type WireErrorReason } from '../shared/wire';
+import { payloadBytes } from '../shared/wire/codec';
+import { runEncodings } from '../shared/training/run-encodings';
 import { groupShards, type FrameFindings, type GroupPartial, type GroupRound, type ShardAdmission, type ShardCheck } from './aggregation';
 import { Admission, DIVERGED, answerableLease, evalProblem, frameVerdict, gradientFindings, wireFailure, type FrameHead } from './admission';
 import type { CoordinatorEnv } from './env';
@@ -111,8 +113,19 @@ const notFound = () => fail(404, 'unknown run', 'unknown-run');
  */
 export const MAX_OPEN_LEASES = 2;
 
-/** Frame bytes an answer may have beyond its floats (header, lease id, scalars, checksum; see shared/wire). */
+/** Frame bytes an answer may have beyond its values (header, lease id, scalars, checksum; see shared/wire). */
 const FRAME_OVERHEAD_BYTES = 1024;
+
+/**
+ * A train answer's values and statistics: a dense fp32 frame's, or the run's encoding's when larger
+ * (top-k near 1 sends 8 bytes a value). Dense frames stay within the bound of a compressed run so
+ * that the coordinator, not a bare 413, refuses one, naming the run's codec.
+ */
+function trainAnswerBytes(spec: RunSpec): number {
+  const { gradients } = runEncodings(spec);
+  const encoded = gradients.codec.codec === 'fp32' ? 0 : payloadBytes(gradients.codec, gradients.segments) + 4 * gradients.segments.length;
+  return Math.max(4 * spec.paramCount, encoded) + 4 * spec.bufferCount;
+}
 
 export class TrainingCoordinator extends DurableObject<CoordinatorEnv> {
   private run: ActiveRun | undefined;
@@ -143,7 +156,7 @@ export class TrainingCoordinator extends DurableObject<CoordinatorEnv> {
     const { train } = record.spec.config;
     const optimizer = restoreOptimizer(train.optimizer, { step: stateAt.optimizerStep, slots: [...tensors.slots] }, record.spec.paramCount);
     const model: ModelState = { params: tensors.params, buffers: tensors.buffers, optimizer, mask: decayMask(trainingLayout(train.model).params) };
-    const versions = new VersionStore(this.env.DATA, record.runId);
+    const versions = new VersionStore(this.env.DATA, record.runId, runEncodings(record.spec).params);
     for (let step = stateAt.step + 1; step <= position.step; step++) {
       const update = this.store.readUpdate(step);
       applyUpdate(model, update.grads, update.stats, step - 1, train);
@@ -160,7 +173,7 @@ export class TrainingCoordinator extends DurableObject<CoordinatorEnv> {
     return run;
   }
 
-  private activate(record: RunRecord, position: Position, stateAt: StatePoint, model: ModelState, versions = new VersionStore(this.env.DATA, record.runId)): ActiveRun {
+  private activate(record: RunRecord, position: Position, stateAt: StatePoint, model: ModelState, versions = new VersionStore(this.env.DATA, record.runId, runEncodings(record.spec).params)): ActiveRun {
     const shards = new ShardPlan(record.spec);
     const step = position.step;
     return { record, shards, model, position, committed: position, stateAt, versions, sum: this.emptySum(shards, step), verify: this.trainVerification(shards), counts: { drawn: 0, suspectEvals: 0, disagreements: 0, liars: 0 }, pending: new Map(), roundBase: Date.now(), rounds: new Map(), persisting: Promise.resolve() };
@@ -215,7 +228,8 @@ export class TrainingCoordinator extends DurableObject<CoordinatorEnv> {
     if (kept) return fail(400, kept, 'config');
     const resolved: RunConfig = { ...config, train: { ...config.train, schedule: plan.schedule } };
     // The API read the manifest through checkManifest before calling here.
-    const spec: RunSpec = { runId, config: resolved, dataset: manifest, paramCount: params.length, bufferCount: buffers.length, graphHash };
+    const paramSegments = flatLayout(layout.params).slices.map((slice) => slice.size);
+    const spec: RunSpec = { runId, config: resolved, dataset: manifest, paramCount: params.length, bufferCount: buffers.length, graphHash, paramSegments };
     const optimizer = createOptimizer(config.train.optimizer, params.length);
     const now = Date.now();
     const record: RunRecord = { runId, spec, createdAt: now, state: 'created', error: null, updatedAt: now };
@@ -349,8 +363,7 @@ export class TrainingCoordinator extends DurableObject<CoordinatorEnv> {
   /** The bounds of an answer to a lease issued at `issuedAt`: its last possible deadline, and its frame's size (train: every parameter and buffer value). */
   private boundsOf(run: ActiveRun, kind: LeaseKind, issuedAt: number): LeaseBounds {
     const { spec } = run.record;
-    const floats = kind === 'train' ? spec.paramCount + spec.bufferCount : 0;
-    return { expiresAt: issuedAt + spec.config.cluster.leaseMs, maxBytes: 4 * floats + FRAME_OVERHEAD_BYTES };
+    return { expiresAt: issuedAt + spec.config.cluster.leaseMs, maxBytes: kind === 'train' ? trainAnswerBytes(spec) + FRAME_OVERHEAD_BYTES : FRAME_OVERHEAD_BYTES };
   }
 
   /** Extends a lease by the adaptive window, never past leaseMs from its issue. */
@@ -368,7 +381,10 @@ export class TrainingCoordinator extends DurableObject<CoordinatorEnv> {
 
   async submitGradient(leaseId: string, body: ArrayBuffer, worker: string): Promise<Outcome<SubmitReply>> {
     const t0 = performance.now();
-    const admitted = this.admit(leaseId, worker, 'train', () => decodeGradient(new Uint8Array(body)));
+    // A frame in another encoding than the run's is refused (WireError 'codec'/'segments') before its
+    // payload is decoded; every check after this one reads the dense gradient, whatever the encoding.
+    const expected = this.run && runEncodings(this.run.record.spec).gradients;
+    const admitted = this.admit(leaseId, worker, 'train', () => decodeGradient(new Uint8Array(body), expected));
     if (!('frame' in admitted)) return admitted;
     const { run, frame: s, lease } = admitted;
     const { sum } = run;

@@ -4,7 +4,7 @@
 // the frame's checksum, so a cached copy can never stand for other bytes.
 import type { R2Bucket } from '@cloudflare/workers-types/index';
 import { paramsKey, paramsPrefix } from '../shared/storage-keys';
-import { encodeParams, frameTag } from '../shared/wire';
+import { encodeParams, frameTag, type ValueEncoding } from '../shared/wire';
 import { cacheDelete, cachePut } from '../shared/params-cache';
 
 export interface PublishedVersion {
@@ -17,11 +17,13 @@ export class VersionStore {
   constructor(
     private readonly bucket: R2Bucket,
     private readonly runId: string,
+    /** The run's parameter encoding (cluster.compression.params); fp32: the dense frame. */
+    private readonly encoding?: ValueEncoding,
   ) {}
 
   /** Version `version`'s frame and its name. */
   encode(version: number, params: Float32Array, buffers: Float32Array): { version: PublishedVersion; frame: Uint8Array<ArrayBuffer> } {
-    const frame = encodeParams({ version, params, buffers });
+    const frame = encodeParams({ version, params, buffers }, this.encoding);
     return { version: { version, tag: frameTag(frame) }, frame };
   }
 

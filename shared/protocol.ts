@@ -7,7 +7,8 @@ import { optimizerPatchSchema, optimizerSchema, withOptimizerDefaults } from './
 import { scheduleFields, scheduleSchema } from './optim/schedule';
 import { int, oneOf, real, strictObject } from './schema/fields';
 import { AGGREGATIONS, type Aggregation } from './training/robust-mean';
-import { compressionFields, dilocoFields, type CompressionConfig, type DilocoConfig } from './training/communication';
+import type { CompressionConfig, DilocoConfig } from './training/communication';
+import { compressionFields, dilocoFields } from './training/communication-fields';
 import { addIssues, whenValid, type FieldIssue } from './schema/issues';
 import { MAX_BATCH, SEED_TRAIN_CONFIG, trainConfigFields, type TrainConfig } from './training/config';
 
@@ -205,6 +206,18 @@ export const runRequestSchema = runRequestFields
   )
   .superRefine(
     (req, ctx) => {
+      const { cluster } = withDefaults(req);
+      // Each worker adds its own residual to its answers, so two workers' answers to one shard differ:
+      // verification, which needs them to agree, could only ever see disagreement. (topK with a codec
+      // other than 'topk' is allowed and ignored.)
+      if (cluster.verifyRate > 0 && cluster.compression?.errorFeedback) {
+        ctx.addIssue({ code: 'custom', path: ['cluster', 'compression', 'errorFeedback'], message: `cluster.verifyRate ${cluster.verifyRate} needs workers' answers to agree, and cluster.compression.errorFeedback makes each worker's depend on its own residual: use one or the other` });
+      }
+    },
+    { when: whenValid('cluster') },
+  )
+  .superRefine(
+    (req, ctx) => {
       const { head } = withDefaults(req);
       if (req.imageCaptions && head !== 'concat') ctx.addIssue({ code: 'custom', path: ['imageCaptions'], message: `per-image captions feed the concat head; this run's head is '${head}'` });
     },
@@ -248,6 +261,12 @@ export interface RunSpec {
    * stored before it existed (the check is skipped then).
    */
   readonly graphHash?: string;
+  /**
+   * The parameter tensors' sizes in flat order, computed at run creation: the segments compressed
+   * frames are encoded within (training/run-encodings.ts). Absent in specs stored before it existed
+   * (those runs are fp32, which needs none).
+   */
+  readonly paramSegments?: readonly number[];
 }
 
 export type LeaseKind = 'train' | 'eval';

@@ -1,9 +1,8 @@
 // How workers and the coordinator talk (ClusterConfig.compression and .diloco): the codecs of gradient
 // and parameter frames, error feedback, and local SGD (DiLoCo) rounds; with the bytes each moves.
-// Pure, shared by the single-process trainer (which simulates it exactly) and the cluster.
-import { z } from 'zod';
-import { DENSE_CODECS, GRADIENT_CODECS, payloadBytes, type Codec, type CodecSpec, type DenseCodec } from '../wire/codec';
-import { bool, int, oneOf, real, strictObject } from '../schema/fields';
+// Pure, shared by the single-process trainer (which simulates it exactly) and the cluster; the
+// request fields' bounds are in communication-fields.ts (zod stays out of a browser page's loop).
+import { payloadBytes, type Codec, type CodecSpec, type DenseCodec } from '../wire/codec';
 import type { OptimizerConfig } from '../optim/config';
 
 export interface CompressionConfig {
@@ -37,21 +36,6 @@ export interface DilocoConfig {
 
 export const DEFAULT_COMPRESSION: CompressionConfig = { gradients: 'fp32', params: 'fp32', topK: 0.01, errorFeedback: false, momentumCorrection: 0 };
 export const DEFAULT_DILOCO: DilocoConfig = { innerSteps: 0, outerLr: 0.7, outerMomentum: 0.9, outerNesterov: true };
-
-export const compressionFields = strictObject({
-  gradients: oneOf(GRADIENT_CODECS),
-  params: oneOf(DENSE_CODECS),
-  topK: real({ gt: 0, max: 1 }),
-  errorFeedback: bool(),
-  momentumCorrection: real({ min: 0, lt: 1 }),
-}) satisfies z.ZodType<CompressionConfig>;
-
-export const dilocoFields = strictObject({
-  innerSteps: int(0, 10_000),
-  outerLr: real({ gt: 0, max: 10 }),
-  outerMomentum: real({ min: 0, lt: 1 }),
-  outerNesterov: bool(),
-}) satisfies z.ZodType<DilocoConfig>;
 
 /** A cluster config's communication settings, defaults filled in (runs stored before they existed have none). */
 export function communicationOf(cluster: { readonly compression?: Partial<CompressionConfig>; readonly diloco?: Partial<DilocoConfig> }): { compression: CompressionConfig; diloco: DilocoConfig } {

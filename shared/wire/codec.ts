@@ -260,3 +260,9 @@ export function roundTrip(x: Float32Array, spec: CodecSpec, segments: readonly n
   if (spec.codec === 'fp32') return x.slice();
   return decodeValues(encodeValues(x, spec, segments), x.length, spec, segments);
 }
+
+/** How a vector travels: its codec, and the tensor sizes (flat order) that blocks and top-k work within. */
+export interface ValueEncoding {
+  readonly codec: CodecSpec;
+  readonly segments: readonly number[];
+}

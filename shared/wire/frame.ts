@@ -1,13 +1,14 @@
 // Generic checksummed frame, little-endian:
 //   magic  4 bytes ASCII
 //   format u32
-//   body   u32 / f64 / string (u32 byte length, UTF-8, zero pad to 4) / floats (u32 count, f32 data)
+//   body   u32 / f64 / string (u32 byte length, UTF-8, zero pad to 4) / floats (u32 count, f32 data) /
+//          bytes (u32 byte length, raw, zero pad to 4)
 //   check  u32 checksum32 of every byte before it
 // Every field is a multiple of 4 bytes, so float arrays start 4-aligned within the frame and decode
 // as zero-copy views (aliasing the input) when the input itself is 4-aligned.
 import { checksum32 } from './checksum';
 
-export type WireErrorReason = 'truncated' | 'magic' | 'format' | 'checksum' | 'length' | 'lease-id';
+export type WireErrorReason = 'truncated' | 'magic' | 'format' | 'checksum' | 'length' | 'lease-id' | 'codec' | 'segments';
 
 export class WireError extends Error {
   constructor(readonly reason: WireErrorReason, message: string) {
@@ -26,6 +27,7 @@ const hex = (v: number) => `0x${v.toString(16).padStart(8, '0')}`;
 
 export const stringBytes = (s: string): number => 4 + pad4(utf8.encode(s).byteLength);
 export const floatsBytes = (n: number): number => 4 + 4 * n;
+export const rawBytes = (n: number): number => 4 + pad4(n);
 
 export class FrameWriter {
   private readonly buf: Uint8Array<ArrayBuffer>;
@@ -66,6 +68,12 @@ export class FrameWriter {
     this.pos += a.byteLength;
   }
 
+  bytes(b: Uint8Array): void {
+    this.u32(b.byteLength);
+    this.buf.set(b, this.pos);
+    this.pos += pad4(b.byteLength); // the pad is already zero: the buffer is fresh
+  }
+
   finish(): Uint8Array<ArrayBuffer> {
     const end = this.buf.byteLength - CHECKSUM_BYTES;
     if (this.pos !== end) throw new Error(`wire: wrote ${this.pos - HEADER_BYTES} body bytes, sized for ${end - HEADER_BYTES}`);
@@ -79,18 +87,18 @@ export class FrameReader {
   private readonly bodyEnd: number;
   private pos = HEADER_BYTES;
 
-  constructor(private readonly bytes: Uint8Array, magic: string, format: number, private readonly what: string) {
-    if (bytes.byteLength < HEADER_BYTES + CHECKSUM_BYTES) {
-      throw new WireError('truncated', `${what}: ${bytes.byteLength} bytes is shorter than the ${HEADER_BYTES + CHECKSUM_BYTES}-byte minimum`);
+  constructor(private readonly input: Uint8Array, magic: string, format: number, private readonly what: string) {
+    if (input.byteLength < HEADER_BYTES + CHECKSUM_BYTES) {
+      throw new WireError('truncated', `${what}: ${input.byteLength} bytes is shorter than the ${HEADER_BYTES + CHECKSUM_BYTES}-byte minimum`);
     }
-    this.view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-    this.bodyEnd = bytes.byteLength - CHECKSUM_BYTES;
-    const gotMagic = String.fromCharCode(...bytes.subarray(0, 4));
+    this.view = new DataView(input.buffer, input.byteOffset, input.byteLength);
+    this.bodyEnd = input.byteLength - CHECKSUM_BYTES;
+    const gotMagic = String.fromCharCode(...input.subarray(0, 4));
     if (gotMagic !== magic) throw new WireError('magic', `${what}: bad magic ${JSON.stringify(gotMagic)} (expected '${magic}')`);
     const gotFormat = this.view.getUint32(4, true);
     if (gotFormat !== format) throw new WireError('format', `${what}: unsupported format ${gotFormat} (this build reads ${format})`);
     const stored = this.view.getUint32(this.bodyEnd, true);
-    const computed = checksum32(bytes.subarray(0, this.bodyEnd));
+    const computed = checksum32(input.subarray(0, this.bodyEnd));
     if (stored !== computed) throw new WireError('checksum', `${what}: checksum mismatch (stored ${hex(stored)}, computed ${hex(computed)})`);
   }
 
@@ -115,7 +123,7 @@ export class FrameReader {
     const n = this.u32();
     const at = this.take(pad4(n), `string of ${n} bytes`);
     try {
-      return utf8Decoder.decode(this.bytes.subarray(at, at + n));
+      return utf8Decoder.decode(this.input.subarray(at, at + n));
     } catch {
       throw new WireError('format', `${this.what}: string at offset ${at} is not valid UTF-8`);
     }
@@ -124,18 +132,28 @@ export class FrameReader {
   floats(): Float32Array {
     const n = this.u32();
     const at = this.take(4 * n, `${n} floats`);
-    const start = this.bytes.byteOffset + at;
-    if (LITTLE_ENDIAN_HOST && start % 4 === 0) return new Float32Array(this.bytes.buffer, start, n);
-    if (LITTLE_ENDIAN_HOST) return new Float32Array(this.bytes.slice(at, at + 4 * n).buffer);
+    const start = this.input.byteOffset + at;
+    if (LITTLE_ENDIAN_HOST && start % 4 === 0) return new Float32Array(this.input.buffer, start, n);
+    if (LITTLE_ENDIAN_HOST) return new Float32Array(this.input.slice(at, at + 4 * n).buffer);
     const out = new Float32Array(n);
     for (let i = 0; i < n; i++) out[i] = this.view.getFloat32(at + 4 * i, true);
     return out;
+  }
+
+  /** A view of the bytes (aliasing the input); the pad is skipped unread. */
+  bytes(): Uint8Array {
+    const n = this.u32();
+    const at = this.take(pad4(n), `${n} raw bytes`);
+    return this.input.subarray(at, at + n);
   }
 
   end(): void {
     if (this.pos !== this.bodyEnd) throw new WireError('length', `${this.what}: ${this.bodyEnd - this.pos} unread bytes before the checksum`);
   }
 }
+
+/** A frame's first four bytes as text (which frame it claims to be), or '' when it has fewer. */
+export const magicOf = (bytes: Uint8Array): string => (bytes.byteLength < 4 ? '' : String.fromCharCode(...bytes.subarray(0, 4)));
 
 /** A frame's stored checksum (its last four bytes), as 8 hex digits: a short name for its exact content. */
 export function frameTag(bytes: Uint8Array): string {

@@ -1,6 +1,10 @@
 // Frames a worker posts back for one lease: gradients (training) or eval results (forward-only).
-import { FrameReader, FrameWriter, WireError, floatsBytes, stringBytes } from './frame';
+// A gradient frame is dense fp32 ('ETGR'), or compressed ('ETGQ': the same head, then the values'
+// encoding and payload, value-encoding.ts); statistics are fp32 in both.
+import { encodeValues, type ValueEncoding } from './codec';
+import { FrameReader, FrameWriter, WireError, floatsBytes, magicOf, rawBytes, stringBytes } from './frame';
 import { isLeaseId, leaseIdProblem } from './lease-id';
+import { checkEncoding, encodingBytes, readEncodedValues, readEncoding, writeEncoding } from './value-encoding';
 
 export interface GradientSubmission {
   readonly leaseId: string;
@@ -26,6 +30,19 @@ export interface EvalSubmission {
 
 export const GRADIENT_MAGIC = 'ETGR';
 export const GRADIENT_FORMAT = 1;
+export const COMPRESSED_GRADIENT_MAGIC = 'ETGQ';
+export const COMPRESSED_GRADIENT_FORMAT = 1;
+
+/** A decoded gradient frame: dense values, and the encoding it arrived in (none: a dense 'ETGR' frame). */
+export interface DecodedGradient extends GradientSubmission {
+  readonly encoding?: ValueEncoding;
+}
+
+/** A gradient answer whose values are already encoded (a worker's error feedback encodes them). */
+export interface CompressedGradient extends Omit<GradientSubmission, 'grads'> {
+  readonly encoding: ValueEncoding;
+  readonly payload: Uint8Array;
+}
 export const EVAL_MAGIC = 'ETEV';
 export const EVAL_FORMAT = 1;
 
@@ -66,10 +83,42 @@ export function encodeGradient(s: GradientSubmission): Uint8Array<ArrayBuffer> {
   return w.finish();
 }
 
-/** `grads` and `stats` alias `bytes` when it is 4-byte aligned. */
-export function decodeGradient(bytes: Uint8Array): GradientSubmission {
-  const r = new FrameReader(bytes, GRADIENT_MAGIC, GRADIENT_FORMAT, 'gradient frame');
-  const s: GradientSubmission = { ...readHeader(r, 'gradient frame'), grads: r.floats(), stats: r.floats() };
+export function encodeCompressedGradient(s: CompressedGradient): Uint8Array<ArrayBuffer> {
+  const w = new FrameWriter(COMPRESSED_GRADIENT_MAGIC, COMPRESSED_GRADIENT_FORMAT, stringBytes(s.leaseId) + SCALARS_BYTES + encodingBytes(s.encoding) + rawBytes(s.payload.byteLength) + floatsBytes(s.stats.length));
+  writeHeader(w, s, s.loss, s.correct);
+  writeEncoding(w, s.encoding);
+  w.bytes(s.payload);
+  w.floats(s.stats);
+  return w.finish();
+}
+
+/** `s` in `encoding`: fp32 is today's dense frame, anything else a compressed one (no error feedback). */
+export function encodeGradientAs(s: GradientSubmission, encoding: ValueEncoding): Uint8Array<ArrayBuffer> {
+  if (encoding.codec.codec === 'fp32') return encodeGradient(s);
+  return encodeCompressedGradient({ ...s, encoding, payload: encodeValues(s.grads, encoding.codec, encoding.segments) });
+}
+
+/**
+ * Either gradient frame, with dense `grads`. With `expected` (the run's encoding; fp32: the dense
+ * frame) a frame in another is refused (WireError 'codec' or 'segments') before its payload is
+ * decoded: pass it for frames from anyone. A dense frame's `grads` and `stats` alias `bytes` when it
+ * is 4-byte aligned; a compressed frame's `stats` do.
+ */
+export function decodeGradient(bytes: Uint8Array, expected?: ValueEncoding): DecodedGradient {
+  const what = 'gradient frame';
+  if (magicOf(bytes) !== COMPRESSED_GRADIENT_MAGIC) {
+    const r = new FrameReader(bytes, GRADIENT_MAGIC, GRADIENT_FORMAT, what);
+    if (expected) checkEncoding(what, undefined, expected);
+    const s: DecodedGradient = { ...readHeader(r, what), grads: r.floats(), stats: r.floats() };
+    r.end();
+    return s;
+  }
+  const r = new FrameReader(bytes, COMPRESSED_GRADIENT_MAGIC, COMPRESSED_GRADIENT_FORMAT, what);
+  const head = readHeader(r, what);
+  const encoding = readEncoding(r, what);
+  if (expected) checkEncoding(what, encoding, expected);
+  const grads = readEncodedValues(r, encoding, what);
+  const s: DecodedGradient = { ...head, grads, stats: r.floats(), encoding };
   r.end();
   return s;
 }

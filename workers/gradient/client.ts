@@ -5,7 +5,7 @@ import { CAPTIONS_PREFIX, type CaptionSetEntry, type CaptionStore, type ClassCap
 import type { ImageCaptionIndex, ImageCaptionStore } from '../../shared/text/image-captions';
 import { credentialClaims } from '../../shared/auth';
 import type { ChainClaim, ChainTicket, Lease, LeaseReply, RunCreated, RunMetrics, RunRequest, RunSpec, RunStatus, SubmitReply, WorkerIdentity } from '../../shared/protocol';
-import { decodeParams, frameTag, type ParameterSet } from '../../shared/wire';
+import { decodeParams, frameTag, type DecodedParameterSet } from '../../shared/wire';
 import type { AppType } from '../api/app';
 import type { ErrorBody } from '../api/respond';
 
@@ -228,7 +228,7 @@ export class ApiClient {
    * Parameter version `version`. With `tag` (a lease's paramsTag) it is read from storage without asking
    * the coordinator, and the bytes must be that frame; without, the coordinator names the current one.
    */
-  async params(id: string, version: number, tag?: string): Promise<ParameterSet> {
+  async params(id: string, version: number, tag?: string): Promise<DecodedParameterSet> {
     const frame = await this.client.v1.runs[':id'].params[':version'].$get({ param: { id, version: String(version) }, query: tag ? { tag } : {} }).then(bytes);
     if (tag !== undefined && frameTag(frame) !== tag) throw new Error(`parameter version ${version}: got the frame tagged ${frameTag(frame)}, the lease names ${tag}`);
     const set = decodeParams(frame);

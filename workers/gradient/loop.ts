@@ -3,8 +3,9 @@
 import { TEXT_DIM } from '../../shared/models/heads';
 import type { ChainTicket, Lease, RunSpec, RunState } from '../../shared/protocol';
 import { captionsForModel } from '../../shared/text/caption-store';
-import { encodeEval, encodeGradient, type ParameterSet } from '../../shared/wire';
+import { encodeEval, type ParameterSet } from '../../shared/wire';
 import type { BlockCache } from './block-cache';
+import { GradientAnswers } from './gradient-answers';
 import { ApiError, type ApiClient } from './client';
 import type { LeaseComputer } from './lease-computer';
 import { ImageCaptionCache } from './image-caption-cache';
@@ -88,6 +89,7 @@ export async function workLoop(o: WorkOptions): Promise<WorkReport> {
   const started = Date.now();
   const spec: RunSpec = await o.api.spec(o.runId);
   await o.computer.prepare(spec, await classCaptions(o.api, spec));
+  const answers = await GradientAnswers.forRun(spec, async () => (await o.api.identity(o.runId)).workerId);
   const imageCaptionCache = await imageCaptions(o.api, spec, o.captionCacheBytes ?? 36 * 2 ** 20);
   let params: ParameterSet | undefined;
   let leases = 0;
@@ -126,7 +128,7 @@ export async function workLoop(o: WorkOptions): Promise<WorkReport> {
     try {
       if (params?.version !== lease.version) params = await o.api.params(o.runId, lease.version, lease.paramsTag);
       ms.params += Date.now() - t;
-      const ok = await compute(o, spec, lease, params, ms, imageCaptionCache);
+      const ok = await compute(o, spec, lease, params, answers, ms, imageCaptionCache);
       if (ok) accepted++;
       else rejected++;
     } catch (e) {
@@ -141,7 +143,7 @@ export async function workLoop(o: WorkOptions): Promise<WorkReport> {
   }
 }
 
-async function compute(o: WorkOptions, spec: RunSpec, lease: Lease, params: ParameterSet, ms: PhaseTimes, imageCaptions?: ImageCaptionCache): Promise<boolean> {
+async function compute(o: WorkOptions, spec: RunSpec, lease: Lease, params: ParameterSet, answers: GradientAnswers, ms: PhaseTimes, imageCaptions?: ImageCaptionCache): Promise<boolean> {
   let t = Date.now();
   const fetchBlock = (sha: string) => o.api.block(sha);
   const examples = await o.cache.examples(spec.dataset, lease.split, lease.indices, fetchBlock);
@@ -157,7 +159,7 @@ async function compute(o: WorkOptions, spec: RunSpec, lease: Lease, params: Para
       const computed = Date.now();
       ms.compute += computed - t;
       t = computed;
-      const reply = await o.api.submitGradient(lease, encodeGradient({ ...base, loss: r.loss, correct: r.correct, grads: r.grads, stats: r.stats }));
+      const reply = await o.api.submitGradient(lease, answers.frame({ ...base, loss: r.loss, correct: r.correct, grads: r.grads, stats: r.stats }));
       ms.submit += Date.now() - t;
       return reply.accepted;
     }
