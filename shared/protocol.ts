@@ -210,11 +210,27 @@ export const runRequestSchema = runRequestFields
       // Each worker adds its own residual to its answers, so two workers' answers to one shard differ:
       // verification, which needs them to agree, could only ever see disagreement. (topK with a codec
       // other than 'topk' is allowed and ignored.)
-      if (cluster.verifyRate > 0 && cluster.compression?.errorFeedback) {
-        ctx.addIssue({ code: 'custom', path: ['cluster', 'compression', 'errorFeedback'], message: `cluster.verifyRate ${cluster.verifyRate} needs workers' answers to agree, and cluster.compression.errorFeedback makes each worker's depend on its own residual: use one or the other` });
+      if (cluster.verifyRate > 0 && (cluster.compression?.errorFeedback || cluster.compression?.momentumCorrection)) {
+        const field = cluster.compression?.errorFeedback ? 'errorFeedback' : 'momentumCorrection';
+        ctx.addIssue({ code: 'custom', path: ['cluster', 'compression', field], message: `cluster.verifyRate ${cluster.verifyRate} needs workers' answers to agree, and cluster.compression.${field} makes each worker's depend on its own residual: use one or the other` });
       }
     },
     { when: whenValid('cluster') },
+  )
+  .superRefine(
+    (req, ctx) => {
+      // Momentum correction moves the momentum to the workers: the coordinator's optimizer must add none.
+      const m = req.cluster?.compression?.momentumCorrection;
+      if (!m) return;
+      const optimizer = req.optimizer ? withOptimizerDefaults(req.optimizer) : SEED_TRAIN_CONFIG.optimizer;
+      if (optimizer.kind !== 'sgd' || optimizer.momentum !== 0) {
+        const what = optimizer.kind === 'sgd' ? `SGD with momentum ${optimizer.momentum}` : optimizer.kind;
+        ctx.addIssue({ code: 'custom', path: ['cluster', 'compression', 'momentumCorrection'], message: `${m} keeps the momentum on the workers, so the optimizer must be SGD with momentum 0 (it is ${what})` });
+      } else if (req.cluster?.diloco?.innerSteps) {
+        ctx.addIssue({ code: 'custom', path: ['cluster', 'compression', 'momentumCorrection'], message: `${m} is for synchronous steps; DiLoCo (cluster.diloco.innerSteps ${req.cluster.diloco.innerSteps}) has its own outer momentum` });
+      }
+    },
+    { when: whenValid('cluster', 'optimizer') },
   )
   .superRefine(
     (req, ctx) => {

@@ -137,8 +137,8 @@ describe('compressed parameter frames', () => {
 });
 
 describe('run request: compression rules', () => {
-  const issues = (cluster: object) => {
-    const r = runRequestSchema.safeParse({ dataset: 'fixture', cluster });
+  const issues = (cluster: object, optimizer?: object) => {
+    const r = runRequestSchema.safeParse({ dataset: 'fixture', cluster, ...(optimizer ? { optimizer } : {}) });
     return r.success ? [] : r.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`);
   };
 
@@ -148,6 +148,15 @@ describe('run request: compression rules', () => {
     expect(issue).toMatch(/^cluster\.compression\.errorFeedback: .*verifyRate 0\.1.*errorFeedback/);
     expect(issues({ verifyRate: 0.1, compression: { gradients: 'int8' } })).toEqual([]);
     expect(issues({ compression: { gradients: 'int8', errorFeedback: true } })).toEqual([]);
+  });
+
+  it('momentum correction needs SGD without momentum, synchronous steps and no verification', () => {
+    const dgc = { gradients: 'topk', momentumCorrection: 0.9 };
+    expect(issues({ compression: dgc }, { kind: 'sgd', momentum: 0 })).toEqual([]);
+    expect(issues({ compression: dgc })).toEqual([expect.stringMatching(/^cluster\.compression\.momentumCorrection: 0\.9 keeps the momentum on the workers.*it is adam/)]);
+    expect(issues({ compression: dgc }, { kind: 'sgd', momentum: 0.9 })).toEqual([expect.stringMatching(/SGD with momentum 0 \(it is SGD with momentum 0\.9\)/)]);
+    expect(issues({ compression: dgc, diloco: { innerSteps: 8 } }, { kind: 'sgd', momentum: 0 })).toEqual([expect.stringMatching(/DiLoCo/)]);
+    expect(issues({ compression: dgc, verifyRate: 0.1 }, { kind: 'sgd', momentum: 0 })).toEqual([expect.stringMatching(/compression\.momentumCorrection: .*verifyRate/)]);
   });
 
   it('topK with a codec other than top-k is allowed (and ignored)', () => {
