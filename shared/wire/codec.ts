@@ -103,6 +103,18 @@ const HALF_TO_FLOAT = (() => {
 
 export const fromHalf = (h: number): number => HALF_TO_FLOAT[h];
 
+// Typed-array loops of their own (not a DataView per value inside one switch): V8 optimises these
+// several times faster, Node 20's most of all.
+const LITTLE_ENDIAN_HOST = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+
+function halvesInto(out: Uint16Array, x: Float32Array): void {
+  for (let i = 0; i < x.length; i++) out[i] = toHalf(x[i]);
+}
+
+function floatsFromHalves(out: Float32Array, h: Uint16Array): void {
+  for (let i = 0; i < h.length; i++) out[i] = HALF_TO_FLOAT[h[i]];
+}
+
 // ---------- encode / decode ----------
 
 /** `x` as `spec`'s payload (little-endian, 4-byte aligned length). */
@@ -112,10 +124,12 @@ export function encodeValues(x: Float32Array, spec: CodecSpec, segments: readonl
   const view = new DataView(out.buffer);
   switch (spec.codec) {
     case 'fp32':
-      for (let i = 0; i < x.length; i++) view.setFloat32(4 * i, x[i], true);
+      if (LITTLE_ENDIAN_HOST) new Float32Array(out.buffer, 0, x.length).set(x);
+      else for (let i = 0; i < x.length; i++) view.setFloat32(4 * i, x[i], true);
       break;
     case 'fp16':
-      for (let i = 0; i < x.length; i++) view.setUint16(2 * i, toHalf(x[i]), true);
+      if (LITTLE_ENDIAN_HOST) halvesInto(new Uint16Array(out.buffer, 0, x.length), x);
+      else for (let i = 0; i < x.length; i++) view.setUint16(2 * i, toHalf(x[i]), true);
       break;
     case 'int8': {
       // Scales first (f32 per block), then the values (i8), blocks restarting at each segment.
@@ -210,10 +224,12 @@ export function decodeValues(payload: Uint8Array, n: number, spec: CodecSpec, se
   const x = new Float32Array(n);
   switch (spec.codec) {
     case 'fp32':
-      for (let i = 0; i < n; i++) x[i] = view.getFloat32(4 * i, true);
+      if (LITTLE_ENDIAN_HOST && payload.byteOffset % 4 === 0) x.set(new Float32Array(payload.buffer, payload.byteOffset, n));
+      else for (let i = 0; i < n; i++) x[i] = view.getFloat32(4 * i, true);
       break;
     case 'fp16':
-      for (let i = 0; i < n; i++) x[i] = HALF_TO_FLOAT[view.getUint16(2 * i, true)];
+      if (LITTLE_ENDIAN_HOST && payload.byteOffset % 2 === 0) floatsFromHalves(x, new Uint16Array(payload.buffer, payload.byteOffset, n));
+      else for (let i = 0; i < n; i++) x[i] = HALF_TO_FLOAT[view.getUint16(2 * i, true)];
       break;
     case 'int8': {
       const scales = segments.reduce((a, s) => a + Math.ceil(s / INT8_BLOCK), 0);
