@@ -374,6 +374,7 @@ export interface RunStatus {
   readonly error?: string;
   readonly createdAt: number;
   readonly updatedAt: number;
+  /** Coordinator steps applied, and in the run: with DiLoCo (cluster.diloco.innerSteps > 0), rounds. */
   readonly step: number;
   readonly totalSteps: number;
   /** Epochs completed. */
