@@ -16,6 +16,7 @@ import { fail, ok, type Failure, type Outcome } from './outcome';
 import type { Position } from './run-store';
 import { RateLimiter } from './rate-limit';
 import { ReplayGuard, replayDigest } from './replay-guard';
+import { trainExamplesOf } from './shard-plan';
 import { activeWorkerCount, exclusionOf, hasAccepted, recordAccepted, recordRejected, touchWorker } from './worker-record';
 
 /**
@@ -74,7 +75,8 @@ export function wireFailure(e: unknown): Failure {
 export function gradientShapeProblem(s: GradientSubmission, spec: RunSpec): Failure | undefined {
   if (s.grads.length !== spec.paramCount) return fail(400, `gradient has ${s.grads.length} values; the model has ${spec.paramCount} parameters`, 'length');
   if (s.stats.length !== spec.bufferCount) return fail(400, `statistics have ${s.stats.length} values; the model has ${spec.bufferCount} buffer values`, 'length');
-  if (s.count !== spec.config.cluster.microBatch) return fail(400, `shard of ${s.count} examples; leases are ${spec.config.cluster.microBatch}`, 'count');
+  const expected = trainExamplesOf(spec, s.step);
+  if (s.count !== expected) return fail(400, `shard of ${s.count} examples; leases of step ${s.step} are ${expected}`, 'count');
   return undefined;
 }
 

@@ -31,7 +31,8 @@ import { FINAL_STATES, maxWorkersOf, type ChainClaim, type ChainMessage, type Ch
 import { snapshotKey } from '../shared/storage-keys';
 import { runGraphHash } from '../shared/graph-hash';
 import { RunPlan } from '../shared/training/plan';
-import { applyUpdate, type ModelState } from '../shared/training/update';
+import type { ModelState } from '../shared/training/update';
+import { applyRunUpdate, runOptimizer } from './run-update';
 import { decodeEval, decodeGradient, WireError, type WireErrorReason } from '../shared/wire';
 import { payloadBytes } from '../shared/wire/codec';
 import { runEncodings } from '../shared/training/run-encodings';
@@ -150,16 +151,16 @@ export class TrainingCoordinator extends DurableObject<CoordinatorEnv> {
 
   /** The stored run: its full state with the logged steps after it replayed, and its version published. */
   private async load(): Promise<ActiveRun | undefined> {
-    const stored = this.store.load((spec) => slotCount(spec.config.train.optimizer));
+    const stored = this.store.load((spec) => slotCount(runOptimizer(spec.config)));
     if (!stored) return undefined;
     const { record, position, tensors, stateAt } = stored;
     const { train } = record.spec.config;
-    const optimizer = restoreOptimizer(train.optimizer, { step: stateAt.optimizerStep, slots: [...tensors.slots] }, record.spec.paramCount);
+    const optimizer = restoreOptimizer(runOptimizer(record.spec.config), { step: stateAt.optimizerStep, slots: [...tensors.slots] }, record.spec.paramCount);
     const model: ModelState = { params: tensors.params, buffers: tensors.buffers, optimizer, mask: decayMask(trainingLayout(train.model).params) };
     const versions = new VersionStore(this.env.DATA, record.runId, runEncodings(record.spec).params);
     for (let step = stateAt.step + 1; step <= position.step; step++) {
       const update = this.store.readUpdate(step);
-      applyUpdate(model, update.grads, update.stats, step - 1, train);
+      applyRunUpdate(model, update, step - 1, record.spec.config);
     }
     if (optimizer.state.step !== position.optimizerStep) {
       throw new Error(`run ${record.runId}: replaying the update log gave optimizer step ${optimizer.state.step}, the run row says ${position.optimizerStep}`);
@@ -196,7 +197,7 @@ export class TrainingCoordinator extends DurableObject<CoordinatorEnv> {
   /** A new draw of the step's shards to verify (secret, so a worker cannot tell a checked lease). */
   private trainVerification(shards: ShardPlan): ShardVerification<ShardResult> {
     const { verifyRate, verifyTolerance } = integrityOf(shards.spec.config.cluster);
-    return new ShardVerification(drawVerified(shards.trainShards, verifyRate), gradientsAgree(verifyTolerance, shards.spec.config.cluster.microBatch));
+    return new ShardVerification(drawVerified(shards.trainShards, verifyRate), gradientsAgree(verifyTolerance, shards.examplesPerLease('train')));
   }
 
   /** The verification of the evaluation at the current step, drawn when it is first asked for. */
@@ -230,7 +231,7 @@ export class TrainingCoordinator extends DurableObject<CoordinatorEnv> {
     // The API read the manifest through checkManifest before calling here.
     const paramSegments = flatLayout(layout.params).slices.map((slice) => slice.size);
     const spec: RunSpec = { runId, config: resolved, dataset: manifest, paramCount: params.length, bufferCount: buffers.length, graphHash, paramSegments };
-    const optimizer = createOptimizer(config.train.optimizer, params.length);
+    const optimizer = createOptimizer(runOptimizer(config), params.length);
     const now = Date.now();
     const record: RunRecord = { runId, spec, createdAt: now, state: 'created', error: null, updatedAt: now };
     const position: Position = { step: 0, phase: 'train', optimizerStep: 0 };
@@ -786,9 +787,11 @@ export class TrainingCoordinator extends DurableObject<CoordinatorEnv> {
     const mean = sum.mean();
     const sumMs = sum.sumMs + performance.now() - t;
     t = performance.now();
-    applyUpdate(run.model, mean.grads, mean.stats, run.position.step, train);
+    applyRunUpdate(run.model, mean, run.position.step, run.record.spec.config);
     const optimizerMs = performance.now() - t;
     const step = run.position.step + 1;
+    // A DiLoCo round trains each of its inner steps on a whole batch.
+    const images = train.batch * shards.globalSteps(step - 1).count;
     const epochEnd = shards.endsEpoch(step);
     const now = Date.now();
     run.position = { step, phase: epochEnd ? 'eval' : 'train', optimizerStep: run.model.optimizer.state.step };
@@ -800,10 +803,10 @@ export class TrainingCoordinator extends DurableObject<CoordinatorEnv> {
       this.leases.forgetTrainBefore(step);
       this.store.recordStep({
         step,
-        epoch: Math.floor((step - 1) / shards.plan.stepsPerEpoch),
+        epoch: Math.floor((step - 1) / shards.stepsPerEpoch),
         loss: mean.loss,
-        accuracy: mean.correct / train.batch,
-        images: train.batch,
+        accuracy: mean.correct / images,
+        images,
         stepMs: now - sum.firstLeaseAt,
         at: now,
         workers: mean.workers,
@@ -859,7 +862,7 @@ export class TrainingCoordinator extends DurableObject<CoordinatorEnv> {
 
   private async finishEval(run: ActiveRun, loss: number, accuracy: number): Promise<void> {
     const { step } = run.position;
-    const epoch = step / run.shards.plan.stepsPerEpoch;
+    const epoch = step / run.shards.stepsPerEpoch;
     const now = Date.now();
     run.position = { ...run.position, phase: 'train' };
     run.record.updatedAt = now;

@@ -18,7 +18,8 @@ export function checkpointBytes(spec: RunSpec, shards: ShardPlan, position: Posi
   return encodeCheckpoint({
     config: spec.config.train,
     epoch: shards.epochsDone(position.step, position.phase),
-    step: position.step,
+    // The trainer's format counts global steps (a DiLoCo run's position counts rounds).
+    step: shards.globalStepAfter(position.step),
     params: model.params.slice(),
     buffers: model.buffers.slice(),
     optimizer: { step: model.optimizer.state.step, slots: model.optimizer.state.slots.map((s) => s.slice()) },

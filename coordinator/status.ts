@@ -47,7 +47,6 @@ export function evalMetrics(sql: SqlStorage): EvalMetric[] {
 /** `position`: the live one (ahead of the committed one between commits). */
 export function runStatus(sql: SqlStorage, record: RunRecord, position: Position, shards: ShardPlan, workers: readonly WorkerSummary[]): RunStatus {
   const { spec } = record;
-  const { plan } = shards;
   const recent = sql.exec<Record<string, number>>('SELECT step, loss, accuracy, images, at FROM step_metrics ORDER BY step DESC LIMIT ?', RATE_WINDOW).toArray();
   const last = recent[0];
   const lastEval = sql.exec<Record<string, number>>('SELECT loss, accuracy FROM eval_metrics ORDER BY epoch DESC LIMIT 1').toArray()[0];
@@ -58,9 +57,11 @@ export function runStatus(sql: SqlStorage, record: RunRecord, position: Position
     const seconds = (last.at - first.at) / 1000;
     if (seconds > 0) {
       const steps = last.step - first.step;
-      imagesPerSecond = (steps * spec.config.train.batch) / seconds;
+      // The images of the steps after the window's first (a DiLoCo round's are its inner steps' batches).
+      const images = recent.slice(0, -1).reduce((n, r) => n + r.images, 0);
+      imagesPerSecond = images / seconds;
       // Evaluation time is inside the window whenever an epoch ended in it.
-      etaSeconds = ((plan.totalSteps - position.step) * seconds) / steps;
+      etaSeconds = ((shards.totalSteps - position.step) * seconds) / steps;
     }
   }
   const final = FINAL_STATES.includes(record.state);
@@ -71,7 +72,7 @@ export function runStatus(sql: SqlStorage, record: RunRecord, position: Position
     createdAt: record.createdAt,
     updatedAt: record.updatedAt,
     step: position.step,
-    totalSteps: plan.totalSteps,
+    totalSteps: shards.totalSteps,
     epoch: shards.epochsDone(position.step, position.phase),
     epochs: spec.config.train.epochs,
     version: position.step,

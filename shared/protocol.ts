@@ -306,10 +306,27 @@ export interface Lease {
   /** Position of indices[0] in the epoch order (augmentation key). */
   readonly firstPosition: number;
   readonly dann?: { readonly indices: readonly number[]; readonly lambda: number };
+  /**
+   * A DiLoCo run's train lease: the round's inner steps. `indices` (and `dann.indices`) are then the
+   * shard's examples of each inner step, concatenated (count × microBatch); the answer is the round's
+   * parameter delta (start − end) and final batch-norm buffers.
+   */
+  readonly inner?: TrainLeaseRound;
   /** Epoch milliseconds after which the lease may be given to another worker. */
   readonly deadline: number;
   /** Proves this lease was issued to this worker: sent back as x-lease-token with heartbeats and answers. */
   readonly token: string;
+}
+
+/** The inner steps of a DiLoCo train lease (shared/training/local-sgd.ts innerLoop). */
+export interface TrainLeaseRound {
+  /** Global steps first … first + count − 1 (the inner learning rates follow the schedule at them). */
+  readonly first: number;
+  readonly count: number;
+  /** Each inner step's firstPosition (its shard's place in the epoch order: the augmentation key). */
+  readonly positions: readonly number[];
+  /** DANN: each inner step's reversal strength. */
+  readonly lambdas?: readonly number[];
 }
 
 /** A lease as the coordinator issues it; the API signs it. */
@@ -392,6 +409,7 @@ export interface RunStatus {
   readonly error?: string;
   readonly createdAt: number;
   readonly updatedAt: number;
+  /** Coordinator steps applied, and in the run: with DiLoCo (cluster.diloco.innerSteps > 0), rounds. */
   readonly step: number;
   readonly totalSteps: number;
   /** Epochs completed. */

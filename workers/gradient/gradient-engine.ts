@@ -6,7 +6,9 @@ import { buildEvalGraph, buildTrainingGraph } from '../../shared/models/compile'
 import { TEXT_DIM } from '../../shared/models/heads';
 import { evalGraphBatch } from '../../shared/memory-budget';
 import type { OrtApi } from '../../shared/onnx/session';
-import type { Lease, RunSpec } from '../../shared/protocol';
+import type { Lease, RunSpec, TrainLeaseRound } from '../../shared/protocol';
+import { decayMask } from '../../shared/models/params';
+import { innerLoop } from '../../shared/training/local-sgd';
 import { BatchFeeder } from '../../shared/training/feeder';
 import { graphBatchOf, graphHash, graphMismatch } from '../../shared/graph-hash';
 import { GraphRunner, type RunLayout, type StepResult } from '../../shared/training/step';
@@ -42,6 +44,8 @@ export class GradientEngine {
     private readonly layout: RunLayout,
     private readonly captions: Float32Array,
     private readonly trainer: Bound,
+    /** Which parameters the inner optimizer decays (DiLoCo leases). */
+    private readonly mask: Uint8Array,
   ) {}
 
   /** `captions`: the run's caption vectors [classes, perClass, 768], read from KV (none for the linear head). */
@@ -61,25 +65,60 @@ export class GradientEngine {
       await runner.release();
       throw new Error(`the compiled model has ${runner.paramCount} parameters / ${runner.bufferCount} buffer values; the run has ${spec.paramCount} / ${spec.bufferCount}`);
     }
-    return new GradientEngine(ort, spec, layout, captions, { runner, feeder: new BatchFeeder(graph, train, captions, graphBatch) });
+    return new GradientEngine(ort, spec, layout, captions, { runner, feeder: new BatchFeeder(graph, train, captions, graphBatch) }, decayMask(graph.params));
   }
 
   /**
-   * The mean gradient over the lease's examples. A lease larger than the graph's batch runs it on
-   * consecutive slices and averages (gradient accumulation): the same result, in a graph's memory.
+   * A train lease's answer: the mean gradient over its examples, or for a DiLoCo lease (`lease.inner`)
+   * its round's parameter delta and final buffers (round()), in the same StepResult fields the loop sends.
    */
-  async train(lease: Lease, params: Float32Array, buffers: Float32Array, data: LeaseExamples): Promise<StepResult> {
-    const n = lease.indices.length;
+  train(lease: Lease, params: Float32Array, buffers: Float32Array, data: LeaseExamples): Promise<StepResult> {
+    if (lease.inner) return this.round(lease, lease.inner, params, buffers, data);
+    return this.gradient(params, buffers, data, { count: lease.indices.length, epoch: lease.epoch, firstPosition: lease.firstPosition, lambda: lease.dann?.lambda });
+  }
+
+  /**
+   * A DiLoCo lease: innerLoop from the version's parameters and buffers, inner step k on the lease's
+   * examples [k × microBatch, (k + 1) × microBatch). `grads` is the delta (start − end), `stats` the
+   * buffers after the last inner step, `loss` the mean inner loss, `correct` the sum.
+   */
+  async round(lease: Lease, inner: TrainLeaseRound, params: Float32Array, buffers: Float32Array, data: LeaseExamples): Promise<StepResult> {
+    const shard = lease.indices.length / inner.count;
+    if (!Number.isInteger(shard) || inner.positions.length !== inner.count) throw new Error(`DiLoCo lease of ${lease.indices.length} examples does not split into its ${inner.count} inner steps`);
+    const { train } = this.spec.config;
+    let diverged: number | undefined;
+    const loop = innerLoop(params, buffers, inner, train, this.mask, async (p, b, step) => {
+      const k = step - inner.first;
+      const r = await this.gradient(p, b, data, { offset: k * shard, count: shard, epoch: lease.epoch, firstPosition: inner.positions[k], lambda: inner.lambdas?.[k] });
+      if (!Number.isFinite(r.loss)) diverged = r.loss;
+      return r;
+    });
+    const r = await loop.catch((e: unknown) => {
+      if (diverged === undefined) throw e;
+      // Answered as a non-finite loss, as a synchronous lease is: the coordinator counts divergence votes.
+      return { loss: diverged, correct: 0, delta: new Float32Array(params.length), buffers: buffers.slice() };
+    });
+    return { loss: r.loss, correct: r.correct, grads: r.delta, stats: r.buffers };
+  }
+
+  /**
+   * The mean gradient over examples [offset, offset + count) of the gathered data. More examples than
+   * the graph's batch run it on consecutive slices and average (gradient accumulation): the same
+   * result, in a graph's memory.
+   */
+  private async gradient(params: Float32Array, buffers: Float32Array, data: LeaseExamples, at: { offset?: number; count: number; epoch: number; firstPosition: number; lambda?: number }): Promise<StepResult> {
+    const n = at.count;
+    const offset = at.offset ?? 0;
     const { runner, feeder } = this.trainer;
     const g = feeder.batch;
     if (n % g !== 0) throw new Error(`train lease of ${n} examples is not a whole number of graph batches of ${g}`);
     // The first graph run's vectors hold the lease's sum: later runs add into them.
     let sum: { loss: number; correct: number; grads: Float32Array; stats: Float32Array } | undefined;
     for (let first = 0; first < n; first += g) {
-      const indices = Array.from({ length: g }, (_, i) => first + i);
-      const dann = lease.dann && data.target ? { split: data.target, indices, lambda: lease.dann.lambda } : undefined;
-      const captions = data.captions?.subarray(first * TEXT_DIM, (first + g) * TEXT_DIM);
-      const feeds = feeder.feeds({ split: data.examples, indices, epoch: lease.epoch, firstPosition: lease.firstPosition + first, captions }, this.spec.config.train.augment, dann);
+      const indices = Array.from({ length: g }, (_, i) => offset + first + i);
+      const dann = at.lambda !== undefined && data.target ? { split: data.target, indices, lambda: at.lambda } : undefined;
+      const captions = data.captions?.subarray((offset + first) * TEXT_DIM, (offset + first + g) * TEXT_DIM);
+      const feeds = feeder.feeds({ split: data.examples, indices, epoch: at.epoch, firstPosition: at.firstPosition + first, captions }, this.spec.config.train.augment, dann);
       if (!sum) sum = { ...(await runner.step(params, buffers, feeds)) };
       else {
         const r = await runner.stepInto(params, buffers, feeds, sum);
