@@ -3,7 +3,7 @@
 // averages their deltas and final buffers in float64 and applies outer Nesterov SGD. Compared per
 // parameter tensor after every round: bit for bit. Then a worker process killed (SIGKILL) while it holds a round's
 // lease: the lease expires, another worker recomputes it to the same bits, and the run ends where the
-// uninterrupted one did.
+// uninterrupted one did. With int8 deltas and versions the cluster still equals the simulation.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -193,4 +193,29 @@ describe('DiLoCo in the cluster', () => {
     expect(bytesOf(final.params).equals(bytesOf(uninterrupted!.params)), 'parameters bit-identical to the uninterrupted run').toBe(true);
     final.optimizer.slots.forEach((slot, i) => expect(bytesOf(slot).equals(bytesOf(uninterrupted!.optimizer.slots[i])), `outer optimizer slot ${i}`).toBe(true));
   }, 240_000);
+
+  it('with int8 deltas (error feedback) and int8 versions: the run ends with the simulating trainer\'s parameters, bit for bit', async () => {
+    const compression = { ...DEFAULT_COMPRESSION, gradients: 'int8', params: 'int8', errorFeedback: true } as const;
+    let expected: Float32Array | undefined;
+    await train({
+      ort: await loadOrt('web', 1),
+      data,
+      config: CONFIG,
+      ghostBatch: MICRO_BATCH,
+      communication: { compression, diloco: DILOCO, workers: 1 },
+      onStep: (p) => (expected = p.params.slice()),
+    });
+    const run = await api.createRun(request({ compression }));
+    const worker = await startWorkerdWorker({ index: 0, apiUrl: coordinator.url });
+    try {
+      await worker.start(run.runId, run.workerToken);
+      await expectCompleted(run.runId);
+    } finally {
+      await worker.dispose();
+    }
+    const final = await snapshot(run.runId, ROUNDS);
+    expect(worstTensorError(final.params, expected!, START, PARAMS).error).toBe(0);
+    // The compression changed the result: the comparison is not with the fp32 run's.
+    expect(worstTensorError(final.params, reference.at(-1)!, START, PARAMS).error).toBeGreaterThan(1e-4);
+  }, 180_000);
 });
