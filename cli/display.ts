@@ -1,6 +1,7 @@
 // How runs look on a terminal: the progress line (start, run --watch, status), the run list and the
 // metric log lines.
 import type { EvalMetric, RunStatus, RunSummary, StepMetric } from '../shared/protocol';
+import { communicationOf } from '../shared/training/communication';
 
 export const pct = (x: number | null | undefined) => (x === null || x === undefined ? '—' : `${(100 * x).toFixed(2)}%`);
 
@@ -14,10 +15,13 @@ export function timestamp(ms: number): string {
   return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())} ${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}`;
 }
 
+/** What a run's steps are: DiLoCo runs count rounds of H inner steps. */
+export const stepWord = (s: { config: RunStatus['config'] }): string => (communicationOf(s.config.cluster).diloco.innerSteps > 0 ? 'round' : 'step');
+
 /** One line: state, epoch/step, loss, train/test accuracy, images/s, workers, ETA. */
 export function progressLine(s: RunStatus): string {
   const epoch = Math.max(1, Math.min(s.epoch + 1, s.epochs));
-  return `${s.state} · epoch ${epoch}/${s.epochs} · step ${s.step}/${s.totalSteps}${s.phase === 'eval' && s.state === 'training' ? ' (evaluating)' : ''} · loss ${s.loss?.toFixed(4) ?? '—'} · train ${pct(s.trainAccuracy)} · test ${pct(s.testAccuracy)} · ${s.imagesPerSecond?.toFixed(0) ?? '—'} img/s · ${s.activeWorkers} workers · ETA ${s.state === 'training' || s.state === 'created' ? duration(s.etaSeconds) : '—'}`;
+  return `${s.state} · epoch ${epoch}/${s.epochs} · ${stepWord(s)} ${s.step}/${s.totalSteps}${s.phase === 'eval' && s.state === 'training' ? ' (evaluating)' : ''} · loss ${s.loss?.toFixed(4) ?? '—'} · train ${pct(s.trainAccuracy)} · test ${pct(s.testAccuracy)} · ${s.imagesPerSecond?.toFixed(0) ?? '—'} img/s · ${s.activeWorkers} workers · ETA ${s.state === 'training' || s.state === 'created' ? duration(s.etaSeconds) : '—'}`;
 }
 
 /** What changes between two progress lines worth a new line when not on a terminal. */
@@ -31,7 +35,9 @@ export const modelName = (s: { config: RunStatus['config'] }) => {
 /** The run's shape in one phrase: model, epochs, steps, batch, shards, dataset. */
 export function runShape(s: RunStatus): string {
   const c = s.config;
-  return `${modelName(s)}, ${c.train.epochs} epoch(s) of ${s.totalSteps / c.train.epochs} steps, global batch ${c.train.batch} in shards of ${c.cluster.microBatch}, dataset ${c.dataset}`;
+  const { innerSteps } = communicationOf(c.cluster).diloco;
+  const steps = innerSteps > 0 ? `rounds (DiLoCo, up to ${innerSteps} inner steps each)` : 'steps';
+  return `${modelName(s)}, ${c.train.epochs} epoch(s) of ${s.totalSteps / c.train.epochs} ${steps}, global batch ${c.train.batch} in shards of ${c.cluster.microBatch}, dataset ${c.dataset}`;
 }
 
 /** The status of one run: a header, the progress line, the error if any. */

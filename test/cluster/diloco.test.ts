@@ -9,6 +9,7 @@ import { createInterface } from 'node:readline';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startCoordinator, startWorkerdWorker, type LocalCoordinator } from '../../cli/cluster/local';
 import { prepareDataset } from '../../cli/prepare';
+import { progressLine, runShape } from '../../cli/display';
 import { runRequestOf } from '../../cli/start';
 import { assembleCifar10, type Cifar10 } from '../../shared/data/cifar';
 import { trainingLayout } from '../../shared/models/compile';
@@ -77,6 +78,9 @@ describe('DiLoCo in the cluster', () => {
   async function expectCompleted(runId: string): Promise<void> {
     const final = await waitFinal(runId);
     expect(final).toMatchObject({ state: 'completed', step: ROUNDS, totalSteps: ROUNDS });
+    // The CLI's and dashboard's words for them.
+    expect(progressLine(final)).toContain(`round ${ROUNDS}/${ROUNDS}`);
+    expect(runShape(final)).toContain('2 epoch(s) of 2 rounds (DiLoCo, up to 2 inner steps each)');
     const metrics = await api.metrics(runId);
     expect(metrics.steps.map((s) => [s.step, s.epoch, s.images])).toEqual([
       [1, 0, 2 * CONFIG.batch],

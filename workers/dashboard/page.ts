@@ -223,7 +223,7 @@ export const DASHBOARD_SCRIPT = String.raw`
     if (st) {
       var sb = el('span', { class: 'st st-' + st.state, id: 'state' }, st.state); var s0 = el('span'); s0.appendChild(sb); h.appendChild(s0);
       kv('epoch', Math.min(st.epoch + (FINAL[st.state] ? 0 : 1), st.epochs) + ' / ' + st.epochs, true);
-      kv('step', st.step + ' / ' + st.totalSteps, true);
+      kv(st.config.cluster.diloco && st.config.cluster.diloco.innerSteps > 0 ? 'round' : 'step', st.step + ' / ' + st.totalSteps, true);
       kv('phase', st.phase);
       kv('ETA', FINAL[st.state] ? '–' : dur(st.etaSeconds));
       kv('images/s', fmt(st.imagesPerSecond, 1)).id = 'ips';
