@@ -8,7 +8,7 @@ import { startCoordinator, startWorkerdWorker, workerdWorkerName, type LocalCoor
 import { prepareDataset } from '../cli/prepare';
 import { syntheticCifar } from './synthetic-data';
 import { WORKERS_CACHES, estimateWorkerMemory, evalGraphBatch, type WorkerCaches } from '../shared/memory-budget';
-import { FINAL_STATES, type RunRequest, type RunStatus } from '../shared/protocol';
+import { FINAL_STATES, type ClusterConfig, type RunRequest, type RunStatus } from '../shared/protocol';
 import { ApiClient } from '../workers/gradient/client';
 import { connectCdp } from './cdp';
 
@@ -28,6 +28,8 @@ export interface MemoryCase {
   readonly testImages: number;
   /** Give up (throw) when the run has not ended by then. */
   readonly timeoutMs: number;
+  /** Communication settings of the run (compression, DiLoCo), over the defaults. */
+  readonly communication?: Pick<ClusterConfig, 'compression' | 'diloco'>;
 }
 
 export interface HeapPeak {
@@ -121,7 +123,7 @@ export async function measureWorkerMemory(c: MemoryCase, log?: (line: string) =>
       trainLimit: 64 * c.trainSteps,
       evalBatch: EVAL_BATCH,
       shuffleBlock: BLOCK_IMAGES,
-      cluster: { microBatch: 32, workers: 1, leaseMs: 600_000, ...(workers ? {} : { graphBatch: 0, evalGraphBatch: EVAL_BATCH }) },
+      cluster: { microBatch: 32, workers: 1, leaseMs: 600_000, ...(workers ? {} : { graphBatch: 0, evalGraphBatch: EVAL_BATCH }), ...c.communication },
     };
     const created = await api.createRun(request);
     const spec = await api.spec(created.runId);
