@@ -2,7 +2,9 @@
 // and parameter frames, error feedback, and local SGD (DiLoCo) rounds; with the bytes each moves.
 // Pure, shared by the single-process trainer (which simulates it exactly) and the cluster; the
 // request fields' bounds are in communication-fields.ts (zod stays out of a browser page's loop).
-import { payloadBytes, type Codec, type CodecSpec, type DenseCodec } from '../wire/codec';
+import type { Codec, CodecSpec, DenseCodec } from '../wire/codec';
+import { gradientFrameSize } from '../wire/gradient';
+import { paramsFrameSize } from '../wire/params';
 import type { OptimizerConfig } from '../optim/config';
 
 export interface CompressionConfig {
@@ -71,13 +73,8 @@ export class RoundPlan {
   }
 }
 
-/** Frame bytes beyond the payload: header, lease id (36 characters), scalars, codec fields, checksum. */
-export const FRAME_OVERHEAD = 96;
+/** Bytes of one gradient (or delta) frame as a worker sends it: the values in the codec, fp32 statistics. */
+export const gradientFrameBytes = (c: CompressionConfig, segments: readonly number[], statCount: number): number => gradientFrameSize({ codec: gradientCodec(c), segments }, statCount);
 
-/** Bytes of one gradient (or delta) frame: the payload, fp32 statistics, overhead. */
-export const gradientFrameBytes = (c: CompressionConfig, segments: readonly number[], statCount: number): number =>
-  payloadBytes(gradientCodec(c), segments) + 4 * statCount + FRAME_OVERHEAD;
-
-/** Bytes of one parameter version frame: the payload, fp32 buffers, overhead. */
-export const paramsFrameBytes = (c: CompressionConfig, segments: readonly number[], bufferCount: number): number =>
-  payloadBytes(paramsCodec(c), segments) + 4 * bufferCount + FRAME_OVERHEAD;
+/** Bytes of one parameter version frame as workers fetch it: the parameters in the codec, fp32 buffers. */
+export const paramsFrameBytes = (c: CompressionConfig, segments: readonly number[], bufferCount: number): number => paramsFrameSize({ codec: paramsCodec(c), segments }, bufferCount);

@@ -19,6 +19,8 @@ export class WireError extends Error {
 
 const HEADER_BYTES = 8;
 const CHECKSUM_BYTES = 4;
+/** A frame's bytes besides its body: magic, format, checksum. */
+export const FRAME_FIXED_BYTES = HEADER_BYTES + CHECKSUM_BYTES;
 const LITTLE_ENDIAN_HOST = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 const utf8 = new TextEncoder();
 const utf8Decoder = new TextDecoder('utf-8', { fatal: true });

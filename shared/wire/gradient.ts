@@ -2,9 +2,9 @@
 // A gradient frame is dense fp32 ('ETGR'), or compressed ('ETGQ': the same head, then the values'
 // encoding and payload, value-encoding.ts); statistics are fp32 in both.
 import { encodeValues, type ValueEncoding } from './codec';
-import { FrameReader, FrameWriter, WireError, floatsBytes, magicOf, rawBytes, stringBytes } from './frame';
+import { FRAME_FIXED_BYTES, FrameReader, FrameWriter, WireError, floatsBytes, magicOf, rawBytes, stringBytes } from './frame';
 import { isLeaseId, leaseIdProblem } from './lease-id';
-import { checkEncoding, encodingBytes, readEncodedValues, readEncoding, writeEncoding } from './value-encoding';
+import { checkEncoding, encodedValuesBytes, encodingBytes, readEncodedValues, readEncoding, writeEncoding } from './value-encoding';
 
 export interface GradientSubmission {
   readonly leaseId: string;
@@ -91,6 +91,15 @@ export function encodeCompressedGradient(s: CompressedGradient): Uint8Array<Arra
   w.floats(s.stats);
   return w.finish();
 }
+
+/** The byte length of a train answer's frame in `encoding` (the dense frame for fp32), its lease id a UUID. */
+export function gradientFrameSize(encoding: ValueEncoding, statCount: number): number {
+  const n = encoding.segments.reduce((a, b) => a + b, 0);
+  const values = encoding.codec.codec === 'fp32' ? floatsBytes(n) : encodedValuesBytes(encoding);
+  return FRAME_FIXED_BYTES + stringBytes(UUID_EXAMPLE) + SCALARS_BYTES + values + floatsBytes(statCount);
+}
+
+const UUID_EXAMPLE = '00000000-0000-4000-8000-000000000000';
 
 /** `s` in `encoding`: fp32 is today's dense frame, anything else a compressed one (no error feedback). */
 export function encodeGradientAs(s: GradientSubmission, encoding: ValueEncoding): Uint8Array<ArrayBuffer> {

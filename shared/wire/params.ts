@@ -2,7 +2,7 @@
 // ('ETPV'), or with the parameters compressed ('ETPQ': version, the values' encoding and payload as in
 // value-encoding.ts, then fp32 buffers).
 import { encodeValues, type ValueEncoding } from './codec';
-import { FrameReader, FrameWriter, WireError, floatsBytes, magicOf } from './frame';
+import { FRAME_FIXED_BYTES, FrameReader, FrameWriter, WireError, floatsBytes, magicOf } from './frame';
 import { decodeTensorPair, encodeTensorPair } from './tensor-pair';
 import { checkEncoding, encodedValuesBytes, readEncodedValues, readEncoding, writeEncoding } from './value-encoding';
 
@@ -21,6 +21,13 @@ export const PARAMS_MAGIC = 'ETPV';
 export const PARAMS_FORMAT = 1;
 export const COMPRESSED_PARAMS_MAGIC = 'ETPQ';
 export const COMPRESSED_PARAMS_FORMAT = 1;
+
+/** The byte length of a version's frame in `encoding` (the dense frame for fp32). */
+export function paramsFrameSize(encoding: ValueEncoding, bufferCount: number): number {
+  const n = encoding.segments.reduce((a, b) => a + b, 0);
+  const values = encoding.codec.codec === 'fp32' ? floatsBytes(n) : encodedValuesBytes(encoding);
+  return FRAME_FIXED_BYTES + 4 + values + floatsBytes(bufferCount);
+}
 
 /** `p` as a frame; with a non-fp32 `encoding` its parameters compressed (buffers stay fp32). */
 export function encodeParams(p: ParameterSet, encoding?: ValueEncoding): Uint8Array<ArrayBuffer> {
