@@ -10,6 +10,7 @@ import { defaultOptimizerConfig, optimizerSchema, type OptimizerKind } from '../
 import { clusterConfigFields, runRequestSchema } from '../../shared/protocol';
 import { fieldIssuesOf } from '../../shared/schema/issues';
 import { SEED_TRAIN_CONFIG, trainConfigErrors, trainConfigFields, type TrainConfig } from '../../shared/training/config';
+import { compressionFields, dilocoFields } from '../../shared/training/communication-fields';
 
 interface Probe {
   readonly value: number;
@@ -115,7 +116,7 @@ describe('one source for every bound', () => {
   it('the CLI cluster flags and the HTTP request accept and refuse the same values', () => {
     const flags: Record<string, string> = { microBatch: 'micro-batch', graphBatch: 'graph-batch', evalGraphBatch: 'eval-graph-batch', leaseMs: 'lease-ms', commitEvery: 'commit-every', snapshotEvery: 'snapshot-every', workers: 'workers', aggregators: 'aggregators', maxWorkers: 'max-workers', verifyRate: 'verify-rate', verifyTolerance: 'verify-tolerance', trim: 'trim' };
     const wrong: string[] = [];
-    const { aggregation, ...numeric } = clusterConfigFields.shape;
+    const { aggregation, compression, diloco, ...numeric } = clusterConfigFields.shape;
     for (const value of ['mean', 'median', 'trimmed-mean', 'avg', 'Median']) {
       let cliRefuses = false;
       try {
@@ -140,6 +141,48 @@ describe('one source for every bound', () => {
         const request = { batch: 4096, cluster: { microBatch: field === 'aggregators' ? 16 : 4096, [field]: p.value } };
         const httpRefuses = requestRefuses(request, `cluster.${field}`);
         if (cliRefuses !== httpRefuses || httpRefuses === p.inside) wrong.push(`${field}=${p.value}: cli ${cliRefuses ? 'refuses' : 'accepts'}, http ${httpRefuses ? 'refuses' : 'accepts'}`);
+      }
+    }
+    expect(wrong).toEqual([]);
+  });
+
+  it('the CLI communication flags and the HTTP request accept and refuse the same values', () => {
+    const wrong: string[] = [];
+    const numeric: [group: 'compression' | 'diloco', field: string, flag: string, schema: z.ZodType][] = [
+      ['compression', 'topK', 'top-k', compressionFields.shape.topK],
+      ['compression', 'momentumCorrection', 'momentum-correction', compressionFields.shape.momentumCorrection],
+      ['diloco', 'innerSteps', 'diloco', dilocoFields.shape.innerSteps],
+      ['diloco', 'outerLr', 'outer-lr', dilocoFields.shape.outerLr],
+      ['diloco', 'outerMomentum', 'outer-momentum', dilocoFields.shape.outerMomentum],
+    ];
+    const sgd = { kind: 'sgd', momentum: 0 };
+    for (const [group, field, flag, schema] of numeric) {
+      expect(probes(schema).length, field).toBeGreaterThan(0);
+      for (const p of probes(schema)) {
+        let cliRefuses = false;
+        try {
+          clusterFromValues({ [flag]: String(p.value) });
+        } catch {
+          cliRefuses = true;
+        }
+        const httpRefuses = requestRefuses({ optimizer: sgd, cluster: { [group]: { [field]: p.value } } }, `cluster.${group}.${field}`);
+        if (cliRefuses !== httpRefuses || httpRefuses === p.inside) wrong.push(`${group}.${field}=${p.value}: cli ${cliRefuses ? 'refuses' : 'accepts'}, http ${httpRefuses ? 'refuses' : 'accepts'}`);
+      }
+    }
+    for (const [flag, field, values] of [
+      ['gradients', 'gradients', ['fp32', 'fp16', 'int8', 'topk', 'int4', 'FP16']],
+      ['param-codec', 'params', ['fp32', 'fp16', 'int8', 'topk', 'bf16']],
+    ] as const) {
+      for (const value of values) {
+        let cliRefuses = false;
+        try {
+          clusterFromValues({ [flag]: value });
+        } catch {
+          cliRefuses = true;
+        }
+        const httpRefuses = requestRefuses({ cluster: { compression: { [field]: value } } }, `cluster.compression.${field}`);
+        const valid = compressionFields.shape[field].safeParse(value).success;
+        if (cliRefuses !== httpRefuses || httpRefuses === valid) wrong.push(`${field}=${value}: cli ${cliRefuses ? 'refuses' : 'accepts'}, http ${httpRefuses ? 'refuses' : 'accepts'}`);
       }
     }
     expect(wrong).toEqual([]);
