@@ -1,7 +1,8 @@
 // A run with cluster.compression through the local cluster: one Node worker sends int8 gradient frames
 // through its error feedback and computes at int8 parameter versions, and the run ends with the
 // parameters of the single-process trainer simulating that communication (bit for bit). A frame in
-// another encoding than the run's is refused 400 naming what is wrong, and the run goes on.
+// another encoding than the run's is refused 400 naming what is wrong, and the run goes on. Top-k
+// with DGC's momentum correction on the workers equals its simulation too.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startCoordinator, type LocalCoordinator } from '../../cli/cluster/local';
 import { prepareDataset } from '../../cli/prepare';
@@ -121,4 +122,25 @@ describe('a compressed run through the local cluster', () => {
     expect(worstTensorError(plain.params, ref.params, initParameters(layout, CONFIG.seed), layout).error).toBeGreaterThan(0);
   }, 180_000);
   }
+
+  it('top-k with DGC momentum correction (workers keep the momentum, the coordinator runs SGD without): the run ends with the simulating trainer\'s parameters, bit for bit', async () => {
+    const sgd: TrainConfig = { ...CONFIG, optimizer: { kind: 'sgd', lr: 0.05, momentum: 0, nesterov: false, weightDecay: 0 } };
+    const dgc: CompressionConfig = { ...DEFAULT_COMPRESSION, gradients: 'topk', topK: 0.05, momentumCorrection: 0.9 };
+    const run = await api.createRun({ ...runRequestOf(sgd), dataset: 'fixture', cluster: { microBatch: MICRO_BATCH, snapshotEvery: 1, leaseMs: 60_000, compression: dgc } });
+    const worker = NodeWorker.start({ runtime: 'web', threads: 1 });
+    try {
+      const report = await worker.run(new ApiClient(coordinator.url, { token: run.workerToken }), run.runId);
+      expect(report).toMatchObject({ state: 'completed', rejected: 0 });
+    } finally {
+      await worker.dispose();
+    }
+    const cluster = await snapshot(run.runId, STEPS);
+    const ort = await loadOrt('web', 1);
+    const ref = await train({ ort, data, config: sgd, ghostBatch: MICRO_BATCH, communication: { compression: dgc, diloco: DEFAULT_DILOCO, workers: 1 } });
+    const layout = trainingLayout(CONFIG.model).params;
+    expect(worstTensorError(cluster.params, ref.params, initParameters(layout, CONFIG.seed), layout).error).toBe(0);
+    // Without the correction the same top-k run ends elsewhere: the workers' momentum counted.
+    const plain = await train({ ort, data, config: sgd, ghostBatch: MICRO_BATCH, communication: { compression: { ...dgc, momentumCorrection: 0, errorFeedback: true }, diloco: DEFAULT_DILOCO, workers: 1 } });
+    expect(worstTensorError(plain.params, ref.params, initParameters(layout, CONFIG.seed), layout).error).toBeGreaterThan(1e-3);
+  }, 180_000);
 });
