@@ -9,6 +9,18 @@ import { DENSE_CODECS, GRADIENT_CODECS } from '../shared/wire/codec';
 import { choiceFlag, fieldFlag } from './args';
 import { CONFIG_FLAGS, CONFIG_USAGE, trainConfigFromValues } from './config-flags';
 
+/** The flags of cluster.compression and cluster.diloco, shared with `train` (which simulates them). */
+export const COMMUNICATION_FLAGS = {
+  gradients: { type: 'string' },
+  'param-codec': { type: 'string' },
+  'top-k': { type: 'string' },
+  'error-feedback': { type: 'boolean' },
+  'momentum-correction': { type: 'string' },
+  diloco: { type: 'string' },
+  'outer-lr': { type: 'string' },
+  'outer-momentum': { type: 'string' },
+} as const;
+
 export const CLUSTER_FLAGS = {
   'micro-batch': { type: 'string' },
   'graph-batch': { type: 'string' },
@@ -23,14 +35,7 @@ export const CLUSTER_FLAGS = {
   aggregation: { type: 'string' },
   trim: { type: 'string' },
   'max-workers': { type: 'string' },
-  gradients: { type: 'string' },
-  'param-codec': { type: 'string' },
-  'top-k': { type: 'string' },
-  'error-feedback': { type: 'boolean' },
-  'momentum-correction': { type: 'string' },
-  diloco: { type: 'string' },
-  'outer-lr': { type: 'string' },
-  'outer-momentum': { type: 'string' },
+  ...COMMUNICATION_FLAGS,
 } as const;
 
 export const COMMUNICATION_USAGE = `  --gradients ${GRADIENT_CODECS.join('|')} (fp32)  codec of the frames workers send   --top-k F (0.01)  fraction kept by topk

@@ -12,7 +12,7 @@ import { loadOrt } from '../workers/ort/node';
 import { choiceFlag, fieldFlag, intFlag, numberFlag, parseFlags, UsageError } from './args';
 import { processOutput, type Command, type Output } from './command';
 import { CONFIG_FLAGS, CONFIG_USAGE, trainConfigFromValues } from './config-flags';
-import { COMMUNICATION_USAGE, communicationFromValues, withDilocoOptimizer } from './run-flags';
+import { COMMUNICATION_FLAGS, COMMUNICATION_USAGE, communicationFromValues, withDilocoOptimizer } from './run-flags';
 import { communicationOf } from '../shared/training/communication';
 import { duration } from './display';
 import { loadCifar10 } from './dataset';
@@ -31,14 +31,7 @@ const FLAGS = {
   quiet: { type: 'boolean' },
   workers: { type: 'string' },
   'replace-worker-every': { type: 'string' },
-  gradients: { type: 'string' },
-  'param-codec': { type: 'string' },
-  'top-k': { type: 'string' },
-  'error-feedback': { type: 'boolean' },
-  'momentum-correction': { type: 'string' },
-  diloco: { type: 'string' },
-  'outer-lr': { type: 'string' },
-  'outer-momentum': { type: 'string' },
+  ...COMMUNICATION_FLAGS,
 } as const;
 
 export const TRAIN_USAGE = `edgetrain train [options]   the single-process trainer (the reference the cluster must equal)

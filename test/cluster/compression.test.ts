@@ -10,7 +10,6 @@ import { runRequestOf } from '../../cli/start';
 import { assembleCifar10, type Cifar10 } from '../../shared/data/cifar';
 import { trainingLayout } from '../../shared/models/compile';
 import { initParameters } from '../../shared/models/params';
-import { FINAL_STATES, type RunStatus } from '../../shared/protocol';
 import { snapshotKey } from '../../shared/storage-keys';
 import { decodeCheckpoint, type TrainerState } from '../../shared/training/checkpoint';
 import { DEFAULT_COMPRESSION, DEFAULT_DILOCO, type CompressionConfig } from '../../shared/training/communication';
@@ -26,19 +25,13 @@ import { fixtureFiles } from '../support/cifar-fixture';
 import { worstTensorError } from '../support/compare';
 import { leaseOrFail, refusal, statusAndReason } from '../support/hand-worker';
 import { tinyTrainConfig } from '../support/tiny-run';
+import { waitFinal } from '../support/wait-final';
 
 const CONFIG: TrainConfig = { ...tinyTrainConfig(128), epochs: 1 }; // 2 steps of two 32-image shards
 const MICRO_BATCH = 32;
 const STEPS = 2;
 const COMPRESSION: CompressionConfig = { ...DEFAULT_COMPRESSION, gradients: 'int8', params: 'int8', errorFeedback: true };
 
-async function waitFinal(api: ApiClient, runId: string): Promise<RunStatus> {
-  for (;;) {
-    const s = await api.status(runId);
-    if (FINAL_STATES.includes(s.state)) return s;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 describe('a compressed run through the local cluster', () => {
   let data: Cifar10;

@@ -14,7 +14,7 @@ import { runRequestOf } from '../../cli/start';
 import { assembleCifar10, type Cifar10 } from '../../shared/data/cifar';
 import { trainingLayout } from '../../shared/models/compile';
 import { initParameters } from '../../shared/models/params';
-import { FINAL_STATES, type LeaseReply, type RunRequest, type RunStatus } from '../../shared/protocol';
+import type { LeaseReply, RunRequest } from '../../shared/protocol';
 import { snapshotKey } from '../../shared/storage-keys';
 import { decodeCheckpoint, type TrainerState } from '../../shared/training/checkpoint';
 import { DEFAULT_COMPRESSION, type DilocoConfig } from '../../shared/training/communication';
@@ -27,6 +27,7 @@ import { worstTensorError, type TensorError } from '../support/compare';
 import { json, startFaultProxy, type FaultProxy } from '../support/fault-proxy';
 import { workerOfRequest } from '../support/hand-worker';
 import { tinyTrainConfig } from '../support/tiny-run';
+import { waitFinal } from '../support/wait-final';
 
 /** 3 steps per epoch in rounds of 2 and 1 (rounds stop at epoch ends): 4 rounds in 2 epochs. */
 const CONFIG: TrainConfig = tinyTrainConfig(192);
@@ -54,15 +55,6 @@ describe('DiLoCo in the cluster', () => {
     cluster: { microBatch: MICRO_BATCH, snapshotEvery: 1, leaseMs: 60_000, diloco: DILOCO, ...cluster },
   });
 
-  async function waitFinal(runId: string, timeoutMs = 150_000): Promise<RunStatus> {
-    const until = Date.now() + timeoutMs;
-    for (;;) {
-      const s = await api.status(runId);
-      if (FINAL_STATES.includes(s.state)) return s;
-      if (Date.now() > until) throw new Error(`run ${runId} did not finish: ${JSON.stringify({ state: s.state, step: s.step })}`);
-      await sleep(100);
-    }
-  }
 
   async function snapshot(runId: string, round: number): Promise<TrainerState> {
     const bucket = await coordinator.mf.getR2Bucket('DATA');
@@ -76,7 +68,7 @@ describe('DiLoCo in the cluster', () => {
 
   /** The run completed in ROUNDS rounds (each recording its inner steps' images), evaluated at each epoch end. */
   async function expectCompleted(runId: string): Promise<void> {
-    const final = await waitFinal(runId);
+    const final = await waitFinal(api, runId);
     expect(final).toMatchObject({ state: 'completed', step: ROUNDS, totalSteps: ROUNDS });
     // The CLI's and dashboard's words for them.
     expect(progressLine(final)).toContain(`round ${ROUNDS}/${ROUNDS}`);

@@ -11,7 +11,6 @@ import { runRequestOf } from '../../cli/start';
 import { assembleCifar10, type Cifar10 } from '../../shared/data/cifar';
 import { trainingLayout } from '../../shared/models/compile';
 import { initBuffers, initParameters } from '../../shared/models/params';
-import { FINAL_STATES, type RunStatus } from '../../shared/protocol';
 import { decodeCheckpoint, type TrainerState } from '../../shared/training/checkpoint';
 import type { TrainConfig } from '../../shared/training/config';
 import { train } from '../../shared/training/trainer';
@@ -22,6 +21,7 @@ import { loadOrt } from '../../workers/ort/node';
 import { fixtureFiles } from '../support/cifar-fixture';
 import { worstTensorError, type TensorError } from '../support/compare';
 import { tinyTrainConfig } from '../support/tiny-run';
+import { waitFinal } from '../support/wait-final';
 
 const ADAM: TrainConfig = tinyTrainConfig(192);
 const SGD: TrainConfig = { ...ADAM, optimizer: { kind: 'sgd', lr: 0.05, momentum: 0.9, nesterov: false, weightDecay: 0 } };
@@ -36,13 +36,6 @@ const ROUNDING = 1e-4;
 const PARAMS = trainingLayout(ADAM.model).params;
 const START = initParameters(PARAMS, ADAM.seed);
 
-async function waitFinal(api: ApiClient, runId: string): Promise<RunStatus> {
-  for (;;) {
-    const s = await api.status(runId);
-    if (FINAL_STATES.includes(s.state)) return s;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 describe('distributed training equals the single-process trainer', () => {
   let data: Cifar10;
