@@ -11,6 +11,7 @@ import { initParameters } from '../../shared/models/params';
 import type { TrainConfig } from '../../shared/training/config';
 import { train } from '../../shared/training/trainer';
 import { ApiClient } from '../../workers/gradient/client';
+import type { LeaseComputer } from '../../workers/gradient/lease-computer';
 import { NodeWorker } from '../../workers/node/runtime';
 import { loadOrt } from '../../workers/ort/node';
 import { fixtureFiles } from '../support/cifar-fixture';
@@ -45,8 +46,21 @@ describe(`${WORKERS} Node gradient workers`, () => {
     const run = await api.createRun({ ...runRequestOf(CONFIG), dataset: 'fixture', cluster });
     const workers = Array.from({ length: WORKERS }, () => NodeWorker.start({ runtime: 'web', threads: 1 }));
     const clients = workers.map(() => new ApiClient(coordinator.url, { token: coordinator.token }));
+    // Leasing starts once every worker has compiled its graphs: 16 compiles share 2 cores here, and a
+    // worker still compiling when the others hold every shard (2 each) could otherwise miss the run.
+    let prepared = 0;
+    let allPrepared!: () => void;
+    const ready = new Promise<void>((resolve) => (allPrepared = resolve));
+    const together = (c: LeaseComputer): LeaseComputer => ({
+      ...c,
+      prepare: async (spec, captions) => {
+        await c.prepare(spec, captions);
+        if (++prepared === WORKERS) allPrepared();
+        await ready;
+      },
+    });
     try {
-      const reports = await Promise.all(workers.map((w, i) => w.run(clients[i], run.runId)));
+      const reports = await Promise.all(workers.map((w, i) => w.run(clients[i], run.runId, undefined, {}, together)));
       expect(reports.map((r) => r.state)).toEqual(Array(WORKERS).fill('completed'));
       const metrics = await api.metrics(run.runId);
       expect(metrics.steps.map((s) => s.step)).toEqual(Array.from({ length: STEPS }, (_, i) => i + 1));

@@ -22,6 +22,7 @@ import {
 } from '../../shared/auth';
 import type { Env } from '../env';
 import type { ErrorBody } from './respond';
+import { drainRefusedBody } from './bounded-body';
 
 export type Access = 'control' | 'read' | 'run-worker' | 'any-worker' | 'mint' | 'identity';
 
@@ -105,5 +106,9 @@ export async function requireLeaseToken(c: Context<App>, runId: string, leaseId:
   const token = c.req.header('x-lease-token');
   if (!token) return deny(c, 401, 'no x-lease-token header: send the token that came with the lease', 'unauthenticated');
   const claims = await verifyLeaseToken(await signingKey(c.env.API_TOKEN!), runId, leaseId, worker, token);
-  return claims ?? deny(c, 403, `the lease token does not match lease ${leaseId} of worker ${worker}`, 'forbidden');
+  if (claims) return claims;
+  // The worker's credential was valid: a small answer sent to the wrong lease is read and dropped, so
+  // the worker sees this refusal rather than a reset connection.
+  await drainRefusedBody(c);
+  return deny(c, 403, `the lease token does not match lease ${leaseId} of worker ${worker}`, 'forbidden');
 }

@@ -69,3 +69,33 @@ export async function readBoundedBody(c: Context, lease: LeaseTokenClaims): Prom
   }
   return body;
 }
+
+/** The most of a refused worker request's body read anyway (a few of a small model's answers). */
+export const REFUSED_DRAIN_BYTES = 8 * 1024 * 1024;
+const REFUSED_DRAIN_MS = 5_000;
+
+/**
+ * Reads and drops a refused request's body when it is small (up to REFUSED_DRAIN_BYTES, within 5 s):
+ * answering while the client still uploads resets its connection, and it would see "fetch failed"
+ * instead of the refusal. A larger, undeclared-and-growing or slow body is left unread.
+ */
+export async function drainRefusedBody(c: Context): Promise<void> {
+  const declared = c.req.header('content-length');
+  const stream = c.req.raw.body;
+  if (!stream || (declared !== undefined && !(Number(declared) <= REFUSED_DRAIN_BYTES))) return;
+  const reader = stream.getReader();
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timedOut = new Promise<'timeout'>((resolve) => (timer = setTimeout(() => resolve('timeout'), REFUSED_DRAIN_MS)));
+  let total = 0;
+  try {
+    for (;;) {
+      const next = await Promise.race([reader.read(), timedOut]);
+      if (next === 'timeout' || next.done) break;
+      total += next.value.byteLength;
+      if (total > REFUSED_DRAIN_BYTES) break;
+    }
+  } finally {
+    clearTimeout(timer);
+    void reader.cancel().catch(() => {});
+  }
+}
