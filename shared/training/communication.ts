@@ -66,6 +66,12 @@ export class RoundPlan {
     this.roundsPerEpoch = Math.ceil(stepsPerEpoch / innerSteps);
   }
 
+  /** The round that starts at global step `step` (a step inside a round has none). */
+  roundStartingAt(step: number): number | undefined {
+    const inEpoch = step % this.stepsPerEpoch;
+    return inEpoch % this.innerSteps === 0 ? Math.floor(step / this.stepsPerEpoch) * this.roundsPerEpoch + inEpoch / this.innerSteps : undefined;
+  }
+
   steps(round: number): { first: number; count: number } {
     const epoch = Math.floor(round / this.roundsPerEpoch);
     const inEpoch = (round % this.roundsPerEpoch) * this.innerSteps;

@@ -185,8 +185,9 @@ export async function train(opts: TrainOptions): Promise<TrainerState> {
   const rounds = diloco && new RoundPlan(stepsPerEpoch, diloco.innerSteps);
   /** One DiLoCo round from `step`: every shard a lease of inner steps; returns the steps it covered. */
   const computeRound = async (): Promise<{ count: number; mean: StepMean }> => {
-    const { first, count } = rounds!.steps(Math.floor(step / stepsPerEpoch) * rounds!.roundsPerEpoch + Math.ceil((step % stepsPerEpoch) / diloco!.innerSteps));
-    if (first !== step) throw new Error(`step ${step} is inside a DiLoCo round (it starts at ${first}): resume at a round's start`);
+    const round = rounds!.roundStartingAt(step);
+    if (round === undefined) throw new Error(`step ${step} is inside a DiLoCo round: resume at a round's start`);
+    const { first, count } = rounds!.steps(round);
     const leases = new StepAggregator(step, shards, params.length, buffers.length);
     const seen = link!.fetch(params);
     for (let shard = 0; shard < shards; shard++) {
