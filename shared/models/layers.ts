@@ -4,6 +4,12 @@ import type { BufferSpec, Init, ParamSpec } from './params';
 
 export type GraphMode = 'train' | 'eval';
 
+/** Which images a pass sees: the labelled source, or the shifted (unlabelled in training) target. */
+export type Domain = 'source' | 'target';
+
+/** The target domain's buffers are named `target.<buffer>`; the source's keep their plain names. */
+export const domainBufferPrefix = (domain: Domain) => (domain === 'target' ? 'target.' : '');
+
 /** Builds a model's forward pass, declaring each parameter and buffer once, as a graph input. */
 export class ModelBuilder {
   readonly params: ParamSpec[] = [];
@@ -11,11 +17,27 @@ export class ModelBuilder {
   /** Batch statistics (training graphs) to output under each buffer's statOutput name. */
   readonly stats: { buffer: BufferSpec; value: Value }[] = [];
   private readonly values = new Map<string, Value>();
+  /** Prefixed to buffer names: a domain's own batch-norm statistics ('' for the source domain). */
+  private bufferPrefix = '';
 
   constructor(
     readonly b: GraphBuilder,
     readonly mode: GraphMode,
   ) {}
+
+  /**
+   * Builds `body` with buffers of their own, named `<domain>.<buffer>`: the same parameters, but
+   * batch-norm statistics per domain, so one domain's images never move another's statistics.
+   */
+  inDomain<T>(domain: Domain, body: () => T): T {
+    const outer = this.bufferPrefix;
+    this.bufferPrefix = domainBufferPrefix(domain);
+    try {
+      return body();
+    } finally {
+      this.bufferPrefix = outer;
+    }
+  }
 
   param(name: string, shape: Shape, init: Init, decay: boolean): Value {
     const existing = this.values.get(name);
@@ -31,7 +53,8 @@ export class ModelBuilder {
     return this.params.map((p) => this.values.get(p.name)!);
   }
 
-  buffer(name: string, shape: Shape, initial: number): { value: Value; spec: BufferSpec } {
+  buffer(local: string, shape: Shape, initial: number): { value: Value; spec: BufferSpec } {
+    const name = this.bufferPrefix + local;
     const spec: BufferSpec = { name, shape, initial, statOutput: `stat.${name}` };
     this.buffers.push(spec);
     return { value: this.b.input(name, 'float32', shape), spec };

@@ -18,6 +18,15 @@ export interface EpochReport {
   /** Simulated churn: workers replaced in the epoch, and their lost residuals' mean size relative to the answer they were lost at. */
   readonly workersReplaced?: number;
   readonly lostResidualRatio?: number;
+  /** A target domain's test split (TrainOptions.target): with its own batch-norm statistics in a DANN run. */
+  readonly targetLoss?: number;
+  readonly targetAccuracy?: number;
+  /** The last epoch of a source-only model with batch norm: the target with AdaBN's re-estimated statistics. */
+  readonly adabnLoss?: number;
+  readonly adabnAccuracy?: number;
+  /** DANN: the domain classifier's mean loss and accuracy over the epoch's source and target images. */
+  readonly domainLoss?: number;
+  readonly domainAccuracy?: number;
 }
 
 const MAGIC = 0x4b435445; // "ETCK" little-endian

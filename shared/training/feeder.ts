@@ -27,6 +27,7 @@ export interface BatchExamples {
   readonly captions?: Float32Array;
 }
 
+/** A DANN step's unlabelled target images: examples of the target domain's train split (labels unread). */
 export interface DannExamples {
   readonly split: CifarSplit;
   readonly indices: ArrayLike<number>;
@@ -80,24 +81,9 @@ export class BatchFeeder {
     }
     if (dann && this.target.length) {
       fillBatch(dann.split, dann.indices, this.target, this.targetLabels, this.norm, rng(seed + 1));
-      toGrayscale(this.target);
       feeds.target_image = { data: this.target, dims: [this.batch, 3, 32, 32] };
       feeds.lambda = { data: new Float32Array([dann.lambda]), dims: [] };
     }
     return feeds;
-  }
-}
-
-/**
- * The DANN target domain used here: the same images in grey (luma in all three channels), a
- * stand-in for an unlabeled domain with a real shift until users bring their own target data.
- */
-function toGrayscale(images: Float32Array): void {
-  const plane = 32 * 32;
-  for (let base = 0; base < images.length; base += 3 * plane) {
-    for (let i = 0; i < plane; i++) {
-      const y = 0.299 * images[base + i] + 0.587 * images[base + plane + i] + 0.114 * images[base + 2 * plane + i];
-      images[base + i] = images[base + plane + i] = images[base + 2 * plane + i] = y;
-    }
   }
 }

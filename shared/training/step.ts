@@ -1,6 +1,6 @@
 // Runs a compiled graph on flat parameter/buffer vectors: the unit of work of every trainer and worker.
 import type { CompiledGraph } from '../models/compile';
-import { gradOutputName } from '../models/compile';
+import { DOMAIN_CORRECT, DOMAIN_LOSS, gradOutputName } from '../models/compile';
 import { flatLayout, type TensorSlice } from '../models/params';
 import { GraphSession, type Feed, type OrtApi, type SessionOptions } from '../onnx/session';
 
@@ -19,6 +19,13 @@ export interface StepResult {
   readonly grads: Float32Array;
   /** Batch statistics, flat in buffer order (empty without batch norm). */
   readonly stats: Float32Array;
+  /** DANN: the domain classifier's mean loss and correct count over the source and target images. */
+  readonly domain?: DomainResult;
+}
+
+export interface DomainResult {
+  readonly loss: number;
+  readonly correct: number;
 }
 
 /** A flat vector's layout, and the slices of it that one graph reads (an eval graph skips DANN's). */
@@ -110,14 +117,21 @@ export class GraphRunner {
    * Training graph, its gradient and statistics added into `sums`: gradient accumulation without a
    * flat copy per run, since in a Worker's 128 MB the copies of a lease's many runs outpace the collector.
    */
-  async stepInto(params: Float32Array, buffers: Float32Array, data: DataFeeds, sums: StepSums): Promise<{ loss: number; correct: number }> {
+  async stepInto(params: Float32Array, buffers: Float32Array, data: DataFeeds, sums: StepSums): Promise<{ loss: number; correct: number; domain?: DomainResult }> {
     return this.results(await this.session.run(this.feeds(params, buffers, data)), sums, true);
   }
 
-  private results(out: Record<string, unknown>, sums: StepSums, add: boolean): { loss: number; correct: number } {
+  private results(out: Record<string, unknown>, sums: StepSums, add: boolean): { loss: number; correct: number; domain?: DomainResult } {
     into(sums.grads, out, this.grads.slices, gradOutputName, add);
     into(sums.stats, out, this.stats.slices, (n) => `stat.${n}`, add);
-    return { loss: (out.loss as Float32Array)[0], correct: (out.correct as Float32Array)[0] };
+    const scalar = (name: string) => (out[name] as Float32Array)[0];
+    const domain = DOMAIN_LOSS in out ? { domain: { loss: scalar(DOMAIN_LOSS), correct: scalar(DOMAIN_CORRECT) } } : {};
+    return { loss: scalar('loss'), correct: scalar('correct'), ...domain };
+  }
+
+  /** Statistics graph (buildStatsGraph): its batch statistics added into `stats` (flat, the graph's buffer order). */
+  async statsInto(params: Float32Array, buffers: Float32Array, data: DataFeeds, stats: Float32Array): Promise<void> {
+    into(stats, await this.session.run(this.feeds(params, buffers, data)), this.stats.slices, (n) => `stat.${n}`, true);
   }
 
   /** Eval graph: summed loss over the batch (mean × batch) and correct count. */

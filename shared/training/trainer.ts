@@ -2,6 +2,8 @@
 import type { AutodiffOptions } from '../autodiff/rule';
 import { IMAGE_BYTES, type Cifar10, type CifarSplit } from '../data/cifar';
 import { buildEvalGraph, buildTrainingGraph, trainingLayout } from '../models/compile';
+import type { Domain } from '../models/layers';
+import { adaptBatchNorm } from './adabn';
 import { TEXT_DIM } from '../models/heads';
 import { decayMask, initBuffers, initParameters } from '../models/params';
 import type { OrtApi, SessionOptions } from '../onnx/session';
@@ -42,6 +44,11 @@ export class NonFiniteLossError extends Error {
 export interface TrainOptions {
   readonly ort: OrtApi;
   readonly data: Cifar10;
+  /**
+   * A shifted target domain (a corruption of `data`, say): its test split is evaluated every epoch
+   * beside the source's, and a DANN run trains on its train split's images (never their labels).
+   */
+  readonly target?: Cifar10;
   readonly config: TrainConfig;
   readonly resume?: TrainerState;
   /** Caption vectors [classes, captionsPerClass, 768] for the heads; seeded placeholders without. */
@@ -89,6 +96,7 @@ export class Evaluator {
     captions: Float32Array,
     sessionOptions?: SessionOptions,
     layout: RunLayout = trainingLayout(config.model),
+    domain: Domain = 'source',
   ): Promise<Evaluator> {
     const full = Math.floor(split.count / config.evalBatch) * config.evalBatch;
     const ranges = [
@@ -97,7 +105,7 @@ export class Evaluator {
     ].filter((r) => r.end > r.start);
     const parts = [];
     for (const r of ranges) {
-      const graph = buildEvalGraph(config.model, r.batch);
+      const graph = buildEvalGraph(config.model, r.batch, domain);
       parts.push({ start: r.start, end: r.end, runner: await GraphRunner.create(ort, graph, sessionOptions, layout), feeder: new BatchFeeder(graph, config, captions, r.batch) });
     }
     return new Evaluator(split, parts);
@@ -143,10 +151,28 @@ export async function train(opts: TrainOptions): Promise<TrainerState> {
   const captions = opts.captions ?? placeholderCaptions(config.model.classes, config.model.captionsPerClass, TEXT_DIM);
   const feeder = new BatchFeeder(graph, config, captions, ghostBatch);
   const runner = await GraphRunner.create(opts.ort, graph, opts.sessionOptions);
-  const evaluator = await Evaluator.create(opts.ort, config, opts.data.test, captions, opts.sessionOptions, graph).catch(async (e: unknown) => {
+  const target = opts.target;
+  if (config.model.dann && !target) throw new Error('a DANN run needs a target domain to align to (TrainOptions.target: a shifted dataset)');
+  if (config.model.dann && target!.train.count < plan.trainCount) throw new Error(`the target domain has ${target!.train.count} train images, fewer than the ${plan.trainCount} source images a DANN epoch pairs them with`);
+  const evaluators: Evaluator[] = [];
+  const evaluatorOf = async (split: CifarSplit, domain: Domain) => {
+    const e = await Evaluator.create(opts.ort, config, split, captions, opts.sessionOptions, graph, domain);
+    evaluators.push(e);
+    return e;
+  };
+  let evaluator: Evaluator;
+  /** The target's test split, evaluated with its own statistics (DANN), else with the source's. */
+  let targetEvaluator: Evaluator | undefined;
+  try {
+    evaluator = await evaluatorOf(opts.data.test, 'source');
+    if (target) targetEvaluator = await evaluatorOf(target.test, config.model.dann ? 'target' : 'source');
+  } catch (e) {
     await runner.release();
+    for (const v of evaluators) await v.release();
     throw e;
-  });
+  }
+  /** The domain classifier over the epoch (DANN): summed mean losses and correct counts of every graph run. */
+  const domainSums = { loss: 0, correct: 0, runs: 0 };
 
   const params = opts.resume?.params ?? initParameters(graph.params, config.seed);
   const buffers = opts.resume?.buffers ?? initBuffers(graph.buffers);
@@ -163,10 +189,16 @@ export async function train(opts: TrainOptions): Promise<TrainerState> {
   const model: ModelState = { params, buffers, optimizer, mask };
   let state: TrainerState = opts.resume ?? { config, epoch: 0, step: 0, params, buffers, optimizer: optimizer.state, history: [] };
   let step = state.step;
-  const runSliceAt = (at: number, offset: number, p: Float32Array, b: Float32Array): Promise<StepResult> => {
+  const runSliceAt = async (at: number, offset: number, p: Float32Array, b: Float32Array): Promise<StepResult> => {
     const ex = plan.examples(at, offset, ghostBatch);
-    const dann = ex.dann && { split, indices: ex.dann.indices, lambda: ex.dann.lambda };
-    return runner.step(p, b, feeder.feeds({ split, ...ex }, config.augment, dann));
+    const dann = ex.dann && { split: target!.train, indices: ex.dann.indices, lambda: ex.dann.lambda };
+    const r = await runner.step(p, b, feeder.feeds({ split, ...ex }, config.augment, dann));
+    if (r.domain) {
+      domainSums.loss += r.domain.loss;
+      domainSums.correct += r.domain.correct;
+      domainSums.runs++;
+    }
+    return r;
   };
   const runSlice = (offset: number) => runSliceAt(step, offset, params, buffers);
   const shards = config.batch / ghostBatch;
@@ -230,6 +262,7 @@ export async function train(opts: TrainOptions): Promise<TrainerState> {
       const trainSeconds = (performance.now() - started) / 1000;
       const test = await evaluator.evaluate(params, buffers);
       const report: EpochReport = {
+        ...(await targetReport(epoch + 1 === config.epochs)),
         epoch: epoch + 1,
         trainLoss: lossSum / steps,
         trainAccuracy: correct / (steps * config.batch),
@@ -238,15 +271,35 @@ export async function train(opts: TrainOptions): Promise<TrainerState> {
         seconds: (performance.now() - started) / 1000,
         trainImagesPerSecond: (steps * config.batch) / trainSeconds,
         ...(link ? link.traffic() : {}),
+        ...domainReport(),
       };
       state = { config, epoch: epoch + 1, step, params, buffers, optimizer: optimizer.state, history: [...state.history, report] };
       await opts.onEpoch?.(report, state);
     }
   } finally {
     await runner.release();
-    await evaluator.release();
+    for (const v of evaluators) await v.release();
   }
   return state;
+
+  /** Target accuracy; at the run's end, for a source-only model with batch norm, AdaBN's too. */
+  async function targetReport(last: boolean): Promise<Partial<EpochReport>> {
+    if (!targetEvaluator) return {};
+    const t = await targetEvaluator.evaluate(params, buffers);
+    const report = { targetLoss: t.loss, targetAccuracy: t.accuracy };
+    if (!last || config.model.dann) return report;
+    const adapted = await adaptBatchNorm(opts.ort, config, params, buffers, target!.train, captions, { sessionOptions: opts.sessionOptions });
+    if (!adapted) return report;
+    const a = await targetEvaluator.evaluate(params, adapted);
+    return { ...report, adabnLoss: a.loss, adabnAccuracy: a.accuracy };
+  }
+
+  function domainReport(): Partial<EpochReport> {
+    if (!domainSums.runs) return {};
+    const report = { domainLoss: domainSums.loss / domainSums.runs, domainAccuracy: domainSums.correct / (domainSums.runs * 2 * ghostBatch) };
+    domainSums.loss = domainSums.correct = domainSums.runs = 0;
+    return report;
+  }
 }
 
 /**

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { buildEvalGraph, buildInferenceModel, buildTrainingGraph } from '../../shared/models/compile';
+import { buildEvalGraph, buildInferenceModel, buildTrainingGraph, trainingLayout } from '../../shared/models/compile';
 import { flatLayout, initBuffers, initParameters } from '../../shared/models/params';
 import { DEFAULT_MODEL_CONFIG, HEAD_NAMES, PRESET_NAMES, checkModelConfig, type ModelConfig } from '../../shared/models/presets';
 import { randomFeeds } from '../../shared/models/random-feeds';
@@ -68,10 +68,12 @@ describe('model presets', () => {
 
       const evalGraph = buildEvalGraph(c, 4);
       const evalOut = await runOnce(evalGraph.bytes, feeds);
-      const params = initParameters(evalGraph.params, 5);
+      // The model is made from the run's vectors: with DANN, the domain classifier's parameters too.
+      const run = trainingLayout(c);
+      const params = initParameters(run.params, 5);
       const text = new Map<string, Float32Array>();
       for (const d of evalGraph.dataInputs) if (d.name === 'class_text' || d.name === 'class_texts') text.set(d.name, feeds[d.name].data as Float32Array);
-      const model = buildInferenceModel(c, { params, buffers: initBuffers(evalGraph.buffers), text }, 4);
+      const model = buildInferenceModel(c, { params, buffers: initBuffers(run.buffers), text }, 4);
       const modelFeeds = { image: feeds.image, ...(head === 'concat' ? { caption: feeds.caption } : {}) };
       const inference = await runOnce(model, modelFeeds);
       // Baked weights let ORT pre-pack and fold constants: equal up to float32 rounding.
@@ -107,7 +109,7 @@ describe('model presets', () => {
 
   it('the inference model rejects weights of the wrong size', () => {
     expect(() => buildInferenceModel(config({ head: 'linear' }), { params: new Float32Array(10), buffers: new Float32Array(0) })).toThrow(
-      'inference model: parameters has 10 values, the model needs 545098',
+      "inference model: parameters has 10 values, the run's layout needs 545098",
     );
   });
 });
