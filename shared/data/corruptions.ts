@@ -305,7 +305,10 @@ export function plasmaFractal(map: Float64Array, decay: number, random: () => nu
   }
   let min = Infinity;
   let max = -Infinity;
-  for (const v of map) [min, max] = [Math.min(min, v), Math.max(max, v)];
+  for (let p = 0; p < map.length; p++) {
+    if (map[p] < min) min = map[p];
+    if (map[p] > max) max = map[p];
+  }
   const range = max - min || 1;
   for (let p = 0; p < map.length; p++) map[p] = (map[p] - min) / range;
 }
