@@ -1,9 +1,10 @@
-// Dataset preparation: CIFAR-10 → content-addressed blocks uploaded through the API (local or deployed),
+// Dataset preparation: CIFAR-10 (or a shifted domain of it, --shift) → content-addressed blocks uploaded through the API (local or deployed),
 // then the named manifest. Blocks already stored are skipped, so running it again uploads nothing.
 import type { Cifar10 } from '../shared/data/cifar';
 import { buildDatasetBlocks, type DatasetManifest } from '../shared/data/blocks';
+import { CORRUPTION_FAMILIES, corruptCifar10, parseDomainShift, shiftedDatasetName, type DomainShift } from '../shared/data/corruptions';
 import { ApiClient } from '../workers/gradient/client';
-import { numberFlag, parseFlags } from './args';
+import { UsageError, intFlag, numberFlag, parseFlags } from './args';
 import type { Command } from './command';
 import { connect } from './connect';
 import { loadCifar10 } from './dataset';
@@ -35,11 +36,23 @@ export async function prepareDataset(api: ApiClient, data: Cifar10, name = 'cifa
   return { manifest, uploaded, skipped, bytes };
 }
 
+/**
+ * CIFAR-10 with a corruption applied to both splits (a shifted target domain), uploaded as a dataset of
+ * its own, by default named after the shift (`cifar10-fog-3`).
+ */
+export function prepareShiftedDataset(api: ApiClient, data: Cifar10, shift: DomainShift, seed = 0, name = shiftedDatasetName('cifar10', shift), blockImages = DEFAULT_BLOCK_IMAGES, log?: (s: string) => void): Promise<PrepareReport> {
+  return prepareDataset(api, corruptCifar10(data, shift, seed), name, blockImages, log);
+}
+
 export const PREPARE_USAGE = `edgetrain prepare [options]   upload CIFAR-10 as content-addressed blocks (once; a re-run uploads nothing)
   --url URL              a deployed edgetrain API (default: the local cluster's state, see --state)
   --state DIR            local cluster state (default .edgetrain/state)
   --data PATH            CIFAR-10 .tar.gz or folder (default $EDGETRAIN_CIFAR10, ../shared/data, cache, download)
-  --name NAME (cifar10)  --block-images N (${DEFAULT_BLOCK_IMAGES})`;
+  --name NAME (cifar10)  --block-images N (${DEFAULT_BLOCK_IMAGES})
+  --shift FAMILY:SEVERITY  a shifted domain instead: both splits corrupted (CIFAR-10-C style), stored as
+                         NAME-FAMILY-SEVERITY (cifar10-fog-3); severity 1 … 5, families:
+                         ${CORRUPTION_FAMILIES.join(', ')}
+  --shift-seed N (0)     seeds the random corruptions (noise, fog); each image draws from its own generator`;
 
 const FLAGS = {
   url: { type: 'string' },
@@ -47,15 +60,30 @@ const FLAGS = {
   data: { type: 'string' },
   name: { type: 'string' },
   'block-images': { type: 'string' },
+  shift: { type: 'string' },
+  'shift-seed': { type: 'string' },
 } as const;
+
+function shiftFlag(raw: string | undefined): DomainShift | undefined {
+  if (raw === undefined) return undefined;
+  try {
+    return parseDomainShift(raw);
+  } catch (e) {
+    throw new UsageError(`--shift: ${(e as Error).message}`);
+  }
+}
 
 export async function runPrepare(argv: string[], log: (s: string) => void = console.log): Promise<PrepareReport> {
   const flags = parseFlags(argv, FLAGS, 'prepare');
   const blockImages = numberFlag('block-images', flags['block-images'], DEFAULT_BLOCK_IMAGES);
+  const shift = shiftFlag(flags.shift);
+  if (!shift && flags['shift-seed'] !== undefined) throw new UsageError('--shift-seed: only with --shift');
+  const shiftSeed = intFlag('shift-seed', flags['shift-seed'], 0);
+  const name = flags.name ?? 'cifar10';
   const data = await loadCifar10({ path: flags.data, log });
   const { api, close } = await connect(flags);
   try {
-    const report = await prepareDataset(api, data, flags.name ?? 'cifar10', blockImages);
+    const report = shift ? await prepareShiftedDataset(api, data, shift, shiftSeed, shiftedDatasetName(name, shift), blockImages) : await prepareDataset(api, data, name, blockImages);
     log(`dataset ${report.manifest.name} = ${report.manifest.id}: ${report.uploaded} block(s) uploaded (${(report.bytes / 1e6).toFixed(1)} MB), ${report.skipped} already stored`);
     return report;
   } finally {

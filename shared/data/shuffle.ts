@@ -64,7 +64,7 @@ export function exampleRng(seed: number, epoch: number, position: number): () =>
 }
 
 /** MurmurHash3's 32-bit finaliser: a bijective mix of all input bits. */
-function fmix32(h: number): number {
+export function fmix32(h: number): number {
   h ^= h >>> 16;
   h = Math.imul(h, 0x85ebca6b);
   h ^= h >>> 13;
