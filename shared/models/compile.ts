@@ -3,7 +3,7 @@ import { DEFAULT_AUTODIFF_OPTIONS, type AutodiffOptions } from '../autodiff/rule
 import { GraphBuilder, type DType, type Shape, type Value } from '../onnx/graph';
 import { matrixFlops } from '../onnx/flops';
 import * as op from '../onnx/ops';
-import { ModelBuilder, linear, type Domain, type GraphMode } from './layers';
+import { ModelBuilder, l2Normalize, linear, type Domain, type GraphMode } from './layers';
 import { correctCount, crossEntropy } from './loss';
 import { flatLayout, type BufferSpec, type ParamSpec } from './params';
 import { checkModelConfig, findBackbone, findHead, type ModelConfig } from './presets';
@@ -75,7 +75,11 @@ function forward(config: ModelConfig, batch: number, mode: GraphMode, name: stri
   const source = backbone.build(m, image);
   const targetFeatures = m.inDomain('target', () => backbone.build(m, target));
   const logits = head.build(m, source, text, headShape);
-  const features = op.concat(b, [source, targetFeatures], 0);
+  // The domain classifier reads the features scaled to unit length. On the raw features the reversed
+  // gradient can fool it without bound by growing them (nothing else limits their scale: the align
+  // and attention heads normalise them too), and the domain loss ran away: 0.61 → 37 within three
+  // epochs while test accuracy fell from 38.5 % to 16.6 % (seed-cnn/align, docs/internals.md).
+  const features = l2Normalize(b, op.concat(b, [source, targetFeatures], 0));
   const hidden = op.relu(b, linear(m, 'domain.fc1', op.gradReverse(b, features, lambda), DOMAIN_HIDDEN));
   const domainLogits = linear(m, 'domain.fc2', hidden, 2);
   const domainLabels = b.int64s(Array.from({ length: 2 * batch }, (_, i) => (i < batch ? 0 : 1)));

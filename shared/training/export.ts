@@ -2,6 +2,7 @@
 import { buildEvalGraph, buildInferenceModel } from '../models/compile';
 import { TEXT_DIM } from '../models/heads';
 import { normalizationTable } from '../data/normalize';
+import type { Domain } from '../models/layers';
 import type { ModelConfig } from '../models/presets';
 import { captionFeed, placeholderCaptions } from './caption-feed';
 import type { NormalizationName } from './config';
@@ -9,7 +10,8 @@ import { NORMALIZATION } from './feeder';
 
 /**
  * The model takes raw `pixels` (0–255) and normalises them as the run did. `captions` [classes,
- * captionsPerClass, 768]: what the run trained with (placeholders without).
+ * captionsPerClass, 768]: what the run trained with (placeholders without). `domain` 'target': a DANN
+ * run's model with the target domain's batch-norm statistics, for images of that domain.
  */
 export function inferenceModelBytes(
   model: ModelConfig,
@@ -17,6 +19,7 @@ export function inferenceModelBytes(
   params: Float32Array,
   buffers: Float32Array,
   captions = placeholderCaptions(model.classes, model.captionsPerClass, TEXT_DIM),
+  domain: Domain = 'source',
 ): Uint8Array {
   const text = new Map<string, Float32Array>();
   for (const spec of buildEvalGraph(model, 1).dataInputs) {
@@ -24,5 +27,5 @@ export function inferenceModelBytes(
       text.set(spec.name, captionFeed(spec, captions, model.captionsPerClass, new BigInt64Array(0)).data as Float32Array);
     }
   }
-  return buildInferenceModel(model, { params, buffers, text, pixels: normalizationTable(NORMALIZATION[normalization]) });
+  return buildInferenceModel(model, { params, buffers, text, pixels: normalizationTable(NORMALIZATION[normalization]), domain });
 }
