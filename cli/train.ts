@@ -16,6 +16,7 @@ import { COMMUNICATION_FLAGS, COMMUNICATION_USAGE, communicationFromValues, with
 import { communicationOf } from '../shared/training/communication';
 import { duration } from './display';
 import { loadCifar10 } from './dataset';
+import { CORRUPTION_FAMILIES, corruptCifar10, parseDomainShift, shiftName, type DomainShift } from '../shared/data/corruptions';
 import { CliError, EXIT } from './errors';
 
 const FLAGS = {
@@ -31,6 +32,8 @@ const FLAGS = {
   quiet: { type: 'boolean' },
   workers: { type: 'string' },
   'replace-worker-every': { type: 'string' },
+  target: { type: 'string' },
+  'target-seed': { type: 'string' },
   ...COMMUNICATION_FLAGS,
 } as const;
 
@@ -44,6 +47,9 @@ ${CONFIG_USAGE}
   --micro-batch N        run each step in shards of N examples as a cluster run with --micro-batch N does
                          (batch-norm statistics per shard): reproduces such a run, resumed from its snapshot
   --quiet                no progress line (shown only when stdout is a terminal)
+  --target FAMILY:SEVERITY  a shifted target domain made from the same CIFAR-10 (${CORRUPTION_FAMILIES.join(', ')};
+                         severity 1–5): its test split is evaluated every epoch, and --dann aligns to its
+                         unlabelled train images (required with --dann)   --target-seed N (0)
   Simulating a cluster's communication exactly (shards of --micro-batch; bytes per epoch reported):
 ${COMMUNICATION_USAGE}
   --workers N            workers the shards are spread over (shard s → worker s mod N; default one per shard)
@@ -60,7 +66,9 @@ const mb = (bytes: number) => (bytes / 1e6).toFixed(1);
 export function formatEpoch(r: EpochReport, epochs: number): string {
   const churn = r.workersReplaced === undefined ? '' : `, ${r.workersReplaced} workers replaced (residual lost: ${(r.lostResidualRatio ?? 0).toFixed(2)}× an answer)`;
   const traffic = r.upBytes === undefined ? '' : `  sent ${mb(r.upBytes)} MB, fetched ${mb(r.downBytes ?? 0)} MB${churn}`;
-  return `epoch ${String(r.epoch).padStart(2)}/${epochs}  loss ${r.trainLoss.toFixed(4)}  train ${pct(r.trainAccuracy)}  test loss ${r.testLoss.toFixed(4)}  test ${pct(r.testAccuracy)}  ${r.seconds.toFixed(1)} s  (${r.trainImagesPerSecond.toFixed(0)} img/s)${traffic}`;
+  const target = r.targetAccuracy === undefined ? '' : `  target ${pct(r.targetAccuracy)}${r.adabnAccuracy === undefined ? '' : ` (AdaBN ${pct(r.adabnAccuracy)})`}`;
+  const domain = r.domainLoss === undefined ? '' : `  domain loss ${r.domainLoss.toFixed(4)} acc ${pct(r.domainAccuracy ?? 0)}`;
+  return `epoch ${String(r.epoch).padStart(2)}/${epochs}  loss ${r.trainLoss.toFixed(4)}  train ${pct(r.trainAccuracy)}  test loss ${r.testLoss.toFixed(4)}  test ${pct(r.testAccuracy)}${target}${domain}  ${r.seconds.toFixed(1)} s  (${r.trainImagesPerSecond.toFixed(0)} img/s)${traffic}`;
 }
 
 /** The in-epoch progress line: step, loss, images/s over this epoch so far, the run's ETA (training steps only). */
@@ -129,7 +137,10 @@ export async function runTrain(argv: string[], out: Output = processOutput()): P
     }
     log(`resuming from ${checkpointFile} after epoch ${resume.epoch}`);
   }
+  const shift = targetShift(flags.target, flags['target-seed'], config.model.dann);
   const data = await loadCifar10({ path: flags.data, log });
+  const target = shift && corruptCifar10(data, shift.shift, shift.seed);
+  if (shift) log(`target domain: ${shiftName(shift.shift)} (seed ${shift.seed}) made from the same CIFAR-10`);
   const ort = await loadOrt(runtime, threads);
   log(`training ${config.model.preset}/${config.model.head}${config.model.dann ? '+dann' : ''} for ${config.epochs} epochs, batch ${config.batch}, ${config.optimizer.kind} lr ${config.optimizer.lr}, ${runtime} runtime, ${threads} thread(s)`);
   const progress = !flags.quiet && out.tty ? progressDisplay(out, config.epochs, config.batch) : undefined;
@@ -137,6 +148,7 @@ export async function runTrain(argv: string[], out: Output = processOutput()): P
     const state = await train({
       ort,
       data,
+      target,
       config,
       resume: resume ? { ...resume, config } : undefined,
       autodiff,
@@ -162,6 +174,20 @@ export async function runTrain(argv: string[], out: Output = processOutput()): P
       throw new UsageError(`${e.message}; ${kept}`);
     }
     throw e;
+  }
+}
+
+function targetShift(raw: string | undefined, seed: string | undefined, dann: boolean): { shift: DomainShift; seed: number } | undefined {
+  if (raw === undefined) {
+    if (dann) throw new UsageError(`--dann needs --target FAMILY:SEVERITY: the shifted domain to align to (e.g. --target fog:3)`);
+    if (seed !== undefined) throw new UsageError('--target-seed needs --target');
+    return undefined;
+  }
+  try {
+    return { shift: parseDomainShift(raw), seed: intFlag('target-seed', seed, 0) };
+  } catch (e) {
+    if (e instanceof UsageError) throw e;
+    throw new UsageError(`--target: ${(e as Error).message}`);
   }
 }
 

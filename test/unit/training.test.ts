@@ -4,7 +4,7 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { assembleCifar10, type Cifar10 } from '../../shared/data/cifar';
 import { DEFAULT_MODEL_CONFIG } from '../../shared/models/presets';
-import { decodeCheckpoint, encodeCheckpoint } from '../../shared/training/checkpoint';
+import { decodeCheckpoint, encodeCheckpoint, type EpochReport } from '../../shared/training/checkpoint';
 import { SEED_TRAIN_CONFIG, trainConfigErrors, type TrainConfig } from '../../shared/training/config';
 import { dannLambda } from '../../shared/training/feeder';
 import { Evaluator, NonFiniteLossError, train } from '../../shared/training/trainer';
@@ -131,6 +131,21 @@ describe('edgetrain train (CLI)', () => {
     const nan = runTrain([...base, '--epochs', '2', '--out', out, '--lr', '1e12', '--resume'], quiet);
     await expect(nan).rejects.toThrow(/loss became (NaN|Infinity|-Infinity) at epoch 2.*the last good checkpoint is kept at .*checkpoint\.bin/);
     expect(readFileSync(path.join(out, 'checkpoint.bin')).equals(checkpoint)).toBe(true);
+  });
+
+  it('--dann --target: trains against the shifted domain, logs target and domain-classifier figures per epoch, and ends with a model', async () => {
+    const out = path.join(dataDir, 'dann');
+    const lines: string[] = [];
+    await runTrain([...base, '--epochs', '2', '--dann', '--target', 'contrast:3', '--out', out], { ...quiet, line: (s) => lines.push(s) });
+    expect(lines).toContain('target domain: contrast-3 (seed 0) made from the same CIFAR-10');
+    expect(lines.filter((l) => /^epoch  \d\/2 .* test \d+\.\d\d%  target \d+\.\d\d%  domain loss \d\.\d{4} acc \d+\.\d\d%/.test(l))).toHaveLength(2);
+    const metrics = readFileSync(path.join(out, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as EpochReport);
+    expect(metrics.map((m) => [typeof m.targetAccuracy, typeof m.domainLoss, typeof m.domainAccuracy])).toEqual(Array(2).fill(['number', 'number', 'number']));
+    const inference = await runOnce(readFileSync(path.join(out, 'model.onnx')), { pixels: { data: new Float32Array(3 * 32 * 32).fill(128), dims: [1, 3, 32, 32] } });
+    expect(inference.probabilities).toHaveLength(10);
+
+    await expect(runTrain([...base, '--dann', '--out', out], quiet)).rejects.toThrow('--dann needs --target FAMILY:SEVERITY');
+    await expect(runTrain([...base, '--target', 'fog:7', '--out', out], quiet)).rejects.toThrow(/--target: severity '7' in 'fog:7' is not one of 1, 2, 3, 4, 5/);
   });
 
   it('draws a \\r-rewritten progress line within an epoch on a terminal, and none off a terminal', async () => {
