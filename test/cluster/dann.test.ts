@@ -17,6 +17,8 @@ import type { RunRequest } from '../../shared/protocol';
 import type { TrainConfig } from '../../shared/training/config';
 import { train } from '../../shared/training/trainer';
 import { ApiClient, ApiError } from '../../workers/gradient/client';
+import { evalLine, pct, progressLine, runShape } from '../../cli/display';
+import { endLine } from '../../cli/watch';
 import { loadOrt } from '../../workers/ort/node';
 import { fixtureFiles } from '../support/cifar-fixture';
 import { runOnce } from '../support/ort';
@@ -105,6 +107,12 @@ describe('a target domain in the cluster', { retry: 1 }, () => {
     expect(bytesOf(run.params).equals(bytesOf(ref.params))).toBe(true);
     expect(bytesOf(run.buffers).equals(bytesOf(ref.buffers))).toBe(true);
     expect(run.final.targetAccuracy).toBe(run.metrics.evals.at(-1)!.targetAccuracy);
+    // The CLI shows the target beside the test split (status, metrics, the end of a watch).
+    const last = run.metrics.evals.at(-1)!;
+    expect(progressLine(run.final)).toContain(`test ${pct(run.final.testAccuracy)} · target ${pct(last.targetAccuracy)}`);
+    expect(runShape(run.final)).toContain('dataset fixture, target fixture-inverted');
+    expect(evalLine(last)).toMatch(/test accuracy \d+\.\d\d% {2}target loss \d+\.\d{4} {2}target accuracy \d+\.\d\d%$/);
+    expect(endLine(run.final)).toContain(`target accuracy ${pct(last.targetAccuracy)} after`);
   }
 
   it('DANN: the target train split feeds the domain classifier, its test split is evaluated with the target statistics each epoch as the trainer does; the model exports and runs', async () => {
