@@ -16,6 +16,7 @@ import { trainingLayout } from '../../shared/models/compile';
 import type { RunRequest } from '../../shared/protocol';
 import type { TrainConfig } from '../../shared/training/config';
 import { train } from '../../shared/training/trainer';
+import { DEFAULT_COMPRESSION, type DilocoConfig } from '../../shared/training/communication';
 import { ApiClient, ApiError } from '../../workers/gradient/client';
 import { evalLine, pct, progressLine, runShape } from '../../cli/display';
 import { endLine } from '../../cli/watch';
@@ -143,6 +144,26 @@ describe('a target domain in the cluster', { retry: 1 }, () => {
     const run = await clusterRun(config);
     expect(run.final.targetAccuracy).not.toBeNull();
     await expectTrainerEquals(config, run);
+  }, 180_000);
+
+  it("DiLoCo (a round of 2 inner steps, each with its own target indices): the run ends with the simulating trainer's parameters and target evaluation", async () => {
+    const diloco: DilocoConfig = { innerSteps: 2, outerLr: 0.7, outerMomentum: 0.9, outerNesterov: true };
+    const config: TrainConfig = { ...DANN, trainLimit: 96, epochs: 1 };
+    const run = await api.createRun(request(config, { cluster: { ...request(config).cluster, diloco } }));
+    const worker = await startWorkerdWorker({ index: 0, apiUrl: coordinator.url });
+    try {
+      await worker.start(run.runId, run.workerToken);
+      const final = await waitFinal(api, run.runId);
+      expect(final).toMatchObject({ state: 'completed', step: 1 });
+    } finally {
+      await worker.dispose();
+    }
+    const [e] = (await api.metrics(run.runId)).evals;
+    const { params } = await api.params(run.runId, 1);
+    const ref = await train({ ort: await loadOrt('web', 1), data: source, target, config, ghostBatch: MICRO_BATCH, communication: { compression: DEFAULT_COMPRESSION, diloco, workers: 1 } });
+    expect(e.targetAccuracy).toBe(ref.history[0].targetAccuracy);
+    expect(Math.abs(e.targetLoss! - ref.history[0].targetLoss!)).toBeLessThanOrEqual(ROUNDING * ref.history[0].targetLoss!);
+    expect(bytesOf(params).equals(bytesOf(ref.params))).toBe(true);
   }, 180_000);
 
   it('refuses a DANN run without a target, an unknown target, one with other classes and one with too few train images, naming targetDataset; no run is stored', async () => {
