@@ -30,7 +30,7 @@ export const CONFIG_FLAGS = {
 type FlagValues = { [K in keyof typeof CONFIG_FLAGS]?: (typeof CONFIG_FLAGS)[K]['type'] extends 'boolean' ? boolean : string };
 
 export const CONFIG_USAGE = `  --preset ${PRESET_NAMES.join('|')}   (default seed-cnn)     --head ${HEAD_NAMES.join('|')} (default align)
-  --dann                 add the adversarial domain classifier (grey images as the target domain)
+  --dann                 add the adversarial domain classifier (needs a target domain: a shifted dataset, --target-dataset for a run)
   --epochs N (10)  --batch N (64)  --eval-batch N (500)  --seed N (1)  --train-limit N (all)
   --optimizer ${OPTIMIZER_KINDS.join('|')} (adam)  --lr X (1e-4)  --momentum X  --nesterov  --weight-decay X
   --schedule ${DECAY_KINDS.join('|')} (constant)  --warmup STEPS  --label-smoothing X

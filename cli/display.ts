@@ -21,7 +21,7 @@ export const stepWord = (s: { config: RunStatus['config'] }): string => (communi
 /** One line: state, epoch/step, loss, train/test accuracy, images/s, workers, ETA. */
 export function progressLine(s: RunStatus): string {
   const epoch = Math.max(1, Math.min(s.epoch + 1, s.epochs));
-  return `${s.state} · epoch ${epoch}/${s.epochs} · ${stepWord(s)} ${s.step}/${s.totalSteps}${s.phase === 'eval' && s.state === 'training' ? ' (evaluating)' : ''} · loss ${s.loss?.toFixed(4) ?? '—'} · train ${pct(s.trainAccuracy)} · test ${pct(s.testAccuracy)} · ${s.imagesPerSecond?.toFixed(0) ?? '—'} img/s · ${s.activeWorkers} workers · ETA ${s.state === 'training' || s.state === 'created' ? duration(s.etaSeconds) : '—'}`;
+  return `${s.state} · epoch ${epoch}/${s.epochs} · ${stepWord(s)} ${s.step}/${s.totalSteps}${s.phase === 'eval' && s.state === 'training' ? ' (evaluating)' : ''} · loss ${s.loss?.toFixed(4) ?? '—'} · train ${pct(s.trainAccuracy)} · test ${pct(s.testAccuracy)}${s.targetAccuracy !== undefined ? ` · target ${pct(s.targetAccuracy)}` : ''} · ${s.imagesPerSecond?.toFixed(0) ?? '—'} img/s · ${s.activeWorkers} workers · ETA ${s.state === 'training' || s.state === 'created' ? duration(s.etaSeconds) : '—'}`;
 }
 
 /** What changes between two progress lines worth a new line when not on a terminal. */
@@ -37,7 +37,7 @@ export function runShape(s: RunStatus): string {
   const c = s.config;
   const { innerSteps } = communicationOf(c.cluster).diloco;
   const steps = innerSteps > 0 ? `rounds (DiLoCo, up to ${innerSteps} inner steps each)` : 'steps';
-  return `${modelName(s)}, ${c.train.epochs} epoch(s) of ${s.totalSteps / c.train.epochs} ${steps}, global batch ${c.train.batch} in shards of ${c.cluster.microBatch}, dataset ${c.dataset}`;
+  return `${modelName(s)}, ${c.train.epochs} epoch(s) of ${s.totalSteps / c.train.epochs} ${steps}, global batch ${c.train.batch} in shards of ${c.cluster.microBatch}, dataset ${c.dataset}${c.targetDataset ? `, target ${c.targetDataset}` : ''}`;
 }
 
 /** The status of one run: a header, the progress line, the error if any. */
@@ -58,7 +58,9 @@ export function runsTable(runs: readonly Partial<RunSummary>[]): string {
 export const stepLine = (m: StepMetric) =>
   `step ${String(m.step).padStart(5)}  epoch ${m.epoch + 1}  loss ${m.loss.toFixed(4)}  accuracy ${pct(m.accuracy).padStart(7)}  ${String(Math.round(m.stepMs)).padStart(6)} ms`;
 
-export const evalLine = (e: EvalMetric) => `eval  epoch ${e.epoch} (after step ${e.step})  test loss ${e.loss.toFixed(4)}  test accuracy ${pct(e.accuracy)}`;
+export const evalLine = (e: EvalMetric) =>
+  `eval  epoch ${e.epoch} (after step ${e.step})  test loss ${e.loss.toFixed(4)}  test accuracy ${pct(e.accuracy)}` +
+  (e.targetAccuracy !== undefined ? `  target loss ${e.targetLoss!.toFixed(4)}  target accuracy ${pct(e.targetAccuracy)}` : '');
 
 /** Steps and evaluations in the order they happened (an epoch's evaluation after its last step). */
 export function metricLines(steps: readonly StepMetric[], evals: readonly EvalMetric[]): { line: string; json: unknown }[] {

@@ -59,6 +59,7 @@ export const RUN_FLAGS = {
   ...CONFIG_FLAGS,
   ...CLUSTER_FLAGS,
   dataset: { type: 'string' },
+  'target-dataset': { type: 'string' },
   captions: { type: 'string' },
   'image-captions': { type: 'string' },
 } as const;
@@ -140,6 +141,7 @@ export function runRequestFromValues(v: Values, clusterDefaults: Partial<Cluster
     ...runRequestOf(config),
     ...(Object.keys(cluster).length ? { cluster } : {}),
     ...(v.dataset ? { dataset: v.dataset } : {}),
+    ...(v['target-dataset'] ? { targetDataset: v['target-dataset'] } : {}),
     ...(v.captions ? { captions: v.captions } : {}),
     ...(v['image-captions'] ? { imageCaptions: v['image-captions'] } : {}),
   };

@@ -14,6 +14,7 @@ ${CONFIG_USAGE}
 ${CLUSTER_USAGE}
   --workers N            gradient-worker invocations to fan out to on Cloudflare (default 2)
   --dataset NAME         a prepared dataset (\`edgetrain prepare\`; default cifar10)
+  --target-dataset NAME  a prepared shifted dataset: its test split is evaluated every epoch; DANN (--dann) trains on its train images
 ${RUN_DATA_USAGE}
   --watch                follow the run until it ends, as \`edgetrain status ID --watch\`
   --json                 print the API's answer (status + workerToken) as JSON

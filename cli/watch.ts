@@ -72,7 +72,9 @@ export const exitCodeOf = (s: RunStatus): number => (s.state === 'completed' ? E
 
 /** The last line after a watch: how the run ended. */
 export function endLine(s: RunStatus): string {
-  if (s.state === 'completed') return `run ${s.runId} completed: test accuracy ${s.testAccuracy === null ? '—' : `${(100 * s.testAccuracy).toFixed(2)}%`} after ${s.step} steps`;
+  const percent = (x: number | null) => (x === null ? '—' : `${(100 * x).toFixed(2)}%`);
+  const target = s.targetAccuracy !== undefined ? `, target accuracy ${percent(s.targetAccuracy)}` : '';
+  if (s.state === 'completed') return `run ${s.runId} completed: test accuracy ${percent(s.testAccuracy)}${target} after ${s.step} steps`;
   if (s.state === 'failed') return `run ${s.runId} failed at step ${s.step}: ${s.error ?? 'no reason given'}`;
   return `run ${s.runId} cancelled at step ${s.step}: \`edgetrain resume ${s.runId}\` continues it`;
 }

@@ -43,7 +43,8 @@ import { FLEET_CHECK_MS, Fleet, RESTART_DELAY_S, SILENT_MARGIN_MS, sendChains, t
 import { CREDENTIAL_TTL_MS, Identities, type Minted } from './identities';
 import { LONG_POLL_MS, LeaseScheduler, pickShard, type LeaseRow } from './lease-scheduler';
 import { fail, ok, type Failure, type Outcome } from './outcome';
-import { FULL_STATE_EVERY, RunStore, type Position, type RunRecord, type StatePoint } from './run-store';
+import { FULL_STATE_EVERY, RunStore, type EvalScore, type Position, type RunRecord, type StatePoint } from './run-store';
+import type { Domain } from '../shared/models/layers';
 import { ShardPlan } from './shard-plan';
 import { checkpointBytes, exportModel, indexRun } from './snapshots';
 import { evalMetrics, runStatus, stepMetrics } from './status';
@@ -212,7 +213,8 @@ export class TrainingCoordinator extends DurableObject<CoordinatorEnv> {
 
   // ---------- run lifecycle ----------
 
-  async create(runId: string, config: RunConfig, manifest: DatasetManifest): Promise<Outcome<RunStatus>> {
+  /** `target`: config.targetDataset's manifest (the API looked it up and checked it against `manifest`). */
+  async create(runId: string, config: RunConfig, manifest: DatasetManifest, target?: DatasetManifest): Promise<Outcome<RunStatus>> {
     // First, so that no await separates the existence check from the run's assignment.
     const graphHash = await runGraphHash(config);
     if (this.run) return fail(409, `run ${this.run.record.runId} already exists here`, 'exists');
@@ -230,7 +232,9 @@ export class TrainingCoordinator extends DurableObject<CoordinatorEnv> {
     const resolved: RunConfig = { ...config, train: { ...config.train, schedule: plan.schedule } };
     // The API read the manifest through checkManifest before calling here.
     const paramSegments = flatLayout(layout.params).slices.map((slice) => slice.size);
-    const spec: RunSpec = { runId, config: resolved, dataset: manifest, paramCount: params.length, bufferCount: buffers.length, graphHash, paramSegments };
+    if (config.train.model.dann && !target) return fail(400, 'a DANN run needs a target domain: config.targetDataset and its manifest', 'config');
+    // The manifests are pinned in the spec: preparing a name again later does not move a run's data.
+    const spec: RunSpec = { runId, config: resolved, dataset: manifest, ...(target ? { targetDataset: target } : {}), paramCount: params.length, bufferCount: buffers.length, graphHash, paramSegments };
     const optimizer = createOptimizer(runOptimizer(config), params.length);
     const now = Date.now();
     const record: RunRecord = { runId, spec, createdAt: now, state: 'created', error: null, updatedAt: now };
@@ -524,15 +528,16 @@ export class TrainingCoordinator extends DurableObject<CoordinatorEnv> {
     this.answered(run, lease, worker);
     const answer = { worker, lossSum: s.lossSum, correct: s.correct, count: s.count };
     const checks = this.evalVerification(run);
-    if (this.verifying(run) && !checks.checks(s.shard) && evalSuspect(s.correct, s.count, this.store.evalReference(s.step))) {
+    const domain = run.shards.evalDomain(s.shard);
+    if (this.verifying(run) && !checks.checks(s.shard) && evalSuspect(s.correct, s.count, this.store.evalReference(s.step, run.shards.evalShardsOf(domain), domain === 'target'))) {
       checks.escalate(s.shard);
       run.counts.suspectEvals++;
     }
     const counted = checks.checks(s.shard) ? await this.settle(run, 'eval', s.shard, leaseId, answer, checks) : answer;
     if (!counted || run.position.phase !== 'eval' || FINAL_STATES.includes(run.record.state)) return ok({ accepted: true, version: run.position.step });
     this.store.addEvalPart(s.step, s.shard, counted.lossSum, counted.correct, counted.count, counted.worker);
-    const totals = this.store.evalTotals(s.step);
-    if (totals.parts === run.shards.evalShards) await this.finishEval(run, totals.lossSum / totals.count, totals.correct / totals.count);
+    // The epoch's evaluation is complete once every shard of both test splits (source, target) is in.
+    if (this.store.evalTotals(s.step).parts === run.shards.evalShards) await this.finishEval(run);
     return ok({ accepted: true, version: run.position.step });
   }
 
@@ -860,14 +865,22 @@ export class TrainingCoordinator extends DurableObject<CoordinatorEnv> {
     if (previous && previous.version !== version.version) this.ctx.waitUntil(run.versions.forget(previous));
   }
 
-  private async finishEval(run: ActiveRun, loss: number, accuracy: number): Promise<void> {
+  /** One domain's test split scored over its counted eval parts. */
+  private evalScore(run: ActiveRun, domain: Domain): EvalScore {
+    const t = this.store.evalTotals(run.position.step, run.shards.evalShardsOf(domain));
+    return { loss: t.lossSum / t.count, accuracy: t.correct / t.count };
+  }
+
+  private async finishEval(run: ActiveRun): Promise<void> {
     const { step } = run.position;
+    const test = this.evalScore(run, 'source');
+    const target = run.record.spec.targetDataset ? this.evalScore(run, 'target') : undefined;
     const epoch = step / run.shards.stepsPerEpoch;
     const now = Date.now();
     run.position = { ...run.position, phase: 'train' };
     run.record.updatedAt = now;
     this.store.transaction(() => {
-      this.store.recordEval(epoch, step, loss, accuracy, now);
+      this.store.recordEval(epoch, step, test, target, now);
       this.leases.forgetEval();
       // An epoch's end is always committed, so the committed position moves on with the phase.
       run.committed = run.position;

@@ -60,6 +60,18 @@ export interface StepRecord {
   readonly workers: Readonly<Record<string, number>>;
 }
 
+/** A range of eval shards, [from, to): one domain's (ShardPlan.evalShardsOf). */
+export interface ShardRange {
+  readonly from: number;
+  readonly to: number;
+}
+
+/** An evaluation's mean loss and accuracy over one test split. */
+export interface EvalScore {
+  readonly loss: number;
+  readonly accuracy: number;
+}
+
 export interface EvalTotals {
   readonly parts: number;
   readonly lossSum: number;
@@ -74,6 +86,8 @@ export interface EpochHistory {
   readonly trainAccuracy: number;
   readonly testLoss: number;
   readonly testAccuracy: number;
+  readonly targetLoss?: number;
+  readonly targetAccuracy?: number;
 }
 
 interface RunRow extends Record<string, string | number | null> {
@@ -190,13 +204,17 @@ export class RunStore {
   }
 
   /**
-   * The accuracy an evaluation part is held against: the median of the evaluation's parts so far
-   * (from 3), else the last evaluation's accuracy; undefined before either exists.
+   * The accuracy an evaluation part of `shards` (one domain's) is held against: the median of the
+   * evaluation's parts of that domain so far (from 3), else the domain's accuracy at the last
+   * evaluation; undefined before either exists. (A shifted target scores far below the source.)
    */
-  evalReference(step: number): number | undefined {
-    const parts = this.sql.exec<{ a: number }>('SELECT CAST(correct AS REAL) / count AS a FROM eval_parts WHERE step = ? ORDER BY a', step).toArray();
+  evalReference(step: number, shards: ShardRange, target: boolean): number | undefined {
+    const parts = this.sql
+      .exec<{ a: number }>('SELECT CAST(correct AS REAL) / count AS a FROM eval_parts WHERE step = ? AND shard >= ? AND shard < ? ORDER BY a', step, shards.from, shards.to)
+      .toArray();
     if (parts.length >= 3) return parts[parts.length >> 1].a;
-    return this.sql.exec<{ accuracy: number }>('SELECT accuracy FROM eval_metrics ORDER BY step DESC LIMIT 1').toArray()[0]?.accuracy;
+    const column = target ? 'target_accuracy' : 'accuracy';
+    return this.sql.exec<{ a: number | null }>(`SELECT ${column} AS a FROM eval_metrics ORDER BY step DESC LIMIT 1`).toArray()[0]?.a ?? undefined;
   }
 
   /** Forgets a worker's parts of an evaluation (it was found lying): their shards are evaluated again. */
@@ -204,29 +222,43 @@ export class RunStore {
     this.sql.exec('DELETE FROM eval_parts WHERE step = ? AND worker = ?', step, worker);
   }
 
-  evalTotals(step: number): EvalTotals {
+  /** The counted parts of an evaluation, of every shard or of `shards` only. */
+  evalTotals(step: number, shards: ShardRange = { from: 0, to: Number.MAX_SAFE_INTEGER }): EvalTotals {
     const t = this.sql
       .exec<{ n: number; loss: number | null; correct: number | null; count: number | null }>(
-        'SELECT COUNT(*) AS n, SUM(loss_sum) AS loss, SUM(correct) AS correct, SUM(count) AS count FROM eval_parts WHERE step = ?',
+        'SELECT COUNT(*) AS n, SUM(loss_sum) AS loss, SUM(correct) AS correct, SUM(count) AS count FROM eval_parts WHERE step = ? AND shard >= ? AND shard < ?',
         step,
+        shards.from,
+        shards.to,
       )
       .one();
     return { parts: t.n, lossSum: t.loss ?? 0, correct: t.correct ?? 0, count: t.count ?? 0 };
   }
 
-  recordEval(epoch: number, step: number, loss: number, accuracy: number, at: number): void {
-    this.sql.exec('INSERT OR REPLACE INTO eval_metrics (epoch, step, loss, accuracy, at) VALUES (?, ?, ?, ?, ?)', epoch, step, loss, accuracy, at);
+  /** An epoch's evaluation: the source test split, and the target's for a run with one. */
+  recordEval(epoch: number, step: number, test: EvalScore, target: EvalScore | undefined, at: number): void {
+    this.sql.exec(
+      'INSERT OR REPLACE INTO eval_metrics (epoch, step, loss, accuracy, target_loss, target_accuracy, at) VALUES (?, ?, ?, ?, ?, ?, ?)',
+      epoch, step, test.loss, test.accuracy, target?.loss ?? null, target?.accuracy ?? null, at,
+    );
   }
 
   /** Every evaluated epoch with the mean training loss and accuracy of its steps. */
   epochHistory(): EpochHistory[] {
     return this.sql
-      .exec<{ epoch: number; test_loss: number; test_accuracy: number; train_loss: number | null; train_accuracy: number | null }>(
-        `SELECT e.epoch, e.loss AS test_loss, e.accuracy AS test_accuracy, AVG(s.loss) AS train_loss, AVG(s.accuracy) AS train_accuracy
+      .exec<{ epoch: number; test_loss: number; test_accuracy: number; target_loss: number | null; target_accuracy: number | null; train_loss: number | null; train_accuracy: number | null }>(
+        `SELECT e.epoch, e.loss AS test_loss, e.accuracy AS test_accuracy, e.target_loss, e.target_accuracy, AVG(s.loss) AS train_loss, AVG(s.accuracy) AS train_accuracy
          FROM eval_metrics e LEFT JOIN step_metrics s ON s.epoch = e.epoch - 1 GROUP BY e.epoch ORDER BY e.epoch`,
       )
       .toArray()
-      .map((r) => ({ epoch: r.epoch, trainLoss: r.train_loss ?? NaN, trainAccuracy: r.train_accuracy ?? NaN, testLoss: r.test_loss, testAccuracy: r.test_accuracy }));
+      .map((r) => ({
+        epoch: r.epoch,
+        trainLoss: r.train_loss ?? NaN,
+        trainAccuracy: r.train_accuracy ?? NaN,
+        testLoss: r.test_loss,
+        testAccuracy: r.test_accuracy,
+        ...(r.target_loss !== null && r.target_accuracy !== null ? { targetLoss: r.target_loss, targetAccuracy: r.target_accuracy } : {}),
+      }));
   }
 
   /** Appends the update that produced version `update.step` to the log. */

@@ -74,6 +74,12 @@ const MIGRATIONS: readonly (readonly string[])[] = [
     // Who answered each evaluation part: a worker found lying by verification loses its parts.
     `ALTER TABLE eval_parts ADD COLUMN worker TEXT`,
   ],
+  [
+    // Runs with a target domain (RunSpec.targetDataset): each epoch's loss and accuracy on the
+    // target's test split, beside the source's; NULL for runs without one and rows before this.
+    `ALTER TABLE eval_metrics ADD COLUMN target_loss REAL`,
+    `ALTER TABLE eval_metrics ADD COLUMN target_accuracy REAL`,
+  ],
 ];
 
 export function migrate(sql: SqlStorage): void {

@@ -3,6 +3,7 @@
 // lease carries. With DiLoCo (cluster.diloco.innerSteps > 0) the coordinator's "step" is a round of
 // inner steps: versions, leases, step records and snapshots count rounds, and this is the one place
 // that maps them to the global steps of the data order. Pure: a function of the run's spec.
+import type { Domain } from '../shared/models/layers';
 import type { IssuedLease, LeaseKind, RunSpec, TrainLeaseRound } from '../shared/protocol';
 import { communicationOf, RoundPlan } from '../shared/training/communication';
 import { RunPlan } from '../shared/training/plan';
@@ -20,7 +21,9 @@ export interface LeaseHead {
 export class ShardPlan {
   readonly plan: RunPlan;
   readonly trainShards: number;
+  /** An evaluation's shards: the source test split's, then (a run with a targetDataset) the target's. */
   readonly evalShards: number;
+  readonly sourceEvalShards: number;
   /** DiLoCo rounds (undefined: synchronous SGD, a coordinator step is a global step). */
   readonly rounds: RoundPlan | undefined;
   /** Coordinator steps (rounds with DiLoCo) per epoch, and in the run. */
@@ -31,7 +34,8 @@ export class ShardPlan {
     const { train, cluster } = spec.config;
     this.plan = new RunPlan(train, spec.dataset.train.count);
     this.trainShards = train.batch / cluster.microBatch;
-    this.evalShards = Math.ceil(spec.dataset.test.count / train.evalBatch);
+    this.sourceEvalShards = Math.ceil(spec.dataset.test.count / train.evalBatch);
+    this.evalShards = this.sourceEvalShards + (spec.targetDataset ? Math.ceil(spec.targetDataset.test.count / train.evalBatch) : 0);
     const { innerSteps } = communicationOf(cluster).diloco;
     this.rounds = innerSteps > 0 ? new RoundPlan(this.plan.stepsPerEpoch, innerSteps) : undefined;
     this.stepsPerEpoch = this.rounds ? this.rounds.roundsPerEpoch : this.plan.stepsPerEpoch;
@@ -65,11 +69,22 @@ export class ShardPlan {
     return this.spec.config.cluster.microBatch * this.globalSteps(step).count;
   }
 
-  /** The test examples of eval shard `shard`. */
-  evalRange(shard: number): { first: number; count: number } {
+  /** The test examples of eval shard `shard`: which domain's test split, and where in it. */
+  evalRange(shard: number): { domain: Domain; first: number; count: number } {
+    const domain = this.evalDomain(shard);
     const size = this.spec.config.train.evalBatch;
-    const first = shard * size;
-    return { first, count: Math.max(0, Math.min(size, this.spec.dataset.test.count - first)) };
+    const first = (domain === 'source' ? shard : shard - this.sourceEvalShards) * size;
+    const test = domain === 'source' ? this.spec.dataset.test : this.spec.targetDataset!.test;
+    return { domain, first, count: Math.max(0, Math.min(size, test.count - first)) };
+  }
+
+  evalDomain(shard: number): Domain {
+    return shard < this.sourceEvalShards ? 'source' : 'target';
+  }
+
+  /** The eval shards of one domain: [from, to). */
+  evalShardsOf(domain: Domain): { from: number; to: number } {
+    return domain === 'source' ? { from: 0, to: this.sourceEvalShards } : { from: this.sourceEvalShards, to: this.evalShards };
   }
 
   /** Epochs completed at `step` (an evaluation still due counts its epoch as not completed). */
@@ -101,8 +116,9 @@ export class ShardPlan {
         ...(ex.dann ? { dann: { indices: [...ex.dann.indices], lambda: ex.dann.lambda } } : {}),
       };
     }
-    const { first, count } = this.evalRange(head.shard);
-    return { ...base, epoch: head.step / this.stepsPerEpoch - 1, split: 'test', indices: Array.from({ length: count }, (_, i) => first + i), firstPosition: first };
+    const { domain, first, count } = this.evalRange(head.shard);
+    const indices = Array.from({ length: count }, (_, i) => first + i);
+    return { ...base, epoch: head.step / this.stepsPerEpoch - 1, split: 'test', indices, firstPosition: first, ...(domain === 'target' ? { domain } : {}) };
   }
 
   /** A DiLoCo lease's examples: the shard of each inner step of round `round`, concatenated. */

@@ -41,7 +41,17 @@ function contributions(column: number | string | null | undefined): Record<strin
 }
 
 export function evalMetrics(sql: SqlStorage): EvalMetric[] {
-  return sql.exec<Record<string, number>>('SELECT * FROM eval_metrics ORDER BY epoch').toArray().map((r) => ({ epoch: r.epoch, step: r.step, loss: r.loss, accuracy: r.accuracy, at: r.at }));
+  return sql
+    .exec<Record<string, number | null>>('SELECT * FROM eval_metrics ORDER BY epoch')
+    .toArray()
+    .map((r) => ({
+      epoch: r.epoch!,
+      step: r.step!,
+      loss: r.loss!,
+      accuracy: r.accuracy!,
+      ...(r.target_loss !== null && r.target_accuracy !== null ? { targetLoss: r.target_loss!, targetAccuracy: r.target_accuracy! } : {}),
+      at: r.at!,
+    }));
 }
 
 /** `position`: the live one (ahead of the committed one between commits). */
@@ -49,7 +59,7 @@ export function runStatus(sql: SqlStorage, record: RunRecord, position: Position
   const { spec } = record;
   const recent = sql.exec<Record<string, number>>('SELECT step, loss, accuracy, images, at FROM step_metrics ORDER BY step DESC LIMIT ?', RATE_WINDOW).toArray();
   const last = recent[0];
-  const lastEval = sql.exec<Record<string, number>>('SELECT loss, accuracy FROM eval_metrics ORDER BY epoch DESC LIMIT 1').toArray()[0];
+  const lastEval = sql.exec<Record<string, number | null>>('SELECT loss, accuracy, target_loss, target_accuracy FROM eval_metrics ORDER BY epoch DESC LIMIT 1').toArray()[0];
   let imagesPerSecond: number | null = null;
   let etaSeconds: number | null = null;
   if (recent.length >= 2) {
@@ -81,6 +91,7 @@ export function runStatus(sql: SqlStorage, record: RunRecord, position: Position
     trainAccuracy: last?.accuracy ?? null,
     testLoss: lastEval?.loss ?? null,
     testAccuracy: lastEval?.accuracy ?? null,
+    ...(spec.targetDataset ? { targetLoss: lastEval?.target_loss ?? null, targetAccuracy: lastEval?.target_accuracy ?? null } : {}),
     imagesPerSecond: final ? null : imagesPerSecond,
     activeWorkers: final ? 0 : workers.filter((w) => w.active).length,
     etaSeconds: final ? 0 : etaSeconds,

@@ -64,6 +64,7 @@ export const trainGraphBatch = (c: ClusterConfig) => c.graphBatch || c.microBatc
 /** Examples per eval-graph run: `cluster.evalGraphBatch`, or the preset's Workers default when 0. */
 export const evalGraphBatch = (config: Pick<RunConfig, 'train' | 'cluster'>) => config.cluster.evalGraphBatch || findBackbone(config.train.model.preset).workers.evalGraphBatch;
 
+/** `blockImages`: images per dataset block (the larger of the source's and the target's). */
 export function estimateWorkerMemory(config: RunConfig, caches: WorkerCaches, blockImages: number): MemoryEstimate {
   const { model } = config.train;
   const perExample = findBackbone(model.preset).workers.wasmMiBPerExample;
@@ -72,7 +73,10 @@ export function estimateWorkerMemory(config: RunConfig, caches: WorkerCaches, bl
   const evalMiB = perExample.eval * Math.min(evalGraphBatch(config), config.train.evalBatch);
   const wasmMiB = WASM_BASE_MIB + trainMiB + evalMiB;
   const blockMiB = (blockImages * RECORD_BYTES) / MiB;
-  const cachesMiB = Math.max(caches.blockCacheMb, blockMiB) + blockMiB + (config.imageCaptions ? caches.captionCacheMb : 0);
+  // The cache evicts down to its budget, except blocks the lease in hand needs (a DANN lease needs one
+  // of the source and one of the target at least), plus the block being fetched.
+  const blocksHeld = model.dann ? 2 : 1;
+  const cachesMiB = Math.max(caches.blockCacheMb, blocksHeld * blockMiB) + blockMiB + (config.imageCaptions ? caches.captionCacheMb : 0);
   const params = flatLayout(trainingLayout(model).params).size;
   const communicationMiB = (params * communicationBytesPerParam(config)) / MiB;
   const jsMiB = JS_BASE_MIB + (params * JS_BYTES_PER_PARAM) / MiB + communicationMiB;

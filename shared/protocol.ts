@@ -120,6 +120,12 @@ export interface RunConfig {
    * caption per train and test record. Without it, concat reads each image's class caption.
    */
   readonly imageCaptions?: string;
+  /**
+   * A prepared dataset of the target domain (a shifted CIFAR-10, e.g. 'cifar10-fog-3'), by name or
+   * manifest id: its test split is evaluated every epoch beside the source's, and a DANN run
+   * (train.model.dann) trains on its train split's images (never their labels). DANN needs one.
+   */
+  readonly targetDataset?: string;
 }
 
 export const clusterConfigFields = strictObject({
@@ -156,6 +162,7 @@ const runRequestFields = trainConfigFields
     dataset: z.string().min(1).max(128),
     captions: z.string().regex(/^[0-9a-f]{64}$/, 'must be a caption set hash: 64 hex digits, as `edgetrain captions` prints it'),
     imageCaptions: z.string().regex(/^[0-9a-f]{64}$/, 'must be an image caption set hash: 64 hex digits, as `edgetrain captions --images` prints it'),
+    targetDataset: z.string().min(1).max(128),
   })
   .partial();
 type RunRequestFields = z.infer<typeof runRequestFields>;
@@ -236,8 +243,18 @@ export const runRequestSchema = runRequestFields
     (req, ctx) => {
       const { head } = withDefaults(req);
       if (req.imageCaptions && head !== 'concat') ctx.addIssue({ code: 'custom', path: ['imageCaptions'], message: `per-image captions feed the concat head; this run's head is '${head}'` });
+      // The caption set covers the source's records; the target's images have none of their own.
+      if (req.imageCaptions && req.targetDataset) ctx.addIssue({ code: 'custom', path: ['imageCaptions'], message: `per-image captions are the source dataset's; a run with targetDataset '${req.targetDataset}' has none for the target's images` });
     },
-    { when: whenValid('model', 'imageCaptions') },
+    { when: whenValid('model', 'imageCaptions', 'targetDataset') },
+  )
+  .superRefine(
+    (req, ctx) => {
+      if (req.model?.dann && !req.targetDataset) {
+        ctx.addIssue({ code: 'custom', path: ['targetDataset'], message: 'a DANN run (model.dann) needs a target domain to align to: a prepared shifted dataset, e.g. `edgetrain prepare --shift fog:3`, which makes cifar10-fog-3' });
+      }
+    },
+    { when: whenValid('model', 'targetDataset') },
   );
 export type RunRequest = z.infer<typeof runRequestSchema>;
 
@@ -252,7 +269,7 @@ export function fieldIssues(errors: readonly string[]): FieldIssue[] {
 /** A request the schema accepted, merged over the defaults. */
 export function resolveRunConfig(req: RunRequest): RunConfig {
   const s = SEED_TRAIN_CONFIG;
-  const { model, optimizer, schedule, cluster, dataset, captions, imageCaptions, ...rest } = req;
+  const { model, optimizer, schedule, cluster, dataset, captions, imageCaptions, targetDataset, ...rest } = req;
   const train: TrainConfig = {
     ...s,
     ...rest,
@@ -261,7 +278,7 @@ export function resolveRunConfig(req: RunRequest): RunConfig {
     schedule: { ...s.schedule, ...schedule },
   };
   const merged = { ...DEFAULT_CLUSTER_CONFIG, ...cluster };
-  return { train, cluster: { ...merged, maxWorkers: maxWorkersOf({ ...merged, maxWorkers: cluster?.maxWorkers }) }, dataset: dataset ?? 'cifar10', ...(captions ? { captions } : {}), ...(imageCaptions ? { imageCaptions } : {}) };
+  return { train, cluster: { ...merged, maxWorkers: maxWorkersOf({ ...merged, maxWorkers: cluster?.maxWorkers }) }, dataset: dataset ?? 'cifar10', ...(captions ? { captions } : {}), ...(imageCaptions ? { imageCaptions } : {}), ...(targetDataset ? { targetDataset } : {}) };
 }
 
 /** Everything a worker needs to compute any lease of a run; fixed for the run's life. */
@@ -269,6 +286,8 @@ export interface RunSpec {
   readonly runId: string;
   readonly config: RunConfig;
   readonly dataset: DatasetManifest;
+  /** config.targetDataset's manifest as it was at run creation (the name may be prepared again later). */
+  readonly targetDataset?: DatasetManifest;
   readonly paramCount: number;
   readonly bufferCount: number;
   /**
@@ -305,7 +324,10 @@ export interface Lease {
   readonly indices: readonly number[];
   /** Position of indices[0] in the epoch order (augmentation key). */
   readonly firstPosition: number;
+  /** DANN: the target examples of the step, indices into the run's targetDataset train split. */
   readonly dann?: { readonly indices: readonly number[]; readonly lambda: number };
+  /** An eval lease of the target's test split ('target'); absent: the run's dataset. */
+  readonly domain?: 'target';
   /**
    * A DiLoCo run's train lease: the round's inner steps. `indices` (and `dann.indices`) are then the
    * shard's examples of each inner step, concatenated (count × microBatch); the answer is the round's
@@ -423,6 +445,9 @@ export interface RunStatus {
   /** The latest evaluation on the test split. */
   readonly testLoss: number | null;
   readonly testAccuracy: number | null;
+  /** Runs with a targetDataset: the latest evaluation on the target's test split. */
+  readonly targetLoss?: number | null;
+  readonly targetAccuracy?: number | null;
   readonly imagesPerSecond: number | null;
   readonly activeWorkers: number;
   readonly etaSeconds: number | null;
@@ -510,8 +535,15 @@ export interface StepPhases {
 export interface EvalMetric {
   readonly epoch: number;
   readonly step: number;
+  /** The test split of the run's dataset. */
   readonly loss: number;
   readonly accuracy: number;
+  /**
+   * Runs with a targetDataset: its test split, with the target's own batch-norm statistics in a DANN
+   * run, the source's otherwise.
+   */
+  readonly targetLoss?: number;
+  readonly targetAccuracy?: number;
   readonly at: number;
 }
 

@@ -39,7 +39,7 @@ describe('resolveRunConfig defaults and merging', () => {
 
   it('merges a partial model over the default model', () => {
     expect(resolved({ model: { head: 'linear' } }).train.model).toEqual({ ...DEFAULT_MODEL_CONFIG, head: 'linear' });
-    expect(resolved({ model: { preset: 'res-cnn', dann: true, labelSmoothing: 0.1 } }).train.model).toEqual({
+    expect(resolved({ model: { preset: 'res-cnn', dann: true, labelSmoothing: 0.1 }, targetDataset: 'cifar10-fog-3' }).train.model).toEqual({
       ...DEFAULT_MODEL_CONFIG,
       preset: 'res-cnn',
       dann: true,
@@ -228,5 +228,26 @@ describe('runRequestSchema issues, as the API reports them', () => {
       { path: 'schedule.totalSteps', message: '5 must be greater than warmupSteps (10) for cosine decay' },
       { path: 'cluster.microBatch', message: '48 must divide the global batch (64) so every shard has the same size' },
     ]);
+  });
+});
+
+describe('targetDataset', () => {
+  it('is kept by name; a run without one has none', () => {
+    expect(resolved({ targetDataset: 'cifar10-fog-3' }).targetDataset).toBe('cifar10-fog-3');
+    expect('targetDataset' in resolved({})).toBe(false);
+  });
+
+  it('a DANN run without one is refused, naming targetDataset and how to make one', () => {
+    const found = issues({ model: { dann: true } });
+    expect(found).toEqual([{ path: 'targetDataset', message: expect.stringContaining('DANN run (model.dann) needs a target domain') }]);
+    expect(found[0].message).toContain('edgetrain prepare --shift fog:3');
+    expect(resolved({ model: { dann: true }, targetDataset: 'cifar10-fog-3' }).train.model.dann).toBe(true);
+  });
+
+  it('is refused empty, beside per-image captions (they are the source\'s), and reported with other fields\' issues', () => {
+    expect(issues({ targetDataset: '' }).map((i) => i.path)).toEqual(['targetDataset']);
+    const both = issues({ model: { head: 'concat' }, imageCaptions: 'a'.repeat(64), targetDataset: 't' });
+    expect(both).toEqual([{ path: 'imageCaptions', message: expect.stringContaining("targetDataset 't'") }]);
+    expect(issues({ batch: 0, model: { dann: true } }).map((i) => i.path).sort()).toEqual(['batch', 'targetDataset']);
   });
 });

@@ -17,6 +17,7 @@ import { requireAccess, requireLeaseToken, type App } from './auth';
 import { FRAME_LIMIT, readBoundedBody } from './bounded-body';
 import { kvCaptionStore, kvHead } from './captions';
 import { findManifest } from './datasets';
+import { findTargetDataset } from './target-dataset';
 import { readVersion } from '../../shared/params-cache';
 import { isLeaseId, leaseIdProblem } from '../../shared/wire';
 import { clip } from '../../shared/schema/clip';
@@ -169,7 +170,9 @@ export const runs = new Hono<App>()
       const problem = `${config.train.model.classes}, but dataset '${config.dataset}' has ${datasetClasses} classes: leave model.classes unset or set it to ${datasetClasses}`;
       return c.json<ErrorBody>({ error: `model.classes is ${problem}`, reason: 'config', issues: [{ path: 'model.classes', message: problem }] }, 400);
     }
-    const fitted = fitWorkerMemory(config, manifest, c.env);
+    const target = await findTargetDataset(c.env.DATA, config, manifest);
+    if ('refusal' in target) return c.json<ErrorBody>(target.refusal, 400);
+    const fitted = fitWorkerMemory(config, manifest, c.env, target.manifest);
     if (!('config' in fitted)) return c.json<ErrorBody>(fitted.body, fitted.status);
     config = fitted.config;
     // Every run reads caption vectors from KV; one that names no set gets the seeded placeholders,
@@ -208,7 +211,7 @@ export const runs = new Hono<App>()
     if (fleetProblem) return c.json<ErrorBody>({ error: fleetProblem, reason: 'config', issues: [{ path: 'cluster.workers', message: fleetProblem }] }, 400);
     const runId = newRunId();
     // The coordinator starts the run's worker chains itself (where the Worker has its work queue).
-    const created = await coordinator(c.env.COORDINATOR, runId).create(runId, config, manifest);
+    const created = await coordinator(c.env.COORDINATOR, runId).create(runId, config, manifest, target.manifest);
     if (!created.ok) return failure(c, created);
     // KV is eventually consistent (https://developers.cloudflare.com/kv/concepts/how-kv-works/): a
     // resend reaching another location within about a minute may not see this yet.

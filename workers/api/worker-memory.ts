@@ -26,13 +26,14 @@ export function workerCaches(env: Env): WorkerCaches | ErrorBody {
   return { blockCacheMb, captionCacheMb };
 }
 
-export function fitWorkerMemory(config: RunConfig, manifest: DatasetManifest, env: Env): Fitted {
+/** `target`: the run's target dataset, whose blocks the workers' cache holds beside the source's. */
+export function fitWorkerMemory(config: RunConfig, manifest: DatasetManifest, env: Env, target?: DatasetManifest): Fitted {
   const budget = megabytes(env, 'WORKER_MEMORY_MB', 0);
   if (typeof budget !== 'number') return { status: 500, body: budget };
   if (!budget) return { config };
   const caches = workerCaches(env);
   if ('error' in caches) return { status: 500, body: caches };
   const fitted = withWorkersGraphBatch(config);
-  const issue = memoryIssue(fitted, caches, manifest.blockImages, budget);
+  const issue = memoryIssue(fitted, caches, Math.max(manifest.blockImages, target?.blockImages ?? 0), budget);
   return issue ? { status: 400, body: { error: issue.error, reason: 'memory', issues: issue.issues } } : { config: fitted };
 }

@@ -9,7 +9,7 @@
 // String.raw and without backticks or "${" so that the text below is the text served.
 
 export const DASHBOARD_STYLE = String.raw`
-:root{--fg:#1d2330;--mute:#6b7385;--line:#e3e6ee;--bg:#f6f7fb;--card:#fff;--acc:#2f6fde;--ok:#1d9a5b;--bad:#d2453b;--warn:#c98a12;font:14px/1.4 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;color:var(--fg);background:var(--bg)}
+:root{--fg:#1d2330;--mute:#6b7385;--line:#e3e6ee;--bg:#f6f7fb;--card:#fff;--acc:#2f6fde;--ok:#1d9a5b;--bad:#d2453b;--warn:#c98a12;--tgt:#8e44ad;font:14px/1.4 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;color:var(--fg);background:var(--bg)}
 body{margin:0}
 header{display:flex;gap:16px;align-items:center;padding:10px 18px;background:#1d2330;color:#fff;flex-wrap:wrap}
 header h1{font-size:17px;margin:0;font-weight:600}
@@ -41,11 +41,11 @@ th{font-weight:600;color:var(--mute);font-size:12px}
 svg{width:100%;height:auto;display:block}
 svg text{font-size:10px;fill:var(--mute)}
 .ax{stroke:var(--line)}
-.s-loss{stroke:var(--bad)}.s-train-accuracy{stroke:var(--acc)}.s-test-accuracy{stroke:var(--ok)}.s-throughput{stroke:var(--warn)}
-circle.s-loss{fill:var(--bad)}circle.s-train-accuracy{fill:var(--acc)}circle.s-test-accuracy{fill:var(--ok)}circle.s-throughput{fill:var(--warn)}
+.s-loss{stroke:var(--bad)}.s-train-accuracy{stroke:var(--acc)}.s-test-accuracy{stroke:var(--ok)}.s-target-accuracy{stroke:var(--tgt)}.s-throughput{stroke:var(--warn)}
+circle.s-loss{fill:var(--bad)}circle.s-train-accuracy{fill:var(--acc)}circle.s-test-accuracy{fill:var(--ok)}circle.s-target-accuracy{fill:var(--tgt)}circle.s-throughput{fill:var(--warn)}
 polyline{fill:none;stroke-width:1.5}
 .legend{font-size:12px;color:var(--mute)}.legend b{font-weight:600}
-.l-train{color:var(--acc)}.l-test{color:var(--ok)}
+.l-train{color:var(--acc)}.l-test{color:var(--ok)}.l-target{color:var(--tgt)}
 pre{margin:0;font-size:12px;overflow:auto;max-height:420px}
 .mute{color:var(--mute)}
 .no{color:var(--bad)}
@@ -201,10 +201,13 @@ export const DASHBOARD_SCRIPT = String.raw`
     if (key === S.drawn) return;
     S.drawn = key;
     var loss = S.steps.map(function (s) { return { x: s.step, y: s.loss }; });
+    var targetEvals = S.evals.filter(function (e) { return typeof e.targetAccuracy === 'number'; });
     chart('chart-loss', [{ name: 'loss', points: loss }], { x0: 0, total: total });
     chart('chart-accuracy', [
       { name: 'train-accuracy', points: S.steps.map(function (s) { return { x: s.step, y: s.accuracy }; }) },
       { name: 'test-accuracy', r: 3.5, points: S.evals.map(function (e) { return { x: e.step, y: e.accuracy, epoch: e.epoch }; }) },
+      // Runs with a target domain: its test split, evaluated beside the source's each epoch.
+      { name: 'target-accuracy', r: 3.5, points: targetEvals.map(function (e) { return { x: e.step, y: e.targetAccuracy, epoch: e.epoch }; }) },
     ], { x0: 0, total: total, y0: 0, y1: 1, pct: true });
     chart('chart-throughput', [{ name: 'throughput', points: S.steps.filter(function (s) { return s.stepMs > 0; }).map(function (s) { return { x: s.step, y: (s.images * 1000) / s.stepMs }; }) }], { x0: 0, total: total, y0: 0 });
     var last = S.steps[S.steps.length - 1];
@@ -212,6 +215,9 @@ export const DASHBOARD_SCRIPT = String.raw`
     var ev = S.evals[S.evals.length - 1];
     $('acc-now').textContent = last ? pct(last.accuracy) : '–';
     $('test-now').textContent = ev ? pct(ev.accuracy) + ' (epoch ' + ev.epoch + ')' : '–';
+    var tv = targetEvals[targetEvals.length - 1];
+    $('target-legend').hidden = !(st && st.config.targetDataset);
+    $('target-now').textContent = tv ? pct(tv.targetAccuracy) + ' (epoch ' + tv.epoch + ')' : '–';
     $('tp-now').textContent = st && st.imagesPerSecond !== null ? fmt(st.imagesPerSecond, 1) + ' images/s' : '–';
   }
 
@@ -230,6 +236,7 @@ export const DASHBOARD_SCRIPT = String.raw`
       kv('workers', String(st.activeWorkers));
       kv('loss', fmt(st.loss, 4));
       kv('test acc.', pct(st.testAccuracy));
+      if (st.config.targetDataset) kv('target acc.', pct(st.targetAccuracy));
       if (st.error) h.appendChild(el('span', { class: 'no' }, st.error));
       $('config').textContent = JSON.stringify(st.config, null, 2);
     } else {
@@ -341,7 +348,7 @@ export const DASHBOARD_HTML = `<!doctype html>
 <section><div id="head"></div></section>
 <div class="grid">
 <section><h2>Loss</h2><div class="legend">train loss per step: <b id="loss-now">–</b></div><svg id="chart-loss" data-chart="loss" role="img" aria-label="training loss per step"></svg></section>
-<section><h2>Accuracy</h2><div class="legend"><span class="l-train">train per step: <b id="acc-now">–</b></span> · <span class="l-test">test per epoch: <b id="test-now">–</b></span></div><svg id="chart-accuracy" data-chart="accuracy" role="img" aria-label="train and test accuracy"></svg></section>
+<section><h2>Accuracy</h2><div class="legend"><span class="l-train">train per step: <b id="acc-now">–</b></span> · <span class="l-test">test per epoch: <b id="test-now">–</b></span><span class="l-target" id="target-legend" hidden> · target per epoch: <b id="target-now">–</b></span></div><svg id="chart-accuracy" data-chart="accuracy" role="img" aria-label="train and test accuracy"></svg></section>
 <section><h2>Throughput</h2><div class="legend">now: <b id="tp-now">–</b>; per step: batch / step time</div><svg id="chart-throughput" data-chart="throughput" role="img" aria-label="images per second per step"></svg></section>
 </div>
 <section class="wide"><h2>Workers</h2><table id="workers"><thead><tr><th>worker</th><th>active</th><th>accepted</th><th>rejected</th><th>excluded</th><th>last seen</th><th title="shards of the last 20 steps counted from this worker">recent shards</th></tr></thead><tbody></tbody></table></section>

@@ -1,6 +1,13 @@
 // Dataset blocks kept in the isolate, least recently used first out, within a byte budget.
-import { blocksFor, decodeBlock, gatherExamples, type DatasetManifest, type RecordBlock, type Split } from '../../shared/data/blocks';
+import { blocksFor, decodeBlock, gatherExamples, type DatasetBlock, type DatasetManifest, type RecordBlock, type Split } from '../../shared/data/blocks';
 import { RECORD_BYTES, type CifarSplit } from '../../shared/data/cifar';
+
+/** Examples to gather: `indices` of one split of one dataset. */
+export interface ExampleRequest {
+  readonly manifest: DatasetManifest;
+  readonly split: Split;
+  readonly indices: readonly number[];
+}
 
 export class BlockCache {
   private readonly blocks = new Map<string, RecordBlock>();
@@ -12,9 +19,19 @@ export class BlockCache {
 
   /** Examples `indices` of a split, gathered in order; fetches the blocks they need. */
   async examples(manifest: DatasetManifest, split: Split, indices: readonly number[], fetchBlock: (sha256: string) => Promise<Uint8Array>): Promise<CifarSplit> {
-    const needed = blocksFor(manifest, split, indices);
-    const keep = new Set(needed.map((b) => b.sha256));
-    for (const block of needed) {
+    return (await this.gather([{ manifest, split, indices }], fetchBlock))[0];
+  }
+
+  /**
+   * The examples of each request (a lease's source and DANN target examples: blocks of two datasets),
+   * gathered in order. No block any of them needs is evicted for another's: blocks are content
+   * addressed, so the datasets share one budget and one key space.
+   */
+  async gather(requests: readonly ExampleRequest[], fetchBlock: (sha256: string) => Promise<Uint8Array>): Promise<CifarSplit[]> {
+    const needed = new Map<string, DatasetBlock>();
+    for (const r of requests) for (const block of blocksFor(r.manifest, r.split, r.indices)) needed.set(block.sha256, block);
+    const keep = new Set(needed.keys());
+    for (const block of needed.values()) {
       const cached = this.blocks.get(block.sha256);
       if (cached) {
         this.hits++;
@@ -29,7 +46,12 @@ export class BlockCache {
       this.blocks.set(block.sha256, records);
       this.bytes += records.records.byteLength;
     }
-    return gatherExamples(manifest, split, indices, (sha) => this.blocks.get(sha)!);
+    return requests.map((r) => gatherExamples(r.manifest, r.split, r.indices, (sha) => this.blocks.get(sha)!));
+  }
+
+  /** Bytes of the blocks held now. */
+  get heldBytes(): number {
+    return this.bytes;
   }
 
   /** Drops the oldest blocks until `incoming` more bytes fit the budget, never one this lease needs. */

@@ -4,6 +4,7 @@
 import type { CifarSplit } from '../../shared/data/cifar';
 import { buildEvalGraph, buildTrainingGraph } from '../../shared/models/compile';
 import { TEXT_DIM } from '../../shared/models/heads';
+import type { Domain } from '../../shared/models/layers';
 import { evalGraphBatch } from '../../shared/memory-budget';
 import type { OrtApi } from '../../shared/onnx/session';
 import type { Lease, RunSpec, TrainLeaseRound } from '../../shared/protocol';
@@ -16,7 +17,7 @@ import { GraphRunner, type RunLayout, type StepResult } from '../../shared/train
 /** A lease's examples, gathered so that example i of the lease is record i. */
 export interface LeaseExamples {
   readonly examples: CifarSplit;
-  /** DANN target examples at the same positions. */
+  /** DANN: the target domain's unlabelled train examples at the same positions (lease.dann.indices). */
   readonly target?: CifarSplit;
   /** Per-image caption vectors [n, 768] (concat head with an image caption set). */
   readonly captions?: Float32Array;
@@ -36,7 +37,8 @@ interface Bound {
 const CAPTION_INPUTS = ['class_text', 'class_texts', 'caption'];
 
 export class GradientEngine {
-  private readonly evals = new Map<number, Promise<Bound>>();
+  /** Eval graphs by domain and batch. */
+  private readonly evals = new Map<string, Promise<Bound>>();
 
   private constructor(
     private readonly ort: OrtApi,
@@ -137,16 +139,18 @@ export class GradientEngine {
 
   /**
    * Summed loss and correct count over the lease's examples, in chunks of the eval graph batch: the
-   * same sums as one graph over the whole lease, in a small graph's memory.
+   * same sums as one graph over the whole lease, in a small graph's memory. A target eval lease of a
+   * DANN run normalises with the target's own batch-norm statistics; otherwise with the source's.
    */
   async evaluate(lease: Lease, params: Float32Array, buffers: Float32Array, data: LeaseExamples): Promise<EvalResult> {
     const n = lease.indices.length;
+    const domain: Domain = lease.domain === 'target' && this.spec.config.train.model.dann ? 'target' : 'source';
     const chunk = Math.min(n, evalGraphBatch(this.spec.config));
     let lossSum = 0;
     let correct = 0;
     for (let first = 0; first < n; first += chunk) {
       const size = Math.min(chunk, n - first);
-      const { runner, feeder } = await this.evalFor(size);
+      const { runner, feeder } = await this.evalFor(size, domain);
       const indices = Array.from({ length: size }, (_, i) => first + i);
       const captions = data.captions?.subarray(first * TEXT_DIM, (first + size) * TEXT_DIM);
       const r = await runner.evaluate(params, buffers, feeder.feeds({ split: data.examples, indices, epoch: lease.epoch, firstPosition: lease.firstPosition + first, captions }, false));
@@ -156,13 +160,14 @@ export class GradientEngine {
     return { lossSum, correct, count: n };
   }
 
-  /** One eval graph per chunk size (the full chunk and a ragged tail). */
-  private evalFor(batch: number): Promise<Bound> {
-    let bound = this.evals.get(batch);
+  /** One eval graph per domain and chunk size (the full chunk and a ragged tail). */
+  private evalFor(batch: number, domain: Domain): Promise<Bound> {
+    const key = `${domain}:${batch}`;
+    let bound = this.evals.get(key);
     if (!bound) {
-      const graph = buildEvalGraph(this.spec.config.train.model, batch);
+      const graph = buildEvalGraph(this.spec.config.train.model, batch, domain);
       bound = GraphRunner.create(this.ort, graph, undefined, this.layout).then((runner) => ({ runner, feeder: new BatchFeeder(graph, this.spec.config.train, this.captions, batch) }));
-      this.evals.set(batch, bound);
+      this.evals.set(key, bound);
     }
     return bound;
   }

@@ -4,7 +4,7 @@ import { TEXT_DIM } from '../../shared/models/heads';
 import type { ChainTicket, Lease, RunSpec, RunState } from '../../shared/protocol';
 import { captionsForModel } from '../../shared/text/caption-store';
 import { encodeEval, type ParameterSet } from '../../shared/wire';
-import type { BlockCache } from './block-cache';
+import type { BlockCache, ExampleRequest } from './block-cache';
 import { GradientAnswers } from './gradient-answers';
 import { ApiError, type ApiClient } from './client';
 import type { LeaseComputer } from './lease-computer';
@@ -146,9 +146,10 @@ export async function workLoop(o: WorkOptions): Promise<WorkReport> {
 async function compute(o: WorkOptions, spec: RunSpec, lease: Lease, params: ParameterSet, answers: GradientAnswers, ms: PhaseTimes, imageCaptions?: ImageCaptionCache): Promise<boolean> {
   let t = Date.now();
   const fetchBlock = (sha: string) => o.api.block(sha);
-  const examples = await o.cache.examples(spec.dataset, lease.split, lease.indices, fetchBlock);
-  const target = lease.dann ? await o.cache.examples(spec.dataset, lease.split, lease.dann.indices, fetchBlock) : undefined;
-  const data = { examples, target, captions: await imageCaptions?.rows(lease.split, lease.indices, (chunk) => o.api.captionChunk(chunk)) };
+  const [examples, target] = await o.cache.gather(exampleRequests(spec, lease), fetchBlock);
+  // Per-image captions are the source's records' (a run with a target domain has none).
+  const captions = lease.domain === 'target' ? undefined : await imageCaptions?.rows(lease.split, lease.indices, (chunk) => o.api.captionChunk(chunk));
+  const data = { examples, target, captions };
   ms.data += Date.now() - t;
   const beat = o.heartbeat ? heartbeats(o.api, lease) : undefined;
   try {
@@ -171,6 +172,20 @@ async function compute(o: WorkOptions, spec: RunSpec, lease: Lease, params: Para
   } finally {
     beat?.stop();
   }
+}
+
+/**
+ * The datasets a lease reads: its examples (the target's test split for a target eval lease), and a
+ * DANN lease's unlabelled target images from the target's train split.
+ */
+function exampleRequests(spec: RunSpec, lease: Lease): ExampleRequest[] {
+  const target = () => {
+    if (!spec.targetDataset) throw new Error(`lease ${lease.leaseId} reads the target domain, and run ${spec.runId} has no targetDataset`);
+    return spec.targetDataset;
+  };
+  const requests: ExampleRequest[] = [{ manifest: lease.domain === 'target' ? target() : spec.dataset, split: lease.split, indices: lease.indices }];
+  if (lease.dann) requests.push({ manifest: target(), split: 'train', indices: lease.dann.indices });
+  return requests;
 }
 
 const isExclusion = (e: unknown): e is ApiError => e instanceof ApiError && e.status === 403 && e.body.reason === 'excluded';
