@@ -40,7 +40,7 @@ export async function prepareDataset(api: ApiClient, data: Cifar10, name = 'cifa
  * CIFAR-10 with a corruption applied to both splits (a shifted target domain), uploaded as a dataset of
  * its own, by default named after the shift (`cifar10-fog-3`).
  */
-export function prepareShiftedDataset(api: ApiClient, data: Cifar10, shift: DomainShift, seed = 0, name = shiftedDatasetName('cifar10', shift), blockImages = DEFAULT_BLOCK_IMAGES, log?: (s: string) => void): Promise<PrepareReport> {
+export function prepareShiftedDataset(api: ApiClient, data: Cifar10, shift: DomainShift, seed = 0, name = shiftedDatasetName('cifar10', shift, seed), blockImages = DEFAULT_BLOCK_IMAGES, log?: (s: string) => void): Promise<PrepareReport> {
   return prepareDataset(api, corruptCifar10(data, shift, seed), name, blockImages, log);
 }
 
@@ -52,7 +52,8 @@ export const PREPARE_USAGE = `edgetrain prepare [options]   upload CIFAR-10 as c
   --shift FAMILY:SEVERITY  a shifted domain instead: both splits corrupted (CIFAR-10-C style), stored as
                          NAME-FAMILY-SEVERITY (cifar10-fog-3); severity 1 … 5, families:
                          ${CORRUPTION_FAMILIES.join(', ')}
-  --shift-seed N (0)     seeds the random corruptions (noise, fog); each image draws from its own generator`;
+  --shift-seed N (0)     seeds the random corruptions (noise, fog); each image draws from its own generator
+                         (a seed other than 0 is part of the name: cifar10-fog-3-seed7)`;
 
 const FLAGS = {
   url: { type: 'string' },
@@ -64,26 +65,30 @@ const FLAGS = {
   'shift-seed': { type: 'string' },
 } as const;
 
-function shiftFlag(raw: string | undefined): DomainShift | undefined {
-  if (raw === undefined) return undefined;
-  try {
-    return parseDomainShift(raw);
-  } catch (e) {
-    throw new UsageError(`--shift: ${(e as Error).message}`);
+/** A shift flag (`--shift`, `--target`: FAMILY:SEVERITY) and its seed flag, or undefined when not given. */
+export function shiftFromFlags(flag: string, raw: string | undefined, seedFlag: string, rawSeed: string | undefined): { shift: DomainShift; seed: number } | undefined {
+  if (raw === undefined) {
+    if (rawSeed !== undefined) throw new UsageError(`--${seedFlag}: only with --${flag}`);
+    return undefined;
   }
+  let shift: DomainShift;
+  try {
+    shift = parseDomainShift(raw);
+  } catch (e) {
+    throw new UsageError(`--${flag}: ${(e as Error).message}`);
+  }
+  return { shift, seed: intFlag(seedFlag, rawSeed, 0) };
 }
 
 export async function runPrepare(argv: string[], log: (s: string) => void = console.log): Promise<PrepareReport> {
   const flags = parseFlags(argv, FLAGS, 'prepare');
   const blockImages = numberFlag('block-images', flags['block-images'], DEFAULT_BLOCK_IMAGES);
-  const shift = shiftFlag(flags.shift);
-  if (!shift && flags['shift-seed'] !== undefined) throw new UsageError('--shift-seed: only with --shift');
-  const shiftSeed = intFlag('shift-seed', flags['shift-seed'], 0);
+  const shifted = shiftFromFlags('shift', flags.shift, 'shift-seed', flags['shift-seed']);
   const name = flags.name ?? 'cifar10';
   const data = await loadCifar10({ path: flags.data, log });
   const { api, close } = await connect(flags);
   try {
-    const report = shift ? await prepareShiftedDataset(api, data, shift, shiftSeed, shiftedDatasetName(name, shift), blockImages) : await prepareDataset(api, data, name, blockImages);
+    const report = shifted ? await prepareShiftedDataset(api, data, shifted.shift, shifted.seed, shiftedDatasetName(name, shifted.shift, shifted.seed), blockImages) : await prepareDataset(api, data, name, blockImages);
     log(`dataset ${report.manifest.name} = ${report.manifest.id}: ${report.uploaded} block(s) uploaded (${(report.bytes / 1e6).toFixed(1)} MB), ${report.skipped} already stored`);
     return report;
   } finally {

@@ -18,7 +18,9 @@ import { CONFIG_FLAGS, CONFIG_USAGE, trainConfigFromValues } from './config-flag
 import { loadCifar10 } from './dataset';
 import { pct, progressLine as statusLine } from './display';
 import { CliError, EXIT } from './errors';
-import { prepareDataset } from './prepare';
+import { prepareDataset, prepareShiftedDataset } from './prepare';
+import { targetShift } from './train';
+import { shiftedDatasetName } from '../shared/data/corruptions';
 import { CLUSTER_FLAGS, CLUSTER_USAGE, DEFAULT_CLUSTER_CONFIG, clusterFromValues, runRequestOf as requestOf } from './run-flags';
 import { removeServerFile, servingUrl, writeServerFile } from './target';
 import { endLine, watchRun } from './watch';
@@ -41,12 +43,14 @@ const FLAGS = {
   run: { type: 'string' },
   captions: { type: 'string' },
   'image-captions': { type: 'string' },
+  target: { type: 'string' },
+  'target-seed': { type: 'string' },
   quiet: { type: 'boolean' },
   verbose: { type: 'boolean' },
 } as const;
 
 /** The flags that describe the run `start` creates; --serve creates none. */
-const RUN_ONLY = [...Object.keys(CONFIG_FLAGS), 'micro-batch', 'graph-batch', 'lease-ms', 'commit-every', 'snapshot-every', 'aggregators', 'max-workers', 'verify-rate', 'verify-tolerance', 'aggregation', 'trim', 'data', 'out', 'keep', 'run', 'captions', 'image-captions'];
+const RUN_ONLY = [...Object.keys(CONFIG_FLAGS), 'micro-batch', 'graph-batch', 'lease-ms', 'commit-every', 'snapshot-every', 'aggregators', 'max-workers', 'verify-rate', 'verify-tolerance', 'aggregation', 'trim', 'data', 'out', 'keep', 'run', 'captions', 'image-captions', 'target', 'target-seed'];
 
 const PROFILES = ['local', 'cloudflare'] as const;
 type Profile = (typeof PROFILES)[number];
@@ -76,6 +80,9 @@ ${CLUSTER_USAGE}
                          \`edgetrain run\`; the cluster's workers join every run in state created or training
   --captions HASH        the class caption set (from \`edgetrain captions\`) the heads read; default: seeded placeholders
   --image-captions HASH  per-image captions for the concat head (from \`edgetrain captions --images\`)
+  --target FAMILY:SEVERITY  a shifted target domain (CIFAR-10 corrupted, prepared once as cifar10-FAMILY-SEVERITY):
+                         its test split is evaluated every epoch; --dann aligns to its train images (required
+                         with --dann)   --target-seed N (0)
   --run ID               continue an existing run of this --state (e.g. after Ctrl-C) instead of creating one
   --verbose              show the workerd processes' own output (coordinator and workers)
 exit codes: 0 the run completed · 1 it failed or was cancelled, or the cluster could not start · 2 usage · 130 Ctrl-C`;
@@ -255,6 +262,7 @@ export async function runStart(argv: string[], log: (s: string) => void = consol
     if (given.length) throw new UsageError(`start: --serve starts no run, so --${given[0]} has no use: give run options to \`edgetrain run\``);
   }
   const config = trainConfigFromValues(flags);
+  const target = flags.run ? undefined : targetShift(flags.target, flags['target-seed'], config.model.dann);
   const workers = intFlag('workers', flags.workers, availableParallelism(), 1);
   const runtime = choiceFlag('runtime', flags.runtime, ['workerd', 'node'] as const, 'workerd');
   const profile = choiceFlag('profile', flags.profile, PROFILES, 'local');
@@ -269,15 +277,21 @@ export async function runStart(argv: string[], log: (s: string) => void = consol
   process.once('SIGTERM', stop);
   try {
     if (flags.serve) return await serveForever(local, state, log);
-    if (!(await local.api.manifest('cifar10'))) {
-      log('dataset cifar10 is not prepared in this cluster yet: preparing it once');
+    const targetDataset = target && shiftedDatasetName('cifar10', target.shift, target.seed);
+    const missing: string[] = [];
+    for (const name of ['cifar10', ...(targetDataset ? [targetDataset] : [])]) if (!(await local.api.manifest(name))) missing.push(name);
+    if (missing.length) {
+      for (const name of missing) log(`dataset ${name} is not prepared in this cluster yet: preparing it once`);
       const data = await loadCifar10({ path: flags.data, log });
-      const report = await prepareDataset(local.api, data, 'cifar10', undefined, process.stderr.isTTY ? (s) => process.stderr.write(s) : undefined);
-      if (process.stderr.isTTY) process.stderr.write('\n');
-      log(`prepared dataset ${report.manifest.id.slice(0, 12)}: ${report.uploaded} block(s) uploaded (${(report.bytes / 1e6).toFixed(1)} MB), ${report.skipped} already stored`);
+      const progress = process.stderr.isTTY ? (s: string) => process.stderr.write(s) : undefined;
+      for (const name of missing) {
+        const report = name === 'cifar10' ? await prepareDataset(local.api, data, name, undefined, progress) : await prepareShiftedDataset(local.api, data, target!.shift, target!.seed, name, undefined, progress);
+        if (progress) process.stderr.write('\n');
+        log(`prepared dataset ${name} = ${report.manifest.id.slice(0, 12)}: ${report.uploaded} block(s) uploaded (${(report.bytes / 1e6).toFixed(1)} MB), ${report.skipped} already stored`);
+      }
     }
     const captions = { ...(flags.captions ? { captions: flags.captions } : {}), ...(flags['image-captions'] ? { imageCaptions: flags['image-captions'] } : {}) };
-    const created = flags.run ? await continueRun(local.api, flags.run) : await local.api.createRun({ ...runRequestOf(config), ...captions, cluster });
+    const created = flags.run ? await continueRun(local.api, flags.run) : await local.api.createRun({ ...runRequestOf(config), ...captions, ...(targetDataset ? { targetDataset } : {}), cluster });
     const runId = created.runId;
     const c = created.config;
     log(`run ${runId}${flags.run ? ` (continued at step ${created.step}, ${created.state})` : ''}: ${c.train.model.preset}/${c.train.model.head}${c.train.model.dann ? '+dann' : ''}, ${c.train.epochs} epoch(s) of ${created.totalSteps / c.train.epochs} steps, global batch ${c.train.batch} in shards of ${c.cluster.microBatch}`);

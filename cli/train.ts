@@ -16,7 +16,8 @@ import { COMMUNICATION_FLAGS, COMMUNICATION_USAGE, communicationFromValues, with
 import { communicationOf } from '../shared/training/communication';
 import { duration } from './display';
 import { loadCifar10 } from './dataset';
-import { CORRUPTION_FAMILIES, corruptCifar10, parseDomainShift, shiftName, type DomainShift } from '../shared/data/corruptions';
+import { CORRUPTION_FAMILIES, corruptCifar10, shiftName, type DomainShift } from '../shared/data/corruptions';
+import { shiftFromFlags } from './prepare';
 import { CliError, EXIT } from './errors';
 
 const FLAGS = {
@@ -177,18 +178,11 @@ export async function runTrain(argv: string[], out: Output = processOutput()): P
   }
 }
 
-function targetShift(raw: string | undefined, seed: string | undefined, dann: boolean): { shift: DomainShift; seed: number } | undefined {
-  if (raw === undefined) {
-    if (dann) throw new UsageError(`--dann needs --target FAMILY:SEVERITY: the shifted domain to align to (e.g. --target fog:3)`);
-    if (seed !== undefined) throw new UsageError('--target-seed needs --target');
-    return undefined;
-  }
-  try {
-    return { shift: parseDomainShift(raw), seed: intFlag('target-seed', seed, 0) };
-  } catch (e) {
-    if (e instanceof UsageError) throw e;
-    throw new UsageError(`--target: ${(e as Error).message}`);
-  }
+/** --target (and --target-seed); a DANN run must have one. */
+export function targetShift(raw: string | undefined, seed: string | undefined, dann: boolean): { shift: DomainShift; seed: number } | undefined {
+  const shifted = shiftFromFlags('target', raw, 'target-seed', seed);
+  if (dann && !shifted) throw new UsageError(`--dann needs --target FAMILY:SEVERITY: the shifted domain to align to (e.g. --target fog:3)`);
+  return shifted;
 }
 
 export const trainCommand: Command = { usage: TRAIN_USAGE, run: async (argv, ctx) => (await runTrain(argv, ctx.out), EXIT.ok) };

@@ -79,7 +79,7 @@ function checkShift(shift: DomainShift): void {
 export const shiftName = (shift: DomainShift): string => `${shift.family}-${shift.severity}`;
 
 /** `cifar10-fog-3`: the dataset a shift of `base` is stored as. */
-export const shiftedDatasetName = (base: string, shift: DomainShift): string => `${base}-${shiftName(shift)}`;
+export const shiftedDatasetName = (base: string, shift: DomainShift, seed = 0): string => `${base}-${shiftName(shift)}${seed ? `-seed${seed}` : ''}`;
 
 /** The random source of image `index` of a split: independent of every other image. */
 export function imageRandom(seed: number, split: SplitName, index: number): () => number {

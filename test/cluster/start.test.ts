@@ -19,7 +19,7 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 const WITHOUT_VOCAB = skipWithout(BERT_VOCAB);
 
 describe('edgetrain start', () => {
-  it('prepares the data once, trains through the cluster and writes the model and metrics', async () => {
+  it('prepares the data once, trains through the cluster and writes the model and metrics; a DANN run with --target likewise', async () => {
     const lines: string[] = [];
     const out = path.join(dir, 'run1');
     const final = await runStart([...base, '--epochs', '2', '--out', out], (s) => lines.push(s));
@@ -31,11 +31,18 @@ describe('edgetrain start', () => {
     expect(metrics.steps).toHaveLength(4);
     expect(metrics.evals).toHaveLength(2);
 
-    // The state persists: a second run finds the dataset prepared.
+    // The state persists: a second run finds the dataset prepared; a DANN run prepares its shifted
+    // target domain once, trains against it, evaluates it every epoch and ends with a model.
     const again: string[] = [];
-    const second = await runStart([...base, '--epochs', '1', '--out', path.join(dir, 'run2'), '--runtime', 'node'], (s) => again.push(s));
+    const out2 = path.join(dir, 'run2');
+    const second = await runStart([...base, '--epochs', '1', '--out', out2, '--runtime', 'node', '--dann', '--target', 'contrast:2'], (s) => again.push(s));
     expect(second.state).toBe('completed');
-    expect(again.some((l) => l.includes('preparing it once'))).toBe(false);
+    expect(again.filter((l) => l.includes('preparing it once'))).toEqual(['dataset cifar10-contrast-2 is not prepared in this cluster yet: preparing it once']);
+    expect(second.config.targetDataset).toBe('cifar10-contrast-2');
+    const dann = JSON.parse(readFileSync(path.join(out2, 'metrics.json'), 'utf8')) as { evals: { targetAccuracy?: number }[] };
+    expect(dann.evals.map((e) => typeof e.targetAccuracy)).toEqual(['number']);
+    expect(readFileSync(path.join(out2, 'model.onnx')).length).toBeGreaterThan(1_000_000);
+    await expect(runStart([...base, '--dann', '--out', path.join(dir, 'no-target')], () => undefined)).rejects.toThrow('--dann needs --target FAMILY:SEVERITY');
   }, 240_000);
 
   it.skipIf(WITHOUT_VOCAB)('embeds the CIFAR-10 captions with the test BERT into the cluster\'s KV once, and a run reads them', async () => {

@@ -229,6 +229,7 @@ describe('names', () => {
   it('names a shift and its dataset', () => {
     expect(shiftName({ family: 'fog', severity: 3 })).toBe('fog-3');
     expect(shiftedDatasetName('cifar10', { family: 'jpeg', severity: 5 })).toBe('cifar10-jpeg-5');
+    expect(shiftedDatasetName('cifar10', { family: 'jpeg', severity: 5 }, 7)).toBe('cifar10-jpeg-5-seed7');
   });
 
   it('corruptSplit refuses an unknown shift and a wrong number of indices', () => {
