@@ -86,9 +86,9 @@ const FLAGS = {
 } as const;
 
 export const CROSS_DOMAIN_USAGE = `npm run experiment -- cross-domain [options]
-  --quick                 a smoke run: 2 seeds, 2 epochs on 2,000 images, 1,000 test images per split
+  --quick                 a smoke run: 2 seeds, 2 epochs on 1,000 images, 500 test images per split
   --presets LIST          (seed-cnn,res-cnn)   --shifts LIST (gaussian_noise:5,contrast:5), FAMILY:SEVERITY each
-  --seeds LIST            (1,2,3)   --epochs N (6)   --train-limit N (10000)   --eval-limit N (0: all)
+  --seeds LIST            (1,2,3)   --epochs N (4)   --train-limit N (3000)   --eval-limit N (2000; 0: all)
   --runtime native|web    (native)  --data PATH (CIFAR-10; default as edgetrain train)
   --captions HASH         class captions stored by \`edgetrain captions\` in the local cluster (--state DIR)
   --out DIR               (docs/data/cross-domain) results.jsonl, table.md, chart.svg
@@ -113,9 +113,9 @@ export function crossDomainOptions(argv: string[]): CrossDomainOptions & { table
     presets,
     shifts,
     seeds,
-    epochs: intFlag('epochs', flags.epochs, quick ? 2 : 6, 1),
-    trainLimit: intFlag('train-limit', flags['train-limit'], quick ? 2000 : 10000, 0),
-    evalLimit: intFlag('eval-limit', flags['eval-limit'], quick ? 1000 : 0, 0),
+    epochs: intFlag('epochs', flags.epochs, quick ? 2 : 4, 1),
+    trainLimit: intFlag('train-limit', flags['train-limit'], quick ? 1000 : 3000, 0),
+    evalLimit: intFlag('eval-limit', flags['eval-limit'], quick ? 500 : 2000, 0),
     runtime: choiceFlag('runtime', flags.runtime, ['native', 'web'] as const, 'native'),
     out: path.resolve(flags.out ?? path.join('docs', 'data', quick ? 'cross-domain-quick' : 'cross-domain')),
     data: flags.data,
@@ -224,9 +224,10 @@ async function storedCaptions(hash: string, state: string | undefined): Promise<
 
 const pct = (x: number) => `${(100 * x).toFixed(2)} %`;
 
-/** mean ± std (n) in points. */
+/** mean ± std (n) in points; n 0 (mean NaN) for no values. */
 function summary(values: readonly number[]): { mean: number; std: number; n: number } {
-  return { mean: 100 * mean(values), std: values.length > 1 ? 100 * std(values) : 0, n: values.length };
+  if (!values.length) return { mean: Number.NaN, std: 0, n: 0 };
+  return { mean: 100 * mean(values), std: 100 * std(values), n: values.length };
 }
 
 /** The markdown table: per preset, a row per configuration, per shift the target accuracy, and the source's. */
@@ -247,20 +248,26 @@ export function crossDomainTable(results: readonly CellResult[]): string {
       const sourceRuns = new Map(of(row).map((r) => [`${r.seed}|${row.includes('DANN') ? r.shift : ''}`, r.sourceAccuracy]));
       lines.push(`| ${row} | ${cell([...sourceRuns.values()])} | ${shifts.map((s) => cell(of(row, s).map((r) => r.targetAccuracy))).join(' | ')} |`);
     }
-    for (const dann of ['DANN', 'align + DANN']) {
+    for (const [row, baseline] of [['DANN', 'source-only'], ['align + DANN', 'source-only'], ['DANN', ADABN]]) {
       const gaps = shifts.map((s) => {
-        const a = summary(of(dann, s).map((r) => r.targetAccuracy));
-        const b = summary(of('source-only', s).map((r) => r.targetAccuracy));
+        const a = summary(of(row, s).map((r) => r.targetAccuracy));
+        const b = summary(of(baseline, s).map((r) => r.targetAccuracy));
         if (!a.n || !b.n) return '—';
         const gap = a.mean - b.mean;
         return `${gap >= 0 ? '+' : ''}${gap.toFixed(2)} (spread ${(a.std + b.std).toFixed(2)})`;
       });
-      lines.push(`| ${dann} − source-only | | ${gaps.join(' | ')} |`);
+      lines.push(`| ${row} − ${baseline} | | ${gaps.join(' | ')} |`);
     }
     lines.push('');
   }
   const r0 = results[0];
-  if (r0) lines.push(`Accuracy in % (mean ± std over seeds, n seeds); ${r0.epochs} epochs on ${r0.trainLimit || 'all'} training images, onnxruntime ${r0.runtime === 'native' ? 'node (native)' : 'web (wasm)'}, captions ${r0.captions}. Spread = the two rows' std summed.`);
+  if (r0) {
+    lines.push(
+      `Accuracy in % (mean ± std over seeds, n results); ${r0.epochs} epochs on ${r0.trainLimit || 'all'} training images, onnxruntime ${r0.runtime === 'native' ? 'node (native)' : 'web (wasm)'}, captions ${r0.captions}. ` +
+        `Gap rows: the difference of the means, and the two rows' std summed. A DANN row's source column pools its models of every shift. ` +
+        `AdaBN re-estimates batch norm on the target's unlabelled train images; a preset without batch norm (seed-cnn) has nothing to re-estimate, so its AdaBN row is source-only's.`,
+    );
+  }
   return lines.join('\n');
 }
 
@@ -273,7 +280,7 @@ export async function writeCrossDomainReport(results: readonly CellResult[], out
       label: `${preset} · ${shift}`,
       bars: ROWS.map((row) => {
         const s = summary(results.filter((r) => r.preset === preset && r.shift === shift && r.configuration === row).map((r) => r.targetAccuracy));
-        return { label: row, mean: s.n ? s.mean : NaN, std: s.std };
+        return { label: row, mean: s.mean, std: s.std };
       }),
     })),
   );
