@@ -10,7 +10,7 @@ import path from 'node:path';
 import { choiceFlag, intFlag, parseFlags, UsageError } from '../cli/args';
 import { connect } from '../cli/connect';
 import { loadCifar10 } from '../cli/dataset';
-import { IMAGE_BYTES, type Cifar10, type CifarSplit } from '../shared/data/cifar';
+import { firstExamples, type Cifar10, type CifarSplit } from '../shared/data/cifar';
 import { corruptCifar10, parseDomainShift, shiftName, type DomainShift } from '../shared/data/corruptions';
 import { TEXT_DIM } from '../shared/models/heads';
 import { PRESET_NAMES, type ModelConfig } from '../shared/models/presets';
@@ -141,10 +141,8 @@ function trainConfig(o: CrossDomainOptions, preset: string, c: Configuration, se
   };
 }
 
-function firstImages(split: CifarSplit, count: number): CifarSplit {
-  if (!count || count >= split.count) return split;
-  return { images: split.images.subarray(0, count * IMAGE_BYTES), labels: split.labels.subarray(0, count), count };
-}
+/** The first `limit` test images (0: all). */
+const testSubset = (split: CifarSplit, limit: number) => (limit ? firstExamples(split, limit) : split);
 
 const cellKey = (r: Pick<CellResult, 'preset' | 'configuration' | 'shift' | 'seed'>) => `${r.preset}|${r.configuration}|${r.shift}|${r.seed}`;
 
@@ -158,10 +156,10 @@ export async function runCrossDomain(o: CrossDomainOptions, log: (s: string) => 
   const resultsFile = path.join(o.out, 'results.jsonl');
   const done = new Set((await readResults(resultsFile)).map(cellKey));
   const source = await loadCifar10({ path: o.data, log });
-  const data: Cifar10 = { ...source, test: firstImages(source.test, o.evalLimit) };
+  const data: Cifar10 = { ...source, test: testSubset(source.test, o.evalLimit) };
   const targets = o.shifts.map((shift) => {
     const t = corruptCifar10(source, shift);
-    return { shift, name: shiftName(shift), data: { ...t, test: firstImages(t.test, o.evalLimit) } };
+    return { shift, name: shiftName(shift), data: { ...t, test: testSubset(t.test, o.evalLimit) } };
   });
   const ort = await loadOrt(o.runtime, 1);
   const captionSet = o.captions ? await storedCaptions(o.captions, o.state) : undefined;

@@ -78,6 +78,12 @@ export function assembleCifar10(files: ReadonlyMap<string, Uint8Array>, source: 
   return { train, test, classes };
 }
 
+/** The first `count` examples of a split, without a copy (the whole split when it has no more). */
+export function firstExamples(split: CifarSplit, count: number): CifarSplit {
+  if (count >= split.count) return split;
+  return { images: split.images.subarray(0, count * IMAGE_BYTES), labels: split.labels.subarray(0, count), count };
+}
+
 function emptySplit(count: number): CifarSplit {
   return { images: new Uint8Array(count * IMAGE_BYTES), labels: new Uint8Array(count), count };
 }

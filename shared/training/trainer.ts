@@ -1,6 +1,6 @@
 // The single-process trainer: the reference the distributed runtime must equal.
 import type { AutodiffOptions } from '../autodiff/rule';
-import { IMAGE_BYTES, type Cifar10, type CifarSplit } from '../data/cifar';
+import { firstExamples, type Cifar10, type CifarSplit } from '../data/cifar';
 import { buildEvalGraph, buildTrainingGraph, trainingLayout } from '../models/compile';
 import type { Domain } from '../models/layers';
 import { adaptBatchNorm } from './adabn';
@@ -130,17 +130,12 @@ export class Evaluator {
   }
 }
 
-function trainSubset(data: Cifar10, count: number): CifarSplit {
-  if (count >= data.train.count) return data.train;
-  return { images: data.train.images.subarray(0, count * IMAGE_BYTES), labels: data.train.labels.subarray(0, count), count };
-}
-
 export async function train(opts: TrainOptions): Promise<TrainerState> {
   const plan = new RunPlan(checkTrainConfig(opts.config), opts.data.train.count);
   const { stepsPerEpoch } = plan;
   // RunPlan checked the schedule it resolved; the rest was checked above.
   const config: TrainConfig = { ...opts.config, schedule: plan.schedule };
-  const split = trainSubset(opts.data, plan.trainCount);
+  const split = firstExamples(opts.data.train, plan.trainCount);
   const ghostBatch = opts.ghostBatch ?? config.batch;
   if (!Number.isInteger(ghostBatch) || ghostBatch < 1 || config.batch % ghostBatch !== 0) {
     throw new RangeError(`ghost batch ${ghostBatch} must divide the batch ${config.batch}`);
