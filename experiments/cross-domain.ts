@@ -88,7 +88,8 @@ const FLAGS = {
 export const CROSS_DOMAIN_USAGE = `npm run experiment -- cross-domain [options]
   --quick                 a smoke run: 2 seeds, 2 epochs on 1,000 images, 500 test images per split
   --presets LIST          (seed-cnn,res-cnn)   --shifts LIST (gaussian_noise:5,contrast:5), FAMILY:SEVERITY each
-  --seeds LIST            (1,2,3)   --epochs N (4)   --train-limit N (3000)   --eval-limit N (2000; 0: all)
+  --seeds LIST            (1,2,3; processes running other seeds or presets may share one --out)
+  --epochs N (4)   --train-limit N (3000)   --eval-limit N (2000; 0: all)
   --runtime native|web    (native)  --data PATH (CIFAR-10; default as edgetrain train)
   --captions HASH         class captions stored by \`edgetrain captions\` in the local cluster (--state DIR)
   --out DIR               (docs/data/cross-domain) results.jsonl, table.md, chart.svg
@@ -146,9 +147,15 @@ const testSubset = (split: CifarSplit, limit: number) => (limit ? firstExamples(
 
 const cellKey = (r: Pick<CellResult, 'preset' | 'configuration' | 'shift' | 'seed'>) => `${r.preset}|${r.configuration}|${r.shift}|${r.seed}`;
 
+/** The results so far, the first line of each cell (runs side by side for other seeds may repeat one). */
 async function readResults(file: string): Promise<CellResult[]> {
   if (!existsSync(file)) return [];
-  return (await readFile(file, 'utf8')).split('\n').filter(Boolean).map((l) => JSON.parse(l) as CellResult);
+  const cells = new Map<string, CellResult>();
+  for (const line of (await readFile(file, 'utf8')).split('\n').filter(Boolean)) {
+    const r = JSON.parse(line) as CellResult;
+    if (!cells.has(cellKey(r))) cells.set(cellKey(r), r);
+  }
+  return [...cells.values()];
 }
 
 export async function runCrossDomain(o: CrossDomainOptions, log: (s: string) => void): Promise<CellResult[]> {
