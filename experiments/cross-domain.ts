@@ -162,6 +162,7 @@ export async function runCrossDomain(o: CrossDomainOptions, log: (s: string) => 
   await mkdir(o.out, { recursive: true });
   const resultsFile = path.join(o.out, 'results.jsonl');
   const done = new Set((await readResults(resultsFile)).map(cellKey));
+  const captionSet = o.captions ? await storedCaptions(o.captions, o.state) : undefined;
   const source = await loadCifar10({ path: o.data, log });
   const data: Cifar10 = { ...source, test: testSubset(source.test, o.evalLimit) };
   const targets = o.shifts.map((shift) => {
@@ -169,7 +170,6 @@ export async function runCrossDomain(o: CrossDomainOptions, log: (s: string) => 
     return { shift, name: shiftName(shift), data: { ...t, test: testSubset(t.test, o.evalLimit) } };
   });
   const ort = await loadOrt(o.runtime, 1);
-  const captionSet = o.captions ? await storedCaptions(o.captions, o.state) : undefined;
   const captionsFor = (model: ModelConfig) => (captionSet ? captionsForModel(captionSet, model, TEXT_DIM, o.captions!) : placeholderCaptions(model.classes, model.captionsPerClass, TEXT_DIM));
   const record = async (r: Omit<CellResult, 'runtime' | 'epochs' | 'trainLimit' | 'captions'>) => {
     const line: CellResult = { ...r, runtime: o.runtime, epochs: o.epochs, trainLimit: o.trainLimit, captions: o.captions ?? 'placeholder' };

@@ -6,7 +6,11 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { crossDomainOptions, crossDomainTable, runCrossDomain, writeCrossDomainReport, type CellResult } from '../../experiments/cross-domain';
 import { groupedBarChart } from '../../experiments/chart';
+import { runCaptions } from '../../cli/embed-captions';
 import { fixtureFiles, writeFolder } from '../support/cifar-fixture';
+import { BERT_VOCAB, skipWithout } from '../support/prerequisites';
+
+const WITHOUT_VOCAB = skipWithout(BERT_VOCAB);
 
 describe('cross-domain experiment', () => {
   it('trains each configuration once per seed (DANN once per shift), records every cell, and a re-run trains nothing', async () => {
@@ -36,6 +40,19 @@ describe('cross-domain experiment', () => {
     await writeCrossDomainReport(rerun, dir);
     expect(readFileSync(path.join(dir, 'table.md'), 'utf8')).toContain('| bn-cnn | source test | target: contrast-3 | target: gaussian_noise-2 |');
     expect(readFileSync(path.join(dir, 'chart.svg'), 'utf8')).toMatch(/^<svg[\s\S]*<\/svg>$/);
+  }, 240_000);
+
+  it.skipIf(WITHOUT_VOCAB)('--captions HASH trains the heads on a caption set stored in the local cluster; an unknown hash names it', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'edgetrain-xd-captions-'));
+    writeFolder(path.join(dir, 'cifar'), fixtureFiles(40));
+    const state = path.join(dir, 'state');
+    const stored = await runCaptions(['--test-model', '--state', state], () => undefined);
+    const hash = 'entry' in stored ? stored.entry.key.slice('captions/'.length) : '';
+    const argv = (captions: string) => ['--presets', 'seed-cnn', '--shifts', 'contrast:3', '--seeds', '1', '--epochs', '1', '--train-limit', '128', '--eval-limit', '50', '--runtime', 'web', '--data', path.join(dir, 'cifar'), '--out', path.join(dir, captions.slice(0, 8)), '--captions', captions, '--state', state];
+    const results = await runCrossDomain(crossDomainOptions(argv(hash)), () => undefined);
+    expect(results.length).toBe(6);
+    expect(new Set(results.map((r) => r.captions))).toEqual(new Set([hash]));
+    await expect(runCrossDomain(crossDomainOptions(argv('0'.repeat(64))), () => undefined)).rejects.toThrow(`caption set ${'0'.repeat(64)} is not stored`);
   }, 240_000);
 
   it('tables mean ± sample std over seeds and the gaps to source-only and AdaBN', () => {
