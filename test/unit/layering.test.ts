@@ -10,7 +10,7 @@ import { cycles, readImportGraph, upwardEdges, type ImportGraph } from '../suppo
  * Lowest first. shared/ is pure code for every runtime, itself layered from the schema builders (every
  * config's bounds are written with them) and the graph builder up to the training loop, with the contract modules (shared/*.ts: protocol, auth, …) on top; then the
  * coordinator, the Worker entry points (API, gradient workers, ORT loading), the CLI, the benches, the
- * scaling simulator and the tests. `examples/` imports only onnxruntime.
+ * scaling simulator, the experiments and the tests. `examples/` imports only onnxruntime.
  */
 export const LAYERS = [
   'shared/schema',
@@ -28,6 +28,7 @@ export const LAYERS = [
   'cli',
   'bench',
   'sim',
+  'experiments',
   'examples',
   'test',
   'vitest.config.ts',
@@ -40,7 +41,7 @@ describe('layering of the import graph', () => {
 
   it('reads the whole project: every folder of the layout, hundreds of edges', () => {
     const files = [...graph.keys()];
-    for (const folder of ['shared/', 'coordinator/', 'workers/', 'cli/', 'bench/', 'sim/', 'test/']) expect(files.some((f) => f.startsWith(folder)), folder).toBe(true);
+    for (const folder of ['shared/', 'coordinator/', 'workers/', 'cli/', 'bench/', 'sim/', 'experiments/', 'test/']) expect(files.some((f) => f.startsWith(folder)), folder).toBe(true);
     expect([...graph.values()].reduce((n, t) => n + t.length, 0)).toBeGreaterThan(300);
     expect(graph.get('coordinator/coordinator.ts')).toContain('coordinator/run-store.ts');
   });
