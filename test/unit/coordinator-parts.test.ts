@@ -245,7 +245,7 @@ describe('ShardPlan', () => {
 
   it('splits a step into batch / microBatch shards and an evaluation into evalBatch shards with a short last one', () => {
     expect([plan.trainShards, plan.evalShards]).toEqual([3, 3]);
-    expect([0, 1, 2].map((s) => plan.evalRange(s))).toEqual([{ first: 0, count: 50 }, { first: 50, count: 50 }, { first: 100, count: 20 }]);
+    expect([0, 1, 2].map((s) => plan.evalRange(s))).toEqual([{ domain: 'source', first: 0, count: 50 }, { domain: 'source', first: 50, count: 50 }, { domain: 'source', first: 100, count: 20 }]);
     expect([plan.examplesPerLease('train'), plan.examplesPerLease('eval')]).toEqual([32, 50]);
   });
 
