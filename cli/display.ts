@@ -18,10 +18,14 @@ export function timestamp(ms: number): string {
 /** What a run's steps are: DiLoCo runs count rounds of H inner steps. */
 export const stepWord = (s: { config: RunStatus['config'] }): string => (communicationOf(s.config.cluster).diloco.innerSteps > 0 ? 'round' : 'step');
 
-/** One line: state, epoch/step, loss, train/test accuracy, images/s, workers, ETA. */
+/** A DANN run's domain classifier: `domain loss 0.69 acc 52.1%` (a dash for a figure not yet known). */
+export const domainFigures = (loss: number | null | undefined, accuracy: number | null | undefined): string =>
+  `domain loss ${loss === null || loss === undefined ? '—' : loss.toFixed(2)} acc ${accuracy === null || accuracy === undefined ? '—' : `${(100 * accuracy).toFixed(1)}%`}`;
+
+/** One line: state, epoch/step, loss, train/test accuracy (target, domain classifier), images/s, workers, ETA. */
 export function progressLine(s: RunStatus): string {
   const epoch = Math.max(1, Math.min(s.epoch + 1, s.epochs));
-  return `${s.state} · epoch ${epoch}/${s.epochs} · ${stepWord(s)} ${s.step}/${s.totalSteps}${s.phase === 'eval' && s.state === 'training' ? ' (evaluating)' : ''} · loss ${s.loss?.toFixed(4) ?? '—'} · train ${pct(s.trainAccuracy)} · test ${pct(s.testAccuracy)}${s.targetAccuracy !== undefined ? ` · target ${pct(s.targetAccuracy)}` : ''} · ${s.imagesPerSecond?.toFixed(0) ?? '—'} img/s · ${s.activeWorkers} workers · ETA ${s.state === 'training' || s.state === 'created' ? duration(s.etaSeconds) : '—'}`;
+  return `${s.state} · epoch ${epoch}/${s.epochs} · ${stepWord(s)} ${s.step}/${s.totalSteps}${s.phase === 'eval' && s.state === 'training' ? ' (evaluating)' : ''} · loss ${s.loss?.toFixed(4) ?? '—'} · train ${pct(s.trainAccuracy)} · test ${pct(s.testAccuracy)}${s.targetAccuracy !== undefined ? ` · target ${pct(s.targetAccuracy)}` : ''}${s.domainAccuracy !== undefined ? ` · ${domainFigures(s.domainLoss, s.domainAccuracy)}` : ''} · ${s.imagesPerSecond?.toFixed(0) ?? '—'} img/s · ${s.activeWorkers} workers · ETA ${s.state === 'training' || s.state === 'created' ? duration(s.etaSeconds) : '—'}`;
 }
 
 /** What changes between two progress lines worth a new line when not on a terminal. */
@@ -56,11 +60,13 @@ export function runsTable(runs: readonly Partial<RunSummary>[]): string {
 }
 
 export const stepLine = (m: StepMetric) =>
-  `step ${String(m.step).padStart(5)}  epoch ${m.epoch + 1}  loss ${m.loss.toFixed(4)}  accuracy ${pct(m.accuracy).padStart(7)}  ${String(Math.round(m.stepMs)).padStart(6)} ms`;
+  `step ${String(m.step).padStart(5)}  epoch ${m.epoch + 1}  loss ${m.loss.toFixed(4)}  accuracy ${pct(m.accuracy).padStart(7)}  ${String(Math.round(m.stepMs)).padStart(6)} ms` +
+  (m.domainAccuracy !== undefined ? `  ${domainFigures(m.domainLoss, m.domainAccuracy)}` : '');
 
 export const evalLine = (e: EvalMetric) =>
   `eval  epoch ${e.epoch} (after step ${e.step})  test loss ${e.loss.toFixed(4)}  test accuracy ${pct(e.accuracy)}` +
-  (e.targetAccuracy !== undefined ? `  target loss ${e.targetLoss!.toFixed(4)}  target accuracy ${pct(e.targetAccuracy)}` : '');
+  (e.targetAccuracy !== undefined ? `  target loss ${e.targetLoss!.toFixed(4)}  target accuracy ${pct(e.targetAccuracy)}` : '') +
+  (e.domainAccuracy !== undefined ? `  ${domainFigures(e.domainLoss, e.domainAccuracy)}` : '');
 
 /** Steps and evaluations in the order they happened (an epoch's evaluation after its last step). */
 export function metricLines(steps: readonly StepMetric[], evals: readonly EvalMetric[]): { line: string; json: unknown }[] {

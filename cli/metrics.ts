@@ -16,6 +16,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 export const metricsCommand: Command = {
   usage: `edgetrain metrics ID [options]   per-step loss, accuracy and step time; per-epoch test loss and accuracy
+                         (and target's; a DANN run's domain classifier loss and accuracy per step and epoch)
   --since STEP           only steps after STEP (default: all)
   --json                 the API's JSON ({"steps": [...], "evals": [...]}); with --follow, one JSON line per entry
   --follow               keep printing new steps and evaluations until the run ends

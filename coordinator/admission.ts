@@ -106,11 +106,17 @@ function varianceMask(spec: RunSpec): Uint8Array {
 /**
  * A finite gradient frame's loss, correct count and batch statistics against what is possible: a
  * `correct` within the shard, a loss in [0, LOSS_CAP], statistics within ±STAT_CAP and variances not
- * negative. Expects the shape already checked.
+ * negative; domain figures (the wire checked their range against the shard) exactly when the run is
+ * DANN, their loss within LOSS_CAP too. Expects the shape already checked. A non-finite answer, a
+ * divergence report, is judged before this and carries no domain figures.
  */
-export function gradientRangeProblem(s: Pick<GradientSubmission, 'count' | 'loss' | 'correct' | 'stats'>, spec: RunSpec): Failure | undefined {
+export function gradientRangeProblem(s: Pick<GradientSubmission, 'count' | 'loss' | 'correct' | 'stats' | 'domain'>, spec: RunSpec): Failure | undefined {
   if (!Number.isInteger(s.correct) || s.correct < 0 || s.correct > s.count) return fail(422, `${s.correct} correct predictions in a shard of ${s.count} is impossible`, 'range');
   if (!(s.loss >= 0 && s.loss <= LOSS_CAP)) return fail(422, `loss ${s.loss} is outside [0, ${LOSS_CAP}]`, 'range');
+  const dann = spec.config.train.model.dann;
+  if (dann && !s.domain) return fail(400, "a DANN run's gradient frame carries the domain classifier's loss and correct count; this one has none", 'domain');
+  if (!dann && s.domain) return fail(400, 'the frame carries domain figures; this run trains no domain classifier (not DANN)', 'domain');
+  if (s.domain && s.domain.loss > LOSS_CAP) return fail(422, `domain loss ${s.domain.loss} is outside [0, ${LOSS_CAP}]`, 'range');
   const mask = varianceMask(spec);
   for (let i = 0; i < s.stats.length; i++) {
     const v = s.stats[i];

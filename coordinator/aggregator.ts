@@ -51,7 +51,7 @@ export class GradientAggregator extends DurableObject<AggregatorEnv> {
     let check: ShardCheck;
     try {
       frame = decodeGradient(new Uint8Array(body), runEncodings(this.spec).gradients);
-      const head = { leaseId: frame.leaseId, version: frame.version, step: frame.step, shard: frame.shard, count: frame.count, loss: frame.loss, correct: frame.correct };
+      const head = { leaseId: frame.leaseId, version: frame.version, step: frame.step, shard: frame.shard, count: frame.count, loss: frame.loss, correct: frame.correct, ...(frame.domain ? { domain: frame.domain } : {}) };
       check = { kind: 'frame', head, ...gradientFindings(frame, this.spec) };
     } catch (e) {
       check = { kind: 'unreadable', reason: e instanceof WireError ? e.reason : 'format', message: e instanceof Error ? e.message : String(e) };
@@ -86,7 +86,7 @@ export class GradientAggregator extends DurableObject<AggregatorEnv> {
     if (sum.shards.some((s) => s.shard === frame.shard)) return { ok: true, value: reply };
     for (let i = 0; i < sum.grads.length; i++) sum.grads[i] += frame.grads[i];
     for (let i = 0; i < sum.stats.length; i++) sum.stats[i] += frame.stats[i];
-    sum.shards.push({ shard: frame.shard, worker, loss: frame.loss, correct: frame.correct });
+    sum.shards.push({ shard: frame.shard, worker, loss: frame.loss, correct: frame.correct, ...(frame.domain ? { domain: frame.domain } : {}) });
     sum.leases.push(leaseId);
     sum.decodeMs += decodeMs;
     sum.sumMs += performance.now() - t0;

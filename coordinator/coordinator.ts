@@ -400,7 +400,7 @@ export class TrainingCoordinator extends DurableObject<CoordinatorEnv> {
     const t1 = performance.now();
     sum.decodeMs += t1 - t0;
     this.answered(run, lease, worker);
-    const result: ShardResult = { shard: s.shard, worker, loss: s.loss, correct: s.correct, grads: s.grads, stats: s.stats };
+    const result: ShardResult = { shard: s.shard, worker, loss: s.loss, correct: s.correct, grads: s.grads, stats: s.stats, ...(s.domain ? { domain: s.domain } : {}) };
     if (!run.verify.checks(s.shard)) {
       sum.add(result);
       sum.sumMs += performance.now() - t1;
@@ -815,6 +815,7 @@ export class TrainingCoordinator extends DurableObject<CoordinatorEnv> {
         stepMs: now - sum.firstLeaseAt,
         at: now,
         workers: mean.workers,
+        ...(mean.domain ? { domain: mean.domain } : {}),
       });
     });
     const commitMs = performance.now() - t;
@@ -880,7 +881,7 @@ export class TrainingCoordinator extends DurableObject<CoordinatorEnv> {
     run.position = { ...run.position, phase: 'train' };
     run.record.updatedAt = now;
     this.store.transaction(() => {
-      this.store.recordEval(epoch, step, test, target, now);
+      this.store.recordEval(epoch, step, test, target, this.store.epochDomain(epoch - 1), now);
       this.leases.forgetEval();
       // An epoch's end is always committed, so the committed position moves on with the phase.
       run.committed = run.position;

@@ -4,6 +4,7 @@
 // them commit together (and `transaction` makes that explicit where it matters).
 import type { DurableObjectStorage, SqlStorage } from '@cloudflare/workers-types/index';
 import type { LeaseKind, RunSpec, RunState, StepPhases } from '../shared/protocol';
+import type { DomainResult } from '../shared/training/step';
 import { decodeUpdate, encodeUpdate, type StepUpdate } from '../shared/wire';
 import { migrate } from './schema';
 
@@ -58,6 +59,8 @@ export interface StepRecord {
   readonly at: number;
   /** Whose answers the step counted: worker id → shards. */
   readonly workers: Readonly<Record<string, number>>;
+  /** DANN: the domain classifier's loss (mean over the shards) and correct count over the step's 2 × images source and target images. */
+  readonly domain?: DomainResult;
 }
 
 /** A range of eval shards, [from, to): one domain's (ShardPlan.evalShardsOf). */
@@ -68,6 +71,16 @@ export interface ShardRange {
 
 /** An evaluation's mean loss and accuracy over one test split. */
 export interface EvalScore {
+  readonly loss: number;
+  readonly accuracy: number;
+}
+
+/**
+ * DANN: the domain classifier over an epoch's training steps: the images-weighted mean of the steps'
+ * domain losses (the mean over its graph runs, as the trainer reports it) and the accuracy over the
+ * epoch's source and target images.
+ */
+export interface DomainScore {
   readonly loss: number;
   readonly accuracy: number;
 }
@@ -88,6 +101,8 @@ export interface EpochHistory {
   readonly testAccuracy: number;
   readonly targetLoss?: number;
   readonly targetAccuracy?: number;
+  readonly domainLoss?: number;
+  readonly domainAccuracy?: number;
 }
 
 interface RunRow extends Record<string, string | number | null> {
@@ -180,9 +195,21 @@ export class RunStore {
 
   recordStep(m: StepRecord): void {
     this.sql.exec(
-      'INSERT OR REPLACE INTO step_metrics (step, epoch, loss, accuracy, images, step_ms, coordinator_ms, at, workers) VALUES (?, ?, ?, ?, ?, ?, 0, ?, ?)',
-      m.step, m.epoch, m.loss, m.accuracy, m.images, m.stepMs, m.at, JSON.stringify(m.workers),
+      'INSERT OR REPLACE INTO step_metrics (step, epoch, loss, accuracy, images, step_ms, coordinator_ms, at, workers, domain_loss, domain_correct) VALUES (?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?)',
+      m.step, m.epoch, m.loss, m.accuracy, m.images, m.stepMs, m.at, JSON.stringify(m.workers), m.domain?.loss ?? null, m.domain?.correct ?? null,
     );
+  }
+
+  /** The domain classifier over the recorded steps of epoch `epoch` (0-based, as step_metrics counts), or undefined when none carry it. */
+  epochDomain(epoch: number): DomainScore | undefined {
+    const t = this.sql
+      .exec<{ loss: number | null; correct: number | null; images: number | null }>(
+        'SELECT SUM(domain_loss * images) AS loss, SUM(domain_correct) AS correct, SUM(images) AS images FROM step_metrics WHERE epoch = ? AND domain_loss IS NOT NULL',
+        epoch,
+      )
+      .one();
+    if (!t.images || t.loss === null || t.correct === null) return undefined;
+    return { loss: t.loss / t.images, accuracy: t.correct / (2 * t.images) };
   }
 
   /** The coordinator's own time on a step, known only once its commit is done. */
@@ -235,19 +262,22 @@ export class RunStore {
     return { parts: t.n, lossSum: t.loss ?? 0, correct: t.correct ?? 0, count: t.count ?? 0 };
   }
 
-  /** An epoch's evaluation: the source test split, and the target's for a run with one. */
-  recordEval(epoch: number, step: number, test: EvalScore, target: EvalScore | undefined, at: number): void {
+  /** An epoch's evaluation: the source test split, the target's for a run with one, and a DANN run's domain classifier over the epoch. */
+  recordEval(epoch: number, step: number, test: EvalScore, target: EvalScore | undefined, domain: DomainScore | undefined, at: number): void {
     this.sql.exec(
-      'INSERT OR REPLACE INTO eval_metrics (epoch, step, loss, accuracy, target_loss, target_accuracy, at) VALUES (?, ?, ?, ?, ?, ?, ?)',
-      epoch, step, test.loss, test.accuracy, target?.loss ?? null, target?.accuracy ?? null, at,
+      'INSERT OR REPLACE INTO eval_metrics (epoch, step, loss, accuracy, target_loss, target_accuracy, domain_loss, domain_accuracy, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)',
+      epoch, step, test.loss, test.accuracy, target?.loss ?? null, target?.accuracy ?? null, domain?.loss ?? null, domain?.accuracy ?? null, at,
     );
   }
 
   /** Every evaluated epoch with the mean training loss and accuracy of its steps. */
   epochHistory(): EpochHistory[] {
     return this.sql
-      .exec<{ epoch: number; test_loss: number; test_accuracy: number; target_loss: number | null; target_accuracy: number | null; train_loss: number | null; train_accuracy: number | null }>(
-        `SELECT e.epoch, e.loss AS test_loss, e.accuracy AS test_accuracy, e.target_loss, e.target_accuracy, AVG(s.loss) AS train_loss, AVG(s.accuracy) AS train_accuracy
+      .exec<{
+        epoch: number; test_loss: number; test_accuracy: number; target_loss: number | null; target_accuracy: number | null; domain_loss: number | null; domain_accuracy: number | null;
+        train_loss: number | null; train_accuracy: number | null;
+      }>(
+        `SELECT e.epoch, e.loss AS test_loss, e.accuracy AS test_accuracy, e.target_loss, e.target_accuracy, e.domain_loss, e.domain_accuracy, AVG(s.loss) AS train_loss, AVG(s.accuracy) AS train_accuracy
          FROM eval_metrics e LEFT JOIN step_metrics s ON s.epoch = e.epoch - 1 GROUP BY e.epoch ORDER BY e.epoch`,
       )
       .toArray()
@@ -258,6 +288,7 @@ export class RunStore {
         testLoss: r.test_loss,
         testAccuracy: r.test_accuracy,
         ...(r.target_loss !== null && r.target_accuracy !== null ? { targetLoss: r.target_loss, targetAccuracy: r.target_accuracy } : {}),
+        ...(r.domain_loss !== null && r.domain_accuracy !== null ? { domainLoss: r.domain_loss, domainAccuracy: r.domain_accuracy } : {}),
       }));
   }
 

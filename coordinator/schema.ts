@@ -80,6 +80,15 @@ const MIGRATIONS: readonly (readonly string[])[] = [
     `ALTER TABLE eval_metrics ADD COLUMN target_loss REAL`,
     `ALTER TABLE eval_metrics ADD COLUMN target_accuracy REAL`,
   ],
+  [
+    // DANN runs: each step's domain classifier loss (mean over its shards) and correct count (of its
+    // 2 × images source and target images), and each epoch's loss and accuracy over its steps; NULL for
+    // other runs and rows before this.
+    `ALTER TABLE step_metrics ADD COLUMN domain_loss REAL`,
+    `ALTER TABLE step_metrics ADD COLUMN domain_correct INTEGER`,
+    `ALTER TABLE eval_metrics ADD COLUMN domain_loss REAL`,
+    `ALTER TABLE eval_metrics ADD COLUMN domain_accuracy REAL`,
+  ],
 ];
 
 export function migrate(sql: SqlStorage): void {

@@ -25,6 +25,7 @@ export function stepMetrics(sql: SqlStorage, sinceStep: number, limit = 10_000):
         at: r.at as number,
         ...(workers ? { workers } : {}),
         ...(phases ? { phases } : {}),
+        ...(typeof r.domain_loss === 'number' && typeof r.domain_correct === 'number' ? { domainLoss: r.domain_loss, domainAccuracy: r.domain_correct / (2 * (r.images as number)) } : {}),
       };
     });
 }
@@ -50,6 +51,7 @@ export function evalMetrics(sql: SqlStorage): EvalMetric[] {
       loss: r.loss!,
       accuracy: r.accuracy!,
       ...(r.target_loss !== null && r.target_accuracy !== null ? { targetLoss: r.target_loss!, targetAccuracy: r.target_accuracy! } : {}),
+      ...(typeof r.domain_loss === 'number' && typeof r.domain_accuracy === 'number' ? { domainLoss: r.domain_loss, domainAccuracy: r.domain_accuracy } : {}),
       at: r.at!,
     }));
 }
@@ -59,7 +61,7 @@ export function runStatus(sql: SqlStorage, record: RunRecord, position: Position
   const { spec } = record;
   const recent = sql.exec<Record<string, number>>('SELECT step, loss, accuracy, images, at FROM step_metrics ORDER BY step DESC LIMIT ?', RATE_WINDOW).toArray();
   const last = recent[0];
-  const lastEval = sql.exec<Record<string, number | null>>('SELECT loss, accuracy, target_loss, target_accuracy FROM eval_metrics ORDER BY epoch DESC LIMIT 1').toArray()[0];
+  const lastEval = sql.exec<Record<string, number | null>>('SELECT loss, accuracy, target_loss, target_accuracy, domain_loss, domain_accuracy FROM eval_metrics ORDER BY epoch DESC LIMIT 1').toArray()[0];
   let imagesPerSecond: number | null = null;
   let etaSeconds: number | null = null;
   if (recent.length >= 2) {
@@ -92,6 +94,7 @@ export function runStatus(sql: SqlStorage, record: RunRecord, position: Position
     testLoss: lastEval?.loss ?? null,
     testAccuracy: lastEval?.accuracy ?? null,
     ...(spec.targetDataset ? { targetLoss: lastEval?.target_loss ?? null, targetAccuracy: lastEval?.target_accuracy ?? null } : {}),
+    ...(spec.config.train.model.dann ? { domainLoss: lastEval?.domain_loss ?? null, domainAccuracy: lastEval?.domain_accuracy ?? null } : {}),
     imagesPerSecond: final ? null : imagesPerSecond,
     activeWorkers: final ? 0 : workers.filter((w) => w.active).length,
     etaSeconds: final ? 0 : etaSeconds,

@@ -148,9 +148,17 @@ function sameBits(a: Float32Array, b: Float32Array): boolean {
 
 const close = (a: number, b: number, tolerance: number) => Math.abs(a - b) <= tolerance * Math.max(Math.abs(a), Math.abs(b));
 
+/** Whether two DANN answers' domain figures agree (both absent, for other runs); `count` images a domain. */
+function domainsAgree(a: ShardResult['domain'], b: ShardResult['domain'], tolerance: number, count: number): boolean {
+  if (!a || !b) return a === b;
+  if (tolerance === 0) return a.loss === b.loss && a.correct === b.correct;
+  return close(a.loss, b.loss, tolerance) && Math.abs(a.correct - b.correct) <= Math.ceil(tolerance * 2 * count);
+}
+
 /** Whether two gradient answers agree: bit for bit at tolerance 0, else within `tolerance` (relative L2). */
 export function gradientsAgree(tolerance: number, count: number) {
   return (a: ShardResult, b: ShardResult): boolean => {
+    if (!domainsAgree(a.domain, b.domain, tolerance, count)) return false;
     if (tolerance === 0) return a.loss === b.loss && a.correct === b.correct && sameBits(a.grads, b.grads) && sameBits(a.stats, b.stats);
     return (
       close(a.loss, b.loss, tolerance) &&

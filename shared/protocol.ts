@@ -448,6 +448,9 @@ export interface RunStatus {
   /** Runs with a targetDataset: the latest evaluation on the target's test split. */
   readonly targetLoss?: number | null;
   readonly targetAccuracy?: number | null;
+  /** DANN runs: the domain classifier's loss and accuracy over the last completed epoch's source and target images. */
+  readonly domainLoss?: number | null;
+  readonly domainAccuracy?: number | null;
   readonly imagesPerSecond: number | null;
   readonly activeWorkers: number;
   readonly etaSeconds: number | null;
@@ -515,6 +518,9 @@ export interface StepMetric {
   readonly at: number;
   /** Whose answers the step counted: worker id → shards (absent for steps recorded before this was kept). */
   readonly workers?: Readonly<Record<string, number>>;
+  /** DANN runs: the domain classifier's loss (mean over the step's shards) and accuracy over its 2 × images source and target images. */
+  readonly domainLoss?: number;
+  readonly domainAccuracy?: number;
 }
 
 /** Where the coordinator's time on one step went, in milliseconds. */
@@ -544,6 +550,13 @@ export interface EvalMetric {
    */
   readonly targetLoss?: number;
   readonly targetAccuracy?: number;
+  /**
+   * DANN runs: the domain classifier over the epoch's training steps, as the trainer reports it: the
+   * mean of its loss over the epoch's graph runs (steps weighted by images), and its accuracy over the
+   * epoch's source and target images.
+   */
+  readonly domainLoss?: number;
+  readonly domainAccuracy?: number;
   readonly at: number;
 }
 

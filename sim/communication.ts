@@ -64,7 +64,7 @@ export function modeTraffic(m: CommunicationMode, run: CommunicationRun, layout 
   const shards = Math.ceil(run.batch / run.microBatch);
   const stepsPerEpoch = Math.floor(run.trainImages / run.batch);
   const syncRoundsPerEpoch = m.innerSteps > 0 ? new RoundPlan(stepsPerEpoch, m.innerSteps).roundsPerEpoch : stepsPerEpoch;
-  const gradient = gradientFrameBytes(m.compression, layout.segments, layout.bufferCount);
+  const gradient = gradientFrameBytes(m.compression, layout.segments, layout.bufferCount, run.model.dann);
   const params = paramsFrameBytes(m.compression, layout.segments, layout.bufferCount);
   const upBytesPerSync = shards * gradient;
   const downBytesPerSync = run.workers * params;

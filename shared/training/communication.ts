@@ -79,8 +79,8 @@ export class RoundPlan {
   }
 }
 
-/** Bytes of one gradient (or delta) frame as a worker sends it: the values in the codec, fp32 statistics. */
-export const gradientFrameBytes = (c: CompressionConfig, segments: readonly number[], statCount: number): number => gradientFrameSize({ codec: gradientCodec(c), segments }, statCount);
+/** Bytes of one gradient (or delta) frame as a worker sends it: the values in the codec, fp32 statistics; `dann`: with domain figures. */
+export const gradientFrameBytes = (c: CompressionConfig, segments: readonly number[], statCount: number, dann: boolean): number => gradientFrameSize({ codec: gradientCodec(c), segments }, statCount, dann);
 
 /** Bytes of one parameter version frame as workers fetch it: the parameters in the codec, fp32 buffers. */
 export const paramsFrameBytes = (c: CompressionConfig, segments: readonly number[], bufferCount: number): number => paramsFrameSize({ codec: paramsCodec(c), segments }, bufferCount);

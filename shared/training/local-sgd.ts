@@ -4,7 +4,7 @@
 import { createOptimizer } from '../optim/optimizer';
 import { learningRate } from '../optim/schedule';
 import type { TrainConfig } from './config';
-import type { StepResult } from './step';
+import type { DomainResult, StepResult } from './step';
 import { updateRunningStats } from './update';
 
 export interface InnerLoopResult {
@@ -16,6 +16,8 @@ export interface InnerLoopResult {
   readonly loss: number;
   /** Correct predictions summed over the inner steps. */
   readonly correct: number;
+  /** DANN: the domain classifier's loss (mean over the inner steps) and correct count (summed), as loss and correct. */
+  readonly domain?: DomainResult;
 }
 
 /**
@@ -28,13 +30,14 @@ export async function innerLoop(
   steps: { readonly first: number; readonly count: number },
   config: Pick<TrainConfig, 'optimizer' | 'schedule' | 'bnMomentum'>,
   mask: Uint8Array,
-  gradient: (params: Float32Array, buffers: Float32Array, step: number) => Promise<Pick<StepResult, 'loss' | 'correct' | 'grads' | 'stats'>>,
+  gradient: (params: Float32Array, buffers: Float32Array, step: number) => Promise<Pick<StepResult, 'loss' | 'correct' | 'grads' | 'stats' | 'domain'>>,
 ): Promise<InnerLoopResult> {
   const params = start.slice();
   const buffers = startBuffers.slice();
   const optimizer = createOptimizer(config.optimizer, params.length);
   let loss = 0;
   let correct = 0;
+  let domain: DomainResult | undefined;
   for (let step = steps.first; step < steps.first + steps.count; step++) {
     const r = await gradient(params, buffers, step);
     if (!Number.isFinite(r.loss)) throw new Error(`inner step ${step}: loss became ${r.loss}`);
@@ -42,8 +45,9 @@ export async function innerLoop(
     if (r.stats.length) updateRunningStats(buffers, r.stats, config.bnMomentum);
     loss += r.loss;
     correct += r.correct;
+    if (r.domain) domain = { loss: (domain?.loss ?? 0) + r.domain.loss, correct: (domain?.correct ?? 0) + r.domain.correct };
   }
   const delta = new Float32Array(params.length);
   for (let i = 0; i < delta.length; i++) delta[i] = start[i] - params[i];
-  return { delta, buffers, loss: loss / steps.count, correct };
+  return { delta, buffers, loss: loss / steps.count, correct, ...(domain ? { domain: { loss: domain.loss / steps.count, correct: domain.correct } } : {}) };
 }

@@ -9,6 +9,7 @@
 // parameters as one without.
 
 import { robustMean, type Aggregation } from './robust-mean';
+import type { DomainResult } from './step';
 
 /** What one accepted shard contributes. */
 export interface ShardResult {
@@ -21,11 +22,13 @@ export interface ShardResult {
   readonly grads: Float32Array;
   /** Batch-norm batch statistics over the shard, flat (empty without batch norm). */
   readonly stats: Float32Array;
+  /** DANN: the domain classifier's mean loss and correct count over the shard's source and target images. */
+  readonly domain?: DomainResult;
 }
 
 /** Several shards summed elsewhere (an aggregator), in float64: what they add to the step at once. */
 export interface PartialSum {
-  readonly shards: readonly Pick<ShardResult, 'shard' | 'worker' | 'loss' | 'correct'>[];
+  readonly shards: readonly Pick<ShardResult, 'shard' | 'worker' | 'loss' | 'correct' | 'domain'>[];
   readonly grads: Float64Array;
   readonly stats: Float64Array;
 }
@@ -37,6 +40,8 @@ export interface StepMean {
   /** Mean of the shards' mean losses (shards are equal-sized). */
   readonly loss: number;
   readonly correct: number;
+  /** DANN: mean of the shards' mean domain losses, and their domain correct counts summed. */
+  readonly domain?: DomainResult;
   /** Which worker's answer was counted for each shard: worker id → shards. */
   readonly workers: Readonly<Record<string, number>>;
 }
@@ -56,6 +61,8 @@ export class StepAggregator {
   private readonly counted = new Map<number, string>();
   private loss = 0;
   private correct = 0;
+  /** DANN: the counted shards' domain losses and correct counts, and how many shards carried them. */
+  private readonly domain = { loss: 0, correct: 0, shards: 0 };
   /** When the step's first lease went out (0: none yet), for the step's wall time. */
   firstLeaseAt = 0;
   /** Milliseconds spent decoding and checking this step's answers (the coordinator's timing). */
@@ -125,6 +132,11 @@ export class StepAggregator {
     for (const s of shards) {
       this.loss += s.loss;
       this.correct += s.correct;
+      if (s.domain) {
+        this.domain.loss += s.domain.loss;
+        this.domain.correct += s.domain.correct;
+        this.domain.shards++;
+      }
       this.counted.set(s.shard, s.worker);
     }
   }
@@ -136,6 +148,8 @@ export class StepAggregator {
     // No prototype: a worker may call itself '__proto__'.
     const workers: Record<string, number> = Object.create(null);
     for (const worker of this.counted.values()) workers[worker] = (workers[worker] ?? 0) + 1;
+    // The coordinator admits domain figures from every shard of a DANN run and from none of another's.
+    if (this.domain.shards && this.domain.shards !== this.shards) throw new Error(`step ${this.step}: ${this.domain.shards} of ${this.shards} shards carried domain figures`);
     const { aggregation, trim } = this.combine;
     const robust = aggregation !== 'mean';
     return {
@@ -143,6 +157,7 @@ export class StepAggregator {
       stats: robust && this.stats.length ? robustMean(this.rows.map((r) => r.stats), aggregation, trim) : scaled(this.stats, scale),
       loss: this.loss * scale,
       correct: this.correct,
+      ...(this.domain.shards ? { domain: { loss: this.domain.loss * scale, correct: this.domain.correct } } : {}),
       workers,
     };
   }

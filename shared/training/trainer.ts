@@ -197,7 +197,7 @@ export async function train(opts: TrainOptions): Promise<TrainerState> {
   };
   const runSlice = (offset: number) => runSliceAt(step, offset, params, buffers);
   const shards = config.batch / ghostBatch;
-  const link = comm && communicationLink(comm.compression, Math.min(comm.workers ?? shards, shards), graph.params, buffers.length, comm.replaceWorkerEvery);
+  const link = comm && communicationLink(comm.compression, Math.min(comm.workers ?? shards, shards), graph.params, buffers.length, config.model.dann, comm.replaceWorkerEvery);
   /** One step: the whole batch in one graph run, or ghost batches averaged as the coordinator averages shards. */
   const computeStep = async (): Promise<Pick<StepMean, 'grads' | 'stats' | 'loss' | 'correct'>> => {
     if (ghostBatch === config.batch && !link) return runSlice(0);
@@ -302,7 +302,7 @@ export async function train(opts: TrainOptions): Promise<TrainerState> {
  * fetches a version, what the coordinator decodes from a shard's answer (through its worker's error
  * feedback), and the bytes both moved since the last `traffic()`.
  */
-function communicationLink(compression: CompressionConfig, workers: number, layout: readonly { name: string; shape: readonly number[] }[], bufferCount: number, replaceEvery = 0) {
+function communicationLink(compression: CompressionConfig, workers: number, layout: readonly { name: string; shape: readonly number[] }[], bufferCount: number, dann: boolean, replaceEvery = 0) {
   const segments = flatLayout(layout).slices.map((s) => s.size);
   const size = segments.reduce((a, b) => a + b, 0);
   const feedback = Array.from({ length: workers }, () => new ErrorFeedback(size, compression.momentumCorrection));
@@ -320,7 +320,7 @@ function communicationLink(compression: CompressionConfig, workers: number, layo
       return compression.params === 'fp32' ? params : roundTrip(params, paramsCodec(compression), segments);
     },
     send(shard: number, values: Float32Array): Float32Array {
-      up += gradientFrameBytes(compression, segments, bufferCount);
+      up += gradientFrameBytes(compression, segments, bufferCount, dann);
       if (spec.codec === 'fp32') return values;
       const worker = feedback[shard % workers];
       const { sent } = worker.encode(values, spec, segments, compression.errorFeedback);

@@ -8,7 +8,7 @@
 // as zero-copy views (aliasing the input) when the input itself is 4-aligned.
 import { checksum32 } from './checksum';
 
-export type WireErrorReason = 'truncated' | 'magic' | 'format' | 'checksum' | 'length' | 'lease-id' | 'codec' | 'segments';
+export type WireErrorReason = 'truncated' | 'magic' | 'format' | 'checksum' | 'length' | 'lease-id' | 'codec' | 'segments' | 'domain';
 
 export class WireError extends Error {
   constructor(readonly reason: WireErrorReason, message: string) {

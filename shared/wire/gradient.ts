@@ -1,8 +1,10 @@
 // Frames a worker posts back for one lease: gradients (training) or eval results (forward-only).
 // A gradient frame is dense fp32 ('ETGR'), or compressed ('ETGQ': the same head, then the values'
-// encoding and payload, value-encoding.ts); statistics are fp32 in both.
+// encoding and payload, value-encoding.ts); statistics are fp32 in both. Format 2 added the domain
+// section after the scalars (DANN runs' domain classifier figures, domain.ts).
 import { encodeValues, type ValueEncoding } from './codec';
 import { FRAME_FIXED_BYTES, FrameReader, FrameWriter, WireError, floatsBytes, magicOf, rawBytes, stringBytes } from './frame';
+import { domainBytes, readDomain, writeDomain, type DomainFigures } from './domain';
 import { isLeaseId, leaseIdProblem } from './lease-id';
 import { checkEncoding, encodedValuesBytes, encodingBytes, readEncodedValues, readEncoding, writeEncoding } from './value-encoding';
 
@@ -16,6 +18,8 @@ export interface GradientSubmission {
   readonly correct: number; // correct predictions in the shard
   readonly grads: Float32Array; // d(mean loss)/d(params), flat
   readonly stats: Float32Array; // batch-norm batch statistics, flat (may be empty)
+  /** DANN runs only: the domain classifier's mean loss and correct count over the shard's 2 × count images. */
+  readonly domain?: DomainFigures;
 }
 
 export interface EvalSubmission {
@@ -29,9 +33,9 @@ export interface EvalSubmission {
 }
 
 export const GRADIENT_MAGIC = 'ETGR';
-export const GRADIENT_FORMAT = 1;
+export const GRADIENT_FORMAT = 2;
 export const COMPRESSED_GRADIENT_MAGIC = 'ETGQ';
-export const COMPRESSED_GRADIENT_FORMAT = 1;
+export const COMPRESSED_GRADIENT_FORMAT = 2;
 
 /** A decoded gradient frame: dense values, and the encoding it arrived in (none: a dense 'ETGR' frame). */
 export interface DecodedGradient extends GradientSubmission {
@@ -76,27 +80,36 @@ function readHeader(r: FrameReader, what: string): Header & { loss: number; corr
 }
 
 export function encodeGradient(s: GradientSubmission): Uint8Array<ArrayBuffer> {
-  const w = new FrameWriter(GRADIENT_MAGIC, GRADIENT_FORMAT, stringBytes(s.leaseId) + SCALARS_BYTES + floatsBytes(s.grads.length) + floatsBytes(s.stats.length));
+  const w = new FrameWriter(GRADIENT_MAGIC, GRADIENT_FORMAT, stringBytes(s.leaseId) + SCALARS_BYTES + domainBytes(s.domain) + floatsBytes(s.grads.length) + floatsBytes(s.stats.length));
   writeHeader(w, s, s.loss, s.correct);
+  writeDomain(w, s.domain);
   w.floats(s.grads);
   w.floats(s.stats);
   return w.finish();
 }
 
 export function encodeCompressedGradient(s: CompressedGradient): Uint8Array<ArrayBuffer> {
-  const w = new FrameWriter(COMPRESSED_GRADIENT_MAGIC, COMPRESSED_GRADIENT_FORMAT, stringBytes(s.leaseId) + SCALARS_BYTES + encodingBytes(s.encoding) + rawBytes(s.payload.byteLength) + floatsBytes(s.stats.length));
+  const w = new FrameWriter(
+    COMPRESSED_GRADIENT_MAGIC,
+    COMPRESSED_GRADIENT_FORMAT,
+    stringBytes(s.leaseId) + SCALARS_BYTES + domainBytes(s.domain) + encodingBytes(s.encoding) + rawBytes(s.payload.byteLength) + floatsBytes(s.stats.length),
+  );
   writeHeader(w, s, s.loss, s.correct);
+  writeDomain(w, s.domain);
   writeEncoding(w, s.encoding);
   w.bytes(s.payload);
   w.floats(s.stats);
   return w.finish();
 }
 
-/** The byte length of a train answer's frame in `encoding` (the dense frame for fp32), its lease id a UUID. */
-export function gradientFrameSize(encoding: ValueEncoding, statCount: number): number {
+/**
+ * The byte length of a train answer's frame in `encoding` (the dense frame for fp32), its lease id a
+ * UUID; `dann`: the run's frames carry domain figures.
+ */
+export function gradientFrameSize(encoding: ValueEncoding, statCount: number, dann: boolean): number {
   const n = encoding.segments.reduce((a, b) => a + b, 0);
   const values = encoding.codec.codec === 'fp32' ? floatsBytes(n) : encodedValuesBytes(encoding);
-  return FRAME_FIXED_BYTES + stringBytes(UUID_EXAMPLE) + SCALARS_BYTES + values + floatsBytes(statCount);
+  return FRAME_FIXED_BYTES + stringBytes(UUID_EXAMPLE) + SCALARS_BYTES + domainBytes(dann ? { loss: 0, correct: 0 } : undefined) + values + floatsBytes(statCount);
 }
 
 const UUID_EXAMPLE = '00000000-0000-4000-8000-000000000000';
@@ -118,16 +131,19 @@ export function decodeGradient(bytes: Uint8Array, expected?: ValueEncoding): Dec
   if (magicOf(bytes) !== COMPRESSED_GRADIENT_MAGIC) {
     const r = new FrameReader(bytes, GRADIENT_MAGIC, GRADIENT_FORMAT, what);
     if (expected) checkEncoding(what, undefined, expected);
-    const s: DecodedGradient = { ...readHeader(r, what), grads: r.floats(), stats: r.floats() };
+    const head = readHeader(r, what);
+    const domain = readDomain(r, head.count, what);
+    const s: DecodedGradient = { ...head, ...domain, grads: r.floats(), stats: r.floats() };
     r.end();
     return s;
   }
   const r = new FrameReader(bytes, COMPRESSED_GRADIENT_MAGIC, COMPRESSED_GRADIENT_FORMAT, what);
   const head = readHeader(r, what);
+  const domain = readDomain(r, head.count, what);
   const encoding = readEncoding(r, what);
   if (expected) checkEncoding(what, encoding, expected);
   const grads = readEncodedValues(r, encoding, what);
-  const s: DecodedGradient = { ...head, grads, stats: r.floats(), encoding };
+  const s: DecodedGradient = { ...head, ...domain, grads, stats: r.floats(), encoding };
   r.end();
   return s;
 }

@@ -8,3 +8,4 @@ export { LEASE_ID, isLeaseId, leaseIdProblem } from './lease-id';
 export { gradientDigest } from './digest';
 export { checkEncoding } from './value-encoding';
 export type { ValueEncoding, CodecSpec, Codec } from './codec';
+export type { DomainFigures } from './domain';

@@ -1,8 +1,8 @@
 // A target domain in the cluster (run request `targetDataset`): a DANN run trains on the target's
 // unlabelled train images, and every run with a target has its test split evaluated each epoch. The
 // cluster's target loss and accuracy per epoch, and its final parameters and statistics, equal the
-// single-process trainer's given the same target (ghost batch = the cluster's lease size); the DANN
-// run's model exports and runs. Refusals name the field and store no run.
+// single-process trainer's given the same target (ghost batch = the cluster's lease size), and so
+// are a DANN run's domain classifier loss and accuracy per epoch; the DANN run's model exports and runs. Refusals name the field and store no run.
 //
 // As in equivalence.test.ts: a coordinator per test, calls that time out after HANG_MS, one retry
 // (workerd at times stops answering).
@@ -13,12 +13,13 @@ import { runRequestOf } from '../../cli/start';
 import { fetchWithTimeout } from '../../cli/target';
 import { assembleCifar10, type Cifar10, type CifarSplit } from '../../shared/data/cifar';
 import { trainingLayout } from '../../shared/models/compile';
-import type { RunRequest } from '../../shared/protocol';
+import type { EvalMetric, RunRequest } from '../../shared/protocol';
+import type { EpochReport } from '../../shared/training/checkpoint';
 import type { TrainConfig } from '../../shared/training/config';
 import { train } from '../../shared/training/trainer';
 import { DEFAULT_COMPRESSION, type DilocoConfig } from '../../shared/training/communication';
 import { ApiClient, ApiError } from '../../workers/gradient/client';
-import { evalLine, pct, progressLine, runShape } from '../../cli/display';
+import { evalLine, pct, progressLine, runShape, stepLine } from '../../cli/display';
 import { endLine } from '../../cli/watch';
 import { loadOrt } from '../../workers/ort/node';
 import { fixtureFiles } from '../support/cifar-fixture';
@@ -104,7 +105,10 @@ describe('a target domain in the cluster', { retry: 1 }, () => {
       expect(e.targetAccuracy).toBe(r.targetAccuracy);
       expect(Math.abs(e.targetLoss! - r.targetLoss!)).toBeLessThanOrEqual(ROUNDING * Math.abs(r.targetLoss!));
       expect(Math.abs(e.loss - r.testLoss)).toBeLessThanOrEqual(ROUNDING * Math.abs(r.testLoss));
+      expectSameDomain(config, e, r);
     }
+    // Each step of a DANN run records its domain classifier; no step of another run does.
+    for (const m of run.metrics.steps) expect(m.domainAccuracy !== undefined && m.domainLoss !== undefined, `step ${m.step}`).toBe(config.model.dann);
     expect(bytesOf(run.params).equals(bytesOf(ref.params))).toBe(true);
     expect(bytesOf(run.buffers).equals(bytesOf(ref.buffers))).toBe(true);
     expect(run.final.targetAccuracy).toBe(run.metrics.evals.at(-1)!.targetAccuracy);
@@ -112,8 +116,34 @@ describe('a target domain in the cluster', { retry: 1 }, () => {
     const last = run.metrics.evals.at(-1)!;
     expect(progressLine(run.final)).toContain(`test ${pct(run.final.testAccuracy)} · target ${pct(last.targetAccuracy)}`);
     expect(runShape(run.final)).toContain('dataset fixture, target fixture-inverted');
-    expect(evalLine(last)).toMatch(/test accuracy \d+\.\d\d% {2}target loss \d+\.\d{4} {2}target accuracy \d+\.\d\d%$/);
     expect(endLine(run.final)).toContain(`target accuracy ${pct(last.targetAccuracy)} after`);
+    if (!config.model.dann) {
+      expect(evalLine(last)).toMatch(/test accuracy \d+\.\d\d% {2}target loss \d+\.\d{4} {2}target accuracy \d+\.\d\d%$/);
+      expect('domainLoss' in run.final || 'domainAccuracy' in run.final).toBe(false);
+      expect(progressLine(run.final)).not.toContain('domain');
+      return;
+    }
+    // A DANN run's status, metrics lines and progress line show the domain classifier of the last epoch.
+    expect(evalLine(last)).toMatch(/test accuracy \d+\.\d\d% {2}target loss \d+\.\d{4} {2}target accuracy \d+\.\d\d% {2}domain loss \d+\.\d\d acc \d+\.\d%$/);
+    expect([run.final.domainLoss, run.final.domainAccuracy]).toEqual([last.domainLoss, last.domainAccuracy]);
+    expect(progressLine(run.final)).toContain(` · target ${pct(last.targetAccuracy)} · domain loss ${last.domainLoss!.toFixed(2)} acc ${(100 * last.domainAccuracy!).toFixed(1)}% · `);
+    expect(stepLine(run.metrics.steps[0])).toMatch(/ms {2}domain loss \d+\.\d\d acc \d+\.\d%$/);
+  }
+
+  /**
+   * A DANN epoch's domain classifier as the trainer reports it (micro batch = its ghost batch): the
+   * accuracy exactly, the loss (a mean over the same graph runs, summed in another order) to rounding;
+   * another run's epochs have neither.
+   */
+  function expectSameDomain(config: TrainConfig, e: EvalMetric, r: EpochReport) {
+    if (!config.model.dann) {
+      expect('domainLoss' in e || 'domainAccuracy' in e, `epoch ${e.epoch}`).toBe(false);
+      return;
+    }
+    console.log(`[dann] epoch ${e.epoch} domain: cluster loss ${e.domainLoss} accuracy ${e.domainAccuracy}; trainer loss ${r.domainLoss} accuracy ${r.domainAccuracy}`);
+    expect(r.domainAccuracy).toBeGreaterThan(0);
+    expect(e.domainAccuracy).toBe(r.domainAccuracy);
+    expect(Math.abs(e.domainLoss! - r.domainLoss!)).toBeLessThanOrEqual(ROUNDING * r.domainLoss!);
   }
 
   it('DANN: the target train split feeds the domain classifier, its test split is evaluated with the target statistics each epoch as the trainer does; the model exports and runs', async () => {
@@ -163,6 +193,8 @@ describe('a target domain in the cluster', { retry: 1 }, () => {
     const ref = await train({ ort: await loadOrt('web', 1), data: source, target, config, ghostBatch: MICRO_BATCH, communication: { compression: DEFAULT_COMPRESSION, diloco, workers: 1 } });
     expect(e.targetAccuracy).toBe(ref.history[0].targetAccuracy);
     expect(Math.abs(e.targetLoss! - ref.history[0].targetLoss!)).toBeLessThanOrEqual(ROUNDING * ref.history[0].targetLoss!);
+    // The round's domain figures: each lease's summed over its inner steps, as the trainer's over its graph runs.
+    expectSameDomain(config, e, ref.history[0]);
     expect(bytesOf(params).equals(bytesOf(ref.params))).toBe(true);
   }, 180_000);
 

@@ -49,8 +49,8 @@ function expectReason(fn: () => unknown, reason: WireErrorReason, message?: RegE
   if (message) expect((error as WireError).message).toMatch(message);
 }
 
-/** Byte offset of the payload's length field in a gradient frame from `s` (header, lease id, scalars, encoding). */
-const payloadAt = (e: ValueEncoding) => 8 + 4 + 36 + 4 * 4 + 8 + 4 + 4 + 8 + 4 + 4 * e.segments.length;
+/** Byte offset of the payload's length field in a gradient frame from `s` (header, lease id, scalars, no domain section, encoding). */
+const payloadAt = (e: ValueEncoding) => 8 + 4 + 36 + 4 * 4 + 8 + 4 + 4 + 4 + 8 + 4 + 4 * e.segments.length;
 
 describe('compressed gradient frames', () => {
   for (const e of [INT8, FP16, TOPK]) {

@@ -2,7 +2,7 @@
 // optimizer applies), the shard choice (backups, waits), the admission checks, the shard plan. The
 // Durable Object that wires them is tested through the API in test/workers/.
 import { describe, expect, it } from 'vitest';
-import { answerableLease, evalProblem, frameVerdict, gradientShapeProblem, nonFiniteIn } from '../../coordinator/admission';
+import { answerableLease, evalProblem, frameVerdict, gradientRangeProblem, gradientShapeProblem, LOSS_CAP, nonFiniteIn } from '../../coordinator/admission';
 import { LONG_POLL_MS, pickShard, type LeaseRow } from '../../coordinator/lease-scheduler';
 import { EARLY_CAP, EARLY_FACTOR, EARLY_FLOOR, NormGuard, l2Norm } from '../../coordinator/norm-guard';
 import { REPLAY_STEPS, ReplayGuard, replayDigest } from '../../coordinator/replay-guard';
@@ -68,6 +68,25 @@ describe('StepAggregator', () => {
     const agg = new StepAggregator(0, 4, n, 0);
     for (const s of [0, 1, 2, 3]) agg.add(shard(s, grads[s]));
     expect(agg.mean().grads[0]).toBe(0.5);
+  });
+
+  it("DANN: averages the shards' domain losses and sums their domain correct counts, added one by one or in partial sums; none without them", () => {
+    const direct = new StepAggregator(0, 3, 1, 0);
+    direct.add(shard(0, f32(1), { domain: { loss: 0.5, correct: 40 } }));
+    direct.add(shard(1, f32(1), { domain: { loss: 0.75, correct: 50 } }));
+    direct.add(shard(2, f32(1), { domain: { loss: 1, correct: 60 } }));
+    expect(direct.mean().domain).toEqual({ loss: 0.75, correct: 150 });
+    const partial = new StepAggregator(0, 3, 1, 0);
+    partial.addPartial({ shards: [{ shard: 0, worker: 'a', loss: 1, correct: 0, domain: { loss: 0.5, correct: 40 } }, { shard: 2, worker: 'a', loss: 1, correct: 0, domain: { loss: 1, correct: 60 } }], grads: Float64Array.of(2), stats: new Float64Array(0) });
+    partial.add(shard(1, f32(1), { domain: { loss: 0.75, correct: 50 } }));
+    expect(partial.mean().domain).toEqual({ loss: 0.75, correct: 150 });
+    const plain = new StepAggregator(0, 1, 1, 0);
+    plain.add(shard(0, f32(1)));
+    expect('domain' in plain.mean()).toBe(false);
+    const mixed = new StepAggregator(0, 2, 1, 0);
+    mixed.add(shard(0, f32(1), { domain: { loss: 0.5, correct: 40 } }));
+    mixed.add(shard(1, f32(1)));
+    expect(() => mixed.mean()).toThrow(/1 of 2 shards carried domain figures/);
   });
 
   it('refuses a shard counted twice, a shard outside the step and a gradient of the wrong length', () => {
@@ -193,6 +212,16 @@ describe('admission checks', () => {
     expect(check(frame({ stats: f32(NaN) }))).toBe('statistics value 0 is NaN');
   });
 
+  it("wants domain figures in a DANN run's frames and none in another's, their loss within LOSS_CAP", () => {
+    const specOf = (dann: boolean) => ({ ...spec, bufferCount: 0, config: { ...spec.config, train: { ...SEED_TRAIN_CONFIG, model: { ...SEED_TRAIN_CONFIG.model, dann } } } }) as RunSpec;
+    const domain = { loss: 0.69, correct: 33 };
+    expect(gradientRangeProblem(frame({ stats: f32(), domain }), specOf(true))).toBeUndefined();
+    expect(gradientRangeProblem(frame({ stats: f32() }), specOf(false))).toBeUndefined();
+    expect(gradientRangeProblem(frame({ stats: f32() }), specOf(true))).toMatchObject({ status: 400, reason: 'domain' });
+    expect(gradientRangeProblem(frame({ stats: f32(), domain }), specOf(false))).toMatchObject({ status: 400, reason: 'domain' });
+    expect(gradientRangeProblem(frame({ stats: f32(), domain: { loss: LOSS_CAP * 2, correct: 0 } }), specOf(true))).toMatchObject({ status: 422, reason: 'range' });
+  });
+
   it('checks an eval answer against its shard: count, finite loss, possible values', () => {
     const answer = (over: Partial<EvalSubmission>): EvalSubmission => ({ ...head, count: 50, lossSum: 10, correct: 20, ...over });
     expect(evalProblem(answer({}), 50)).toBeUndefined();
@@ -216,7 +245,7 @@ describe('ShardPlan', () => {
 
   it('splits a step into batch / microBatch shards and an evaluation into evalBatch shards with a short last one', () => {
     expect([plan.trainShards, plan.evalShards]).toEqual([3, 3]);
-    expect([0, 1, 2].map((s) => plan.evalRange(s))).toEqual([{ first: 0, count: 50 }, { first: 50, count: 50 }, { first: 100, count: 20 }]);
+    expect([0, 1, 2].map((s) => plan.evalRange(s))).toEqual([{ domain: 'source', first: 0, count: 50 }, { domain: 'source', first: 50, count: 50 }, { domain: 'source', first: 100, count: 20 }]);
     expect([plan.examplesPerLease('train'), plan.examplesPerLease('eval')]).toEqual([32, 50]);
   });
 

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import {
-  checksum32, decodeEval, decodeGradient, decodeParams, encodeEval, encodeGradient, encodeParams,
-  FrameWriter, WireError, GRADIENT_MAGIC, GRADIENT_FORMAT, stringBytes, type GradientSubmission, type WireErrorReason,
+  checksum32, decodeEval, decodeGradient, decodeParams, encodeEval, encodeGradient, encodeGradientAs, encodeParams, gradientFrameSize,
+  FrameWriter, WireError, GRADIENT_MAGIC, GRADIENT_FORMAT, stringBytes, type GradientSubmission, type ValueEncoding, type WireErrorReason,
 } from '../../shared/wire';
 
 const utf8 = new TextEncoder();
@@ -130,7 +130,7 @@ describe('gradient frame', () => {
   it('round-trips a 545,098-float gradient', () => {
     const s = submission({ grads: floats(545_098, 11) });
     const bytes = encodeGradient(s);
-    expect(bytes.byteLength).toBe(8 + 4 + 36 + 16 + 8 + 4 + 4 + 545_098 * 4 + 4 + 64 * 4 + 4);
+    expect(bytes.byteLength).toBe(8 + 4 + 36 + 16 + 8 + 4 + 4 + 4 + 545_098 * 4 + 4 + 64 * 4 + 4);
     expectSameGradient(decodeGradient(bytes), s);
   });
 
@@ -174,6 +174,47 @@ describe('gradient frame', () => {
     expect(() => encodeGradient(submission({ step: -1 }))).toThrow(/u32/);
     expect(() => encodeGradient(submission({ count: 1.5 }))).toThrow(/u32/);
     expect(() => encodeGradient(submission({ version: 2 ** 32 }))).toThrow(/u32/);
+  });
+});
+
+describe("gradient frame: a DANN run's domain section", () => {
+  const domain = { loss: 0.6931471805599453, correct: 170 };
+  const dense: ValueEncoding = { codec: { codec: 'fp32' }, segments: [1000] };
+  const encodings: ValueEncoding[] = [dense, { codec: { codec: 'int8' }, segments: [600, 400] }, { codec: { codec: 'topk', topK: 0.1 }, segments: [1000] }];
+  /** Byte offset of the section's presence word: header, lease id (a UUID), four u32s, the loss (f64) and correct (u32). */
+  const markerAt = 8 + 40 + 16 + 8 + 4;
+
+  it('round-trips the domain loss and correct count in dense and compressed frames; a frame without them decodes with no domain field', () => {
+    for (const e of encodings) {
+      const got = decodeGradient(encodeGradientAs(submission({ domain }), e), e);
+      expect(got.domain, e.codec.codec).toEqual(domain);
+      expect('domain' in decodeGradient(encodeGradientAs(submission(), e), e), e.codec.codec).toBe(false);
+    }
+    // Every image of both domains classified right is possible.
+    expect(decodeGradient(encodeGradient(submission({ domain: { loss: 0, correct: 256 } }))).domain).toEqual({ loss: 0, correct: 256 });
+  });
+
+  it('gradientFrameSize is exact with and without the section', () => {
+    for (const e of encodings) {
+      for (const withDomain of [false, true]) {
+        const bytes = encodeGradientAs(submission(withDomain ? { domain } : {}), e);
+        expect(gradientFrameSize(e, 64, withDomain), `${e.codec.codec} ${withDomain}`).toBe(bytes.byteLength);
+      }
+    }
+    expect(gradientFrameSize(dense, 64, true) - gradientFrameSize(dense, 64, false)).toBe(12);
+  });
+
+  it("refuses a negative, NaN or infinite domain loss, more correct than the shard's 2 × count images, and a presence word other than 0 or 1 (WireError 'domain')", () => {
+    for (const bad of [{ loss: -1e-9, correct: 3 }, { loss: NaN, correct: 3 }, { loss: Infinity, correct: 3 }, { loss: -Infinity, correct: 3 }]) {
+      for (const e of encodings) expectReason(() => decodeGradient(encodeGradientAs(submission({ domain: bad }), e), e), 'domain', /^gradient frame: domain loss -?\w+(\.\d+)?(e-\d+)? is not a finite non-negative number$/);
+    }
+    for (const e of encodings) {
+      expectReason(() => decodeGradient(encodeGradientAs(submission({ domain: { loss: 0.7, correct: 257 } }), e), e), 'domain', /257 correct domain predictions among the shard's 256 source and target images/);
+    }
+    const marked = encodeGradient(submission()).slice();
+    expect(new DataView(marked.buffer).getUint32(markerAt, true)).toBe(0);
+    new DataView(marked.buffer).setUint32(markerAt, 2, true);
+    expectReason(() => decodeGradient(reseal(marked)), 'domain', /domain section marker 2/);
   });
 });
 
@@ -234,7 +275,7 @@ describe('decode errors', () => {
   it('format: a different format version', () => {
     const other = bytes.slice();
     new DataView(other.buffer).setUint32(4, GRADIENT_FORMAT + 1, true);
-    expectReason(() => decodeGradient(reseal(other)), 'format', /^gradient frame: unsupported format 2 \(this build reads 1\)/);
+    expectReason(() => decodeGradient(reseal(other)), 'format', /^gradient frame: unsupported format 3 \(this build reads 2\)/);
   });
 
   it('checksum: any single flipped bit after the header', () => {
@@ -262,12 +303,13 @@ describe('decode errors', () => {
     const absurd = (field: 'lease' | 'grads' | 'stats') => {
       const leaseId = submission().leaseId;
       const lengths = field === 'grads' ? [0xffffffff] : field === 'stats' ? [0, 0x40000000] : [];
-      const w = new FrameWriter(GRADIENT_MAGIC, GRADIENT_FORMAT, (field === 'lease' ? 4 : stringBytes(leaseId)) + 4 * lengths.length + 16 + 8 + 4);
+      const w = new FrameWriter(GRADIENT_MAGIC, GRADIENT_FORMAT, (field === 'lease' ? 4 : stringBytes(leaseId)) + 4 * lengths.length + 16 + 8 + 4 + 4);
       if (field === 'lease') w.u32(0xffffffff);
       else w.string(leaseId);
       for (let i = 0; i < 4; i++) w.u32(1);
       w.f64(0.5);
       w.u32(0);
+      w.u32(0); // no domain section
       for (const n of lengths) w.u32(n);
       return w.finish();
     };

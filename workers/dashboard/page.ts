@@ -237,6 +237,8 @@ export const DASHBOARD_SCRIPT = String.raw`
       kv('loss', fmt(st.loss, 4));
       kv('test acc.', pct(st.testAccuracy));
       if (st.config.targetDataset) kv('target acc.', pct(st.targetAccuracy));
+      // DANN: the domain classifier over the last epoch (near ln 2 and 50 % when the features align).
+      if (st.config.train.model.dann) kv('domain', 'loss ' + fmt(st.domainLoss, 4) + ' · acc. ' + pct(st.domainAccuracy)).id = 'domain';
       if (st.error) h.appendChild(el('span', { class: 'no' }, st.error));
       $('config').textContent = JSON.stringify(st.config, null, 2);
     } else {

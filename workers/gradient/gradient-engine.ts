@@ -9,10 +9,10 @@ import { evalGraphBatch } from '../../shared/memory-budget';
 import type { OrtApi } from '../../shared/onnx/session';
 import type { Lease, RunSpec, TrainLeaseRound } from '../../shared/protocol';
 import { decayMask } from '../../shared/models/params';
-import { innerLoop } from '../../shared/training/local-sgd';
+import { innerLoop, type InnerLoopResult } from '../../shared/training/local-sgd';
 import { BatchFeeder } from '../../shared/training/feeder';
 import { graphBatchOf, graphHash, graphMismatch } from '../../shared/graph-hash';
-import { GraphRunner, type RunLayout, type StepResult } from '../../shared/training/step';
+import { GraphRunner, type DomainResult, type RunLayout, type StepResult } from '../../shared/training/step';
 
 /** A lease's examples, gathered so that example i of the lease is record i. */
 export interface LeaseExamples {
@@ -82,7 +82,8 @@ export class GradientEngine {
   /**
    * A DiLoCo lease: innerLoop from the version's parameters and buffers, inner step k on the lease's
    * examples [k × microBatch, (k + 1) × microBatch). `grads` is the delta (start − end), `stats` the
-   * buffers after the last inner step, `loss` the mean inner loss, `correct` the sum.
+   * buffers after the last inner step, `loss` the mean inner loss, `correct` the sum (DANN: `domain`
+   * likewise).
    */
   async round(lease: Lease, inner: TrainLeaseRound, params: Float32Array, buffers: Float32Array, data: LeaseExamples): Promise<StepResult> {
     const shard = lease.indices.length / inner.count;
@@ -95,12 +96,12 @@ export class GradientEngine {
       if (!Number.isFinite(r.loss)) diverged = r.loss;
       return r;
     });
-    const r = await loop.catch((e: unknown) => {
+    const r: InnerLoopResult = await loop.catch((e: unknown) => {
       if (diverged === undefined) throw e;
       // Answered as a non-finite loss, as a synchronous lease is: the coordinator counts divergence votes.
       return { loss: diverged, correct: 0, delta: new Float32Array(params.length), buffers: buffers.slice() };
     });
-    return { loss: r.loss, correct: r.correct, grads: r.delta, stats: r.buffers };
+    return { loss: r.loss, correct: r.correct, grads: r.delta, stats: r.buffers, ...(r.domain ? { domain: r.domain } : {}) };
   }
 
   /**
@@ -116,17 +117,23 @@ export class GradientEngine {
     if (n % g !== 0) throw new Error(`train lease of ${n} examples is not a whole number of graph batches of ${g}`);
     // The first graph run's vectors hold the lease's sum: later runs add into them.
     let sum: { loss: number; correct: number; grads: Float32Array; stats: Float32Array } | undefined;
+    let domain: DomainResult | undefined;
     for (let first = 0; first < n; first += g) {
       const indices = Array.from({ length: g }, (_, i) => offset + first + i);
       const dann = at.lambda !== undefined && data.target ? { split: data.target, indices, lambda: at.lambda } : undefined;
       const captions = data.captions?.subarray((offset + first) * TEXT_DIM, (offset + first + g) * TEXT_DIM);
       const feeds = feeder.feeds({ split: data.examples, indices, epoch: at.epoch, firstPosition: at.firstPosition + first, captions }, this.spec.config.train.augment, dann);
-      if (!sum) sum = { ...(await runner.step(params, buffers, feeds)) };
-      else {
-        const r = await runner.stepInto(params, buffers, feeds, sum);
+      let r: { loss: number; correct: number; domain?: DomainResult };
+      if (!sum) {
+        const one = await runner.step(params, buffers, feeds);
+        sum = { loss: one.loss, correct: one.correct, grads: one.grads, stats: one.stats };
+        r = one;
+      } else {
+        r = await runner.stepInto(params, buffers, feeds, sum);
         sum.loss += r.loss;
         sum.correct += r.correct;
       }
+      if (r.domain) domain = { loss: (domain?.loss ?? 0) + r.domain.loss, correct: (domain?.correct ?? 0) + r.domain.correct };
     }
     const parts = n / g;
     if (parts > 1) {
@@ -134,7 +141,12 @@ export class GradientEngine {
       for (let i = 0; i < sum!.grads.length; i++) sum!.grads[i] /= parts;
       for (let i = 0; i < sum!.stats.length; i++) sum!.stats[i] /= parts;
     }
-    return sum!;
+    if (!domain) return sum!;
+    const domainLoss = parts > 1 ? domain.loss / parts : domain.loss;
+    // A domain classifier gone non-finite is a diverged answer: reported as one (a non-finite loss), with
+    // no domain figures, which a frame cannot carry non-finite.
+    if (!Number.isFinite(domainLoss)) return { ...sum!, loss: domainLoss };
+    return { ...sum!, domain: { loss: domainLoss, correct: domain.correct } };
   }
 
   /**

@@ -160,7 +160,7 @@ async function compute(o: WorkOptions, spec: RunSpec, lease: Lease, params: Para
       const computed = Date.now();
       ms.compute += computed - t;
       t = computed;
-      const reply = await o.api.submitGradient(lease, answers.frame({ ...base, loss: r.loss, correct: r.correct, grads: r.grads, stats: r.stats }));
+      const reply = await o.api.submitGradient(lease, answers.frame({ ...base, loss: r.loss, correct: r.correct, grads: r.grads, stats: r.stats, ...(r.domain ? { domain: r.domain } : {}) }));
       ms.submit += Date.now() - t;
       return reply.accepted;
     }
