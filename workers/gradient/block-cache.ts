@@ -49,11 +49,6 @@ export class BlockCache {
     return requests.map((r) => gatherExamples(r.manifest, r.split, r.indices, (sha) => this.blocks.get(sha)!));
   }
 
-  /** Bytes of the blocks held now. */
-  get heldBytes(): number {
-    return this.bytes;
-  }
-
   /** Drops the oldest blocks until `incoming` more bytes fit the budget, never one this lease needs. */
   private evict(keep: ReadonlySet<string>, incoming: number): void {
     for (const [sha, block] of this.blocks) {
