@@ -477,7 +477,7 @@ describe('TrainingCoordinator over the HTTP API (Miniflare: real DO, KV, R2)', (
       await leasers[1].submitGradient(l1, gradientFrame(l1, spec, 0, { loss: losses[1], correct: 8 }));
       const s = await api.status(runId);
       seen.push(s);
-      await sleep(30); // distinct commit times, so throughput is measurable
+      await sleep(200); // distinct commit times, so throughput is measurable; long enough that a loaded machine's jitter does not reorder the ETAs
       return s;
     };
 
@@ -487,7 +487,7 @@ describe('TrainingCoordinator over the HTTP API (Miniflare: real DO, KV, R2)', (
     const first = await api.status(runId);
     seen.push(first);
     expect(first).toMatchObject({ step: 1, totalSteps: 4, epoch: 0, loss: 2.5, trainAccuracy: 24 / 64, activeWorkers: 2, imagesPerSecond: null, etaSeconds: null });
-    await sleep(30);
+    await sleep(200);
 
     const second = await step([w1, w2], [2.0, 1.8]);
     expect(second).toMatchObject({ step: 2, totalSteps: 4, epoch: 0, loss: 1.9, activeWorkers: 2 });
